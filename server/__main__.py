@@ -1,0 +1,82 @@
+"""`python -m server`: start Redis if none is configured, seed the demo shop, run uvicorn, stop Redis on exit."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import sys
+
+import uvicorn
+from redis.asyncio import Redis
+
+from server import config
+from server.cli import mint
+from server.protocol import Role
+from server.redis_server import EmbeddedRedis
+from server.seed import DEMO_MERCHANT, DEMO_ROOM, seed_demo
+
+log = logging.getLogger("livecart")
+
+
+async def _seed(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        if await seed_demo(redis):
+            log.info("seeded the demo shop (merchant %r, room %r)", DEMO_MERCHANT, DEMO_ROOM)
+    finally:
+        await redis.aclose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m server", description=__doc__)
+    parser.add_argument("--host", help="address to listen on (HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (PORT, default 8000)")
+    parser.add_argument("--workers", type=int, help="uvicorn worker processes (WEB_CONCURRENCY, default 1)")
+    args = parser.parse_args(argv)
+    settings = config.load()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    host = args.host or settings.host
+    port = args.port or settings.port
+    workers = args.workers or settings.workers
+
+    # uvicorn re-raises the signal that stopped it; make SIGTERM unwind this function so Redis is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    embedded = None
+    if settings.redis_url is None:
+        embedded = EmbeddedRedis(settings.redis_dir, fsync=settings.redis_fsync, binary=settings.redis_server)
+        os.environ["REDIS_URL"] = embedded.start()
+    try:
+        metrics_dir = settings.data_dir / f"metrics-{port}"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        if settings.seed_demo:
+            asyncio.run(_seed(os.environ["REDIS_URL"]))
+            base = settings.public_url or f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+            token = mint(settings, DEMO_MERCHANT, Role.HOST, "Demo Host", 1)
+            log.info("viewer room:  %s/room.html?room=%s", base, DEMO_ROOM)
+            log.info("host studio:  %s/studio.html?room=%s#token=%s", base, DEMO_ROOM, token)
+        uvicorn.run(
+            "server.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            ws_max_size=settings.max_frame_bytes,
+            ws_per_message_deflate=False,
+            log_level=settings.log_level,
+            timeout_graceful_shutdown=10,
+            access_log=False,
+            proxy_headers=True,
+        )
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+if __name__ == "__main__":
+    main()

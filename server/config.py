@@ -1,0 +1,106 @@
+"""Configuration: every setting the server reads from the environment, read once here."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _list(name: str, default: str = "") -> tuple[str, ...]:
+    raw = os.environ.get(name, default)
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    redis_url: str | None = None
+    redis_server: str | None = None
+    redis_fsync: str = "everysec"
+    data_dir: Path = Path("data")
+    secret_key: str = ""
+    allowed_origins: tuple[str, ...] = ()
+    public_url: str = ""
+    log_level: str = "info"
+    tick_ms: int = 100
+    history_size: int = 1000
+    chat_recent: int = 50
+    chat_max_length: int = 300
+    chat_rate_count: int = 5
+    chat_rate_seconds: int = 5
+    outbox_max_events: int = 500
+    max_frame_bytes: int = 16 * 1024
+    guest_token_days: int = 30
+    staff_token_days: int = 30
+    hold_seconds: int = 300
+    ice_servers: tuple[str, ...] = field(default_factory=tuple)
+    turn_secret: str = ""
+    seed_demo: bool = True
+
+    @property
+    def redis_dir(self) -> Path:
+        return self.data_dir / "redis"
+
+
+def _secret_key(data_dir: Path) -> str:
+    """SECRET_KEY, or one generated once and kept in DATA_DIR so every worker and restart agree."""
+    configured = os.environ.get("SECRET_KEY")
+    if configured:
+        return configured
+    path = data_dir / "secret_key"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(path, "x") as handle:
+            handle.write(secrets.token_urlsafe(32))
+    except FileExistsError:
+        pass
+    return path.read_text().strip()
+
+
+def load() -> Settings:
+    """Read the environment; raise SystemExit with a readable message on a bad value."""
+    data_dir = Path(os.environ.get("DATA_DIR", "data")).resolve()
+    fsync = os.environ.get("REDIS_APPENDFSYNC", "everysec")
+    if fsync not in ("always", "everysec", "no"):
+        raise SystemExit(f"REDIS_APPENDFSYNC must be always, everysec or no, got {fsync!r}")
+    return Settings(
+        host=os.environ.get("HOST", "127.0.0.1"),
+        port=_int("PORT", 8000),
+        workers=_int("WEB_CONCURRENCY", 1),
+        redis_url=os.environ.get("REDIS_URL") or None,
+        redis_server=os.environ.get("REDIS_SERVER") or None,
+        redis_fsync=fsync,
+        data_dir=data_dir,
+        secret_key=_secret_key(data_dir),
+        allowed_origins=_list("ALLOWED_ORIGINS"),
+        public_url=os.environ.get("PUBLIC_URL", "").rstrip("/"),
+        log_level=os.environ.get("LOG_LEVEL", "info"),
+        tick_ms=_int("TICK_MS", 100),
+        history_size=_int("HISTORY_SIZE", 1000),
+        chat_recent=_int("CHAT_RECENT", 50),
+        chat_max_length=_int("CHAT_MAX_LENGTH", 300),
+        chat_rate_count=_int("CHAT_RATE_COUNT", 5),
+        chat_rate_seconds=_int("CHAT_RATE_SECONDS", 5),
+        outbox_max_events=_int("OUTBOX_MAX_EVENTS", 500),
+        max_frame_bytes=_int("MAX_FRAME_BYTES", 16 * 1024),
+        guest_token_days=_int("GUEST_TOKEN_DAYS", 30),
+        staff_token_days=_int("STAFF_TOKEN_DAYS", 30),
+        hold_seconds=_int("HOLD_SECONDS", 300),
+        ice_servers=_list("ICE_SERVERS", ""),
+        turn_secret=os.environ.get("TURN_SECRET", ""),
+        seed_demo=os.environ.get("SEED_DEMO", "1") not in ("0", "false", "no"),
+    )

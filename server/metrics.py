@@ -1,0 +1,54 @@
+"""Prometheus metrics of this process (summed across uvicorn workers when PROMETHEUS_MULTIPROC_DIR is set)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from starlette.requests import Request
+from starlette.responses import Response
+
+CONNECTIONS = Gauge("livecart_connections", "Open room WebSocket connections", multiprocess_mode="livesum")
+ROOMS = Gauge("livecart_rooms", "Rooms with viewers on this server", multiprocess_mode="livesum")
+EVENTS_IN = Counter("livecart_events_in_total", "Messages received from clients", ["type"])
+EVENTS_PUBLISHED = Counter("livecart_events_published_total", "Room events received from the broker")
+FRAMES_OUT = Counter("livecart_frames_out_total", "Frames written to viewers")
+CLOSED_SLOW = Counter("livecart_viewers_closed_slow_total", "Viewers closed because they could not keep up")
+PROTOCOL_ERRORS = Counter("livecart_protocol_errors_total", "Client messages refused", ["code"])
+REDIS_SECONDS = Histogram(
+    "livecart_redis_seconds",
+    "Redis call latency",
+    ["op"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+
+
+@contextmanager
+def redis_timer(op: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        REDIS_SECONDS.labels(op).observe(time.perf_counter() - start)
+
+
+async def endpoint(request: Request) -> Response:
+    """GET /metrics in the Prometheus text format."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        body = generate_latest(registry)
+    else:
+        body = generate_latest()
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

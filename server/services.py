@@ -1,0 +1,43 @@
+"""The services one server process runs, built once at start-up and shared by every handler."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from server.auth import Tokens
+from server.catalog import Catalog
+from server.chat import Chat
+from server.config import Settings
+from server.history import History
+from server.hub import Hub
+from server.presence import Presence
+from server.rooms import Rooms
+
+
+@dataclass
+class Services:
+    settings: Settings
+    redis: Redis
+    tokens: Tokens
+    catalog: Catalog
+    history: History
+    hub: Hub
+    rooms: Rooms
+    chat: Chat
+
+    @classmethod
+    def build(cls, settings: Settings, redis: Redis, pubsub_redis: Redis) -> Services:
+        catalog = Catalog(redis)
+        history = History(redis, settings.history_size)
+        return cls(
+            settings=settings,
+            redis=redis,
+            tokens=Tokens(settings.secret_key),
+            catalog=catalog,
+            history=history,
+            hub=Hub(settings, history, Presence(redis), pubsub_redis),
+            rooms=Rooms(catalog, history),
+            chat=Chat(redis, catalog, history, settings),
+        )

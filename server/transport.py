@@ -1,0 +1,129 @@
+"""The room WebSocket: check who connects, send the snapshot (or what was missed), then read commands."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from urllib.parse import urlsplit
+
+from redis.exceptions import RedisError
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from server import metrics
+from server.auth import InvalidToken, bearer
+from server.commands import HANDLERS
+from server.history import UnknownRoom
+from server.hub import LocalRoom, Viewer
+from server.protocol import CloseCode, ErrorCode, ProtocolError, Role, ack, error, parse_command
+from server.services import Services
+
+log = logging.getLogger("livecart.transport")
+
+FLOOD_MESSAGES = 20  # per FLOOD_SECONDS; past that the connection is closed
+FLOOD_SECONDS = 2.0
+
+
+def origin_allowed(websocket: WebSocket, allowed: tuple[str, ...]) -> bool:
+    """No Origin (not a browser), the server's own origin, or one listed in ALLOWED_ORIGINS."""
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return True
+    if origin in allowed or "*" in allowed:
+        return True
+    return urlsplit(origin).netloc == websocket.headers.get("host")
+
+
+def _int_param(websocket: WebSocket, name: str) -> int | None:
+    raw = websocket.query_params.get(name)
+    return int(raw) if raw is not None and raw.isdigit() else None
+
+
+async def room_socket(websocket: WebSocket) -> None:
+    """GET /ws/rooms/{room_id}?token=…[&since=<offset>&epoch=<epoch>]"""
+    services: Services = websocket.app.state.services
+    room_id = websocket.path_params["room_id"]
+    await websocket.accept()
+    if not origin_allowed(websocket, services.settings.allowed_origins):
+        await websocket.close(CloseCode.FORBIDDEN_ORIGIN, CloseCode.FORBIDDEN_ORIGIN.reason)
+        return
+    try:
+        identity = services.tokens.verify(bearer(websocket))
+    except InvalidToken as problem:
+        await websocket.close(CloseCode.INVALID_TOKEN, str(problem))
+        return
+    try:
+        room = await services.hub.open_room(room_id)
+    except UnknownRoom:
+        await websocket.close(CloseCode.UNKNOWN_ROOM, CloseCode.UNKNOWN_ROOM.reason)
+        return
+    except (TimeoutError, RedisError, OSError) as problem:
+        log.warning("room %s could not open: %s", room_id, problem)
+        await websocket.close(CloseCode.TRY_AGAIN_LATER, CloseCode.TRY_AGAIN_LATER.reason)
+        return
+    assert room.state is not None
+    role = identity.role if identity.can_manage(room.state.merchant_id) else Role.VIEWER
+    viewer = Viewer(websocket, identity, role, room_id, services.settings.outbox_max_events)
+    snapshot, offset = services.hub.add(room, viewer)
+    writer: asyncio.Task[None] | None = None
+    try:
+        since = _int_param(websocket, "since")
+        first = None
+        if since is not None:
+            first = await services.hub.recover(room, since, websocket.query_params.get("epoch", ""), offset)
+        await websocket.send_text(first or snapshot)
+        writer = asyncio.create_task(viewer.write())
+        await _read(services, room, viewer)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        services.hub.remove(viewer)
+        if writer is not None:
+            if viewer.closing is None:
+                writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+
+
+async def _read(services: Services, room: LocalRoom, viewer: Viewer) -> None:
+    websocket = viewer.websocket
+    window_start, window_count = time.monotonic(), 0
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        now = time.monotonic()
+        if now - window_start > FLOOD_SECONDS:
+            window_start, window_count = now, 0
+        window_count += 1
+        if window_count > FLOOD_MESSAGES:
+            log.info("%s closed: flooding", viewer.log_prefix)
+            viewer.stop(CloseCode.FLOODING)
+            return
+        raw = message.get("text") if message.get("text") is not None else message.get("bytes", b"")
+        reply = await handle(services, room, viewer, raw)
+        if reply is not None:
+            await websocket.send_text(reply)
+
+
+async def handle(services: Services, room: LocalRoom, viewer: Viewer, raw: str | bytes) -> str | None:
+    """Run one client message; return the ack or error to send back (None: nothing to say)."""
+    request_id = None
+    try:
+        command = parse_command(raw, viewer.role)
+        request_id = command.id
+        metrics.EVENTS_IN.labels(command.type).inc()
+        result = await HANDLERS[command.type](services, room, viewer, command)
+    except ProtocolError as problem:
+        metrics.PROTOCOL_ERRORS.labels(problem.code.value).inc()
+        return error(problem.code, problem.message, request_id)
+    except (RedisError, OSError) as problem:
+        log.warning("%s command failed, store unavailable: %s", viewer.log_prefix, problem)
+        metrics.PROTOCOL_ERRORS.labels(ErrorCode.UNAVAILABLE.value).inc()
+        return error(
+            ErrorCode.UNAVAILABLE,
+            "the server cannot reach its store right now; nothing was changed, try again",
+            request_id,
+        )
+    if request_id is None and result is None:
+        return None
+    return ack(request_id, **(result or {}))
