@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,8 +13,10 @@ from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from server import api, config, metrics
 from server.config import Settings
@@ -41,7 +44,29 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"ready": True})
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+ROOM_SOCKET = re.compile(r"/ws/rooms/([^/]+)")
+
+
+class LiveCart:
+    """The ASGI entry point. Room sockets go straight to the transport: a connection lives for
+    hours, and every Starlette layer it passed through would stay in memory with it (about 5 KiB
+    a viewer). Everything else is the Starlette app."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            match = ROOM_SOCKET.fullmatch(scope["path"])
+            if match is not None:
+                scope["app"] = self.app
+                scope["path_params"] = {"room_id": match[1]}
+                await room_socket(WebSocket(scope, receive, send))
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> LiveCart:
     settings = settings or config.load()
     if not settings.redis_url:
         raise SystemExit("REDIS_URL is not set: start the server with `python -m server`, which runs Redis for you")
@@ -66,7 +91,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/readyz", readyz),
         Route("/metrics", metrics.endpoint),
         *api.routes,
-        WebSocketRoute("/ws/rooms/{room_id}", room_socket),
         Mount("/", StaticFiles(directory=STATIC_DIR, html=True, check_dir=False), name="static"),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={api.ApiError: api.api_error})
+    return LiveCart(Starlette(routes=routes, lifespan=lifespan, exception_handlers={api.ApiError: api.api_error}))

@@ -69,7 +69,7 @@ class Viewer:
         self.log_prefix = f"[{room_id}/{identity.user_id}/{secrets.token_hex(2)}]"
         self._queue: list[Batch] = []
         self._queued_events = 0
-        self._wake = asyncio.Event()
+        self._wake: asyncio.Future[None] | None = None  # set while the writer waits (lighter than an Event)
         self._limit = limit
         self.closing: CloseCode | None = None
 
@@ -83,19 +83,26 @@ class Viewer:
         self._queued_events += len(batch.durable)
         if self._queued_events > self._limit:
             return False
-        self._wake.set()
+        self._wake_writer()
         return True
 
     def stop(self, code: CloseCode) -> None:
         self.closing = code
         self._queue.clear()
-        self._wake.set()
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
 
     async def write(self) -> None:
         """Send queued batches until stopped: one frame per wake-up, merged when several wait."""
+        loop = asyncio.get_running_loop()
         while True:
-            await self._wake.wait()
-            self._wake.clear()
+            if not self._queue and self.closing is None:
+                self._wake = loop.create_future()
+                await self._wake
+                self._wake = None
             if self.closing is not None:
                 await self.websocket.close(self.closing.value, self.closing.reason)
                 return

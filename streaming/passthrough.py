@@ -89,7 +89,7 @@ class _PacketSink:
 def install(receiver: RTCRtpReceiver) -> None:
     """Make this receiver's track yield `av.Packet`s instead of decoded frames; call before it starts."""
     if not hasattr(receiver, _QUEUE) or not hasattr(receiver, _STARTED):
-        raise RuntimeError(f"aiortc {aiortc.__version__} is not supported by streaming.passthrough (pin {TESTED_AIORTC})")
+        raise RuntimeError(f"streaming.passthrough does not support aiortc {aiortc.__version__}; pin {TESTED_AIORTC}")
     if getattr(receiver, _STARTED):
         raise RuntimeError("install the pass-through before the receiver starts (before negotiation completes)")
     setattr(receiver, _QUEUE, _PacketSink(receiver))

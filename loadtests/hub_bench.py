@@ -1,0 +1,236 @@
+"""Hub benchmark: N viewers in one room, a stock update at 10 Hz plus chat at 50 messages/s.
+
+Starts a fresh server (embedded Redis, its own DATA_DIR), connects the viewers with the lean client,
+and reports delivered frames/s, p50/p99 push latency (from each event's server timestamp), server
+memory per idle viewer, and server and client CPU. With --baseline it measures a bare
+`websockets.broadcast()` server the same way, as the yardstick for the hub's fan-out.
+
+    python -m loadtests.hub_bench --viewers 10000 --workers 2 --seconds 20
+    python -m loadtests.hub_bench --viewers 10000 --seconds 20 --baseline
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from redis.asyncio import Redis
+
+from loadtests import procstat, wsclient
+from server.auth import Tokens
+from server.protocol import Role, encode, event
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(args: argparse.Namespace, port: int, data_dir: str, secret: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DATA_DIR": data_dir,
+        "SECRET_KEY": secret,
+        "CHAT_RATE_COUNT": "100000",
+        "LOG_LEVEL": "warning",
+    }
+    if args.baseline:
+        command = [sys.executable, "-m", "loadtests.broadcast_baseline", "--port", str(port), "--chat", str(args.chat)]
+    else:
+        command = [sys.executable, "-m", "server", "--port", str(port), "--workers", str(args.workers)]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=sys.stderr, stderr=sys.stderr)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if args.baseline:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return process
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return process
+        except (OSError, httpx.TransportError):
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit("server did not start")
+
+
+def server_tree(process: subprocess.Popen[bytes]) -> tuple[list[int], list[int]]:
+    """(web processes, redis processes) under the launcher."""
+    pids = procstat.children(process.pid)
+    redis = [pid for pid in pids if "valkey" in procstat.command(pid) or "redis" in procstat.command(pid)]
+    web = [pid for pid in pids if pid not in redis]
+    return web, redis
+
+
+async def publish_stock(redis_url: str, room_id: str, hz: float, stop: asyncio.Event) -> int:
+    """A stock-like latest-value event at `hz`, published as the sales module does."""
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    sent = 0
+    try:
+        while not stop.is_set():
+            await redis.publish(
+                f"room:{{{room_id}}}:events", encode(event("stock", sale_id="s1", available=1000 - sent))
+            )
+            sent += 1
+            await asyncio.sleep(1 / hz)
+    finally:
+        await redis.aclose()
+    return sent
+
+
+async def chatters(
+    host: str, port: int, room_id: str, tokens: list[str], per_second: float, stop: asyncio.Event
+) -> int:
+    """Chat through the server: len(tokens) connections sharing `per_second` messages/s."""
+    streams = [await wsclient.connect(host, port, f"/ws/rooms/{room_id}?token={token}") for token in tokens]
+    drains = [asyncio.create_task(_drain(reader)) for reader, _ in streams]
+    sent = 0
+    interval = len(streams) / per_second
+    try:
+        while not stop.is_set():
+            for _, writer in streams:
+                writer.write(wsclient.text_frame(b'{"type":"chat.send","text":"is this available in blue?"}'))
+                sent += 1
+            await asyncio.sleep(interval)
+    finally:
+        for task in drains:
+            task.cancel()
+        for _, writer in streams:
+            writer.close()
+    return sent
+
+
+async def _drain(reader: asyncio.StreamReader) -> None:
+    while True:
+        await wsclient.read_frame(reader)
+
+
+async def run(args: argparse.Namespace) -> dict[str, object]:
+    port = free_port()
+    data_dir = tempfile.mkdtemp(prefix="livecart-bench-")
+    secret = secrets.token_urlsafe(16)
+    process = start_server(args, port, data_dir, secret)
+    tokens = Tokens(secret)
+    room_id = "demo"
+    host = "127.0.0.1"
+    try:
+        await asyncio.sleep(1)
+        web, redis_pids = server_tree(process)
+        rss_before = sum(procstat.rss_bytes(pid) for pid in web)
+        viewer_token = tokens.guest(3600)[0]
+        stats = wsclient.Stats()
+        stop = asyncio.Event()
+        gate = asyncio.Semaphore(100)
+        measure_every = max(1, args.viewers // args.sampled)
+
+        async def one(index: int) -> None:
+            async with gate:
+                reader_writer = wsclient.viewer(
+                    host, port, f"/ws/rooms/{room_id}?token={viewer_token}", stats, index % measure_every == 0, stop
+                )
+                task = asyncio.ensure_future(reader_writer)
+                await asyncio.sleep(0.001)
+            await task
+
+        started = time.monotonic()
+        viewers = [asyncio.create_task(one(index)) for index in range(args.viewers)]
+        while stats.frames < args.viewers and time.monotonic() - started < 120:
+            await asyncio.sleep(0.5)
+        connect_seconds = time.monotonic() - started
+        connected = stats.frames
+        await asyncio.sleep(3)
+        web, redis_pids = server_tree(process)
+        rss_idle = sum(procstat.rss_bytes(pid) for pid in web)
+        per_viewer = (rss_idle - rss_before) / max(connected, 1)
+
+        redis_url = f"unix://{data_dir}/redis/redis.sock"
+        load_stop = asyncio.Event()
+        stats.latencies_ms.clear()
+        frames_before = stats.frames
+        cpu_before = {pid: procstat.cpu_seconds(pid) for pid in web + redis_pids}
+        client_before = resource.getrusage(resource.RUSAGE_SELF)
+        t0 = time.monotonic()
+        load: list[asyncio.Task[int]] = []
+        if not args.baseline:
+            chat_tokens = [
+                tokens.mint(
+                    user_id=f"chatter{i}", name=f"Chatter {i}", role=Role.VIEWER, merchant_id=None, ttl_seconds=3600
+                )
+                for i in range(10)
+            ]
+            load = [
+                asyncio.create_task(publish_stock(redis_url, room_id, args.hz, load_stop)),
+                asyncio.create_task(chatters(host, port, room_id, chat_tokens, args.chat, load_stop)),
+            ]
+        await asyncio.sleep(args.seconds)
+        load_stop.set()
+        elapsed = time.monotonic() - t0
+        frames = stats.frames - frames_before
+        client_after = resource.getrusage(resource.RUSAGE_SELF)
+        cpu_server = sum(procstat.cpu_seconds(pid) - before for pid, before in cpu_before.items() if pid in web)
+        cpu_redis = sum(procstat.cpu_seconds(pid) - before for pid, before in cpu_before.items() if pid in redis_pids)
+        cpu_client = (client_after.ru_utime + client_after.ru_stime) - (client_before.ru_utime + client_before.ru_stime)
+        latencies = list(stats.latencies_ms)
+        sent = [await task for task in load]
+        stop.set()
+        for task in viewers:
+            task.cancel()
+        await asyncio.gather(*viewers, return_exceptions=True)
+        return {
+            "mode": "baseline websockets.broadcast()" if args.baseline else f"livecart hub, {args.workers} worker(s)",
+            "viewers": connected,
+            "connect_seconds": round(connect_seconds, 1),
+            "seconds": round(elapsed, 1),
+            "frames_per_s": round(frames / elapsed),
+            "events_published": sent,
+            "latency_p50_ms": round(wsclient.percentile(latencies, 0.50), 1),
+            "latency_p99_ms": round(wsclient.percentile(latencies, 0.99), 1),
+            "latency_samples": len(latencies),
+            "rss_per_idle_viewer_kib": round(per_viewer / 1024, 1),
+            "server_cpu_percent": round(100 * cpu_server / elapsed),
+            "redis_cpu_percent": round(100 * cpu_redis / elapsed),
+            "client_cpu_percent": round(100 * cpu_client / elapsed),
+            "server_us_per_delivery": round(1e6 * cpu_server / max(frames, 1), 2),
+            "closed_by_server": stats.closed,
+            "close_codes": stats.close_codes,
+        }
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--viewers", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--hz", type=float, default=10, help="stock updates per second")
+    parser.add_argument("--chat", type=float, default=50, help="chat messages per second")
+    parser.add_argument("--sampled", type=int, default=200, help="viewers that measure latency")
+    parser.add_argument("--baseline", action="store_true", help="measure a bare websockets.broadcast() server")
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    result = asyncio.run(run(args))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

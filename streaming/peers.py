@@ -1,0 +1,52 @@
+"""A peer: one WHIP or WHEP session, its RTCPeerConnection, its state and its log prefix."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from enum import Enum, StrEnum
+from typing import Any
+
+from aiortc import RTCPeerConnection
+
+from streaming.tracks import ForwardTrack
+
+logger = logging.getLogger("livecart.streaming")
+
+
+class Side(StrEnum):
+    PUBLISHER = "whip"
+    VIEWER = "whep"
+
+
+class PeerState(Enum):
+    """CONNECTING until media flows (publisher) or ICE and DTLS connect (viewer); CLOSED is final."""
+
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    CLOSED = "closed"
+
+
+class PeerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Prefixes every line with the peer: '[whip room-1/3fa2c1d0] ...'."""
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        return f"[{self.extra['peer']}] {msg}", kwargs  # type: ignore[index]
+
+
+@dataclass(eq=False)
+class Peer:
+    side: Side
+    room_id: str
+    user_id: str
+    pc: RTCPeerConnection
+    id: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    state: PeerState = PeerState.CONNECTING
+    created: float = field(default_factory=time.monotonic)
+    tracks: list[ForwardTrack] = field(default_factory=list)  # a viewer's tracks, one per kind
+
+    def __post_init__(self) -> None:
+        self.log = PeerLog(logger, {"peer": f"{self.side.value} {self.room_id}/{self.id[:8]}"})

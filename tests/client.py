@@ -1,0 +1,106 @@
+"""A small test client for the room WebSocket: connect, send commands, wait for events by type."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+
+class RoomClient:
+    """Reads frames in the background; flattens batches into one list of events."""
+
+    def __init__(self, connection: ClientConnection) -> None:
+        self.connection = connection
+        self.frames: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+        self.replies: list[dict[str, Any]] = []
+        self.first: dict[str, Any] | None = None
+        self._changed = asyncio.Condition()
+        self._reader = asyncio.create_task(self._read())
+        self._next_id = 0
+
+    @classmethod
+    async def connect(cls, url: str, **kwargs: Any) -> RoomClient:
+        connection = await websockets.connect(url, max_size=2**22, **kwargs)
+        client = cls(connection)
+        await client.wait(lambda: client.first is not None or client.closed)
+        return client
+
+    @property
+    def closed(self) -> bool:
+        return self.connection.close_code is not None
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.connection:
+                frame = orjson.loads(raw)
+                async with self._changed:
+                    self.frames.append(frame)
+                    if self.first is None:
+                        self.first = frame
+                    if frame["type"] == "batch":
+                        self.events.extend(frame["events"])
+                    elif frame["type"] == "recovered":
+                        self.events.extend(frame["events"])
+                    elif frame["type"] in ("ack", "error"):
+                        self.replies.append(frame)
+                    self._changed.notify_all()
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def wait(self, predicate: Any, timeout: float = 5.0) -> None:
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
+
+    async def wait_event(self, kind: str, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
+        """The first event of this type (and these field values) received so far or soon."""
+
+        def found() -> dict[str, Any] | None:
+            for item in self.events:
+                if item["type"] == kind and all(item.get(key) == value for key, value in match.items()):
+                    return item
+            return None
+
+        await self.wait(lambda: found() is not None, timeout)
+        result = found()
+        assert result is not None
+        return result
+
+    async def request(self, kind: str, timeout: float = 5.0, **fields: Any) -> dict[str, Any]:
+        """Send a command with an id; return its ack or error."""
+        self._next_id += 1
+        request_id = self._next_id
+        await self.connection.send(orjson.dumps({"type": kind, "id": request_id, **fields}).decode())
+
+        def reply() -> dict[str, Any] | None:
+            return next((item for item in self.replies if item.get("id") == request_id), None)
+
+        await self.wait(lambda: reply() is not None, timeout)
+        result = reply()
+        assert result is not None
+        return result
+
+    async def send_raw(self, raw: str | bytes) -> None:
+        await self.connection.send(raw)
+
+    async def wait_closed(self, timeout: float = 5.0) -> tuple[int | None, str | None]:
+        await asyncio.wait_for(self.connection.wait_closed(), timeout)
+        return self.connection.close_code, self.connection.close_reason
+
+    async def close(self) -> None:
+        await self.connection.close()
+        self._reader.cancel()
+        await asyncio.gather(self._reader, return_exceptions=True)
+
+    async def __aenter__(self) -> RoomClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,209 @@
+"""Shared fixtures: a real Redis server process, real server processes (uvicorn), and a fresh shop per test."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from server.auth import Tokens
+from server.protocol import Role
+from server.redis_server import EmbeddedRedis
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET_KEY = "test-secret-" + secrets.token_hex(8)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Redis-compatible server process for the whole test session (the same one the product embeds)."""
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as embedded:
+        yield embedded.url
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    """A `python -m server` process on a free port."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def start_server(tmp: Path, env: dict[str, str], port: int | None = None, workers: int = 1) -> ServerProcess:
+    """Start a server process and wait until /readyz answers."""
+    port = port or free_port()
+    log_path = tmp / f"server-{port}.log"
+    full_env = {
+        **os.environ,
+        "SECRET_KEY": SECRET_KEY,
+        "DATA_DIR": str(tmp / "data"),
+        "PORT": str(port),
+        "WEB_CONCURRENCY": str(workers),
+        "LOG_LEVEL": "info",
+        "HOLD_SECONDS": "300",
+        **env,
+    }
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "server"], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT
+        )
+    server = ServerProcess(port, process, log_path)
+    deadline = time.monotonic() + 30
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(f"{server.base_url}/readyz", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            server.stop(signal.SIGKILL)
+            raise RuntimeError(f"server did not become ready:\n{server.log()}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def server(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One real server process (uvicorn) on the session's Redis."""
+    started = start_server(tmp_path_factory.mktemp("server"), {"REDIS_URL": redis_url})
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def server_factory(redis_url: str, tmp_path: Path) -> Iterator[object]:
+    """Start extra server processes on the session's Redis (stopped after the test)."""
+    started: list[ServerProcess] = []
+
+    def factory(**env: str) -> ServerProcess:
+        process = start_server(tmp_path, {"REDIS_URL": redis_url, **env})
+        started.append(process)
+        return process
+
+    yield factory
+    for process in started:
+        process.stop()
+
+
+@dataclass
+class Shop:
+    """A fresh merchant with a room, products and a token for each role, made through the REST API."""
+
+    base_url: str
+    ws_url: str
+    merchant_id: str
+    room_id: str
+    admin: str
+    host: str
+    moderator: str
+    products: list[str] = field(default_factory=list)
+
+    def guest(self) -> str:
+        return httpx.post(f"{self.base_url}/api/guest").json()["token"]
+
+    def headers(self, token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    def room_url(self, token: str, **params: object) -> str:
+        query = "&".join([f"token={token}", *(f"{key}={value}" for key, value in params.items())])
+        return f"{self.ws_url}/ws/rooms/{self.room_id}?{query}"
+
+
+def mint(merchant_id: str, role: Role, name: str = "Staff") -> str:
+    return Tokens(SECRET_KEY).mint(
+        user_id=f"u_{role.value}_{secrets.token_hex(3)}",
+        name=name,
+        role=role,
+        merchant_id=merchant_id,
+        ttl_seconds=3600,
+    )
+
+
+def make_shop(base_url: str, ws_url: str, redis_url: str) -> Shop:
+    import asyncio
+
+    from redis.asyncio import Redis
+
+    from server.catalog import Catalog
+
+    merchant_id = "m" + secrets.token_hex(4)
+
+    async def create() -> None:
+        redis = Redis.from_url(redis_url, decode_responses=True)
+        try:
+            await Catalog(redis).create_merchant(merchant_id, f"Shop {merchant_id}")
+        finally:
+            await redis.aclose()
+
+    asyncio.run(create())
+    admin = mint(merchant_id, Role.ADMIN, "Admin")
+    shop = Shop(
+        base_url,
+        ws_url,
+        merchant_id,
+        "",
+        admin,
+        mint(merchant_id, Role.HOST, "Host"),
+        mint(merchant_id, Role.MODERATOR, "Mod"),
+    )
+    with httpx.Client(base_url=base_url, headers=shop.headers(admin)) as client:
+        room = client.post(f"/api/merchants/{merchant_id}/rooms", json={"title": "Test show"})
+        room.raise_for_status()
+        shop.room_id = room.json()["id"]
+        for index, title in enumerate(["Red scarf", "Blue mug", "Green tea"]):
+            created = client.post(
+                f"/api/merchants/{merchant_id}/products",
+                json={"id": f"p{index}", "title": title, "price": 1000 + index, "currency": "USD"},
+            )
+            created.raise_for_status()
+            shop.products.append(created.json()["id"])
+    return shop
+
+
+@pytest.fixture
+def shop(server: ServerProcess, redis_url: str) -> Shop:
+    return make_shop(server.base_url, server.ws_url, redis_url)
