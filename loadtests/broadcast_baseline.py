@@ -34,10 +34,8 @@ async def main(port: int, hz: float, chat_per_second: float) -> None:
             chats = int(owed)
             owed -= chats
             events = [f'{{"type":"stock","ts":{now},"sale_id":"s1","available":{now % 1000}}}']
-            events += [
-                f'{{"offset":{now},"type":"chat.message","ts":{now},"message":{{"id":"x","user_id":"u","name":"Guest","role":"viewer","text":"hello there"}}}}'
-                for _ in range(chats)
-            ]
+            message = '{"id":"x","user_id":"u","name":"Guest","role":"viewer","text":"is this available in blue?"}'
+            events += [f'{{"offset":{now},"type":"chat.message","ts":{now},"message":{message}}}' for _ in range(chats)]
             broadcast(clients, '{"type":"batch","ts":%d,"events":[%s]}' % (now, ",".join(events)))
 
 

@@ -226,7 +226,7 @@ def main() -> None:
     parser.add_argument("--sampled", type=int, default=200, help="viewers that measure latency")
     parser.add_argument("--baseline", action="store_true", help="measure a bare websockets.broadcast() server")
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     result = asyncio.run(run(args))
     print(json.dumps(result, indent=2))

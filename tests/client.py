@@ -42,9 +42,7 @@ class RoomClient:
                     self.frames.append(frame)
                     if self.first is None:
                         self.first = frame
-                    if frame["type"] == "batch":
-                        self.events.extend(frame["events"])
-                    elif frame["type"] == "recovered":
+                    if frame["type"] in ("batch", "recovered"):
                         self.events.extend(frame["events"])
                     elif frame["type"] in ("ack", "error"):
                         self.replies.append(frame)
