@@ -50,9 +50,11 @@ def require(request: Request, merchant_id: str, roles: frozenset[Role] = STAFF) 
 
 
 async def json_body(request: Request) -> dict[str, Any]:
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise ApiError(413, "too_large", f"the body is limited to {MAX_BODY} bytes")
+    body = b""
+    async for chunk in request.stream():  # stop at the limit: never buffer more than MAX_BODY of a request
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise ApiError(413, "too_large", f"the body is limited to {MAX_BODY} bytes")
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:

@@ -78,10 +78,15 @@ class Viewer:
         return self.role in STAFF
 
     def offer(self, batch: Batch) -> bool:
-        """Queue a batch without waiting; False when the viewer is past its bound and must go."""
+        """Queue a batch without waiting; False when the viewer is past its bound and must go.
+
+        The bound is on the backlog: events still unsent from earlier ticks plus this one. A viewer
+        whose writer took everything since the last tick is never refused, however large the batch.
+        """
+        behind = bool(self._queue)
         self._queue.append(batch)
         self._queued_events += len(batch.durable)
-        if self._queued_events > self._limit:
+        if behind and self._queued_events > self._limit:
             return False
         self._wake_writer()
         return True

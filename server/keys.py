@@ -50,3 +50,48 @@ def chat_slow(room_id: str, user_id: str) -> str:
 def channel(room_id: str) -> str:
     """The pub/sub channel that carries a room's events between server processes."""
     return f"room:{{{room_id}}}:events"
+
+
+def merchant_sales(merchant_id: str) -> str:
+    """The merchant's sale ids (sorted set, scored by creation time in ms)."""
+    return f"merchant:{{{merchant_id}}}:sales"
+
+
+def sale(sale_id: str) -> str:
+    """A flash sale (hash): its terms and its counters available / held / paid."""
+    return f"sale:{{{sale_id}}}"
+
+
+def sale_orders(sale_id: str) -> str:
+    """The sale's orders (hash order id -> order JSON)."""
+    return f"sale:{{{sale_id}}}:orders"
+
+
+def sale_users(sale_id: str) -> str:
+    """Units each user holds or has paid for in the sale (hash user id -> units)."""
+    return f"sale:{{{sale_id}}}:users"
+
+
+def sale_keys(sale_id: str) -> str:
+    """Idempotency keys of purchases (hash "<user id>\\n<key>" -> order id)."""
+    return f"sale:{{{sale_id}}}:keys"
+
+
+def sale_holds(sale_id: str) -> str:
+    """Unpaid holds (sorted set order id, scored by expiry in ms)."""
+    return f"sale:{{{sale_id}}}:holds"
+
+
+def sale_log(sale_id: str) -> str:
+    """Every order change of the sale, in order (stream)."""
+    return f"sale:{{{sale_id}}}:log"
+
+
+def sales_due() -> str:
+    """Sales with something due (sorted set sale id, scored by when, ms): a start, an end, a hold expiring."""
+    return "sales:due"
+
+
+def sandbox_payments() -> str:
+    """The sandbox payment provider's ledger (hash authorization id -> JSON)."""
+    return "sandbox:payments"

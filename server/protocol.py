@@ -75,10 +75,11 @@ class ErrorCode(StrEnum):
 class ProtocolError(Exception):
     """A client mistake: answered with an error message; nothing changes."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str, request_id: str | int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.request_id = request_id
 
 
 # --- client -> server -------------------------------------------------------------
@@ -122,7 +123,7 @@ class Command:
 
 
 def parse_command(raw: str | bytes, role: Role) -> Command:
-    """Parse and check one client frame; raise ProtocolError saying exactly what is wrong."""
+    """Parse and check one client frame; raise ProtocolError saying exactly what is wrong (with the frame's id)."""
     try:
         message = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -130,8 +131,16 @@ def parse_command(raw: str | bytes, role: Role) -> Command:
     if not isinstance(message, dict):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "a message must be a JSON object with a 'type'")
     request_id = message.get("id")
-    if request_id is not None and not isinstance(request_id, (str, int)):
+    if request_id is not None and (not isinstance(request_id, (str, int)) or isinstance(request_id, bool)):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "'id' must be a string or a number")
+    try:
+        return Command(message.get("type"), _fields(message, role), request_id)
+    except ProtocolError as problem:
+        problem.request_id = request_id
+        raise
+
+
+def _fields(message: dict[str, Any], role: Role) -> dict[str, Any]:
     kind = message.get("type")
     spec = COMMANDS.get(kind) if isinstance(kind, str) else None
     if spec is None:
@@ -147,7 +156,7 @@ def parse_command(raw: str | bytes, role: Role) -> Command:
             raise ProtocolError(ErrorCode.BAD_REQUEST, f"'{name}' must be {_type_name(expected)}")
         fields[name] = value
     _check_ranges(kind, fields)
-    return Command(kind, fields, request_id)
+    return fields
 
 
 def _type_name(expected: type) -> str:

@@ -115,7 +115,7 @@ async def handle(services: Services, room: LocalRoom, viewer: Viewer, raw: str |
         result = await HANDLERS[command.type](services, room, viewer, command)
     except ProtocolError as problem:
         metrics.PROTOCOL_ERRORS.labels(problem.code.value).inc()
-        return error(problem.code, problem.message, request_id)
+        return error(problem.code, problem.message, problem.request_id if request_id is None else request_id)
     except (RedisError, OSError) as problem:
         log.warning("%s command failed, store unavailable: %s", viewer.log_prefix, problem)
         metrics.PROTOCOL_ERRORS.labels(ErrorCode.UNAVAILABLE.value).inc()

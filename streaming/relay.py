@@ -166,6 +166,7 @@ class Relay:
             for task in broadcast.tasks:
                 task.cancel()
             await asyncio.gather(*broadcast.tasks, return_exceptions=True)
+            broadcast.tasks.clear()
             for fanout in broadcast.fanouts.values():
                 fanout.close()
             viewers = [self.end(viewer, "the host stopped") for viewer in list(broadcast.viewers)]
@@ -203,6 +204,12 @@ class Relay:
             "viewers": viewers,
             "peers": len(self._peers),
             "tasks": len(self._tasks) + sum(len(b.tasks) for b in self._broadcasts.values()),
+            "keyframe_requests": sum(
+                fanout.keyframes.sent
+                for broadcast in self._broadcasts.values()
+                for fanout in broadcast.fanouts.values()
+                if fanout.keyframes is not None
+            ),
         }
 
     def viewer_count(self, room_id: str) -> int:
@@ -269,17 +276,19 @@ class Relay:
                 self._announcements.task_done()
 
     async def _sweep(self) -> None:
-        """Close peers that never connected and hosts whose media stopped."""
-        options = self.options
         while True:
-            await asyncio.sleep(options.sweep_interval)
-            now = time.monotonic()
-            for peer in list(self._peers.values()):
-                if peer.state is PeerState.CONNECTING and now - peer.created > options.connect_timeout:
-                    self._spawn(self.end(peer, f"not connected after {options.connect_timeout:g} s"))
-            for broadcast in list(self._broadcasts.values()):
-                if broadcast.live and now - broadcast.last_media > options.media_timeout:
-                    self._spawn(self.end(broadcast.publisher, f"no media for {options.media_timeout:g} s"))
+            await asyncio.sleep(self.options.sweep_interval)
+            self._sweep_once()
+
+    def _sweep_once(self) -> None:
+        """Close peers that never connected and hosts whose media stopped (a function: no peer outlives it)."""
+        options, now = self.options, time.monotonic()
+        for peer in list(self._peers.values()):
+            if peer.state is PeerState.CONNECTING and now - peer.created > options.connect_timeout:
+                self._spawn(self.end(peer, f"not connected after {options.connect_timeout:g} s"))
+        for broadcast in list(self._broadcasts.values()):
+            if broadcast.live and now - broadcast.last_media > options.media_timeout:
+                self._spawn(self.end(broadcast.publisher, f"no media for {options.media_timeout:g} s"))
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)

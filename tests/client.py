@@ -74,7 +74,7 @@ class RoomClient:
     async def request(self, kind: str, timeout: float = 5.0, **fields: Any) -> dict[str, Any]:
         """Send a command with an id; return its ack or error."""
         self._next_id += 1
-        request_id = self._next_id
+        request_id = f"req-{self._next_id}"
         await self.connection.send(orjson.dumps({"type": kind, "id": request_id, **fields}).decode())
 
         def reply() -> dict[str, Any] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 import secrets
 import signal
 import socket
@@ -21,7 +22,7 @@ from server.protocol import Role
 from server.redis_server import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parent.parent
-SECRET_KEY = "test-secret-" + secrets.token_hex(8)
+SECRET_KEY = "livecart-test-secret"  # fixed: this module may be imported twice (as conftest and tests.conftest)
 
 
 @pytest.fixture
@@ -179,7 +180,8 @@ def make_shop(base_url: str, ws_url: str, redis_url: str) -> Shop:
         finally:
             await redis.aclose()
 
-    asyncio.run(create())
+    with ThreadPoolExecutor(1) as pool:  # callable from sync and async tests alike
+        pool.submit(asyncio.run, create()).result()
     admin = mint(merchant_id, Role.ADMIN, "Admin")
     shop = Shop(
         base_url,
@@ -207,3 +209,21 @@ def make_shop(base_url: str, ws_url: str, redis_url: str) -> Shop:
 @pytest.fixture
 def shop(server: ServerProcess, redis_url: str) -> Shop:
     return make_shop(server.base_url, server.ws_url, redis_url)
+
+
+async def publish_direct(redis_url: str, room_id: str, events: list[dict[str, object]], durable: bool = True) -> None:
+    """Publish room events the way the server's modules do (History), straight from the test."""
+    from redis.asyncio import Redis
+
+    from server.history import History
+
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        history = History(redis, 1000)
+        for item in events:
+            if durable:
+                await history.publish(room_id, item)
+            else:
+                await history.publish_latest(room_id, item)
+    finally:
+        await redis.aclose()

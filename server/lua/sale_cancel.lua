@@ -1,0 +1,43 @@
+-- The buyer gives a held order up: its units go back on sale.
+-- KEYS[1] - sale hash (sale:{id}): available, held, version
+-- KEYS[2] - orders (hash order id -> order JSON)
+-- KEYS[3] - units per user (hash user id -> units held or paid)
+-- KEYS[4] - holds (sorted set order id, scored by expiry ms)
+-- KEYS[5] - order log (stream)
+-- ARGV[1] - order id
+-- ARGV[2] - user id of the caller
+-- Returns {verdict, order JSON or "", now}; verdict is "cancelled" (also when it already was) or a
+-- refusal: unknown_order, not_your_order, already_paid, hold_expired (nothing moved).
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local raw = redis.call('HGET', KEYS[2], ARGV[1])
+if not raw then
+  return {'unknown_order', '', now}
+end
+local order = cjson.decode(raw)
+if order.user_id ~= ARGV[2] then
+  return {'not_your_order', '', now}
+end
+if order.status == 'paid' then
+  return {'already_paid', raw, now}
+end
+if order.status == 'expired' then
+  return {'hold_expired', raw, now}
+end
+if order.status == 'cancelled' then
+  return {'cancelled', raw, now}
+end
+local available = redis.call('HINCRBY', KEYS[1], 'available', order.quantity)
+redis.call('HINCRBY', KEYS[1], 'held', -order.quantity)
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+if redis.call('HINCRBY', KEYS[3], order.user_id, -order.quantity) <= 0 then
+  redis.call('HDEL', KEYS[3], order.user_id)
+end
+order.status = 'cancelled'
+order.closed_at = now
+raw = cjson.encode(order)
+redis.call('HSET', KEYS[2], ARGV[1], raw)
+redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('XADD', KEYS[5], '*', 'order', ARGV[1], 'user', order.user_id, 'change', 'cancelled', 'quantity',
+  order.quantity, 'available', available)
+return {'cancelled', raw, now}
