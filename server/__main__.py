@@ -12,6 +12,7 @@ import sys
 
 import uvicorn
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from server import config
 from server.cli import mint
@@ -38,10 +39,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, help="uvicorn worker processes (WEB_CONCURRENCY, default 1)")
     args = parser.parse_args(argv)
     settings = config.load()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = logging.DEBUG if settings.log_level == "trace" else settings.log_level.upper()  # trace is uvicorn's own
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host = args.host or settings.host
     port = args.port or settings.port
     workers = args.workers or settings.workers
+    if not 1 <= port <= 65535 or workers < 1:
+        parser.error(f"the port must be 1 to 65535 and workers at least 1, got port {port}, workers {workers}")
 
     # uvicorn re-raises the signal that stopped it; make SIGTERM unwind this function so Redis is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -55,7 +59,10 @@ def main(argv: list[str] | None = None) -> None:
         metrics_dir.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         if settings.seed_demo:
-            asyncio.run(_seed(os.environ["REDIS_URL"]))
+            try:
+                asyncio.run(_seed(os.environ["REDIS_URL"]))
+            except (RedisError, OSError) as problem:
+                raise SystemExit(f"cannot reach Redis at REDIS_URL to seed the demo shop: {problem}") from None
             base = settings.public_url or f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
             token = mint(settings, DEMO_MERCHANT, Role.HOST, "Demo Host", 1)
             log.info("viewer room:  %s/room.html?room=%s", base, DEMO_ROOM)

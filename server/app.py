@@ -16,9 +16,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket
 
-from server import api, config, metrics
+from server import api, config, metrics, sales_api
 from server.config import Settings
 from server.services import Services
 from server.transport import room_socket
@@ -61,7 +60,7 @@ class LiveCart:
             if match is not None:
                 scope["app"] = self.app
                 scope["path_params"] = {"room_id": match[1]}
-                await room_socket(WebSocket(scope, receive, send))
+                await room_socket(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -79,9 +78,11 @@ def create_app(settings: Settings | None = None) -> LiveCart:
         services = Services.build(settings, redis, pubsub_redis)
         app.state.services = services
         await services.hub.start()
+        await services.sales_feed.start()
         try:
             yield
         finally:
+            await services.sales_feed.stop()
             await services.hub.stop()
             await pubsub_redis.aclose()
             await redis.aclose()
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> LiveCart:
         Route("/readyz", readyz),
         Route("/metrics", metrics.endpoint),
         *api.routes,
+        *sales_api.routes,
         Mount("/", StaticFiles(directory=STATIC_DIR, html=True, check_dir=False), name="static"),
     ]
     return LiveCart(Starlette(routes=routes, lifespan=lifespan, exception_handlers={api.ApiError: api.api_error}))

@@ -7,6 +7,7 @@ import asyncio
 import sys
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from server import config
 from server.auth import Tokens
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_create_merchant(settings, args.merchant_id, args.name))
         except CatalogError as problem:
             parser.error(str(problem))
+        except (RedisError, OSError) as problem:
+            raise SystemExit(f"cannot reach Redis at REDIS_URL: {problem}") from None
     else:
         print(mint(settings, args.merchant, Role(args.role), args.name, args.days))
     return 0

@@ -21,7 +21,7 @@ async def chat_send(services: Services, room: LocalRoom, viewer: Viewer, command
 
 
 async def like(services: Services, room: LocalRoom, viewer: Viewer, command: Command) -> None:
-    room.likes_pending += command.fields["count"]
+    services.hub.like(room, command.fields["count"])
     return None
 
 

@@ -7,15 +7,21 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
-def _int(name: str, default: int) -> int:
+
+def _int(name: str, default: int, minimum: int | None = None, maximum: int | None = None) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise SystemExit(f"{name} must be a whole number, got {raw!r}") from None
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        bounds = f"{minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
+        raise SystemExit(f"{name} must be {bounds}, got {value}")
+    return value
 
 
 def _list(name: str, default: str = "") -> tuple[str, ...]:
@@ -77,10 +83,13 @@ def load() -> Settings:
     fsync = os.environ.get("REDIS_APPENDFSYNC", "everysec")
     if fsync not in ("always", "everysec", "no"):
         raise SystemExit(f"REDIS_APPENDFSYNC must be always, everysec or no, got {fsync!r}")
+    log_level = os.environ.get("LOG_LEVEL", "info").lower()
+    if log_level not in LOG_LEVELS:
+        raise SystemExit(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
     return Settings(
         host=os.environ.get("HOST", "127.0.0.1"),
-        port=_int("PORT", 8000),
-        workers=_int("WEB_CONCURRENCY", 1),
+        port=_int("PORT", 8000, 1, 65535),
+        workers=_int("WEB_CONCURRENCY", 1, 1),
         redis_url=os.environ.get("REDIS_URL") or None,
         redis_server=os.environ.get("REDIS_SERVER") or None,
         redis_fsync=fsync,
@@ -88,8 +97,8 @@ def load() -> Settings:
         secret_key=_secret_key(data_dir),
         allowed_origins=_list("ALLOWED_ORIGINS"),
         public_url=os.environ.get("PUBLIC_URL", "").rstrip("/"),
-        log_level=os.environ.get("LOG_LEVEL", "info"),
-        tick_ms=_int("TICK_MS", 100),
+        log_level=log_level,
+        tick_ms=_int("TICK_MS", 100, 1),
         history_size=_int("HISTORY_SIZE", 1000),
         chat_recent=_int("CHAT_RECENT", 50),
         chat_max_length=_int("CHAT_MAX_LENGTH", 300),

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from server import keys, lua
+from server.metrics import redis_timer
 from server.protocol import encode
 
 
@@ -34,7 +36,8 @@ class History:
         for field, value in (state or {}).items():
             args += [field, value]
         try:
-            return int(await self._publish(keys=[keys.room(room_id), keys.history(room_id)], args=args))
+            with redis_timer("publish"):
+                return int(await self._publish(keys=[keys.room(room_id), keys.history(room_id)], args=args))
         except ResponseError as error:
             if str(error).startswith("NOROOM"):
                 raise UnknownRoom(room_id) from None
@@ -45,11 +48,25 @@ class History:
         await self.redis.publish(keys.channel(room_id), encode(event))
 
     async def load(self, room_id: str, tail: int) -> tuple[dict[str, str], list[str]]:
-        """The room hash and its newest `tail` history events (oldest first), read in one transaction."""
+        """The room hash and its newest `tail` history events (oldest first), read in one transaction.
+
+        The room's sales (hash fields "sale:<id>", as last announced) come with the live stock of
+        those not ended, read just after (fields "stock:<id>", JSON): a viewer must see stock now.
+        """
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hgetall(keys.room(room_id))
             pipe.xrevrange(keys.history(room_id), count=tail)
             fields, entries = await pipe.execute()
+        live = [name[5:] for name, raw in fields.items() if name.startswith("sale:") and '"status":"ended"' not in raw]
+        if live:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for sale_id in live:
+                    pipe.hmget(keys.sale(sale_id), ["available", "held", "paid", "version"])
+                counters = await pipe.execute()
+            for sale_id, (available, held, paid, version) in zip(live, counters, strict=True):
+                if version is not None:
+                    stock = {"available": int(available), "held": int(held), "sold": int(paid), "version": int(version)}
+                    fields[f"stock:{sale_id}"] = orjson.dumps(stock).decode()
         return fields, [entry[1]["e"] for entry in reversed(entries)]
 
     async def between(self, room_id: str, after: int, until: int) -> list[str] | None:

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from starlette.types import Send
 from starlette.websockets import WebSocket
 
 from server import metrics
@@ -37,12 +38,13 @@ log = logging.getLogger("livecart.hub")
 class Batch:
     """One tick's events of one room: the shared frame, and its parts for merging when a viewer lags."""
 
-    __slots__ = ("durable", "frame", "latest")
+    __slots__ = ("durable", "latest", "message")
 
     def __init__(self, durable: list[str], latest: dict[str, str]) -> None:
         self.durable = durable
         self.latest = latest
-        self.frame = encode_batch(durable + list(latest.values()))
+        # the ASGI send message, built once and handed to every viewer's socket
+        self.message = {"type": "websocket.send", "text": encode_batch(durable + list(latest.values()))}
 
 
 class Viewer:
@@ -52,6 +54,7 @@ class Viewer:
         "_limit",
         "_queue",
         "_queued_events",
+        "_send",
         "_wake",
         "closing",
         "identity",
@@ -61,8 +64,11 @@ class Viewer:
         "websocket",
     )
 
-    def __init__(self, websocket: WebSocket, identity: Identity, role: Role, room_id: str, limit: int) -> None:
+    def __init__(
+        self, websocket: WebSocket, send: Send, identity: Identity, role: Role, room_id: str, limit: int
+    ) -> None:
         self.websocket = websocket
+        self._send = send  # the server's ASGI send: the hot path skips Starlette's per-call checks
         self.identity = identity
         self.role = role  # the identity's role in this room: staff of another merchant are viewers here
         self.room_id = room_id
@@ -114,9 +120,8 @@ class Viewer:
             batches, self._queue, self._queued_events = self._queue, [], 0
             if not batches:
                 continue
-            frame = batches[0].frame if len(batches) == 1 else _merge(batches).frame
-            await self.websocket.send_text(frame)
-            metrics.FRAMES_OUT.inc()
+            batch = batches[0] if len(batches) == 1 else _merge(batches)
+            await self._send(batch.message)
 
 
 def _merge(batches: list[Batch]) -> Batch:
@@ -140,11 +145,14 @@ class LocalRoom:
         self.incoming: list[tuple[dict[str, Any], str]] = []
         self.received_offset = 0
         self.likes_pending = 0
+        self.last_flush = 0.0  # loop time of the last frame sent to the room's viewers
+        self.flush_timer: asyncio.TimerHandle | None = None
         self.empty_since: float | None = None
         self.catch_up = asyncio.Lock()
         self._snapshot: str | None = None
 
     def receive(self, message: dict[str, Any], raw: str) -> None:
+        """Queue an event for the next frame (the hub schedules that frame)."""
         self.incoming.append((message, raw))
         if "offset" in message:
             self.received_offset = max(self.received_offset, message["offset"])
@@ -184,6 +192,7 @@ class LocalRoom:
         self._snapshot = None
         batch = Batch(durable, latest)
         lagging = [viewer for viewer in self.viewers if not viewer.offer(batch)]
+        metrics.FRAMES_OUT.inc(len(self.viewers))
         return batch, lagging
 
 
@@ -201,12 +210,12 @@ class Hub:
         self._background: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._tick_loop(), name="hub-tick"),
-            asyncio.create_task(self._presence_loop(), name="hub-presence"),
-        ]
+        self._tasks = [asyncio.create_task(self._presence_loop(), name="hub-presence")]
 
     async def stop(self) -> None:
+        for room in self.rooms.values():
+            if room.flush_timer is not None:
+                room.flush_timer.cancel()
         for task in self._tasks + list(self._background):
             task.cancel()
         await asyncio.gather(*self._tasks, *self._background, return_exceptions=True)
@@ -293,7 +302,7 @@ class Hub:
         if offset is not None and room.state is not None and offset > room.received_offset + 1:
             await self._catch_up(room, offset - 1)  # a message was lost: read the gap from the history
         if offset is None or offset > room.received_offset:
-            room.receive(message, raw)
+            self._enqueue(room, message, raw)
 
     async def _catch_up(self, room: LocalRoom, until: int) -> None:
         async with room.catch_up:
@@ -312,33 +321,43 @@ class Hub:
                 return
             log.info("room %s caught up on events %d..%d", room.id, after + 1, until)
             for raw in missed:
-                room.receive(orjson.loads(raw), raw)
+                self._enqueue(room, orjson.loads(raw), raw)
 
-    # --- the tick ------------------------------------------------------------------------
+    # --- the tick: at most one frame per room per TICK_MS ----------------------------------
 
-    async def _tick_loop(self) -> None:
-        interval = self.settings.tick_ms / 1000
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                self.tick()
-            except Exception:
-                log.exception("tick failed")
+    def _enqueue(self, room: LocalRoom, message: dict[str, Any], raw: str) -> None:
+        room.receive(message, raw)
+        self._schedule(room)
 
-    def tick(self) -> None:
-        """Fan out every room's pending events; close viewers that fell behind; send likes on."""
-        liked: list[tuple[str, int]] = []
-        for room in self.rooms.values():
+    def like(self, room: LocalRoom, count: int) -> None:
+        room.likes_pending += count
+        self._schedule(room)
+
+    def _schedule(self, room: LocalRoom) -> None:
+        """Flush the room now if its last frame is a tick old, else once it is: a quiet room's event
+        goes out at once, a busy room's events travel together, one frame per tick."""
+        if room.flush_timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = room.last_flush + self.settings.tick_ms / 1000 - loop.time()
+        room.flush_timer = loop.call_later(max(delay, 0.0), self._flush, room)
+
+    def _flush(self, room: LocalRoom) -> None:
+        """Fan out the room's pending events as one frame; close viewers that fell behind; send likes on."""
+        room.flush_timer = None
+        room.last_flush = asyncio.get_running_loop().time()
+        try:
             flushed = room.flush()
-            if flushed is not None:
-                _batch, lagging = flushed
-                for viewer in lagging:
-                    self._drop_lagging(room, viewer)
-            if room.likes_pending:
-                liked.append((room.id, room.likes_pending))
-                room.likes_pending = 0
-        if liked:
-            self._spawn(self._publish_likes(liked))
+        except Exception:
+            log.exception("room %s: flush failed", room.id)
+            return
+        if flushed is not None:
+            _batch, lagging = flushed
+            for viewer in lagging:
+                self._drop_lagging(room, viewer)
+        if room.likes_pending:
+            self._spawn(self._publish_likes(room.id, room.likes_pending))
+            room.likes_pending = 0
 
     def _drop_lagging(self, room: LocalRoom, viewer: Viewer) -> None:
         log.info("%s closed: could not keep up", viewer.log_prefix)
@@ -346,13 +365,12 @@ class Hub:
         self.remove(viewer)
         viewer.stop(CloseCode.TOO_SLOW)
 
-    async def _publish_likes(self, liked: list[tuple[str, int]]) -> None:
+    async def _publish_likes(self, room_id: str, count: int) -> None:
         try:
-            totals = await self.presence.add_likes(liked)
-            for room_id, total in totals.items():
-                await self.history.publish_latest(room_id, event("likes", total=total))
+            total = await self.presence.add_likes(room_id, count)
+            await self.history.publish_latest(room_id, event("likes", total=total))
         except RedisError as error:
-            log.warning("likes not published: %s", error)
+            log.warning("room %s: %d likes not published: %s", room_id, count, error)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)
@@ -378,7 +396,10 @@ class Hub:
         for room in idle:
             del self.rooms[room.id]
             metrics.ROOMS.dec()
+        for room in idle:
             await self._unsubscribe_quietly(room.id)
+            if room.id in self.rooms:  # a viewer came back meanwhile: its subscribe may have gone first
+                await self.broker.subscribe(room.id)
         if idle:
             await self.presence.clear(self.process_id, [room.id for room in idle])
         loaded = [room for room in self.rooms.values() if room.state is not None]
@@ -390,7 +411,7 @@ class Hub:
             assert room.state is not None
             if totals[room.id] != room.state.viewers:
                 message = event("viewers", count=totals[room.id])
-                room.receive(message, orjson.dumps(message).decode())
+                self._enqueue(room, message, orjson.dumps(message).decode())
             if offsets[room.id] > room.received_offset:
                 await self._catch_up(room, offsets[room.id])
 

@@ -19,11 +19,13 @@ from prometheus_client import (
 from starlette.requests import Request
 from starlette.responses import Response
 
+from server.protocol import COMMANDS, ErrorCode
+
 CONNECTIONS = Gauge("livecart_connections", "Open room WebSocket connections", multiprocess_mode="livesum")
 ROOMS = Gauge("livecart_rooms", "Rooms with viewers on this server", multiprocess_mode="livesum")
 EVENTS_IN = Counter("livecart_events_in_total", "Messages received from clients", ["type"])
 EVENTS_PUBLISHED = Counter("livecart_events_published_total", "Room events received from the broker")
-FRAMES_OUT = Counter("livecart_frames_out_total", "Frames written to viewers")
+FRAMES_OUT = Counter("livecart_frames_out_total", "Batches handed to viewers (one frame each, fewer when merged)")
 CLOSED_SLOW = Counter("livecart_viewers_closed_slow_total", "Viewers closed because they could not keep up")
 PROTOCOL_ERRORS = Counter("livecart_protocol_errors_total", "Client messages refused", ["code"])
 REDIS_SECONDS = Histogram(
@@ -32,6 +34,12 @@ REDIS_SECONDS = Histogram(
     ["op"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
+
+# Every known label value starts at 0, so a fresh server exports these series and rate() over them works.
+for _kind in COMMANDS:
+    EVENTS_IN.labels(_kind)
+for _code in ErrorCode:
+    PROTOCOL_ERRORS.labels(_code.value)
 
 
 @contextmanager

@@ -58,10 +58,6 @@ class Presence:
                 pipe.hdel(keys.presence(room_id), process_id)
             await pipe.execute()
 
-    async def add_likes(self, liked: list[tuple[str, int]]) -> dict[str, int]:
-        """Add likes to rooms; return each room's new total."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for room_id, count in liked:
-                pipe.hincrby(keys.room(room_id), "likes", count)
-            totals = await pipe.execute()
-        return {room_id: int(total) for (room_id, _), total in zip(liked, totals, strict=False)}
+    async def add_likes(self, room_id: str, count: int) -> int:
+        """Add likes to a room; return its new total."""
+        return int(await self.redis.hincrby(keys.room(room_id), "likes", count))

@@ -193,6 +193,7 @@ DURABLE_EVENTS = frozenset(
         "chat.slow_mode",
         "sale.created",
         "sale.started",
+        "sale.sold_out",
         "sale.ended",
     }
 )

@@ -8,6 +8,10 @@ from typing import Any
 
 import orjson
 
+SALE_EVENTS = frozenset({"sale.created", "sale.started", "sale.sold_out", "sale.ended"})
+SALE_STOCK = ("available", "held", "sold", "version")
+MAX_SALES = 20  # the newest sales (by start time) a room keeps in its snapshot
+
 
 @dataclass
 class RoomState:
@@ -24,6 +28,7 @@ class RoomState:
     likes: int
     chat: deque[dict[str, Any]]
     viewers: int = 0
+    sales: dict[str, dict[str, Any]] = field(default_factory=dict)  # sale id -> public sale with live stock
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -43,6 +48,12 @@ class RoomState:
             likes=int(fields.get("likes", 0)),
             chat=deque(maxlen=chat_size),
         )
+        for name, raw in fields.items():
+            if name.startswith("sale:"):
+                state._apply_sale(orjson.loads(raw))
+        for name, raw in fields.items():
+            if name.startswith("stock:"):
+                state._apply_stock({"sale_id": name[6:], **orjson.loads(raw)})
         for raw in recent:
             message = orjson.loads(raw)
             if message["type"] in ("chat.message", "chat.deleted"):
@@ -72,6 +83,26 @@ class RoomState:
             self.likes = max(self.likes, message["total"])
         elif kind == "viewers":
             self.viewers = message["count"]
+        elif kind in SALE_EVENTS:
+            self._apply_sale(message["sale"])
+        elif kind == "stock":
+            self._apply_stock(message)
+
+    def _apply_sale(self, sale: dict[str, Any]) -> None:
+        """A sale's new terms and status; its stock unless the stock already known is newer."""
+        known = self.sales.get(sale["id"])
+        if known is not None and known["version"] > sale["version"]:
+            sale = {**sale, **{name: known[name] for name in SALE_STOCK}}
+        self.sales[sale["id"]] = sale
+        if len(self.sales) > MAX_SALES:
+            oldest = min(self.sales.values(), key=lambda item: item["starts_at"])
+            del self.sales[oldest["id"]]
+
+    def _apply_stock(self, stock: dict[str, Any]) -> None:
+        """Live stock of a known sale, unless it is older than what is known (processes publish out of order)."""
+        known = self.sales.get(stock["sale_id"])
+        if known is not None and stock["version"] > known["version"]:
+            self.sales[stock["sale_id"]] = {**known, **{name: stock[name] for name in SALE_STOCK}}
 
     def _apply_chat(self, message: dict[str, Any]) -> None:
         if message["type"] == "chat.message":
@@ -99,6 +130,7 @@ class RoomState:
             "slow_mode": self.slow_mode,
             "viewers": self.viewers,
             "likes": self.likes,
+            "sales": sorted(self.sales.values(), key=lambda sale: sale["starts_at"]),
             "offset": self.offset,
             "epoch": self.epoch,
             **self.extra,

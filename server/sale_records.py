@@ -338,6 +338,11 @@ def refusal(verdict: str, sale: Sale, available: int, now: int) -> SaleRefused:
         return SaleRefused(code, f"Only {available} left: try a smaller quantity.")
     if code is Refusal.LIMIT_REACHED:
         return SaleRefused(code, f"You can buy at most {sale.per_user_limit} of this item in this sale.")
+    return refused(code)
+
+
+def refused(code: Refusal) -> SaleRefused:
+    """The refusal with its standard message."""
     return SaleRefused(code, _MESSAGES[code])
 
 

@@ -33,6 +33,7 @@ from server.sale_records import (
     Terms,
     is_sale_id,
     refusal,
+    refused,
     sale_of_order,
 )
 
@@ -49,9 +50,6 @@ def _sale_keys(sale_id: str) -> dict[str, str]:
         "holds": keys.sale_holds(sale_id),
         "log": keys.sale_log(sale_id),
     }
-
-
-_UNKNOWN_SALE = SaleRefused(Refusal.UNKNOWN_SALE, "We couldn't find this sale.")
 
 
 @dataclass
@@ -125,11 +123,20 @@ class Sales:
             return cached
         sale = await self.get(sale_id)
         if sale is None:
-            raise _UNKNOWN_SALE
+            raise refused(Refusal.UNKNOWN_SALE)
         if len(self._terms) >= _TERMS_CACHE:
             del self._terms[next(iter(self._terms))]
         cached = self._terms[sale_id] = (sale, _sale_keys(sale_id))
         return cached
+
+    async def _order_terms(self, order_id: str) -> tuple[Sale, dict[str, str]]:
+        """The terms of the sale an order id names; unknown_order when there is no such sale."""
+        try:
+            return await self.terms(sale_of_order(order_id))
+        except SaleRefused as problem:
+            if problem.code is Refusal.UNKNOWN_SALE:
+                raise refused(Refusal.UNKNOWN_ORDER) from None
+            raise
 
     async def list(self, merchant_id: str) -> list[Sale]:
         """The merchant's sales, newest first."""
@@ -141,7 +148,7 @@ class Sales:
         """End the sale now (no effect on an ended one); holds already taken stay payable until they expire."""
         sale, k = await self.terms(sale_id)
         if not await self.batcher.call(self._end, [k["sale"]], []):
-            raise _UNKNOWN_SALE
+            raise refused(Refusal.UNKNOWN_SALE)
         await self.redis.zadd(keys.sales_due(), {sale_id: 0})
         self.changed[sale_id] = sale.room_id
         ended = await self.get(sale_id)
@@ -174,7 +181,7 @@ class Sales:
 
     async def pay(self, order_id: str, user_id: str, payment_ref: str) -> Outcome:
         """Mark the user's held order paid (final), unless its hold expired; idempotent per payment reference."""
-        sale, k = await self.terms(sale_of_order(order_id))
+        sale, k = await self._order_terms(order_id)
         verdict, raw, now = await self.batcher.call(
             self._pay, [k["sale"], k["orders"], k["holds"], k["log"]], [order_id, user_id, payment_ref]
         )
@@ -189,7 +196,7 @@ class Sales:
 
     async def cancel(self, order_id: str, user_id: str) -> Outcome:
         """The buyer gives up a held order: its units go back on sale. Cancelling twice is fine."""
-        sale, k = await self.terms(sale_of_order(order_id))
+        sale, k = await self._order_terms(order_id)
         verdict, raw, now = await self.batcher.call(
             self._cancel, [k["sale"], k["orders"], k["users"], k["holds"], k["log"]], [order_id, user_id]
         )
@@ -200,10 +207,10 @@ class Sales:
 
     async def order(self, order_id: str) -> tuple[Order, Sale]:
         """An order and its sale's terms (no owner check: callers check)."""
-        sale, k = await self.terms(sale_of_order(order_id))
+        sale, k = await self._order_terms(order_id)
         raw = await self.redis.hget(k["orders"], order_id)
         if raw is None:
-            raise SaleRefused(Refusal.UNKNOWN_ORDER, "We couldn't find this order.")
+            raise refused(Refusal.UNKNOWN_ORDER)
         return Order.from_json(raw), sale
 
     async def orders(self, sale_id: str) -> list[Order]:

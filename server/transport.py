@@ -8,6 +8,7 @@ import time
 from urllib.parse import urlsplit
 
 from redis.exceptions import RedisError
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from server import metrics
@@ -39,8 +40,9 @@ def _int_param(websocket: WebSocket, name: str) -> int | None:
     return int(raw) if raw is not None and raw.isdigit() else None
 
 
-async def room_socket(websocket: WebSocket) -> None:
-    """GET /ws/rooms/{room_id}?token=…[&since=<offset>&epoch=<epoch>]"""
+async def room_socket(scope: Scope, receive: Receive, send: Send) -> None:
+    """GET /ws/rooms/{room_id}?token=…[&since=<offset>&epoch=<epoch>] (an ASGI app: see server.app.LiveCart)"""
+    websocket = WebSocket(scope, receive, send)
     services: Services = websocket.app.state.services
     room_id = websocket.path_params["room_id"]
     await websocket.accept()
@@ -63,7 +65,7 @@ async def room_socket(websocket: WebSocket) -> None:
         return
     assert room.state is not None
     role = identity.role if identity.can_manage(room.state.merchant_id) else Role.VIEWER
-    viewer = Viewer(websocket, identity, role, room_id, services.settings.outbox_max_events)
+    viewer = Viewer(websocket, send, identity, role, room_id, services.settings.outbox_max_events)
     snapshot, offset = services.hub.add(room, viewer)
     writer: asyncio.Task[None] | None = None
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -338,6 +339,36 @@ def test_oversized_body_without_content_length_is_refused_with_413(api: httpx.Cl
     )
     assert_error(response, 413, "too_large")
     assert len(api.get(products_url(shop), headers=auth(shop.admin)).json()) == len(shop.products)
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_oversized_body_is_refused_without_reading_the_rest(shop: Shop, framing: str) -> None:
+    """The server answers 413 once the limit is passed, without waiting for (or buffering) the rest of the body."""
+    port = int(shop.base_url.rsplit(":", 1)[1])
+    part = b"p" * (MAX_BODY + 4096)
+    if framing == "chunked":
+        length_header, payload = b"Transfer-Encoding: chunked", b"%x\r\n%s\r\n" % (len(part), part)
+    else:
+        length_header, payload = b"Content-Length: %d" % (100 * MAX_BODY), part
+    head = b"\r\n".join(
+        [
+            f"POST {products_url(shop)} HTTP/1.1".encode(),
+            b"Host: 127.0.0.1",
+            f"Authorization: Bearer {shop.admin}".encode(),
+            b"Content-Type: application/json",
+            length_header,
+            b"",
+            b"",
+        ]
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(head + payload)  # and never the rest of the declared body
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            received = sock.recv(65536)
+            assert received, "connection closed without a response"
+            reply += received
+    assert reply.startswith(b"HTTP/1.1 413 ")
 
 
 def test_moderator_can_read_but_not_change_products(api: httpx.Client, shop: Shop) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import orjson
@@ -33,7 +34,7 @@ async def test_malformed_frames_get_error_messages_and_change_nothing(shop: Shop
             ('{"type": "room.status", "status": "party", "id": 6}', "bad_request"),
             ('{"type": "product.pin", "id": 7}', "bad_request"),
         ]
-        for raw, code in cases:
+        for raw, _ in cases:
             await host.send_raw(raw)
         await host.wait(lambda: len([r for r in host.replies if r["type"] == "error"]) == len(cases))
         errors = [r for r in host.replies if r["type"] == "error"]
@@ -71,10 +72,8 @@ async def test_oversized_frame_closes_with_1009(shop: Shop) -> None:
 
 async def _close_code(url: str, **kwargs: object) -> tuple[int | None, str | None]:
     connection = await websockets.connect(url, **kwargs)  # type: ignore[arg-type]
-    try:
+    with contextlib.suppress(websockets.ConnectionClosed):
         await connection.recv()
-    except websockets.ConnectionClosed:
-        pass
     return connection.close_code, connection.close_reason
 
 

@@ -38,7 +38,7 @@ from server.auth import Tokens
 from server.catalog import Catalog
 from server.config import Settings
 from server.protocol import Role
-from streaming import client, routes
+from streaming import client, passthrough, routes
 from streaming.client import PatternTrack, Session, WhipError
 from streaming.ice import TURN_TTL_SECONDS, IceServers
 from streaming.relay import Relay
@@ -216,6 +216,22 @@ async def test_late_viewer_gets_a_picture_within_two_seconds(live: Live) -> None
     assert counter.frames >= 20
     for session in (late, early, host):
         await session.stop()
+
+
+async def test_viewers_picture_loss_report_brings_a_keyframe_from_the_host(live: Live) -> None:
+    """A viewer's RTCP PLI is forwarded to the host, whose next frame is a keyframe for that viewer."""
+    host = await _go_live(live)
+    viewer = await client.watch(live.whep, await live.guest(), kinds=("video",), decode=False)
+    await _until(lambda: "video" in viewer.counters and viewer.counters["video"].frames > 30)
+    counter = viewer.counters["video"]
+    assert counter.keyframes == 1  # the one it started from: aiortc hosts send no others unasked
+    requests = live.relay.stats()["keyframe_requests"]
+    receiver = next(r for r in viewer.pc.getReceivers() if r.track.kind == "video")
+    await passthrough.request_keyframe(receiver)
+    await _until(lambda: counter.keyframes == 2, timeout=2, what="a keyframe")
+    assert live.relay.stats()["keyframe_requests"] == requests + 1
+    await viewer.stop()
+    await host.stop()
 
 
 async def test_viewer_asking_only_for_video_gets_only_video(live: Live) -> None:
@@ -436,22 +452,20 @@ async def test_sessions_leave_no_peers_tasks_threads_or_memory_behind(live: Live
 async def test_shutdown_closes_every_peer_and_takes_the_room_offline(redis_url: str, tmp_path: Path) -> None:
     """Stopping the server closes the host's and viewers' peers and announces the room offline."""
     started = await _start(redis_url, tmp_path)
-    host = await _go_live(started)
-    viewers = [await client.watch(started.whep, await started.guest()) for _ in range(2)]
-    for viewer in viewers:
-        await viewer.wait_connected()
+    sessions = [await _go_live(started)]
+    sessions += [await client.watch(started.whep, await started.guest()) for _ in range(2)]
+    await asyncio.gather(*(session.wait_connected() for session in sessions))
     relay = started.relay
     await _stop(started)
     assert relay.stats()["peers"] == 0
-    await _until(lambda: all(s.pc.connectionState == "closed" for s in (host, *viewers)), what="peers to close")
+    await _until(lambda: all(session.pc.connectionState == "closed" for session in sessions), what="peers to close")
     redis = Redis.from_url(redis_url, decode_responses=True)
     try:
         room = await Catalog(redis).get_room(started.room_id)
     finally:
         await redis.aclose()
     assert room is not None and room.stream == "offline"
-    for session in (host, *viewers):
-        await session.stop(delete=False)
-    del host, viewers, viewer, session  # the test's own peers: what is left would be the server's
+    await asyncio.gather(*(session.stop(delete=False) for session in sessions))
+    sessions.clear()  # the test's own peers: any peer left now would be the server's
     gc.collect()
     assert _server_peers() == 0

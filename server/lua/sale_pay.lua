@@ -6,29 +6,29 @@
 -- ARGV[1] - order id
 -- ARGV[2] - user id of the payer
 -- ARGV[3] - payment reference (the provider's authorization id)
--- Returns {verdict, order JSON or "", now, sold out now (1/0)}; verdict is "paid" (also when the same
+-- Returns {verdict, order JSON or "", now}; verdict is "paid" (also when the same
 -- payment reference paid it before) or a refusal: unknown_order, not_your_order, already_paid,
 -- order_cancelled, hold_expired (nothing moved).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local raw = redis.call('HGET', KEYS[2], ARGV[1])
 if not raw then
-  return {'unknown_order', '', now, 0}
+  return {'unknown_order', '', now}
 end
 local order = cjson.decode(raw)
 if order.user_id ~= ARGV[2] then
-  return {'not_your_order', '', now, 0}
+  return {'not_your_order', '', now}
 end
 if order.status == 'paid' then
-  return {order.payment_ref == ARGV[3] and 'paid' or 'already_paid', raw, now, 0}
+  return {order.payment_ref == ARGV[3] and 'paid' or 'already_paid', raw, now}
 end
 if order.status == 'cancelled' then
-  return {'order_cancelled', raw, now, 0}
+  return {'order_cancelled', raw, now}
 end
 if order.status ~= 'held' or now >= order.hold_expires_at then
-  return {'hold_expired', raw, now, 0}
+  return {'hold_expired', raw, now}
 end
-local held = redis.call('HINCRBY', KEYS[1], 'held', -order.quantity)
+redis.call('HINCRBY', KEYS[1], 'held', -order.quantity)
 redis.call('HINCRBY', KEYS[1], 'paid', order.quantity)
 redis.call('HINCRBY', KEYS[1], 'version', 1)
 order.status = 'paid'
@@ -40,4 +40,4 @@ redis.call('ZREM', KEYS[3], ARGV[1])
 local available = tonumber(redis.call('HGET', KEYS[1], 'available'))
 redis.call('XADD', KEYS[4], '*', 'order', ARGV[1], 'user', order.user_id, 'change', 'paid', 'quantity', order.quantity,
   'available', available, 'payment', ARGV[3])
-return {'paid', raw, now, (available == 0 and held == 0) and 1 or 0}
+return {'paid', raw, now}

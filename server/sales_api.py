@@ -1,0 +1,266 @@
+"""The REST API of flash sales and orders: hosts create and end sales, viewers buy and pay, merchants audit and export.
+
+Every refusal is {"error": {"code", "message"}} with a stable code (server.sale_records.Refusal,
+plus invalid_token, forbidden, bad_json, too_large and unavailable) and a message for shoppers.
+When Redis cannot be reached the answer is 503 unavailable: a purchase may or may not have been
+recorded, and retrying it with the same Idempotency-Key is always safe.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from server.api import MAX_BODY, ApiError, identify, json_body, ok, require, services_of
+from server.orders import EXPORT_FIELDS, ORDER_STATUSES
+from server.protocol import PRESENTERS, STAFF, Role, now_ms
+from server.sale_records import Refusal, Sale, SaleRefused, check_idempotency_key, check_quantity, refused, terms_from
+
+log = logging.getLogger("livecart.sales")
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def answers(handler: Handler) -> Handler:
+    """Turn refusals into their stable error codes, and a lost store into 503 unavailable."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except SaleRefused as problem:
+            raise ApiError(problem.code.status, problem.code.value, problem.message) from None
+        except (RedisError, OSError):
+            raise ApiError(
+                503,
+                "unavailable",
+                "We couldn't reach the store just now. Try again: retrying with the same Idempotency-Key "
+                "never buys twice.",
+            ) from None
+
+    return wrapped
+
+
+async def small_body(request: Request) -> dict[str, Any]:
+    """A JSON object body, or {} when there is none. Whole numbers too big for orjson still parse."""
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            raise ApiError(413, "too_large", f"the body is limited to {MAX_BODY} bytes")
+    if not raw.strip():
+        return {}
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        try:
+            data = json.loads(raw)  # orjson refuses integers past 64 bits: say what is wrong with the quantity
+        except ValueError:
+            raise ApiError(400, "bad_json", "the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad_request", "the body must be a JSON object")
+    return data
+
+
+async def _merchant_sale(request: Request, roles: frozenset[Role] = STAFF) -> Sale:
+    """The sale in the path, which must be the merchant's (else unknown_sale: others' sales are not revealed)."""
+    merchant_id = request.path_params["merchant_id"]
+    require(request, merchant_id, roles)
+    sale = await services_of(request).sales.get(request.path_params["sale_id"])
+    if sale is None or sale.merchant_id != merchant_id:
+        raise refused(Refusal.UNKNOWN_SALE)
+    return sale
+
+
+async def _announce(request: Request, sale_id: str) -> None:
+    """Tell the room now; if the store fails here, the sale clock tells it a moment later (the change is made)."""
+    try:
+        await services_of(request).sales_feed.announce(sale_id)
+    except (RedisError, OSError) as problem:
+        log.warning("sale %s: announcing deferred to the clock: %s", sale_id, problem)
+
+
+def _sale_body(sale: Sale) -> dict[str, Any]:
+    now = now_ms()
+    return {**sale.public(sale.status(now)), "server_time": now}
+
+
+# --- hosts ------------------------------------------------------------------------------------
+
+
+@answers
+async def create_sale(request: Request) -> Response:
+    """POST /api/merchants/{m}/rooms/{r}/sales {product_id, price, quantity, per_user_limit,
+    starts_at | countdown_seconds, duration_seconds, hold_seconds?} (admin or host)."""
+    merchant_id, room_id = request.path_params["merchant_id"], request.path_params["room_id"]
+    require(request, merchant_id, PRESENTERS)
+    services = services_of(request)
+    body = await json_body(request)
+    room = await services.catalog.get_room(room_id)
+    if room is None or room.merchant_id != merchant_id:
+        raise ApiError(404, "not_found", f"no room '{room_id}' in this shop")
+    product_id = body.get("product_id")
+    product = await services.catalog.get_product(merchant_id, product_id) if isinstance(product_id, str) else None
+    if product is None:
+        raise ApiError(400, "bad_request", "'product_id' must name one of this shop's products")
+    card = {key: value for key, value in product.public().items() if key != "merchant_id"}
+    terms = terms_from(body, merchant_id, room_id, card, services.settings.hold_seconds, now_ms())
+    sale = await services.sales.create(terms)
+    await _announce(request, sale.id)
+    return ok(_sale_body(sale), 201)
+
+
+@answers
+async def list_sales(request: Request) -> Response:
+    """GET /api/merchants/{m}/sales: the merchant's sales with live stock, newest first (staff)."""
+    merchant_id = request.path_params["merchant_id"]
+    require(request, merchant_id)
+    return ok([_sale_body(sale) for sale in await services_of(request).sales.list(merchant_id)])
+
+
+@answers
+async def end_sale(request: Request) -> Response:
+    """POST /api/merchants/{m}/sales/{sale_id}/end: end it now (admin or host); holds stay payable until they expire."""
+    sale = await _merchant_sale(request, PRESENTERS)
+    services = services_of(request)
+    ended = await services.sales.end(sale.id)
+    await _announce(request, sale.id)
+    return ok(_sale_body(ended))
+
+
+@answers
+async def invariant(request: Request) -> Response:
+    """GET /api/merchants/{m}/sales/{sale_id}/invariant: quantity = available + held + paid, checked (staff)."""
+    sale = await _merchant_sale(request)
+    audit = await services_of(request).sales.audit(sale.id)
+    if audit is None:
+        raise refused(Refusal.UNKNOWN_SALE)
+    return ok({"sale_id": sale.id, **audit.public(), "checked_at": now_ms()})
+
+
+@answers
+async def export_csv(request: Request) -> Response:
+    """GET /api/merchants/{m}/orders.csv[?status=paid]: the merchant's orders, one row each (admin or host)."""
+    return await _export(request, "csv")
+
+
+@answers
+async def export_jsonl(request: Request) -> Response:
+    """GET /api/merchants/{m}/orders.jsonl[?status=paid]: the merchant's orders, one JSON object a line."""
+    return await _export(request, "jsonl")
+
+
+async def _export(request: Request, kind: str) -> Response:
+    merchant_id = request.path_params["merchant_id"]
+    require(request, merchant_id, PRESENTERS)
+    status = request.query_params.get("status")
+    if status is not None and status not in ORDER_STATUSES:
+        raise ApiError(400, "bad_request", f"'status' must be one of {', '.join(ORDER_STATUSES)}")
+    rows = services_of(request).orders.export(merchant_id, status)
+    if kind == "csv":
+        body, media_type = _csv_lines(rows), "text/csv; charset=utf-8"
+    else:
+        body, media_type = _json_lines(rows), "application/x-ndjson"
+    filename = f"orders-{merchant_id}.{kind}"
+    return StreamingResponse(
+        body, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+    )
+
+
+async def _json_lines(rows: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    async for row in rows:
+        yield orjson.dumps(row) + b"\n"
+
+
+async def _csv_lines(rows: AsyncIterator[dict[str, Any]]) -> AsyncIterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(EXPORT_FIELDS)
+    async for row in rows:
+        writer.writerow([_cell(row[name]) for name in EXPORT_FIELDS])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _cell(value: object) -> object:
+    """A CSV cell that a spreadsheet will not run as a formula."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return "" if value is None else value
+
+
+# --- viewers ----------------------------------------------------------------------------------
+
+
+@answers
+async def sale(request: Request) -> Response:
+    """GET /api/sales/{sale_id}: the sale's terms, status and live stock (anyone)."""
+    found = await services_of(request).sales.get(request.path_params["sale_id"])
+    if found is None:
+        raise refused(Refusal.UNKNOWN_SALE)
+    return ok(_sale_body(found))
+
+
+@answers
+async def purchase(request: Request) -> Response:
+    """POST /api/sales/{sale_id}/purchases {quantity?=1} with Idempotency-Key: 201 a new hold, 200 the key's order."""
+    identity = identify(request)
+    key = check_idempotency_key(request.headers.get("idempotency-key"))
+    quantity = check_quantity((await small_body(request)).get("quantity", 1))
+    outcome = await services_of(request).sales.reserve(request.path_params["sale_id"], identity.user_id, key, quantity)
+    return ok(outcome.order.public(outcome.sale, outcome.now), 201 if outcome.created else 200)
+
+
+@answers
+async def order(request: Request) -> Response:
+    """GET /api/orders/{order_id}: the caller's own order."""
+    identity = identify(request)
+    found, sale_terms = await services_of(request).orders.get(request.path_params["order_id"], identity.user_id)
+    return ok(found.public(sale_terms, now_ms()))
+
+
+@answers
+async def pay(request: Request) -> Response:
+    """POST /api/orders/{order_id}/payment {card_number}: paid (final), or refused with nothing charged."""
+    identity = identify(request)
+    card = (await small_body(request)).get("card_number")
+    if not isinstance(card, str) or len(card) > 40:
+        raise ApiError(400, "bad_request", "'card_number' must be the card number as a string")
+    outcome = await services_of(request).orders.pay(request.path_params["order_id"], identity.user_id, card)
+    return ok(outcome.order.public(outcome.sale, outcome.now))
+
+
+@answers
+async def cancel(request: Request) -> Response:
+    """POST /api/orders/{order_id}/cancel: give a held order up; its units go back on sale."""
+    identity = identify(request)
+    outcome = await services_of(request).orders.cancel(request.path_params["order_id"], identity.user_id)
+    return ok(outcome.order.public(outcome.sale, outcome.now))
+
+
+routes = [
+    Route("/api/merchants/{merchant_id}/rooms/{room_id}/sales", create_sale, methods=["POST"]),
+    Route("/api/merchants/{merchant_id}/sales", list_sales),
+    Route("/api/merchants/{merchant_id}/sales/{sale_id}/end", end_sale, methods=["POST"]),
+    Route("/api/merchants/{merchant_id}/sales/{sale_id}/invariant", invariant),
+    Route("/api/merchants/{merchant_id}/orders.csv", export_csv),
+    Route("/api/merchants/{merchant_id}/orders.jsonl", export_jsonl),
+    Route("/api/sales/{sale_id}", sale),
+    Route("/api/sales/{sale_id}/purchases", purchase, methods=["POST"]),
+    Route("/api/orders/{order_id}", order),
+    Route("/api/orders/{order_id}/payment", pay, methods=["POST"]),
+    Route("/api/orders/{order_id}/cancel", cancel, methods=["POST"]),
+]

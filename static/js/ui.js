@@ -1,0 +1,128 @@
+// Small DOM helpers shared by the pages. Data always goes in as text (textContent), never as HTML.
+
+/** Build an element: h("p.note", {dataset: {id: 1}}, "text", child) — strings become text nodes. */
+export function h(tag, props = {}, ...children) {
+  const [name, ...classes] = tag.split(".");
+  const node = document.createElement(name || "div");
+  if (classes.length) node.className = classes.join(" ");
+  for (const [key, value] of Object.entries(props || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key === "on") for (const [kind, handler] of Object.entries(value)) node.addEventListener(kind, handler);
+    else if (key in node && typeof value !== "string") node[key] = value;
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === undefined || child === null || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+export const $ = (selector, root = document) => root.querySelector(selector);
+export const $$ = (selector, root = document) => Array.from(root.querySelectorAll(selector));
+
+/** Set an element's text (never HTML). */
+export function text(node, value) {
+  node.textContent = value === undefined || value === null ? "" : String(value);
+  return node;
+}
+
+/** An image URL safe to use in `src`: same-origin paths, http(s) and data:image only. */
+export function safeImage(url) {
+  if (typeof url !== "string" || !url) return "/img/placeholder.svg";
+  try {
+    const parsed = new URL(url, location.origin);
+    if (parsed.protocol === "http:" || parsed.protocol === "https:") return parsed.href;
+    if (parsed.protocol === "data:" && url.startsWith("data:image/")) return url;
+  } catch {
+    // fall through
+  }
+  return "/img/placeholder.svg";
+}
+
+const moneyFormats = new Map();
+
+/** Minor units to money: 3900 USD -> "$39.00". */
+export function money(minor, currency = "USD") {
+  const code = (currency || "USD").toUpperCase();
+  let format = moneyFormats.get(code);
+  if (!format) {
+    try {
+      format = new Intl.NumberFormat(undefined, { style: "currency", currency: code });
+    } catch {
+      format = { format: (value) => `${value.toFixed(2)} ${code}` };
+    }
+    moneyFormats.set(code, format);
+  }
+  return format.format((Number(minor) || 0) / 100);
+}
+
+/** "4:05", "1:02:03" for a number of milliseconds (never negative). */
+export function clock(ms) {
+  const total = Math.max(0, Math.ceil(ms / 1000));
+  const hours = Math.floor(total / 3600);
+  const minutes = Math.floor((total % 3600) / 60);
+  const seconds = String(total % 60).padStart(2, "0");
+  return hours ? `${hours}:${String(minutes).padStart(2, "0")}:${seconds}` : `${minutes}:${seconds}`;
+}
+
+/** 1234 -> "1.2K". */
+export function compact(value) {
+  return new Intl.NumberFormat(undefined, { notation: "compact", maximumFractionDigits: 1 }).format(value || 0);
+}
+
+/** Show a short notice in a toast stack; it leaves by itself. */
+export function toast(stack, message, { kind = "info", ms = 3500 } = {}) {
+  const node = h(`div.toast.toast-${kind}`, { role: "status" }, message);
+  stack.append(node);
+  while (stack.children.length > 3) stack.firstElementChild.remove();
+  setTimeout(() => {
+    node.classList.add("leaving");
+    setTimeout(() => node.remove(), 400);
+  }, ms);
+  return node;
+}
+
+/** Copy text to the clipboard (with a fallback for pages where the Clipboard API is unavailable). */
+export async function copyText(value) {
+  try {
+    await navigator.clipboard.writeText(value);
+    return true;
+  } catch {
+    const area = h("textarea.offscreen", { readOnly: true }, value);
+    document.body.append(area);
+    area.select();
+    const copied = document.execCommand("copy");
+    area.remove();
+    return copied;
+  }
+}
+
+/** The live status of a sale at `now` (server clock, ms): scheduled, live, sold_out or ended. */
+export function saleStatus(sale, now) {
+  if (sale.status === "ended" || now >= sale.ends_at) return "ended";
+  if (now < sale.starts_at) return "scheduled";
+  if (sale.available <= 0 && sale.held <= 0) return "sold_out";
+  return "live";
+}
+
+/** Apply a stock event to a known sale, unless it is older than what is known. */
+export function applyStock(sale, stock) {
+  if (!sale || stock.version <= sale.version) return false;
+  Object.assign(sale, {
+    available: stock.available,
+    held: stock.held,
+    sold: stock.sold,
+    version: stock.version,
+  });
+  return true;
+}
+
+/** A newer announcement of a sale, keeping the stock already known if it is newer. */
+export function mergeSale(known, sale) {
+  if (known && known.version > sale.version) {
+    return { ...sale, available: known.available, held: known.held, sold: known.sold, version: known.version };
+  }
+  return { ...sale };
+}

@@ -1,0 +1,92 @@
+"""Helpers for the flash-sale tests: create a sale, buy, pay, read the invariant, through the REST API."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+import httpx
+
+from server.auth import Tokens
+from server.protocol import Role
+from tests.conftest import SECRET_KEY, Shop
+
+GOOD_CARD = "4242424242424242"
+DECLINED_CARD = "4000000000000002"
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def viewer_token(user_id: str | None = None) -> str:
+    """A signed viewer token (like POST /api/guest's), minted here so a test can make hundreds quickly."""
+    user_id = user_id or f"g_{secrets.token_hex(6)}"
+    return Tokens(SECRET_KEY).mint(user_id=user_id, name="Buyer", role=Role.VIEWER, merchant_id=None, ttl_seconds=3600)
+
+
+def create_sale(shop: Shop, base_url: str | None = None, **terms: Any) -> dict[str, Any]:
+    """A sale of the shop's first product that is open now (override any term)."""
+    body = {
+        "product_id": shop.products[0],
+        "price": 500,
+        "quantity": 10,
+        "per_user_limit": 2,
+        "starts_at": int(time.time() * 1000),
+        "duration_seconds": 600,
+        **terms,
+    }
+    body = {key: value for key, value in body.items() if value is not None}
+    response = httpx.post(
+        f"{base_url or shop.base_url}/api/merchants/{shop.merchant_id}/rooms/{shop.room_id}/sales",
+        json=body,
+        headers=auth(shop.host),
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def buy(
+    base_url: str, token: str, sale_id: str, quantity: Any = 1, key: str | None = None, body: bytes | None = None
+) -> httpx.Response:
+    headers = auth(token)
+    if key != "":
+        headers["Idempotency-Key"] = key or secrets.token_hex(8)
+    if body is None:
+        return httpx.post(f"{base_url}/api/sales/{sale_id}/purchases", json={"quantity": quantity}, headers=headers)
+    return httpx.post(f"{base_url}/api/sales/{sale_id}/purchases", content=body, headers=headers)
+
+
+def pay(base_url: str, token: str, order_id: str, card: str = GOOD_CARD) -> httpx.Response:
+    return httpx.post(
+        f"{base_url}/api/orders/{order_id}/payment", json={"card_number": card}, headers=auth(token), timeout=10
+    )
+
+
+def invariant(shop: Shop, sale_id: str) -> dict[str, Any]:
+    response = httpx.get(
+        f"{shop.base_url}/api/merchants/{shop.merchant_id}/sales/{sale_id}/invariant", headers=auth(shop.admin)
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert body["ok"], body
+    assert body["quantity"] == body["available"] + body["held"] + body["paid"]
+    return body
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> str:
+    """The response is an API error with this status and code; return its message."""
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code, error
+    assert isinstance(error["message"], str) and error["message"]
+    return str(error["message"])
+
+
+def wait_until(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)

@@ -1,0 +1,454 @@
+"""How livecart starts: `python -m server` with and without REDIS_URL, workers, the Procfile, the CLI, bad settings."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from tests.conftest import ROOT, SECRET_KEY, ServerProcess, free_port, start_server
+
+REDIS_BINARIES = ("valkey-server", "redis-server")
+
+
+# --- processes ----------------------------------------------------------------------
+
+
+def children(pid: int) -> list[int]:
+    """The direct children of a process, from /proc/<pid>/task/*/children."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with suppress(FileNotFoundError):  # the thread ended meanwhile
+            found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    found = []
+    for child in children(pid):
+        found += [child, *descendants(child)]
+    return found
+
+
+def exe(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return ""
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def redis_processes(pid: int) -> list[int]:
+    """Every Redis-compatible server process below this one."""
+    return [child for child in descendants(pid) if Path(exe(child)).name in REDIS_BINARIES]
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (no /proc entry, or only a zombie waiting for its reaper)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what} not met within {timeout}s"
+        time.sleep(0.05)
+
+
+@contextmanager
+def launched(tmp: Path, env: dict[str, str], workers: int = 1) -> Iterator[ServerProcess]:
+    """A `python -m server` process, stopped (SIGTERM) when the block ends, whatever happens in it."""
+    started = start_server(tmp, env, workers=workers)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def cli(tmp: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run `python -m server.cli …` with the tests' SECRET_KEY and this test's DATA_DIR."""
+    full_env = {**os.environ, "SECRET_KEY": SECRET_KEY, "DATA_DIR": str(tmp / "data"), "REDIS_URL": "", **env}
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *args],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+# --- (a) no REDIS_URL: the embedded Redis --------------------------------------------
+
+
+def test_without_redis_url_it_runs_its_own_redis_with_aof_and_stops_it(tmp_path: Path) -> None:
+    """With no REDIS_URL the launcher runs one Redis child (AOF on, data in DATA_DIR/redis) and stops it on SIGTERM."""
+    data_dir = (tmp_path / "data").resolve()
+    with launched(tmp_path, {"REDIS_URL": ""}) as server:
+        redis_pids = redis_processes(server.process.pid)
+        assert len(redis_pids) == 1
+        redis_pid = redis_pids[0]
+        assert redis_pid in children(server.process.pid)
+        socket = data_dir / "redis" / "redis.sock"
+        client = redis.Redis(unix_socket_path=str(socket), decode_responses=True)
+        try:
+            assert client.config_get("appendonly") == {"appendonly": "yes"}
+            assert client.config_get("dir") == {"dir": str(data_dir / "redis")}
+        finally:
+            client.close()
+        assert any((data_dir / "redis").glob("appendonlydir/*.aof"))
+    assert server.process.returncode == 0
+    # The launcher waits for its Redis: by the time the launcher has exited, Redis has flushed its AOF and gone.
+    assert gone(redis_pid)
+    assert not socket.exists()
+
+
+def test_without_redis_url_the_demo_shop_is_seeded_and_linked_in_the_log(tmp_path: Path) -> None:
+    """A fresh install has the demo room; the log prints the viewer link and a studio link with a working host token."""
+    with launched(tmp_path, {"REDIS_URL": ""}) as server:
+        room = httpx.get(f"{server.base_url}/api/rooms/demo")
+        assert room.status_code == 200
+        assert room.json()["merchant_id"] == "demo"
+        log = server.log()
+        assert "seeded the demo shop" in log
+        assert f"viewer room:  {server.base_url}/room.html?room=demo" in log
+        studio = re.search(re.escape(f"host studio:  {server.base_url}/studio.html?room=demo#token=") + r"(\S+)", log)
+        assert studio is not None
+        me = httpx.get(f"{server.base_url}/api/me", headers=auth(studio[1]))
+        assert me.status_code == 200
+        assert me.json()["role"] == "host"
+        assert me.json()["merchant_id"] == "demo"
+
+
+def test_data_survives_a_restart_on_the_same_data_dir(tmp_path: Path) -> None:
+    """A product created through the API outlives SIGTERM and a restart (AOF); the demo is not seeded again."""
+    minted = cli(tmp_path, "mint-token", "--merchant", "demo", "--role", "admin")
+    assert minted.returncode == 0, minted.stderr
+    admin = minted.stdout.strip()
+    product = {"id": "survivor", "title": "Survivor mug", "price": 777, "currency": "EUR"}
+    with launched(tmp_path, {"REDIS_URL": ""}) as first:
+        created = httpx.post(f"{first.base_url}/api/merchants/demo/products", headers=auth(admin), json=product)
+        assert created.status_code == 201
+    assert first.process.returncode == 0
+    with launched(tmp_path, {"REDIS_URL": ""}) as second:
+        assert second.port != first.port
+        kept = httpx.get(f"{second.base_url}/api/merchants/demo/products/survivor", headers=auth(admin))
+        assert kept.status_code == 200
+        assert kept.json() == {**product, "merchant_id": "demo", "image_url": ""}
+        assert "seeded the demo shop" not in second.log()
+        assert httpx.get(f"{second.base_url}/api/rooms/demo").status_code == 200
+
+
+def test_without_secret_key_one_is_generated_in_data_dir_and_shared(tmp_path: Path) -> None:
+    """With no SECRET_KEY the server keeps a generated key in DATA_DIR: CLI tokens work and outlive a restart."""
+    no_key = {"REDIS_URL": "", "SECRET_KEY": ""}
+    with launched(tmp_path, no_key) as first:
+        key_file = tmp_path / "data" / "secret_key"
+        assert len(key_file.read_text().strip()) >= 32
+        minted = cli(tmp_path, "mint-token", "--merchant", "demo", "--role", "moderator", SECRET_KEY="")
+        token = minted.stdout.strip()
+        assert httpx.get(f"{first.base_url}/api/me", headers=auth(token)).json()["role"] == "moderator"
+        foreign = cli(tmp_path, "mint-token", "--merchant", "demo")  # the tests' SECRET_KEY: not this server's
+        assert httpx.get(f"{first.base_url}/api/me", headers=auth(foreign.stdout.strip())).status_code == 401
+    key = key_file.read_text()
+    with launched(tmp_path, no_key) as second:
+        assert key_file.read_text() == key
+        assert httpx.get(f"{second.base_url}/api/me", headers=auth(token)).json()["role"] == "moderator"
+
+
+def test_killed_launcher_takes_its_redis_with_it(tmp_path: Path) -> None:
+    """Even on SIGKILL (no clean-up code runs) the embedded Redis exits: no orphan keeps the data dir."""
+    with launched(tmp_path, {"REDIS_URL": ""}) as server:
+        (redis_pid,) = redis_processes(server.process.pid)
+        server.stop(signal.SIGKILL)
+        assert server.process.returncode == -signal.SIGKILL
+        wait_for(lambda: gone(redis_pid), what="orphaned Redis exit")
+
+
+def test_second_launcher_on_the_same_data_dir_refuses_to_start(tmp_path: Path) -> None:
+    """A second launcher on a DATA_DIR whose Redis runs exits with a message; the first keeps serving."""
+    with launched(tmp_path, {"REDIS_URL": ""}) as first:
+        env = {**os.environ, "SECRET_KEY": SECRET_KEY, "DATA_DIR": str(tmp_path / "data"), "REDIS_URL": ""}
+        env["PORT"] = str(free_port())
+        second = subprocess.run(
+            [sys.executable, "-m", "server"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
+        )
+        assert second.returncode != 0
+        assert "another livecart uses DATA_DIR" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert httpx.get(f"{first.base_url}/readyz").json() == {"ready": True}
+        assert len(redis_processes(first.process.pid)) == 1
+
+
+# --- (b) REDIS_URL: no Redis of its own ------------------------------------------------
+
+
+def test_with_redis_url_it_starts_no_redis(tmp_path: Path, redis_url: str) -> None:
+    """With REDIS_URL set the launcher only runs uvicorn: no Redis process below it, no DATA_DIR/redis."""
+    with launched(tmp_path, {"REDIS_URL": redis_url}) as server:
+        assert redis_processes(server.process.pid) == []
+        assert descendants(server.process.pid) == []  # one worker: uvicorn runs in the launcher itself
+        assert not (tmp_path / "data" / "redis").exists()
+        assert httpx.get(f"{server.base_url}/readyz").json() == {"ready": True}
+        assert "embedded redis" not in server.log()
+    assert server.process.returncode == 0
+
+
+# --- (c) several workers ------------------------------------------------------------
+
+
+def tcp_owner(server_port: int, client_port: int, pids: list[int]) -> int | None:
+    """Which of these processes holds the server end of the TCP connection from client_port."""
+    inode = None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port = int(fields[1].rsplit(":", 1)[1], 16)
+        remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+        if local_port == server_port and remote_port == client_port:
+            inode = fields[9]
+    if inode is None:
+        return None
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                if os.readlink(fd) == f"socket:[{inode}]":
+                    return pid
+            except OSError:
+                pass
+    return None
+
+
+def request(connection: http.client.HTTPConnection, method: str, path: str, body: str | None = None, **headers: str):
+    connection.request(method, path, body=body, headers={"Content-Type": "application/json", **headers})
+    response = connection.getresponse()
+    return response.status, response.read()
+
+
+def test_two_workers_share_one_redis(tmp_path: Path) -> None:
+    """WEB_CONCURRENCY=2 runs two uvicorn workers on one embedded Redis: what one writes, the other reads."""
+    with launched(tmp_path, {"REDIS_URL": ""}, workers=2) as server:
+        wait_for(lambda: server.log().count("Application startup complete.") == 2, what="both workers up")
+        pid = server.process.pid
+        workers = [child for child in children(pid) if "multiprocessing.spawn" in cmdline(child)]
+        assert len(workers) == 2
+        assert len(redis_processes(pid)) == 1
+        assert all(redis_processes(worker) == [] for worker in workers)
+        for worker in workers:
+            assert f"Started server process [{worker}]" in server.log()
+
+        admin = cli(tmp_path, "mint-token", "--merchant", "demo", "--role", "admin").stdout.strip()
+        connections: dict[int, http.client.HTTPConnection] = {}
+        opened: list[http.client.HTTPConnection] = []
+        try:
+            deadline = time.monotonic() + 15
+            while len(connections) < 2:
+                assert time.monotonic() < deadline, "every connection went to the same worker"
+                connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+                opened.append(connection)
+                status, body = request(connection, "GET", "/readyz")
+                assert (status, body) == (200, b'{"ready":true}')
+                owner = tcp_owner(server.port, connection.sock.getsockname()[1], workers)
+                assert owner in workers
+                connections.setdefault(owner, connection)
+            writer, reader = (connections[worker] for worker in workers)
+            status, _ = request(
+                writer,
+                "POST",
+                "/api/merchants/demo/products",
+                '{"id": "shared", "title": "Seen by both", "price": 100}',
+                Authorization=f"Bearer {admin}",
+            )
+            assert status == 201
+            status, body = request(
+                reader, "GET", "/api/merchants/demo/products/shared", Authorization=f"Bearer {admin}"
+            )
+            assert status == 200
+            assert b"Seen by both" in body
+        finally:
+            for connection in opened:
+                connection.close()
+    assert server.process.returncode == 0
+    wait_for(lambda: all(gone(worker) for worker in workers), what="workers exit")
+
+
+# --- (d) the Procfile ---------------------------------------------------------------
+
+
+def procfile_web_command() -> str:
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.startswith("web:"):
+            return line.removeprefix("web:").strip()
+    raise AssertionError("the Procfile has no web: process")
+
+
+@pytest.mark.parametrize("with_redis_url", [False, True], ids=["embedded-redis", "redis-url"])
+def test_procfile_web_process_serves_on_port(tmp_path: Path, redis_url: str, with_redis_url: bool) -> None:
+    """The Procfile's web: command, run as a platform does (bash -c, $PORT, venv first on PATH), serves /healthz."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "DATA_DIR": str(tmp_path / "data"),
+        "SECRET_KEY": SECRET_KEY,
+        "REDIS_URL": redis_url if with_redis_url else "",
+    }
+    log_path = tmp_path / "web.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            ["bash", "-c", procfile_web_command()],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = ServerProcess(port, process, log_path)
+    try:
+
+        def healthy() -> bool:
+            assert process.poll() is None, server.log()
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).text == "ok"
+            except httpx.TransportError:
+                return False
+
+        wait_for(healthy, timeout=30, what="/healthz on $PORT")
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz").json() == {"ready": True}
+        assert len(redis_processes(process.pid)) == (0 if with_redis_url else 1)
+        redis_pids = redis_processes(process.pid)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)  # platforms signal the whole process group
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 0, server.log()
+    wait_for(lambda: all(gone(pid) for pid in redis_pids), what="Redis exit")
+
+
+# --- (e) the operator CLI -----------------------------------------------------------
+
+
+def test_cli_creates_a_merchant_and_mints_a_token_the_server_accepts(
+    tmp_path: Path, server: ServerProcess, redis_url: str
+) -> None:
+    """create-merchant adds the merchant to Redis; mint-token prints a host token the server accepts for it."""
+    merchant = f"acme-{secrets.token_hex(3)}"
+    created = cli(tmp_path, "create-merchant", merchant, "--name", "Acme", REDIS_URL=redis_url)
+    assert created.returncode == 0, created.stderr
+    assert f"merchant {merchant} created" in created.stderr
+
+    minted = cli(tmp_path, "mint-token", "--merchant", merchant, "--name", "Ada")
+    assert minted.returncode == 0, minted.stderr
+    token = minted.stdout.strip()
+    assert "\n" not in token
+    me = httpx.get(f"{server.base_url}/api/me", headers=auth(token))
+    assert me.status_code == 200
+    assert me.json()["role"] == "host"
+    assert me.json()["merchant_id"] == merchant
+    assert me.json()["name"] == "Ada"
+    shown = httpx.get(f"{server.base_url}/api/merchants/{merchant}", headers=auth(token))
+    assert shown.status_code == 200
+    assert shown.json()["name"] == "Acme"
+
+    renamed = cli(tmp_path, "create-merchant", merchant, "--name", "Acme Inc", REDIS_URL=redis_url)
+    assert renamed.returncode == 0
+    assert f"merchant {merchant} renamed" in renamed.stderr
+    assert httpx.get(f"{server.base_url}/api/merchants/{merchant}", headers=auth(token)).json()["name"] == "Acme Inc"
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["create-merchant", "Not Valid", "--name", "X"], {"REDIS_URL": "redis://127.0.0.1:1"}, "merchant id must be"),
+        (["create-merchant", "acme", "--name", "X"], {}, "set REDIS_URL"),
+        (["create-merchant", "acme", "--name", "X"], {"REDIS_URL": "unix:///nonexistent.sock"}, "cannot reach Redis"),
+        (["mint-token", "--merchant", "acme", "--role", "viewer"], {}, "invalid choice: 'viewer'"),
+        (["mint-token"], {}, "--merchant"),
+    ],
+)
+def test_cli_refuses_bad_input_with_a_message(
+    tmp_path: Path, args: list[str], env: dict[str, str], message: str
+) -> None:
+    """A bad id, a missing REDIS_URL, an unreachable Redis or a viewer token exits non-zero saying why, no traceback."""
+    result = cli(tmp_path, *args, **env)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+# --- (f) bad settings ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "argv", "message"),
+    [
+        ({"PORT": "abc"}, [], "PORT must be a whole number, got 'abc'"),
+        ({"PORT": "70000"}, [], "PORT must be 1 to 65535, got 70000"),
+        ({"PORT": "-1"}, [], "PORT must be 1 to 65535, got -1"),
+        ({"WEB_CONCURRENCY": "two"}, [], "WEB_CONCURRENCY must be a whole number, got 'two'"),
+        ({"WEB_CONCURRENCY": "0"}, [], "WEB_CONCURRENCY must be at least 1, got 0"),
+        ({"TICK_MS": "0"}, [], "TICK_MS must be at least 1, got 0"),
+        ({"REDIS_APPENDFSYNC": "sometimes"}, [], "REDIS_APPENDFSYNC must be always, everysec or no"),
+        ({"LOG_LEVEL": "loud"}, [], "LOG_LEVEL must be one of critical, error, warning, info, debug, trace"),
+        ({"REDIS_URL": "unix:///nonexistent.sock"}, [], "cannot reach Redis at REDIS_URL"),
+        ({}, ["--port", "70000"], "the port must be 1 to 65535"),
+    ],
+)
+def test_bad_setting_exits_with_a_readable_message(
+    tmp_path: Path, env: dict[str, str], argv: list[str], message: str
+) -> None:
+    """A bad environment value (or flag) stops the launcher at once, non-zero, with one line saying what is wrong."""
+    full_env = {
+        **os.environ,
+        "SECRET_KEY": SECRET_KEY,
+        "DATA_DIR": str(tmp_path / "data"),
+        "PORT": str(free_port()),
+        "REDIS_URL": "",
+        **env,
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "server", *argv], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data" / "redis").exists()  # refused before starting anything
+
+
+def test_log_level_is_case_insensitive_and_accepts_trace(tmp_path: Path, redis_url: str) -> None:
+    """LOG_LEVEL=WARNING and LOG_LEVEL=trace (uvicorn's own level) both start the server."""
+    for level in ("WARNING", "trace"):
+        with launched(tmp_path, {"REDIS_URL": redis_url, "LOG_LEVEL": level}) as server:
+            assert httpx.get(f"{server.base_url}/healthz").status_code == 200
+        assert server.process.returncode == 0
