@@ -148,10 +148,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
         started = time.monotonic()
         viewers = [asyncio.create_task(one(index)) for index in range(args.viewers)]
-        while stats.frames < args.viewers and time.monotonic() - started < 120:
-            await asyncio.sleep(0.5)
+        while stats.connected + stats.closed < args.viewers and time.monotonic() - started < 180:
+            await asyncio.sleep(0.2)
         connect_seconds = time.monotonic() - started
-        connected = stats.frames
+        connected = stats.connected
         await asyncio.sleep(3)
         web, redis_pids = server_tree(process)
         rss_idle = sum(procstat.rss_bytes(pid) for pid in web)

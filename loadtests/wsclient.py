@@ -19,6 +19,7 @@ _EVENT_TS = re.compile(rb'"ts":(\d+)')
 
 @dataclass
 class Stats:
+    connected: int = 0
     frames: int = 0
     bytes: int = 0
     latencies_ms: list[float] = field(default_factory=list)
@@ -69,12 +70,11 @@ def text_frame(payload: bytes) -> bytes:
     return header + mask + masked
 
 
-async def viewer(
-    host: str, port: int, path: str, stats: Stats, measure: bool, stop: asyncio.Event, skip_first: bool = True
-) -> None:
-    """Read frames until `stop`; when `measure`, record each event's delay from its server timestamp."""
+async def viewer(host: str, port: int, path: str, stats: Stats, measure: bool, stop: asyncio.Event) -> None:
+    """Read frames until `stop`; when `measure`, record each event's delay from its server timestamp
+    (the first frame, the snapshot, is only counted)."""
     reader, writer = await connect(host, port, path)
-    first = skip_first
+    first = True
     try:
         while not stop.is_set():
             opcode, payload = await read_frame(reader)
@@ -88,6 +88,8 @@ async def viewer(
                 continue
             stats.frames += 1
             stats.bytes += len(payload)
+            if first:
+                stats.connected += 1
             if measure and not first:
                 now = time.time() * 1000
                 # the frame's own ts comes first; the events' ts follow

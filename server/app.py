@@ -17,7 +17,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from server import api, config, metrics, sales_api
+from server import api, config, metrics, sales_api, stats
 from server.config import Settings
 from server.services import Services
 from server.transport import room_socket
@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None) -> LiveCart:
         Route("/metrics", metrics.endpoint),
         *api.routes,
         *sales_api.routes,
+        *stats.routes,
         Mount("/", StaticFiles(directory=STATIC_DIR, html=True, check_dir=False), name="static"),
     ]
     return LiveCart(Starlette(routes=routes, lifespan=lifespan, exception_handlers={api.ApiError: api.api_error}))

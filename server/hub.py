@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from starlette.types import Send
 from starlette.websockets import WebSocket
 
-from server import metrics
+from server import eager, metrics
 from server.auth import Identity
 from server.broker import Broker
 from server.config import Settings
@@ -48,14 +48,19 @@ class Batch:
 
 
 class Viewer:
-    """One room connection: who it is, its socket, and its bounded outbox of batches."""
+    """One room connection: who it is, its socket, and its bounded outbox of batches.
+
+    A batch is sent at once when the socket can take it (see server.eager); while a send waits on
+    a full socket buffer, newer batches queue and go out merged as one frame when it is done.
+    """
 
     __slots__ = (
+        "_held",
         "_limit",
         "_queue",
         "_queued_events",
         "_send",
-        "_wake",
+        "_sending",
         "closing",
         "identity",
         "log_prefix",
@@ -75,8 +80,9 @@ class Viewer:
         self.log_prefix = f"[{room_id}/{identity.user_id}/{secrets.token_hex(2)}]"
         self._queue: list[Batch] = []
         self._queued_events = 0
-        self._wake: asyncio.Future[None] | None = None  # set while the writer waits (lighter than an Event)
         self._limit = limit
+        self._held = True  # until the first frame (snapshot or recovery) is out
+        self._sending: asyncio.Task[None] | None = None  # a send or close waiting on the socket
         self.closing: CloseCode | None = None
 
     @property
@@ -84,44 +90,74 @@ class Viewer:
         return self.role in STAFF
 
     def offer(self, batch: Batch) -> bool:
-        """Queue a batch without waiting; False when the viewer is past its bound and must go.
+        """Send or queue a batch without waiting; False when the viewer is past its bound and must go.
 
         The bound is on the backlog: events still unsent from earlier ticks plus this one. A viewer
-        whose writer took everything since the last tick is never refused, however large the batch.
+        that took everything since the last tick is never refused, however large the batch.
         """
+        if self.closing is not None:
+            return True
+        if not (self._held or self._sending is not None or self._queue):
+            self._write(batch)
+            return True
         behind = bool(self._queue)
         self._queue.append(batch)
         self._queued_events += len(batch.durable)
-        if behind and self._queued_events > self._limit:
-            return False
-        self._wake_writer()
-        return True
+        return not (behind and self._queued_events > self._limit)
+
+    def release(self) -> None:
+        """The first frame is out: send what queued meanwhile, and from now on send at once."""
+        self._held = False
+        self._drain()
 
     def stop(self, code: CloseCode) -> None:
+        """Close the connection with this code once any send under way is done; send nothing more."""
+        if self.closing is not None:
+            return
         self.closing = code
         self._queue.clear()
-        self._wake_writer()
+        if self._sending is None:
+            self._sending = asyncio.ensure_future(self._close())
 
-    def _wake_writer(self) -> None:
-        if self._wake is not None and not self._wake.done():
-            self._wake.set_result(None)
+    async def detach(self, timeout: float = 5.0) -> None:
+        """The connection is over: let a close under way finish, abandon a send."""
+        task = self._sending
+        if task is None:
+            return
+        if self.closing is None:
+            task.cancel()
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+        task.cancel()
 
-    async def write(self) -> None:
-        """Send queued batches until stopped: one frame per wake-up, merged when several wait."""
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self._queue and self.closing is None:
-                self._wake = loop.create_future()
-                await self._wake
-                self._wake = None
-            if self.closing is not None:
-                await self.websocket.close(self.closing.value, self.closing.reason)
-                return
+    def _drain(self) -> None:
+        if self._queue and self._sending is None and not self._held and self.closing is None:
             batches, self._queue, self._queued_events = self._queue, [], 0
-            if not batches:
-                continue
-            batch = batches[0] if len(batches) == 1 else _merge(batches)
-            await self._send(batch.message)
+            self._write(batches[0] if len(batches) == 1 else _merge(batches))
+
+    def _write(self, batch: Batch) -> None:
+        try:
+            pending = eager.start(self._send(batch.message))
+        except (OSError, RuntimeError):  # the client is gone; its reader ends the connection
+            self.closing = CloseCode.NORMAL
+            return
+        if pending is not None:
+            self._sending = pending
+            pending.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending = None
+        if task.cancelled() or task.exception() is not None:
+            self.closing = self.closing or CloseCode.NORMAL
+            return
+        if self.closing is not None:
+            self._sending = asyncio.ensure_future(self._close())
+        else:
+            self._drain()
+
+    async def _close(self) -> None:
+        with contextlib.suppress(OSError, RuntimeError):
+            await self.websocket.close(self.closing or CloseCode.NORMAL, (self.closing or CloseCode.NORMAL).reason)
 
 
 def _merge(batches: list[Batch]) -> Batch:

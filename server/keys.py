@@ -31,6 +31,11 @@ def presence(room_id: str) -> str:
     return f"room:{{{room_id}}}:presence"
 
 
+def room_peak(room_id: str) -> str:
+    """The room's highest viewer count seen by the stats endpoint (sorted set: member "viewers", raised with GT)."""
+    return f"room:{{{room_id}}}:peak"
+
+
 def banned(room_id: str) -> str:
     return f"room:{{{room_id}}}:banned"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from urllib.parse import urlsplit
@@ -67,23 +66,19 @@ async def room_socket(scope: Scope, receive: Receive, send: Send) -> None:
     role = identity.role if identity.can_manage(room.state.merchant_id) else Role.VIEWER
     viewer = Viewer(websocket, send, identity, role, room_id, services.settings.outbox_max_events)
     snapshot, offset = services.hub.add(room, viewer)
-    writer: asyncio.Task[None] | None = None
     try:
         since = _int_param(websocket, "since")
         first = None
         if since is not None:
             first = await services.hub.recover(room, since, websocket.query_params.get("epoch", ""), offset)
         await websocket.send_text(first or snapshot)
-        writer = asyncio.create_task(viewer.write())
+        viewer.release()
         await _read(services, room, viewer)
     except WebSocketDisconnect:
         pass
     finally:
         services.hub.remove(viewer)
-        if writer is not None:
-            if viewer.closing is None:
-                writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
+        await viewer.detach()
 
 
 async def _read(services: Services, room: LocalRoom, viewer: Viewer) -> None:

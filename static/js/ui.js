@@ -43,19 +43,30 @@ export function safeImage(url) {
 
 const moneyFormats = new Map();
 
-/** Minor units to money: 3900 USD -> "$39.00". */
-export function money(minor, currency = "USD") {
+function moneyFormat(currency) {
   const code = (currency || "USD").toUpperCase();
   let format = moneyFormats.get(code);
   if (!format) {
     try {
-      format = new Intl.NumberFormat(undefined, { style: "currency", currency: code });
+      const intl = new Intl.NumberFormat(undefined, { style: "currency", currency: code });
+      format = { intl, digits: intl.resolvedOptions().maximumFractionDigits };
     } catch {
-      format = { format: (value) => `${value.toFixed(2)} ${code}` };
+      format = { intl: { format: (value) => `${value.toFixed(2)} ${code}` }, digits: 2 };
     }
     moneyFormats.set(code, format);
   }
-  return format.format((Number(minor) || 0) / 100);
+  return format;
+}
+
+/** Minor units to money: 3900 USD -> "$39.00" (JPY has no minor unit: 3900 -> "¥3,900"). */
+export function money(minor, currency = "USD") {
+  const { intl, digits } = moneyFormat(currency);
+  return intl.format((Number(minor) || 0) / 10 ** digits);
+}
+
+/** The number of minor units in one major unit of a currency (100 for USD, 1 for JPY). */
+export function minorPerUnit(currency = "USD") {
+  return 10 ** moneyFormat(currency).digits;
 }
 
 /** "4:05", "1:02:03" for a number of milliseconds (never negative). */

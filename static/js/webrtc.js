@@ -4,6 +4,46 @@
 import { ApiError, readResponse } from "./api.js";
 
 const GATHER_TIMEOUT_MS = 3000;
+const ICE_KEY = "livecart.iceServers";
+
+/**
+ * ICE servers for new peer connections: the ones the last 201 listed in its Link headers
+ * (RFC 9725 section 4.6). The server takes no trickled candidates, so servers learnt from an
+ * answer help the next session: a peer that failed to connect without TURN retries with it.
+ */
+function iceServers() {
+  try {
+    return JSON.parse(sessionStorage.getItem(ICE_KEY) || "[]");
+  } catch {
+    return [];
+  }
+}
+
+/** Parse `Link: <turn:…>; rel="ice-server"; username="…"; credential="…"` headers into RTCIceServer objects. */
+export function parseIceLinks(header) {
+  const servers = [];
+  for (const match of (header || "").matchAll(/<([^>]*)>((?:\s*;\s*[\w-]+\s*=\s*(?:"[^"]*"|[^;,]*))*)/g)) {
+    const params = {};
+    for (const [, name, value] of match[2].matchAll(/;\s*([\w-]+)\s*=\s*("[^"]*"|[^;,]*)/g)) {
+      params[name.toLowerCase()] = value.startsWith('"') ? value.slice(1, -1).replace(/\\(.)/g, "$1") : value.trim();
+    }
+    if (params.rel !== "ice-server") continue;
+    const server = { urls: match[1] };
+    if (params.username) server.username = params.username;
+    if (params.credential) server.credential = params.credential;
+    servers.push(server);
+  }
+  return servers;
+}
+
+function rememberIceServers(response) {
+  const servers = parseIceLinks(response.headers.get("Link"));
+  try {
+    sessionStorage.setItem(ICE_KEY, JSON.stringify(servers));
+  } catch {
+    // storage unavailable: this session keeps working without
+  }
+}
 
 /** Resolves once ICE gathering is complete (the server takes no trickled candidates), or after a timeout. */
 function gathered(pc) {
@@ -40,6 +80,7 @@ async function negotiate(pc, url, token) {
     await readResponse(response); // throws the server's error
     throw new ApiError(response.status, "unexpected", `unexpected answer ${response.status}`);
   }
+  rememberIceServers(response);
   const location = new URL(response.headers.get("Location"), url).href;
   await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
   return location;
@@ -69,7 +110,7 @@ export class StreamSession {
 
 /** Publish a camera/microphone stream to a room (the host). */
 export async function publish(roomId, token, stream) {
-  const pc = new RTCPeerConnection();
+  const pc = new RTCPeerConnection({ iceServers: iceServers() });
   for (const track of stream.getTracks()) pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
   try {
     const location = await negotiate(pc, `/whip/${encodeURIComponent(roomId)}`, token);
@@ -82,7 +123,7 @@ export async function publish(roomId, token, stream) {
 
 /** Watch a room's stream (a viewer); `onStream(mediaStream)` is called when the media arrives. */
 export async function watch(roomId, token, onStream) {
-  const pc = new RTCPeerConnection();
+  const pc = new RTCPeerConnection({ iceServers: iceServers() });
   pc.addTransceiver("video", { direction: "recvonly" });
   pc.addTransceiver("audio", { direction: "recvonly" });
   const stream = new MediaStream();

@@ -1,0 +1,800 @@
+// The viewer room: video, the "now presenting" card with its flash sale, checkout, the bag, chat and hearts.
+
+import { ApiError, api, guest, randomKey } from "./api.js";
+import {
+  Command,
+  Event,
+  LIKE_BATCH_MS,
+  MAX_LIKES_PER_MESSAGE,
+  RoomSocket,
+  SALE_EVENTS,
+  SocketState,
+  closeMeaning,
+} from "./protocol.js";
+import {
+  $,
+  applyStock,
+  clock,
+  compact,
+  copyText,
+  h,
+  mergeSale,
+  money,
+  safeImage,
+  saleStatus,
+  text,
+  toast,
+} from "./ui.js";
+import { watch } from "./webrtc.js";
+
+const roomId = new URLSearchParams(location.search).get("room") || "demo";
+const stage = $("#stage");
+const video = $("#video");
+const chatList = $("#chat");
+const toasts = $("#toasts");
+
+const MAX_CHAT_NODES = 120;
+const HEART_COLORS = ["#ff4d6d", "#ff8fab", "#ffb703", "#fb5607", "#c77dff", "#ff006e"];
+const STATUS_LABELS = { live: "Live", scheduled: "Soon", ended: "Ended" };
+
+const state = {
+  guest: null,
+  room: null,
+  pinned: null,
+  bag: [],
+  sales: new Map(),
+  viewers: 0,
+  likes: 0,
+  slowMode: 0,
+  quantity: 1,
+};
+
+let socket = null;
+
+// --- start -----------------------------------------------------------------------------------
+
+async function start() {
+  try {
+    state.guest = await guest();
+  } catch (error) {
+    showPoster("We couldn't reach the shop", error.message);
+    return;
+  }
+  socket = new RoomSocket({
+    roomId,
+    token: state.guest.token,
+    onSnapshot: render,
+    onEvent: apply,
+    onState: connectionChanged,
+    refreshToken: async () => {
+      state.guest = await guest({ renew: true });
+      return state.guest.token;
+    },
+  });
+  window.livecart = { socket, state };
+  socket.open();
+  setInterval(tick, 250);
+}
+
+function connectionChanged(status, detail) {
+  stage.dataset.connection = status;
+  const banner = $("#connection");
+  banner.classList.toggle("failed", status === SocketState.CLOSED);
+  if (status === SocketState.RECONNECTING) {
+    text($("#connection-text"), "Reconnecting…");
+    banner.hidden = false;
+  } else if (status === SocketState.OPEN) {
+    banner.hidden = true;
+  } else if (status === SocketState.CLOSED && detail.code !== 1000) {
+    if (detail.code === 4504) {
+      showPoster("This show doesn't exist", "Check the link you were given.");
+      banner.hidden = true;
+    } else {
+      text($("#connection-text"), `Disconnected: ${closeMeaning(detail.code)}. Reload to try again.`);
+      banner.hidden = false;
+    }
+  }
+}
+
+function showPoster(title, note) {
+  text($("#poster-title"), title);
+  text($("#poster-note"), note);
+}
+
+// --- the whole room (snapshot) ------------------------------------------------------------------
+
+function render(snapshot) {
+  state.room = snapshot.room;
+  state.pinned = snapshot.pinned;
+  state.bag = snapshot.bag || [];
+  state.slowMode = snapshot.slow_mode || 0;
+  state.viewers = snapshot.viewers || 0;
+  state.likes = snapshot.likes || 0;
+  state.sales = new Map();
+  for (const sale of snapshot.sales || []) state.sales.set(sale.id, { ...sale });
+  chatList.replaceChildren();
+  for (const message of snapshot.chat || []) addChat(message);
+  renderRoom();
+  renderStatus(snapshot.room.status);
+  renderStream(snapshot.room.stream);
+  renderSlowMode();
+  text($("#viewers"), compact(state.viewers));
+  text($("#likes"), compact(state.likes));
+  renderBag();
+  renderCard();
+  scrollChat(true);
+}
+
+function renderRoom() {
+  const title = state.room.title || "Live show";
+  text($("#room-title"), title);
+  text($("#room-sub"), `@${state.room.merchant_id}`);
+  text($("#avatar"), title.trim().charAt(0).toUpperCase() || "L");
+  document.title = `${title} · livecart`;
+}
+
+// --- one event ------------------------------------------------------------------------------------
+
+function apply(event) {
+  switch (event.type) {
+    case Event.ROOM_STATUS:
+      renderStatus(event.status);
+      break;
+    case Event.STREAM_STATE:
+      renderStream(event.state);
+      break;
+    case Event.PRODUCT_PINNED:
+      state.pinned = event.product;
+      state.quantity = 1;
+      renderCard();
+      renderBag();
+      break;
+    case Event.PRODUCT_UNPINNED:
+      state.pinned = null;
+      renderCard();
+      renderBag();
+      break;
+    case Event.BAG_CHANGED:
+      state.bag = event.products;
+      renderBag();
+      break;
+    case Event.CHAT_MESSAGE:
+      addChat(event.message);
+      scrollChat(false);
+      break;
+    case Event.CHAT_DELETED:
+      chatList.querySelector(`li[data-id="${CSS.escape(event.message_id)}"]`)?.remove();
+      break;
+    case Event.CHAT_SLOW_MODE:
+      state.slowMode = event.seconds;
+      renderSlowMode();
+      break;
+    case Event.VIEWERS:
+      state.viewers = event.count;
+      text($("#viewers"), compact(event.count));
+      break;
+    case Event.LIKES:
+      likesArrived(event.total);
+      break;
+    case Event.STOCK:
+      if (applyStock(state.sales.get(event.sale_id), event)) {
+        renderCard();
+        renderBag();
+      }
+      break;
+    case Event.SALE_TOAST:
+      saleToast(event);
+      break;
+    default:
+      if (SALE_EVENTS.has(event.type)) {
+        const sale = event.sale;
+        state.sales.set(sale.id, mergeSale(state.sales.get(sale.id), sale));
+        if (event.type === Event.SALE_STARTED) toast(toasts, `Flash deal live: ${sale.product.title}`, { kind: "buy" });
+        renderCard();
+        renderBag();
+      }
+  }
+}
+
+function renderStatus(status) {
+  state.room.status = status;
+  stage.dataset.status = status;
+  text($("#live-badge"), STATUS_LABELS[status] || status);
+  $("#ended").hidden = status !== "ended";
+  if (status === "ended") stopWatching();
+  else renderStream(state.room.stream);
+  posterText();
+}
+
+function posterText() {
+  const { status, stream } = state.room;
+  if (status === "ended") showPoster("This show has ended", "Thanks for watching.");
+  else if (status === "live" && stream !== "online") showPoster("Back in a moment", "The host's video paused; it comes back by itself.");
+  else if (stream !== "online") showPoster("The show starts soon", "Stay here: the video starts by itself when the host goes live.");
+  else showPoster("Connecting to the video…", "");
+}
+
+// --- video (WHEP) ----------------------------------------------------------------------------------
+
+const viewing = { session: null, starting: false, retry: null, attempt: 0 };
+
+function renderStream(stream) {
+  state.room.stream = stream;
+  stage.dataset.stream = stream;
+  if (stream === "online" && state.room.status !== "ended") startWatching();
+  else stopWatching();
+  posterText();
+}
+
+async function startWatching() {
+  if (viewing.session || viewing.starting) return;
+  viewing.starting = true;
+  clearTimeout(viewing.retry);
+  try {
+    const session = await watch(roomId, state.guest.token, (stream) => {
+      if (video.srcObject !== stream) video.srcObject = stream;
+      play();
+    });
+    viewing.session = session;
+    let lost = null;
+    session.pc.addEventListener("connectionstatechange", () => {
+      const pcState = session.pc.connectionState;
+      if (pcState === "connected") {
+        viewing.attempt = 0;
+        clearTimeout(lost);
+      } else if (pcState === "failed") {
+        restartWatching(session);
+      } else if (pcState === "disconnected") {
+        clearTimeout(lost);
+        lost = setTimeout(() => restartWatching(session), 4000);
+      }
+    });
+  } catch (error) {
+    // 409: the host's video isn't up yet; anything else: try again with backoff
+    retryWatching();
+  } finally {
+    viewing.starting = false;
+  }
+}
+
+function restartWatching(session) {
+  if (viewing.session !== session) return;
+  viewing.session = null;
+  session.stop();
+  retryWatching();
+}
+
+function retryWatching() {
+  if (state.room.stream !== "online" || state.room.status === "ended") return;
+  const delay = Math.min(8000, 600 * 2 ** viewing.attempt++) * (0.5 + Math.random() / 2);
+  clearTimeout(viewing.retry);
+  viewing.retry = setTimeout(startWatching, delay);
+}
+
+function stopWatching() {
+  clearTimeout(viewing.retry);
+  viewing.attempt = 0;
+  stage.dataset.playing = "false";
+  if (viewing.session) {
+    viewing.session.stop();
+    viewing.session = null;
+  }
+  video.srcObject = null;
+}
+
+function play() {
+  video.play().catch(() => {
+    video.muted = true;
+    video.play().catch(() => {});
+  });
+  $("#unmute").hidden = !video.muted;
+}
+
+video.addEventListener("playing", () => {
+  stage.dataset.playing = "true";
+});
+
+$("#unmute").addEventListener("click", () => {
+  video.muted = false;
+  video.play().catch(() => {});
+  $("#unmute").hidden = true;
+});
+
+addEventListener("pagehide", () => viewing.session?.stop({ keepalive: true }));
+
+// --- the card and its sale ---------------------------------------------------------------------------
+
+const STATUS_ORDER = { live: 0, scheduled: 1, sold_out: 2, ended: 3 };
+
+/** The sale the card shows: of the pinned product (live first), or any sale on now when nothing is pinned. */
+function cardSale() {
+  const now = socket.serverNow();
+  const pinnedId = state.pinned?.id;
+  const sales = [...state.sales.values()].filter((sale) =>
+    pinnedId ? sale.product.id === pinnedId : saleStatus(sale, now) === "live",
+  );
+  sales.sort(
+    (a, b) => STATUS_ORDER[saleStatus(a, now)] - STATUS_ORDER[saleStatus(b, now)] || b.starts_at - a.starts_at,
+  );
+  return sales[0] || null;
+}
+
+function liveSaleOf(productId) {
+  const now = socket.serverNow();
+  return (
+    [...state.sales.values()].find((sale) => sale.product.id === productId && saleStatus(sale, now) === "live") ||
+    null
+  );
+}
+
+function renderCard() {
+  const card = $("#card");
+  const sale = cardSale();
+  const product = state.pinned || sale?.product;
+  if (!product) {
+    card.hidden = true;
+    return;
+  }
+  card.hidden = false;
+  card.dataset.productId = product.id;
+  const image = $("#card-image");
+  const src = safeImage(product.image_url);
+  if (image.getAttribute("src") !== src) image.src = src;
+  text($("#card-title"), product.title);
+  const now = socket.serverNow();
+  const status = sale ? saleStatus(sale, now) : null;
+  if (!sale || status === "ended") {
+    delete card.dataset.sale;
+    card.dataset.saleId = "";
+    text($("#card-price"), money(product.price, product.currency));
+    $("#card-regular").hidden = true;
+    $("#card-off").hidden = true;
+    $("#card-deal").hidden = true;
+    $("#card-stock").hidden = true;
+    $("#card-timer").hidden = !sale;
+    text($("#card-timer"), sale ? "Deal ended" : "");
+    $("#card-quantity").hidden = true;
+    renderBuyButton(null, null);
+    return;
+  }
+  card.dataset.sale = status;
+  card.dataset.saleId = sale.id;
+  text($("#card-price"), money(sale.price, sale.currency));
+  const regular = product.price;
+  const discounted = regular > sale.price;
+  $("#card-regular").hidden = !discounted;
+  text($("#card-regular"), money(regular, product.currency));
+  $("#card-off").hidden = !discounted;
+  text($("#card-off"), discounted ? `−${Math.round((1 - sale.price / regular) * 100)}%` : "");
+  $("#card-deal").hidden = false;
+  $("#card-stock").hidden = false;
+  const fill = sale.quantity ? Math.max(0, sale.available) / sale.quantity : 0;
+  $("#card-stock-fill").style.width = `${Math.round(fill * 100)}%`;
+  text($("#card-stock-text"), stockText(sale, status));
+  $("#card-stock").dataset.available = String(sale.available);
+  renderTimer(sale, status, now);
+  const limit = Math.min(sale.per_user_limit, Math.max(1, sale.available));
+  state.quantity = Math.min(state.quantity, limit);
+  $("#card-quantity").hidden = !(status === "live" && sale.per_user_limit > 1 && sale.available > 1);
+  text($("#quantity-value"), state.quantity);
+  renderBuyButton(sale, status);
+}
+
+function stockText(sale, status) {
+  if (status === "sold_out") return "Sold out";
+  if (status === "scheduled") return `${sale.quantity} available`;
+  if (sale.available <= 0) return "All claimed";
+  return `${sale.available} left`;
+}
+
+function renderTimer(sale, status, now) {
+  const timer = $("#card-timer");
+  timer.hidden = false;
+  if (status === "scheduled") text(timer, `Starts in ${clock(sale.starts_at - now)}`);
+  else if (status === "live") text(timer, `Ends in ${clock(sale.ends_at - now)}`);
+  else text(timer, "");
+}
+
+function renderBuyButton(sale, status) {
+  const button = $("#buy");
+  button.hidden = !sale || status === "ended";
+  if (!sale) return;
+  if (checkout.order && checkout.sale.id === sale.id && checkout.step === "hold") {
+    button.disabled = false;
+    text(button, `Pay · ${clock(checkout.deadline - Date.now())}`);
+    return;
+  }
+  const labels = { scheduled: "Soon", sold_out: "Sold out" };
+  if (status === "live" && sale.available <= 0) labels.live = "Claimed";
+  const label = labels[status] || "Buy";
+  button.disabled = label !== "Buy";
+  text(button, label);
+}
+
+function tick() {
+  if (!socket || !state.room) return;
+  const sale = cardSale();
+  if (sale) renderCard();
+  if (checkout.step === "hold") renderHold();
+}
+
+$("#buy").addEventListener("click", () => {
+  const sale = state.sales.get($("#card").dataset.saleId);
+  if (!sale) return;
+  if (checkout.order && checkout.sale.id === sale.id && checkout.step === "hold") openSheet("#checkout");
+  else buy(sale, state.quantity);
+});
+
+$("#quantity-less").addEventListener("click", () => {
+  state.quantity = Math.max(1, state.quantity - 1);
+  renderCard();
+});
+
+$("#quantity-more").addEventListener("click", () => {
+  const sale = state.sales.get($("#card").dataset.saleId);
+  if (!sale) return;
+  state.quantity = Math.min(state.quantity + 1, sale.per_user_limit, Math.max(1, sale.available));
+  renderCard();
+});
+
+// --- checkout: hold, pay, done ---------------------------------------------------------------------
+
+const checkout = { step: null, sale: null, order: null, key: null, deadline: 0, quantity: 1 };
+const sheet = $("#checkout");
+
+const REFUSAL_TITLES = {
+  sold_out: "Sold out",
+  limit_reached: "Limit reached",
+  hold_expired: "Your reservation expired",
+  not_started: "Not yet!",
+  ended: "This deal has ended",
+  payment_declined: "Payment declined",
+  network: "You're offline",
+};
+
+async function buy(sale, quantity) {
+  if (checkout.step === "reserving") return;
+  Object.assign(checkout, { sale, order: null, key: randomKey("buy_"), quantity });
+  setStep("reserving");
+  const product = sale.product;
+  $("#order-image").src = safeImage(product.image_url);
+  text($("#order-title"), product.title);
+  text($("#order-detail"), `${quantity} × ${money(sale.price, sale.currency)} · flash deal`);
+  text($("#order-amount"), money(sale.price * quantity, sale.currency));
+  $("#pay-error").hidden = true;
+  openSheet("#checkout");
+  try {
+    const order = await retrying(() =>
+      api(`/api/sales/${encodeURIComponent(sale.id)}/purchases`, {
+        method: "POST",
+        token: state.guest.token,
+        body: { quantity },
+        headers: { "Idempotency-Key": checkout.key },
+      }),
+    );
+    holdStarted(orderOf(order));
+  } catch (error) {
+    failed(error);
+  }
+}
+
+/** Retry a request that is safe to repeat (same Idempotency-Key) when the network or server hiccups. */
+async function retrying(call, attempts = 3) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await call();
+    } catch (error) {
+      const transient = error instanceof ApiError && (error.status === 0 || error.status >= 500);
+      if (!transient || attempt + 1 >= attempts) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 400 * 2 ** attempt));
+    }
+  }
+}
+
+function orderOf(body) {
+  return body && body.order ? body.order : body;
+}
+
+function holdStarted(order) {
+  checkout.order = order;
+  if (order.status === "paid") {
+    done(order);
+    return;
+  }
+  const left = order.hold_expires_at - (order.server_time ?? socket.serverNow());
+  checkout.deadline = Date.now() + left;
+  checkout.holdMs = Math.max(left, 1);
+  text($("#order-amount"), money(order.amount, order.currency));
+  text($("#pay"), `Pay ${money(order.amount, order.currency)}`);
+  setStep("hold");
+  renderHold();
+  renderCard();
+}
+
+function renderHold() {
+  const left = checkout.deadline - Date.now();
+  text($("#hold-clock"), clock(left));
+  const ring = $(".hold-ring");
+  ring.style.setProperty("--left", String(Math.max(0, Math.min(1, left / checkout.holdMs))));
+  $(".hold-timer").classList.toggle("urgent", left < 30000);
+  if (left <= 0) {
+    failed(new ApiError(409, "hold_expired", "It went back on sale because the timer ran out. You were not charged."));
+  }
+  const sale = state.sales.get(checkout.sale.id);
+  if (sale && $("#card").dataset.saleId === sale.id) renderBuyButton(sale, saleStatus(sale, socket.serverNow()));
+}
+
+$("#pay-form").addEventListener("submit", async (submit) => {
+  submit.preventDefault();
+  if (checkout.step !== "hold") return;
+  setStep("paying");
+  text($("#pay"), "Paying…");
+  $("#pay-error").hidden = true;
+  try {
+    const paid = await retrying(() =>
+      api(`/api/orders/${encodeURIComponent(checkout.order.order_id)}/payment`, {
+        method: "POST",
+        token: state.guest.token,
+        body: { card_number: $("#card-number").value },
+      }),
+    );
+    done(orderOf(paid));
+  } catch (error) {
+    if (error.code === "payment_declined" || error.code === "bad_request") {
+      setStep("hold");
+      text($("#pay"), `Pay ${money(checkout.order.amount, checkout.order.currency)}`);
+      text($("#pay-error"), error.message);
+      $("#pay-error").hidden = false;
+    } else if (error.code === "already_paid") {
+      done(checkout.order);
+    } else {
+      failed(error);
+    }
+  }
+});
+
+$("#cancel-order").addEventListener("click", async () => {
+  const order = checkout.order;
+  resetCheckout();
+  closeSheets();
+  if (!order) return;
+  try {
+    await api(`/api/orders/${encodeURIComponent(order.order_id)}/cancel`, { method: "POST", token: state.guest.token });
+    toast(toasts, "Reservation cancelled: you were not charged.");
+  } catch {
+    // it expires by itself
+  }
+});
+
+function done(order) {
+  const short = order.order_id.split(".").pop().slice(0, 6).toUpperCase();
+  text($("#done-text"), `Order ${short} · ${money(order.amount, order.currency)} paid. Thanks for shopping the show!`);
+  checkout.order = null;
+  setStep("done");
+  renderCard();
+}
+
+function failed(error) {
+  const code = error.code || "error";
+  text($("#error-title"), REFUSAL_TITLES[code] || "That didn't work");
+  text($("#error-text"), error.message || "Something went wrong. Please try again.");
+  const sale = checkout.sale && state.sales.get(checkout.sale.id);
+  const retry = $("#error-retry");
+  retry.hidden = !(sale && saleStatus(sale, socket.serverNow()) === "live" && sale.available > 0 && code !== "limit_reached");
+  checkout.order = null;
+  setStep("error");
+  sheet.dataset.error = code;
+  renderCard();
+}
+
+$("#error-retry").addEventListener("click", () => {
+  const sale = state.sales.get(checkout.sale.id);
+  if (sale) buy(sale, checkout.quantity);
+});
+
+function setStep(step) {
+  checkout.step = step;
+  sheet.dataset.step = step;
+  delete sheet.dataset.error;
+  $("#pay").disabled = step === "paying";
+}
+
+function resetCheckout() {
+  Object.assign(checkout, { step: null, sale: null, order: null, key: null });
+}
+
+// --- sheets ----------------------------------------------------------------------------------------
+
+function openSheet(selector) {
+  for (const other of document.querySelectorAll(".sheet")) other.hidden = true;
+  $(selector).hidden = false;
+  $("#backdrop").hidden = false;
+}
+
+function closeSheets() {
+  for (const other of document.querySelectorAll(".sheet")) other.hidden = true;
+  $("#backdrop").hidden = true;
+  if (checkout.step && checkout.step !== "hold" && checkout.step !== "paying" && checkout.step !== "reserving") {
+    resetCheckout();
+  }
+  renderCard();
+}
+
+$("#backdrop").addEventListener("click", closeSheets);
+for (const button of document.querySelectorAll("[data-close]")) button.addEventListener("click", closeSheets);
+addEventListener("keydown", (key) => {
+  if (key.key === "Escape") closeSheets();
+});
+
+// --- the bag ---------------------------------------------------------------------------------------
+
+function renderBag() {
+  text($("#bag-count"), state.bag.length);
+  const list = $("#bag-list");
+  list.replaceChildren(
+    ...state.bag.map((product) => {
+      const sale = liveSaleOf(product.id);
+      const pinned = state.pinned?.id === product.id;
+      const price = sale
+        ? [
+            h("strong.deal", {}, money(sale.price, sale.currency)),
+            h("s", {}, money(product.price, product.currency)),
+            h("span", {}, sale.available > 0 ? `${sale.available} left` : "All claimed"),
+          ]
+        : [h("strong", {}, money(product.price, product.currency))];
+      const action = sale
+        ? h(
+            "button.button-primary",
+            {
+              type: "button",
+              disabled: sale.available <= 0,
+              on: { click: () => buy(sale, 1) },
+            },
+            "Buy",
+          )
+        : null;
+      return h(
+        pinned ? "li.bag-item.pinned" : "li.bag-item",
+        { dataset: { productId: product.id } },
+        h("img", { src: safeImage(product.image_url), alt: "", loading: "lazy" }),
+        h(
+          "div",
+          {},
+          pinned ? h("span.live-now", {}, "Presenting now") : null,
+          h("span.title", {}, product.title),
+          h("span.meta", {}, ...price),
+        ),
+        action,
+      );
+    }),
+  );
+}
+
+$("#bag-button").addEventListener("click", () => openSheet("#bag-sheet"));
+$("#ended-bag").addEventListener("click", () => openSheet("#bag-sheet"));
+
+// --- chat ------------------------------------------------------------------------------------------
+
+const ROLE_BADGES = { host: "Host", admin: "Shop", moderator: "Mod" };
+
+function addChat(message) {
+  const mine = state.guest && message.user_id === state.guest.user.id;
+  const badge = ROLE_BADGES[message.role];
+  const item = h(
+    "li",
+    { dataset: { id: message.id, user: message.user_id } },
+    badge ? h("span.badge", {}, badge) : null,
+    h("span.name", {}, message.name),
+    h("span.text", {}, message.text),
+  );
+  if (badge) item.classList.add("staff");
+  if (mine) item.classList.add("mine");
+  chatList.append(item);
+  while (chatList.children.length > MAX_CHAT_NODES) chatList.firstElementChild.remove();
+}
+
+function chatNotice(message) {
+  chatList.append(h("li.notice", {}, message));
+  scrollChat(true);
+}
+
+function scrollChat(force) {
+  const nearBottom = chatList.scrollHeight - chatList.scrollTop - chatList.clientHeight < 80;
+  if (force || nearBottom) chatList.scrollTop = chatList.scrollHeight;
+}
+
+function renderSlowMode() {
+  const note = $("#slow-note");
+  note.hidden = !state.slowMode;
+  text(note, state.slowMode ? `Slow mode: one message every ${state.slowMode} s` : "");
+}
+
+const CHAT_REFUSALS = {
+  rate_limited: "You're sending messages too fast. Wait a few seconds.",
+  banned: "You can't chat in this room.",
+  blocked_word: "Not sent: your message has a word this shop doesn't allow.",
+  too_long: "That message is too long (300 characters at most).",
+  disconnected: "Not sent: you're offline for a moment. Try again.",
+  unavailable: "Not sent: the chat is busy. Try again.",
+};
+
+function chatRefusal(error) {
+  if (CHAT_REFUSALS[error.code]) return CHAT_REFUSALS[error.code];
+  const message = error.message || "Not sent.";
+  return message.charAt(0).toUpperCase() + message.slice(1) + ".";
+}
+
+$("#chat-form").addEventListener("submit", async (submit) => {
+  submit.preventDefault();
+  const input = $("#chat-input");
+  const value = input.value.trim();
+  if (!value || !socket) return;
+  input.value = "";
+  try {
+    await socket.request(Command.CHAT_SEND, { text: value });
+  } catch (error) {
+    if (!input.value) input.value = value;
+    chatNotice(chatRefusal(error));
+  }
+});
+
+// --- hearts --------------------------------------------------------------------------------------
+
+const likes = { pending: 0, unconfirmed: 0 };
+
+function heart(delay = 0) {
+  const node = h("span.heart");
+  node.append(document.getElementById("like").querySelector("svg").cloneNode(true));
+  node.style.setProperty("--drift", `${Math.round((Math.random() - 0.5) * 90)}px`);
+  node.style.setProperty("--tilt", `${Math.round((Math.random() - 0.5) * 40)}deg`);
+  node.style.setProperty("--heart", HEART_COLORS[Math.floor(Math.random() * HEART_COLORS.length)]);
+  node.style.setProperty("--duration", `${(1.8 + Math.random() * 0.9).toFixed(2)}s`);
+  node.style.animationDelay = `${delay}ms`;
+  node.addEventListener("animationend", () => node.remove());
+  const hearts = $("#hearts");
+  if (hearts.children.length < 40) hearts.append(node);
+}
+
+$("#like").addEventListener("click", () => {
+  heart();
+  likes.pending += 1;
+  state.likes += 1;
+  text($("#likes"), compact(state.likes));
+});
+
+setInterval(() => {
+  if (!likes.pending || !socket?.connected) return;
+  const count = Math.min(likes.pending, MAX_LIKES_PER_MESSAGE);
+  if (socket.send(Command.LIKE, { count })) {
+    likes.pending -= count;
+    likes.unconfirmed += count;
+  }
+}, LIKE_BATCH_MS);
+
+function likesArrived(total) {
+  const before = state.likes - likes.pending - likes.unconfirmed;
+  const grown = Math.max(0, total - Math.max(0, before));
+  const mine = Math.min(likes.unconfirmed, grown);
+  likes.unconfirmed -= mine;
+  const others = grown - mine;
+  for (let index = 0; index < Math.min(others, 8); index++) heart(index * 120);
+  state.likes = Math.max(total, 0) + likes.pending + likes.unconfirmed;
+  text($("#likes"), compact(state.likes));
+}
+
+// --- toasts and sharing -------------------------------------------------------------------------------
+
+function saleToast(event) {
+  const sale = state.sales.get(event.sale_id);
+  const title = sale ? sale.product.title : "this deal";
+  const who = event.orders > 1 ? `${event.orders} people` : "Someone";
+  toast(toasts, `${who} just bought ${title}`, { kind: "buy" });
+}
+
+$("#share").addEventListener("click", async () => {
+  const link = `${location.origin}/room.html?room=${encodeURIComponent(roomId)}`;
+  const copied = await copyText(link);
+  toast(toasts, copied ? "Link copied: share it with a friend" : link, { kind: copied ? "ok" : "info" });
+});
+
+start();
