@@ -195,7 +195,10 @@ class Report:
         ]
         widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
         lines = [f"livecart invariant report: {len(self.sales)} sale(s)"]
-        lines += ["  " + "  ".join(cell.rjust(width) for cell, width in zip(row, widths)) for row in [header, *rows]]
+        lines += [
+            "  " + "  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True))
+            for row in [header, *rows]
+        ]
         if self.refusals:
             refused = ", ".join(f"{code} {count}" for code, count in sorted(self.refusals.items()))
             lines.append(f"  refused as expected: {refused}; idempotent retries: {self.replays}")

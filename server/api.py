@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from server.auth import Identity, InvalidToken, bearer
@@ -137,9 +138,8 @@ async def products(request: Request) -> Response:
         product = product_from(merchant_id, product_id, body)
     except CatalogError as problem:
         raise ApiError(400, "bad_request", str(problem)) from None
-    if await catalog.get_product(merchant_id, product_id) is not None:
+    if not await catalog.add_product(product):
         raise ApiError(409, "exists", f"product '{product_id}' exists; PUT to change it")
-    await catalog.put_product(product)
     return ok(product.public(), 201)
 
 
@@ -207,8 +207,18 @@ async def blocklist(request: Request) -> Response:
             or not all(isinstance(w, str) and 0 < len(w) <= 50 for w in words)
         ):
             raise ApiError(400, "bad_request", "'words' must be a list of up to 500 strings of 1-50 characters")
-        await catalog.set_blocklist(merchant_id, [word.casefold() for word in words])
+        await catalog.set_blocklist(merchant_id, [word.strip().casefold() for word in words if word.strip()])
     return ok({"words": await catalog.get_blocklist(merchant_id)})
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """404s and 405s: JSON under /api/, plain text elsewhere (static pages)."""
+    assert isinstance(exc, HTTPException)
+    if not request.url.path.startswith("/api/"):
+        return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    message = f"no API endpoint {request.method} {request.url.path}" if exc.status_code in (404, 405) else exc.detail
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=exc.status_code, headers=exc.headers)
 
 
 routes = [

@@ -11,6 +11,7 @@ from pathlib import Path
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
@@ -96,4 +97,10 @@ def create_app(settings: Settings | None = None) -> LiveCart:
         *stats.routes,
         Mount("/", StaticFiles(directory=STATIC_DIR, html=True, check_dir=False), name="static"),
     ]
-    return LiveCart(Starlette(routes=routes, lifespan=lifespan, exception_handlers={api.ApiError: api.api_error}))
+    return LiveCart(
+        Starlette(
+            routes=routes,
+            lifespan=lifespan,
+            exception_handlers={api.ApiError: api.api_error, HTTPException: api.http_error},
+        )
+    )

@@ -100,6 +100,12 @@ class Catalog:
     async def put_product(self, product: Product) -> None:
         await self.redis.hset(keys.products(product.merchant_id), product.id, orjson.dumps(product.public()))
 
+    async def add_product(self, product: Product) -> bool:
+        """Store a new product; False (and nothing changed) when its id is taken."""
+        return bool(
+            await self.redis.hsetnx(keys.products(product.merchant_id), product.id, orjson.dumps(product.public()))
+        )
+
     async def get_product(self, merchant_id: str, product_id: str) -> Product | None:
         raw = await self.redis.hget(keys.products(merchant_id), product_id)
         return Product(**orjson.loads(raw)) if raw else None

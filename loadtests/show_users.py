@@ -1,0 +1,311 @@
+"""The people at a live show, as locust users: viewers, chatters, flash-sale buyers and the host.
+
+Every user joins the room's WebSocket (loadtests/room_socket.py reports each pushed event's lag);
+REST calls go through locust's FastHttpUser client. What the server acknowledges to buyers (holds
+and payments) and the sales the host creates go into this process's `LEDGER`, which the invariant
+report checks against the store after the run (loadtests/show_report.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import math
+import random
+import secrets
+import time
+from typing import Any
+
+import gevent
+from locust import FastHttpUser, between, constant, task
+from locust.exception import StopUser
+
+from loadtests.invariants import Ack, Ledger
+from loadtests.room_socket import CommandRefused, RoomSocket, RoomSocketError
+from loadtests.show_options import Show
+from loadtests.show_shape import ShowPlan
+
+log = logging.getLogger("livecart.loadtest")
+
+LEDGER = Ledger()  # this process's: what the server told its buyers, and the sales its host created
+
+GOOD_CARD = "4242424242424242"  # the sandbox provider's approved test card
+PURCHASE = "POST /api/sales/[id]/purchases"
+# Refusals a buyer expects in a busy sale: the server said no, correctly. They count as successes.
+EXPECTED_REFUSALS = frozenset({"sold_out", "limit_reached", "ended", "not_started", "hold_expired"})
+REPLAY_SHARE = 0.1  # purchases retried with the same Idempotency-Key, as after a lost response
+REPORTED = (CommandRefused, RoomSocketError, gevent.Timeout, OSError)  # the socket reports these to locust
+PIN_EVERY = 15.0  # seconds between the host's product changes outside the sale
+CHAT_LINES = (
+    "is this available in blue?",
+    "how big is it?",
+    "love it!",
+    "does it ship to Canada?",
+    "what's the fabric?",
+    "just bought one",
+    "can you show the back?",
+)
+
+
+class LiveUser(FastHttpUser):
+    """Someone in the room: a guest token (or a staff one) and the room's WebSocket."""
+
+    abstract = True
+    host = "http://127.0.0.1:8000"  # --host (LOCUST_HOST) overrides it
+    concurrency = 2  # connections in this user's HTTP pool
+    socket: RoomSocket | None = None
+    user_id = ""
+
+    @property
+    def show(self) -> Show:
+        return Show.of(self.environment.parsed_options)
+
+    def guest(self) -> str:
+        """A guest token from POST /api/guest (as a browser gets one)."""
+        response = self.client.post("/api/guest", name="POST /api/guest")
+        body = response.json()
+        self.user_id = body["user"]["id"]
+        return str(body["token"])
+
+    def join(self, token: str) -> RoomSocket:
+        assert self.host is not None
+        self.socket = RoomSocket(self.environment, self.host, self.show.room, token)
+        try:
+            self.socket.open()
+        except RoomSocketError as problem:
+            log.error("could not join room %r: %s", self.show.room, problem)
+            raise StopUser() from problem
+        return self.socket
+
+    def on_stop(self) -> None:
+        if self.socket is not None:
+            self.socket.close()
+
+
+class ViewerUser(LiveUser):
+    """Watches: receives every frame of the room, and taps like now and then."""
+
+    weight = 6
+    wait_time = between(5, 15)
+
+    def on_start(self) -> None:
+        self.join(self.guest())
+
+    @task
+    def like(self) -> None:
+        if self.socket is not None and random.random() < 0.3:
+            self.socket.send("like", count=random.randint(1, 5))
+
+
+class ChatterUser(LiveUser):
+    """Watches and chats (under the default rate limit of 5 messages in 5 seconds), and likes."""
+
+    weight = 1
+    wait_time = between(2, 6)
+
+    def on_start(self) -> None:
+        self.join(self.guest())
+
+    @task(4)
+    def chat(self) -> None:
+        assert self.socket is not None
+        with contextlib.suppress(*REPORTED):
+            self.socket.request("chat.send", text=random.choice(CHAT_LINES))
+
+    @task(1)
+    def like(self) -> None:
+        assert self.socket is not None
+        self.socket.send("like", count=random.randint(1, 20))
+
+
+class BuyerUser(LiveUser):
+    """Watches for a live sale, buys (hold), then pays, cancels, or walks away until the hold expires.
+
+    It keeps buying until the server says limit_reached, and now and then retries a purchase with
+    the same Idempotency-Key, which must return the same order.
+    """
+
+    weight = 3
+    wait_time = between(0.2, 0.6)
+
+    def on_start(self) -> None:
+        self.token = self.guest()
+        self.headers = {"Authorization": f"Bearer {self.token}"}
+        self.done: set[str] = set()  # sales where this buyer reached the limit
+        self.join(self.token)
+
+    @task
+    def shop(self) -> None:
+        assert self.socket is not None
+        sale = self.socket.buyable(self.done)
+        if sale is None:
+            return
+        quantity = 1 if random.random() < 0.8 else max(1, min(2, sale["per_user_limit"]))
+        order = self.purchase(sale, quantity)
+        if order is None:
+            return
+        gevent.sleep(random.uniform(0.2, float(sale["hold_seconds"]) * 1.1))  # deciding, typing the card
+        show, choice = self.show, random.random()
+        if choice < show.pay_ratio:
+            self.pay(order)
+        elif choice < show.pay_ratio + show.cancel_ratio:
+            self.cancel(order)
+        # else: walks away; the hold expires and its units go back on sale
+
+    def purchase(self, sale: dict[str, Any], quantity: int) -> dict[str, Any] | None:
+        """POST a purchase; the held order, or None when refused (as expected, or not)."""
+        key = secrets.token_hex(8)
+        order = self._purchase(sale, quantity, key, PURCHASE)
+        if order is not None and random.random() < REPLAY_SHARE:
+            LEDGER.replays += 1
+            again = self._purchase(sale, quantity, key, PURCHASE + " (retry)")
+            if again is not None and again["order_id"] != order["order_id"]:
+                LEDGER.replay_mismatches.append(f"returned {again['order_id']} after {order['order_id']}")
+        return order
+
+    def _purchase(self, sale: dict[str, Any], quantity: int, key: str, name: str) -> dict[str, Any] | None:
+        headers = {**self.headers, "Idempotency-Key": key}
+        path = f"/api/sales/{sale['id']}/purchases"
+        with self.client.post(path, json={"quantity": quantity}, headers=headers, name=name, catch_response=True) as r:
+            if r.status_code in (200, 201):
+                order: dict[str, Any] = r.json()
+                LEDGER.held(Ack(order["order_id"], sale["id"], self.user_id, order["quantity"]))
+                r.success()
+                return order
+            code = _error_code(r)
+            if code in EXPECTED_REFUSALS:
+                r.success()
+                LEDGER.refusals[code] += 1
+                if code == "limit_reached":
+                    self.done.add(sale["id"])
+                elif code == "sold_out":
+                    sale["available"] = 0  # until the next stock event says otherwise
+                elif code == "ended":
+                    sale["status"] = "ended"
+            else:
+                r.failure(f"{r.status_code} {code}")
+        return None
+
+    def pay(self, order: dict[str, Any]) -> None:
+        path = f"/api/orders/{order['order_id']}/payment"
+        body = {"card_number": GOOD_CARD}
+        name = "POST /api/orders/[id]/payment"
+        with self.client.post(path, json=body, headers=self.headers, name=name, catch_response=True) as r:
+            if r.status_code == 200 and r.json().get("status") == "paid":
+                LEDGER.paid(Ack(order["order_id"], order["sale_id"], self.user_id, order["quantity"]))
+                r.success()
+                return
+            code = _error_code(r)
+            if code in EXPECTED_REFUSALS:
+                LEDGER.refusals[code] += 1
+                r.success()
+            else:
+                r.failure(f"{r.status_code} {code}")
+
+    def cancel(self, order: dict[str, Any]) -> None:
+        path = f"/api/orders/{order['order_id']}/cancel"
+        name = "POST /api/orders/[id]/cancel"
+        with self.client.post(path, headers=self.headers, name=name, catch_response=True) as r:
+            code = "" if r.status_code == 200 else _error_code(r)
+            if r.status_code == 200 or code in EXPECTED_REFUSALS:
+                r.success()
+            else:
+                r.failure(f"{r.status_code} {code}")
+
+
+class HostUser(LiveUser):
+    """The host: sets the room live, fills the bag, pins products, and runs the sale on the show's schedule.
+
+    One per run (fixed_count), wherever it runs. Needs --host-token or --admin-token.
+    """
+
+    fixed_count = 1
+    weight = 1
+    wait_time = constant(0.25)
+
+    def on_start(self) -> None:
+        show = self.show
+        if not show.staff_token:
+            log.error("the host needs --host-token or --admin-token (LIVECART_HOST_TOKEN); no sale will run")
+            raise StopUser()
+        self.headers = {"Authorization": f"Bearer {show.staff_token}"}
+        response = self.client.get(
+            f"/api/merchants/{show.merchant}/products", headers=self.headers, name="GET /api/merchants/[m]/products"
+        )
+        products = [item["id"] for item in response.json()] if response.status_code == 200 else []
+        if not products:
+            log.error("merchant %r has no products (or the token is not theirs): no sale will run", show.merchant)
+            raise StopUser()
+        self.product = show.product or products[0]
+        self.pins = itertools.cycle(products)
+        socket = self.join(show.staff_token)
+        try:
+            socket.request("room.status", status="live")
+            socket.request("bag.set", product_ids=products[:10])
+            socket.request("product.pin", product_id=self.product)
+        except REPORTED as problem:
+            log.error("the host could not set up room %r: %s", show.room, problem)
+            raise StopUser() from problem
+        self.plan = ShowPlan(show.seconds)
+        self.started = time.monotonic()
+        self.sale_id: str | None = None
+        self.sale_tried = self.sale_ended = False
+        self.next_pin = PIN_EVERY
+
+    @task
+    def next_step(self) -> None:
+        """Whatever the schedule says is due: announce the sale, end it, or pin the next product."""
+        now = time.monotonic() - self.started
+        if not self.sale_tried and now >= self.plan.sale_created:
+            self.sale_tried = True
+            self.start_sale(now)
+        elif self.sale_id is not None and not self.sale_ended and now >= self.plan.sale_ends:
+            self.sale_ended = True
+            self.end_sale()
+        elif now >= self.next_pin:
+            self.next_pin = now + PIN_EVERY
+            selling = self.plan.sale_created <= now < self.plan.sale_ends
+            assert self.socket is not None
+            with contextlib.suppress(*REPORTED):
+                self.socket.request("product.pin", product_id=self.product if selling else next(self.pins))
+
+    def start_sale(self, now: float) -> None:
+        show = self.show
+        opens_in = max(0.0, self.plan.sale_opens - now)
+        body = {
+            "product_id": self.product,
+            "price": show.sale_price,
+            "quantity": show.sale_quantity,
+            "per_user_limit": show.per_user_limit,
+            "starts_at": int((time.time() + opens_in) * 1000),
+            "duration_seconds": math.ceil(self.plan.sale_ends - self.plan.sale_opens) + 5,  # the host ends it first
+            "hold_seconds": show.hold_seconds,
+        }
+        path = f"/api/merchants/{show.merchant}/rooms/{show.room}/sales"
+        name = "POST /api/merchants/[m]/rooms/[r]/sales"
+        with self.client.post(path, json=body, headers=self.headers, name=name, catch_response=True) as r:
+            if r.status_code != 201:
+                r.failure(f"{r.status_code} {_error_code(r)}")
+                log.error("the host could not create the sale: %s %s", r.status_code, r.text)
+                return
+            self.sale_id = str(r.json()["id"])
+            LEDGER.created(self.sale_id, show.sale_quantity)
+            log.info("sale %s of %d x %s opens in %.1f s", self.sale_id, show.sale_quantity, self.product, opens_in)
+
+    def end_sale(self) -> None:
+        show = self.show
+        self.client.post(
+            f"/api/merchants/{show.merchant}/sales/{self.sale_id}/end",
+            headers=self.headers,
+            name="POST /api/merchants/[m]/sales/[id]/end",
+        )
+        log.info("sale %s ended", self.sale_id)
+
+
+def _error_code(response: Any) -> str:
+    """The API's stable error code, or the status when the body is not an API error."""
+    try:
+        return str(response.json()["error"]["code"])
+    except Exception:
+        return f"http {response.status_code}"

@@ -1,0 +1,896 @@
+// The host studio: sign in with a host token, camera preview, go live (WHIP), the product bag,
+// flash sales with live stock, chat moderation and the show's live numbers.
+
+import { ApiError, api } from "./api.js";
+import { Command, Event, RoomSocket, SALE_EVENTS, SocketState, closeMeaning } from "./protocol.js";
+import {
+  $,
+  applyStock,
+  clock,
+  compact,
+  h,
+  mergeSale,
+  minorPerUnit,
+  money,
+  safeImage,
+  saleStatus,
+  text,
+  toast,
+} from "./ui.js";
+import { publish } from "./webrtc.js";
+
+const TOKEN_KEY = "livecart.hostToken";
+const STATS_INTERVAL_MS = 4000;
+const REPUBLISH_WINDOW_MS = 15000; // how long Go live retries while the previous stream is still ending
+const ROLE_BADGES = { host: "Host", admin: "Shop", moderator: "Mod" };
+const SALE_LABELS = { scheduled: "Starts soon", live: "Live", sold_out: "Sold out", ended: "Ended" };
+
+const roomId = new URLSearchParams(location.search).get("room") || "demo";
+const toasts = $("#toasts");
+
+const state = {
+  token: null,
+  me: null,
+  room: null,
+  products: [],
+  bag: [],
+  pinned: null,
+  sales: new Map(),
+  viewers: 0,
+  peak: 0,
+  slowMode: 0,
+  blocklist: [],
+  restricted: new Map(), // user id -> {name, kind: "muted" | "banned", until}
+};
+
+let socket = null;
+
+// --- signing in ----------------------------------------------------------------------------------
+
+function takeToken() {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const fromUrl = fragment.get("token");
+  if (fromUrl) {
+    sessionStorage.setItem(TOKEN_KEY, fromUrl);
+    history.replaceState(null, "", location.pathname + location.search); // out of the address bar and history
+  }
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+function showSignIn(message) {
+  $("#studio").hidden = true;
+  $("#signin").hidden = false;
+  $("#signin-error").hidden = !message;
+  text($("#signin-error"), message || "");
+  $("#signin-token").focus();
+}
+
+$("#signin-form").addEventListener("submit", (submit) => {
+  submit.preventDefault();
+  const token = $("#signin-token").value.trim();
+  if (!token) return;
+  sessionStorage.setItem(TOKEN_KEY, token);
+  $("#signin-token").value = "";
+  start();
+});
+
+$("#sign-out").addEventListener("click", async () => {
+  await goOffline({ end: false });
+  sessionStorage.removeItem(TOKEN_KEY);
+  location.reload();
+});
+
+async function start() {
+  state.token = takeToken();
+  if (!state.token) {
+    showSignIn();
+    return;
+  }
+  try {
+    state.me = await api("/api/me", { token: state.token });
+    state.room = await api(`/api/rooms/${encodeURIComponent(roomId)}`);
+  } catch (error) {
+    if (error.status === 401) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      showSignIn("This token isn't valid or has expired. Ask your shop's admin for a new one.");
+    } else if (error.status === 404) {
+      showSignIn(`There is no room "${roomId}".`);
+    } else {
+      showSignIn(error.message);
+    }
+    return;
+  }
+  if (state.me.role === "viewer" || state.me.merchant_id !== state.room.merchant_id) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    showSignIn(`This token can't host "${state.room.title}": it isn't a host token of this room's shop.`);
+    return;
+  }
+  $("#signin").hidden = true;
+  $("#studio").hidden = false;
+  text($("#room-title"), state.room.title);
+  text($("#room-meta"), `${state.me.name} · @${state.room.merchant_id} · room ${roomId}`);
+  $("#open-room").href = `/room.html?room=${encodeURIComponent(roomId)}`;
+  document.title = `${state.room.title} · Studio · livecart`;
+
+  const merchant = encodeURIComponent(state.room.merchant_id);
+  const [products, blocklist] = await Promise.all([
+    api(`/api/merchants/${merchant}/products`, { token: state.token }).catch(() => []),
+    api(`/api/merchants/${merchant}/blocklist`, { token: state.token }).catch(() => ({ words: [] })),
+  ]);
+  state.products = products;
+  state.blocklist = blocklist.words;
+  renderBlocklist();
+
+  socket = new RoomSocket({
+    roomId,
+    token: state.token,
+    onSnapshot: render,
+    onEvent: apply,
+    onState: connectionChanged,
+  });
+  window.livecart = { socket, state };
+  socket.open();
+  startCamera();
+  refreshStats();
+  setInterval(refreshStats, STATS_INTERVAL_MS);
+  setInterval(tick, 500);
+}
+
+function connectionChanged(status, detail) {
+  $("#studio").dataset.connection = status;
+  if (status === SocketState.RECONNECTING && detail.attempt === 1) {
+    toast(toasts, "Connection to the room lost: reconnecting…", { kind: "error" });
+  } else if (status === SocketState.OPEN && socket.reconnects) {
+    toast(toasts, "Reconnected", { kind: "ok" });
+  } else if (status === SocketState.CLOSED && detail.code === 4500) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    showSignIn("Your token expired. Sign in again.");
+  } else if (status === SocketState.CLOSED && detail.code !== 1000) {
+    toast(toasts, `Disconnected: ${closeMeaning(detail.code)}.`, { kind: "error", ms: 10000 });
+  }
+  renderLive();
+}
+
+// --- the room ------------------------------------------------------------------------------------
+
+function render(snapshot) {
+  state.room = { ...state.room, ...snapshot.room };
+  state.pinned = snapshot.pinned;
+  state.bag = snapshot.bag || [];
+  state.slowMode = snapshot.slow_mode || 0;
+  state.sales = new Map((snapshot.sales || []).map((sale) => [sale.id, { ...sale }]));
+  $("#chat").replaceChildren();
+  for (const message of snapshot.chat || []) addChat(message);
+  viewersChanged(snapshot.viewers || 0);
+  $("#slow-mode").value = String(state.slowMode);
+  renderProducts();
+  renderSaleForm();
+  renderSales();
+  renderLive();
+  scrollChat(true);
+}
+
+function apply(event) {
+  switch (event.type) {
+    case Event.ROOM_STATUS:
+      state.room.status = event.status;
+      renderLive();
+      break;
+    case Event.STREAM_STATE:
+      state.room.stream = event.state;
+      renderLive();
+      break;
+    case Event.PRODUCT_PINNED:
+      state.pinned = event.product;
+      renderProducts();
+      renderSaleForm();
+      break;
+    case Event.PRODUCT_UNPINNED:
+      state.pinned = null;
+      renderProducts();
+      break;
+    case Event.BAG_CHANGED:
+      state.bag = event.products;
+      renderProducts();
+      break;
+    case Event.CHAT_MESSAGE:
+      addChat(event.message);
+      scrollChat(false);
+      break;
+    case Event.CHAT_DELETED:
+      $(`#chat li[data-id="${CSS.escape(event.message_id)}"]`)?.remove();
+      countChat();
+      break;
+    case Event.CHAT_SLOW_MODE:
+      state.slowMode = event.seconds;
+      $("#slow-mode").value = String(event.seconds);
+      break;
+    case Event.VIEWERS:
+      viewersChanged(event.count);
+      break;
+    case Event.STOCK:
+      if (applyStock(state.sales.get(event.sale_id), event)) {
+        renderSales();
+        statsSoon();
+      }
+      break;
+    case Event.SALE_TOAST: {
+      const sale = state.sales.get(event.sale_id);
+      const who = event.orders > 1 ? `${event.orders} orders` : "New order";
+      toast(toasts, `${who}: ${event.quantity} × ${sale ? sale.product.title : "flash deal"}`, { kind: "buy" });
+      statsSoon();
+      break;
+    }
+    default:
+      if (SALE_EVENTS.has(event.type)) {
+        state.sales.set(event.sale.id, mergeSale(state.sales.get(event.sale.id), event.sale));
+        renderSales();
+        statsSoon();
+      }
+  }
+}
+
+function tick() {
+  if (!state.room) return;
+  renderSales();
+  const since = live.since;
+  $("#on-air").hidden = !since;
+  if (since) text($("#on-air"), clock(Date.now() - since));
+}
+
+// --- camera and going live (WHIP) --------------------------------------------------------------------
+
+const live = { stream: null, session: null, intent: false, starting: false, since: 0, confirmEnd: 0 };
+
+async function startCamera() {
+  const box = $("#preview-box");
+  box.dataset.camera = "waiting";
+  $("#camera-retry").hidden = true;
+  text($("#preview-title"), "Starting your camera…");
+  text($("#preview-note"), "Allow camera and microphone access when your browser asks.");
+  try {
+    live.stream = await navigator.mediaDevices.getUserMedia({
+      video: { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } },
+      audio: { echoCancellation: true, noiseSuppression: true },
+    });
+  } catch (error) {
+    box.dataset.camera = "error";
+    const denied = error.name === "NotAllowedError" || error.name === "SecurityError";
+    text($("#preview-title"), denied ? "Camera access is blocked" : "No camera found");
+    text(
+      $("#preview-note"),
+      denied
+        ? "Allow the camera and microphone for this site in your browser's settings, then try again."
+        : "Connect a camera and microphone, then try again.",
+    );
+    $("#camera-retry").hidden = false;
+    renderLive();
+    return;
+  }
+  const video = $("#preview");
+  video.srcObject = live.stream;
+  video.play().catch(() => {});
+  box.dataset.camera = "on";
+  renderLive();
+}
+
+$("#camera-retry").addEventListener("click", startCamera);
+
+function toggleTrack(kind, button) {
+  if (!live.stream) return;
+  const tracks = kind === "video" ? live.stream.getVideoTracks() : live.stream.getAudioTracks();
+  const enabled = !tracks.every((track) => track.enabled);
+  for (const track of tracks) track.enabled = enabled;
+  button.setAttribute("aria-pressed", String(enabled));
+  if (kind === "video") $("#preview-box").dataset.camera = enabled ? "on" : "off";
+  if (kind === "video" && !enabled) {
+    text($("#preview-title"), "Camera off");
+    text($("#preview-note"), "Viewers see a black picture until you turn it back on.");
+  }
+}
+
+$("#toggle-camera").addEventListener("click", (click) => toggleTrack("video", click.currentTarget));
+$("#toggle-mic").addEventListener("click", (click) => toggleTrack("audio", click.currentTarget));
+
+$("#go-live").addEventListener("click", goLive);
+
+async function goLive() {
+  if (!live.stream || live.starting || live.session) return;
+  live.intent = true;
+  live.starting = true;
+  renderLive();
+  const deadline = Date.now() + REPUBLISH_WINDOW_MS;
+  for (let attempt = 0; live.intent; attempt++) {
+    try {
+      live.session = await publish(roomId, state.token, live.stream);
+      break;
+    } catch (error) {
+      const busy = error instanceof ApiError && error.code === "already_publishing";
+      if ((!busy && !(error.status === 0 || error.status >= 500)) || Date.now() > deadline) {
+        live.intent = false;
+        live.starting = false;
+        toast(toasts, `Couldn't go live: ${error.message}`, { kind: "error", ms: 8000 });
+        renderLive();
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.min(3000, 500 * 2 ** attempt)));
+    }
+  }
+  live.starting = false;
+  if (!live.session) return;
+  watchSession(live.session);
+  live.since = live.since || Date.now();
+  try {
+    await socket.request(Command.ROOM_STATUS, { status: "live" });
+  } catch (error) {
+    toast(toasts, `The video is up, but the room status wasn't updated: ${error.message}`, { kind: "error" });
+  }
+  renderLive();
+}
+
+/** Republish by itself when the connection to the server fails while the host means to be live. */
+function watchSession(session) {
+  let lost = null;
+  session.pc.addEventListener("connectionstatechange", () => {
+    const pcState = session.pc.connectionState;
+    if (pcState === "connected") clearTimeout(lost);
+    if (pcState === "disconnected") {
+      clearTimeout(lost);
+      lost = setTimeout(() => republish(session), 5000);
+    }
+    if (pcState === "failed") republish(session);
+    renderLive();
+  });
+}
+
+async function republish(session) {
+  if (live.session !== session || !live.intent) return;
+  live.session = null;
+  toast(toasts, "Video connection lost: reconnecting…", { kind: "error" });
+  await session.stop();
+  goLive();
+}
+
+$("#end-show").addEventListener("click", async () => {
+  if (Date.now() - live.confirmEnd > 4000) {
+    live.confirmEnd = Date.now();
+    text($("#end-show"), "Click again to end");
+    setTimeout(renderLive, 4100);
+    return;
+  }
+  live.confirmEnd = 0;
+  await goOffline({ end: true });
+});
+
+async function goOffline({ end }) {
+  live.intent = false;
+  const session = live.session;
+  live.session = null;
+  live.since = 0;
+  if (session) await session.stop();
+  if (end && socket?.connected) {
+    try {
+      await socket.request(Command.ROOM_STATUS, { status: "ended" });
+    } catch (error) {
+      toast(toasts, `The room status wasn't updated: ${error.message}`, { kind: "error" });
+    }
+  }
+  renderLive();
+}
+
+addEventListener("pagehide", () => live.session?.stop({ keepalive: true }));
+
+function liveState() {
+  if (live.starting) return "connecting";
+  if (live.session) {
+    const pcState = live.session.pc.connectionState;
+    if (state.room?.stream === "online" && pcState === "connected") return "live";
+    return "connecting";
+  }
+  if (state.room?.status === "ended") return "ended";
+  return "offline";
+}
+
+const LIVE_LABELS = { live: "Live", connecting: "Connecting…", ended: "Show ended", offline: "Offline" };
+
+function renderLive() {
+  const current = liveState();
+  $("#studio").dataset.live = current;
+  const pill = $("#status-pill");
+  pill.dataset.state = current;
+  text(pill, LIVE_LABELS[current]);
+  text($("#preview-badge"), current === "live" ? "Live" : "Preview");
+  const goLiveButton = $("#go-live");
+  const onAir = Boolean(live.session || live.starting);
+  goLiveButton.hidden = onAir;
+  goLiveButton.disabled = !live.stream || !socket?.connected;
+  $("#end-show").hidden = !onAir;
+  if (Date.now() - live.confirmEnd > 4000) text($("#end-show"), "End show");
+  text(
+    $("#stream-note"),
+    current === "live"
+      ? "You're live: viewers see and hear this."
+      : current === "connecting"
+        ? "Connecting your camera to the show…"
+        : "Viewers see this picture when you go live.",
+  );
+}
+
+// --- the product bag --------------------------------------------------------------------------------
+
+function inBag(productId) {
+  return state.bag.some((product) => product.id === productId);
+}
+
+async function setBag(ids) {
+  try {
+    await socket.request(Command.BAG_SET, { product_ids: ids });
+  } catch (error) {
+    toast(toasts, `The bag wasn't changed: ${error.message}`, { kind: "error" });
+    renderProducts();
+  }
+}
+
+async function present(product) {
+  try {
+    if (!inBag(product.id)) await socket.request(Command.BAG_SET, { product_ids: [...state.bag.map((p) => p.id), product.id] });
+    await socket.request(Command.PRODUCT_PIN, { product_id: product.id });
+  } catch (error) {
+    toast(toasts, `Couldn't present it: ${error.message}`, { kind: "error" });
+  }
+}
+
+function renderProducts() {
+  const list = $("#products");
+  if (!state.products.length) {
+    list.replaceChildren(h("li.hint", {}, "This shop has no products yet. Add them with the REST API (see the README)."));
+    return;
+  }
+  list.replaceChildren(
+    ...state.products.map((product) => {
+      const pinned = state.pinned?.id === product.id;
+      const bagged = inBag(product.id);
+      const toggle = h("input", {
+        type: "checkbox",
+        checked: bagged,
+        on: {
+          change: (change) => {
+            const ids = state.bag.map((item) => item.id).filter((id) => id !== product.id);
+            if (change.target.checked) ids.push(product.id);
+            setBag(ids);
+          },
+        },
+      });
+      const action = pinned
+        ? h(
+            "button.button-secondary.small.present-button",
+            { type: "button", on: { click: () => socket.request(Command.PRODUCT_UNPIN).catch(() => {}) } },
+            "Stop",
+          )
+        : h(
+            "button.button-primary.small.present-button",
+            { type: "button", on: { click: () => present(product) } },
+            "Present",
+          );
+      return h(
+        pinned ? "li.product-row.pinned" : "li.product-row",
+        { dataset: { productId: product.id } },
+        h("img", { src: safeImage(product.image_url), alt: "" }),
+        h(
+          "div",
+          {},
+          h("span.title", {}, product.title),
+          h(
+            "span.meta",
+            {},
+            money(product.price, product.currency),
+            pinned ? h("span.on-screen", {}, "On screen") : null,
+          ),
+        ),
+        h("div.row-actions", {}, h("label.switch", { title: "In the bag" }, toggle, "Bag"), action),
+      );
+    }),
+  );
+  text(
+    $("#bag-note"),
+    state.bag.length
+      ? `${state.bag.length} of ${state.products.length} products in the bag: viewers can browse them.`
+      : "The bag is empty: add products so viewers can browse them.",
+  );
+}
+
+$("#bag-all").addEventListener("click", () => setBag(state.products.map((product) => product.id)));
+
+// --- flash sales -------------------------------------------------------------------------------------
+
+function renderSaleForm() {
+  const select = $("#sale-product");
+  const chosen = select.value || state.pinned?.id;
+  select.replaceChildren(
+    ...state.products.map((product) =>
+      h("option", { value: product.id }, `${product.title} · ${money(product.price, product.currency)}`),
+    ),
+  );
+  if (chosen && state.products.some((product) => product.id === chosen)) select.value = chosen;
+  if (state.pinned && select.dataset.touched !== "true") select.value = state.pinned.id;
+  suggestPrice();
+}
+
+function chosenProduct() {
+  return state.products.find((product) => product.id === $("#sale-product").value);
+}
+
+function suggestPrice() {
+  const product = chosenProduct();
+  const price = $("#sale-price");
+  if (!product || price.dataset.touched === "true") return;
+  const unit = minorPerUnit(product.currency);
+  price.step = String(1 / unit);
+  price.value = String(Math.max(0, Math.round(product.price * 0.7) / unit).toFixed(Math.log10(unit)));
+}
+
+$("#sale-product").addEventListener("change", () => {
+  $("#sale-product").dataset.touched = "true";
+  $("#sale-price").dataset.touched = "false";
+  suggestPrice();
+});
+$("#sale-price").addEventListener("input", () => {
+  $("#sale-price").dataset.touched = "true";
+});
+
+$("#sale-form").addEventListener("submit", async (submit) => {
+  submit.preventDefault();
+  const product = chosenProduct();
+  if (!product) return;
+  const error = $("#sale-error");
+  error.hidden = true;
+  const button = $("#sale-start");
+  button.disabled = true;
+  const quantity = Number($("#sale-quantity").value);
+  const body = {
+    product_id: product.id,
+    price: Math.round(Number($("#sale-price").value) * minorPerUnit(product.currency)),
+    quantity,
+    per_user_limit: Math.min(Number($("#sale-limit").value), quantity),
+    countdown_seconds: Number($("#sale-countdown").value),
+    duration_seconds: Number($("#sale-duration").value),
+  };
+  try {
+    const merchant = encodeURIComponent(state.room.merchant_id);
+    const sale = await api(`/api/merchants/${merchant}/rooms/${encodeURIComponent(roomId)}/sales`, {
+      method: "POST",
+      token: state.token,
+      body,
+    });
+    state.sales.set(sale.id, mergeSale(state.sales.get(sale.id), sale));
+    renderSales();
+    toast(toasts, `Flash sale set: ${product.title} starts in ${body.countdown_seconds} s`, { kind: "ok" });
+    if (state.pinned?.id !== product.id) present(product);
+    $("#sale-price").dataset.touched = "false";
+  } catch (problem) {
+    text(error, problem.message);
+    error.hidden = false;
+  } finally {
+    button.disabled = false;
+  }
+});
+
+async function endSale(sale) {
+  try {
+    const merchant = encodeURIComponent(state.room.merchant_id);
+    const ended = await api(`/api/merchants/${merchant}/sales/${encodeURIComponent(sale.id)}/end`, {
+      method: "POST",
+      token: state.token,
+    });
+    state.sales.set(ended.id, mergeSale(state.sales.get(ended.id), ended));
+    renderSales();
+  } catch (error) {
+    toast(toasts, `Couldn't end the sale: ${error.message}`, { kind: "error" });
+  }
+}
+
+const saleNodes = new Map(); // sale id -> the parts of its list item that change
+
+function renderSales() {
+  const now = socket ? socket.serverNow() : Date.now();
+  const sales = [...state.sales.values()].sort((a, b) => b.starts_at - a.starts_at);
+  const list = $("#sales");
+  for (const [saleId, parts] of saleNodes) {
+    if (!state.sales.has(saleId)) {
+      parts.item.remove();
+      saleNodes.delete(saleId);
+    }
+  }
+  sales.forEach((sale, index) => {
+    let parts = saleNodes.get(sale.id);
+    if (!parts) {
+      parts = saleItem(sale);
+      saleNodes.set(sale.id, parts);
+    }
+    if (list.children[index] !== parts.item) list.insertBefore(parts.item, list.children[index] || null);
+    updateSaleItem(parts, sale, saleStatus(sale, now), now);
+  });
+}
+
+function saleItem(sale) {
+  const parts = {
+    sold: h("span.sold"),
+    held: h("span.held"),
+    available: h("span.available"),
+    status: h("span.sale-status"),
+    availableCount: h("b", { dataset: { testid: "sale-available" } }),
+    heldCount: h("b"),
+    soldCount: h("b", { dataset: { testid: "sale-sold" } }),
+    timer: h("span.timer"),
+    end: h("button.button-link", { type: "button", on: { click: () => endSale(sale) } }, "End now"),
+  };
+  parts.item = h(
+    "li.sale-item",
+    { dataset: { saleId: sale.id } },
+    h(
+      "div.sale-top",
+      {},
+      h("img", { src: safeImage(sale.product.image_url), alt: "" }),
+      h(
+        "div",
+        {},
+        h("span.title", {}, sale.product.title),
+        h(
+          "span.meta",
+          {},
+          h("strong", {}, money(sale.price, sale.currency)),
+          ` · was ${money(sale.product.price, sale.currency)} · limit ${sale.per_user_limit} each`,
+        ),
+      ),
+      parts.status,
+    ),
+    h("div.stock-meter", { title: "sold · held · available" }, parts.sold, parts.held, parts.available),
+    h(
+      "div.sale-numbers",
+      {},
+      h("span", {}, h("span.key.key-available"), parts.availableCount, " left"),
+      h("span", {}, h("span.key.key-held"), parts.heldCount, " held"),
+      h("span", {}, h("span.key.key-sold"), parts.soldCount, ` sold of ${sale.quantity}`),
+      parts.timer,
+      parts.end,
+    ),
+  );
+  return parts;
+}
+
+function updateSaleItem(parts, sale, status, now) {
+  const share = (count) => `${sale.quantity ? (Math.max(0, count) / sale.quantity) * 100 : 0}%`;
+  parts.item.dataset.status = status;
+  parts.sold.style.width = share(sale.sold);
+  parts.held.style.width = share(sale.held);
+  parts.available.style.width = share(sale.available);
+  text(parts.status, SALE_LABELS[status]);
+  text(parts.availableCount, sale.available);
+  text(parts.heldCount, sale.held);
+  text(parts.soldCount, sale.sold);
+  const timer =
+    status === "scheduled"
+      ? `Starts in ${clock(sale.starts_at - now)}`
+      : status === "live"
+        ? `Ends in ${clock(sale.ends_at - now)}`
+        : "";
+  text(parts.timer, timer);
+  parts.timer.hidden = !timer;
+  parts.end.hidden = !(status === "live" || status === "scheduled");
+}
+
+// --- numbers -----------------------------------------------------------------------------------------
+
+let statsTimer = null;
+
+function statsSoon() {
+  clearTimeout(statsTimer);
+  statsTimer = setTimeout(refreshStats, 400);
+}
+
+async function refreshStats() {
+  if (!state.room) return;
+  try {
+    const merchant = encodeURIComponent(state.room.merchant_id);
+    const stats = await api(`/api/merchants/${merchant}/rooms/${encodeURIComponent(roomId)}/stats`, {
+      token: state.token,
+    });
+    state.peak = Math.max(state.peak, stats.peak_viewers);
+    setStat("#stat-peak", compact(state.peak));
+    setStat("#stat-orders", compact(stats.orders));
+    setStat("#stat-units", compact(stats.units));
+    const gmv = Object.entries(stats.gmv);
+    setStat("#stat-gmv", gmv.length ? gmv.map(([currency, amount]) => money(amount, currency)).join(" + ") : money(0));
+    const conversion = state.peak ? Math.min(1, stats.buyers / state.peak) : null;
+    setStat("#stat-conversion", conversion === null ? "—" : `${(conversion * 100).toFixed(1)}%`);
+  } catch {
+    // the next poll tries again
+  }
+}
+
+function setStat(selector, value) {
+  const node = $(selector);
+  if (node.textContent === value) return;
+  node.textContent = value;
+  const tile = node.closest(".stat");
+  tile.classList.remove("bump");
+  void tile.offsetWidth; // restart the animation
+  tile.classList.add("bump");
+}
+
+function viewersChanged(count) {
+  state.viewers = count;
+  state.peak = Math.max(state.peak, count);
+  setStat("#stat-viewers", compact(count));
+  setStat("#stat-peak", compact(state.peak));
+}
+
+// --- chat and moderation --------------------------------------------------------------------------------
+
+function addChat(message) {
+  const staff = Boolean(ROLE_BADGES[message.role]);
+  const actions = h("div.mod-actions", {}, modButton("Delete", () => moderate(Command.CHAT_DELETE, { message_id: message.id })));
+  if (!staff) {
+    actions.append(
+      modButton("Mute 5 min", () => restrict(message, "muted", 300)),
+      modButton("Ban", () => restrict(message, "banned")),
+    );
+  }
+  const item = h(
+    staff ? "li.staff" : "li",
+    { dataset: { id: message.id, user: message.user_id } },
+    h(
+      "div.line",
+      {},
+      staff ? h("span.role", {}, ROLE_BADGES[message.role]) : null,
+      h("span.name", {}, message.name),
+      h("span.text", {}, message.text),
+    ),
+    actions,
+  );
+  const chat = $("#chat");
+  chat.append(item);
+  while (chat.children.length > 300) chat.firstElementChild.remove();
+  countChat();
+}
+
+function modButton(label, handler) {
+  return h("button", { type: "button", on: { click: handler } }, label);
+}
+
+function countChat() {
+  const count = $("#chat").children.length;
+  text($("#chat-count"), count ? `${count} message${count === 1 ? "" : "s"} · hover one to moderate` : "No messages yet.");
+}
+
+function scrollChat(force) {
+  const chat = $("#chat");
+  if (force || chat.scrollHeight - chat.scrollTop - chat.clientHeight < 80) chat.scrollTop = chat.scrollHeight;
+}
+
+async function moderate(command, fields) {
+  try {
+    await socket.request(command, fields);
+    return true;
+  } catch (error) {
+    toast(toasts, `Not done: ${error.message}`, { kind: "error" });
+    return false;
+  }
+}
+
+async function restrict(message, kind, seconds) {
+  const done =
+    kind === "muted"
+      ? await moderate(Command.CHAT_MUTE, { user_id: message.user_id, seconds })
+      : await moderate(Command.CHAT_BAN, { user_id: message.user_id });
+  if (!done) return;
+  state.restricted.set(message.user_id, { name: message.name, kind, until: seconds ? Date.now() + seconds * 1000 : 0 });
+  toast(toasts, kind === "muted" ? `${message.name} is muted for 5 minutes` : `${message.name} is banned from the chat`);
+  renderRestricted();
+}
+
+function renderRestricted() {
+  const now = Date.now();
+  for (const [userId, entry] of state.restricted) if (entry.until && entry.until < now) state.restricted.delete(userId);
+  $("#restricted-block").hidden = !state.restricted.size;
+  $("#restricted").replaceChildren(
+    ...[...state.restricted].map(([userId, entry]) =>
+      h(
+        "li",
+        {},
+        h("strong", {}, entry.name),
+        h("span", {}, entry.kind === "muted" ? `muted until ${new Date(entry.until).toLocaleTimeString()}` : "banned"),
+        h(
+          "button.button-link",
+          {
+            type: "button",
+            on: {
+              click: async () => {
+                if (await moderate(Command.CHAT_UNBAN, { user_id: userId })) {
+                  state.restricted.delete(userId);
+                  renderRestricted();
+                }
+              },
+            },
+          },
+          entry.kind === "muted" ? "Unmute" : "Unban",
+        ),
+      ),
+    ),
+  );
+}
+
+$("#slow-mode").addEventListener("change", async (change) => {
+  const seconds = Number(change.target.value);
+  if (await moderate(Command.CHAT_SLOW_MODE, { seconds })) {
+    toast(toasts, seconds ? `Slow mode on: one message per ${change.target.selectedOptions[0].text} per viewer` : "Slow mode off");
+  } else {
+    change.target.value = String(state.slowMode);
+  }
+});
+
+$("#chat-form").addEventListener("submit", async (submit) => {
+  submit.preventDefault();
+  const input = $("#chat-input");
+  const value = input.value.trim();
+  if (!value) return;
+  input.value = "";
+  try {
+    await socket.request(Command.CHAT_SEND, { text: value });
+  } catch (error) {
+    input.value = value;
+    toast(toasts, `Not sent: ${error.message}`, { kind: "error" });
+  }
+});
+
+// --- the block list ---------------------------------------------------------------------------------------
+
+function renderBlocklist() {
+  $("#blocklist").replaceChildren(
+    ...state.blocklist.map((word) =>
+      h(
+        "li.chip-word",
+        {},
+        word,
+        h(
+          "button",
+          {
+            type: "button",
+            "aria-label": `Unblock ${word}`,
+            on: { click: () => saveBlocklist(state.blocklist.filter((item) => item !== word)) },
+          },
+          "×",
+        ),
+      ),
+    ),
+  );
+}
+
+async function saveBlocklist(words) {
+  try {
+    const saved = await api(`/api/merchants/${encodeURIComponent(state.room.merchant_id)}/blocklist`, {
+      method: "PUT",
+      token: state.token,
+      body: { words },
+    });
+    state.blocklist = saved.words;
+    renderBlocklist();
+    return true;
+  } catch (error) {
+    toast(toasts, `The block list wasn't saved: ${error.message}`, { kind: "error" });
+    return false;
+  }
+}
+
+$("#blocklist-form").addEventListener("submit", async (submit) => {
+  submit.preventDefault();
+  const input = $("#blocklist-input");
+  const word = input.value.trim().toLowerCase();
+  if (!word || state.blocklist.includes(word)) {
+    input.value = "";
+    return;
+  }
+  if (await saveBlocklist([...state.blocklist, word])) input.value = "";
+});
+
+start();
