@@ -193,12 +193,11 @@ class Report:
             )
             for sale in self.sales
         ]
-        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-        lines = [f"livecart invariant report: {len(self.sales)} sale(s)"]
-        lines += [
-            "  " + "  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True))
-            for row in [header, *rows]
-        ]
+        lines = [f"livecart invariant report: {f'{len(rows)} sale(s)' if rows else 'no sale'}"]
+        if rows:
+            widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+            for cells in [header, *rows]:
+                lines.append("  " + "  ".join(cell.rjust(width) for cell, width in zip(cells, widths, strict=True)))
         if self.refusals:
             refused = ", ".join(f"{code} {count}" for code, count in sorted(self.refusals.items()))
             lines.append(f"  refused as expected: {refused}; idempotent retries: {self.replays}")

@@ -50,6 +50,10 @@ class CommandRefused(Exception):
         self.code = code
 
 
+# What request() raises, each already reported to locust as a failure: callers may ignore them.
+REPORTED = (CommandRefused, RoomSocketError, ConnectionClosed, gevent.Timeout, OSError)
+
+
 def ws_url(base_url: str) -> str:
     """ws:// or wss:// for an http:// or https:// base URL."""
     if base_url.startswith("https://"):
@@ -108,7 +112,7 @@ class RoomSocket:
         try:
             self.send(kind, id=request_id, **fields)
             reply: dict[str, Any] = waiter.get(timeout=timeout)
-        except (gevent.Timeout, RoomSocketError, ConnectionClosed, OSError) as problem:
+        except REPORTED as problem:
             self._fire(kind, (time.perf_counter() - started) * 1000, 0, problem)
             raise
         finally:

@@ -12,6 +12,9 @@ from typing import Any
 
 DEFAULT_SHOW_SECONDS = 300.0
 DEFAULT_BUYER_SHARE = 0.3
+# The show's length as the master resolved it at the start of a run. Workers get no --run-time, but
+# every attribute of the master's parsed options that is not one of locust's own travels to them.
+RESOLVED_SECONDS = "livecart_show_seconds"
 
 
 def add_arguments(parser: Any) -> None:
@@ -55,7 +58,8 @@ def add_arguments(parser: Any) -> None:
         default=-1,
         help="buyers in the spike, out of --users (default 30%%)",
     )
-    add("--sale-quantity", env_var="LIVECART_SALE_QUANTITY", type=int, default=100, help="units on sale")
+    add("--sales", env_var="LIVECART_SALES", type=int, default=1, help="sales the host runs, one after the other")
+    add("--sale-quantity", env_var="LIVECART_SALE_QUANTITY", type=int, default=100, help="units on sale (each sale)")
     add("--per-user-limit", env_var="LIVECART_PER_USER_LIMIT", type=int, default=2, help="units one buyer may have")
     add("--hold-seconds", env_var="LIVECART_HOLD_SECONDS", type=int, default=10, help="how long a hold waits")
     add("--sale-price", env_var="LIVECART_SALE_PRICE", type=int, default=900, help="sale price, minor units")
@@ -95,6 +99,7 @@ class Show:
     users: int
     spawn_rate: float
     buyers: int
+    sales: int
     sale_quantity: int
     per_user_limit: int
     hold_seconds: int
@@ -116,10 +121,13 @@ class Show:
             staff_token=get("host_token", "") or get("admin_token", ""),
             product=get("product", ""),
             shape=get("shape", "show"),
-            seconds=float(get("show_seconds", 0.0) or get("run_time", None) or DEFAULT_SHOW_SECONDS),
+            seconds=float(
+                get(RESOLVED_SECONDS, 0.0) or get("show_seconds", 0.0) or get("run_time", None) or DEFAULT_SHOW_SECONDS
+            ),
             users=users,
             spawn_rate=float(get("spawn_rate", None) or 1.0),
             buyers=max(0, min(users - 1, round(users * DEFAULT_BUYER_SHARE) if buyers < 0 else buyers)),
+            sales=max(1, int(get("sales", 1))),
             sale_quantity=int(get("sale_quantity", 100)),
             per_user_limit=int(get("per_user_limit", 2)),
             hold_seconds=int(get("hold_seconds", 10)),

@@ -1,51 +1,11 @@
-"""The show's timeline, shared by the load shape (how many users of which kind) and the host (when the sale runs).
-
-    0 ──── viewers and chatters ramp in ──── 30% sale opens, buyers rush in ──── 75% sale ends
-      ──── 80% buyers leave ──── 92% everyone leaves (the ledger is final) ──── 100% the report
-
-Every moment is a share of the show's length (--show-seconds, else --run-time, else 300 s), so a
-12-second test and an hour-long rehearsal follow the same script.
-"""
+"""The load shape of a show: how many users of which kind, moment by moment (the script is in show_plan.py)."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from locust import LoadTestShape
 
 from loadtests.show_options import Show
-
-
-@dataclass(frozen=True)
-class ShowPlan:
-    """When things happen, in seconds from the start of the show."""
-
-    seconds: float
-
-    @property
-    def ramp_end(self) -> float:
-        return 0.25 * self.seconds
-
-    @property
-    def sale_created(self) -> float:
-        """The host announces the sale (a countdown) a little before it opens."""
-        return max(0.0, self.sale_opens - min(10.0, 0.1 * self.seconds))
-
-    @property
-    def sale_opens(self) -> float:
-        return 0.30 * self.seconds
-
-    @property
-    def sale_ends(self) -> float:
-        return 0.75 * self.seconds
-
-    @property
-    def buyers_leave(self) -> float:
-        return 0.80 * self.seconds
-
-    @property
-    def drain(self) -> float:
-        return 0.92 * self.seconds
+from loadtests.show_plan import ShowPlan
 
 
 class ShowShape(LoadTestShape):
@@ -63,7 +23,7 @@ class ShowShape(LoadTestShape):
         show = Show.of(environment.parsed_options)
         plan = ShowPlan(show.seconds)
         now = self.get_run_time()
-        everyone = max(show.users * 10.0, 100.0)  # rate at which to stop everybody
+        everyone = max(100.0, show.users / max(1.0, 0.04 * plan.seconds))  # stop everybody well before the end
         if now >= plan.seconds:
             return None
         if now >= plan.drain:

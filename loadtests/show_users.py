@@ -22,9 +22,9 @@ from locust import FastHttpUser, between, constant, task
 from locust.exception import StopUser
 
 from loadtests.invariants import Ack, Ledger
-from loadtests.room_socket import CommandRefused, RoomSocket, RoomSocketError
+from loadtests.room_socket import REPORTED, RoomSocket, RoomSocketError
 from loadtests.show_options import Show
-from loadtests.show_shape import ShowPlan
+from loadtests.show_plan import SaleSlot, ShowPlan
 
 log = logging.getLogger("livecart.loadtest")
 
@@ -35,7 +35,6 @@ PURCHASE = "POST /api/sales/[id]/purchases"
 # Refusals a buyer expects in a busy sale: the server said no, correctly. They count as successes.
 EXPECTED_REFUSALS = frozenset({"sold_out", "limit_reached", "ended", "not_started", "hold_expired"})
 REPLAY_SHARE = 0.1  # purchases retried with the same Idempotency-Key, as after a lost response
-REPORTED = (CommandRefused, RoomSocketError, gevent.Timeout, OSError)  # the socket reports these to locust
 PIN_EVERY = 15.0  # seconds between the host's product changes outside the sale
 CHAT_LINES = (
     "is this available in blue?",
@@ -75,7 +74,7 @@ class LiveUser(FastHttpUser):
             self.socket.open()
         except RoomSocketError as problem:
             log.error("could not join room %r: %s", self.show.room, problem)
-            raise StopUser() from problem
+            raise StopUser() from None
         return self.socket
 
     def on_stop(self) -> None:
@@ -215,9 +214,9 @@ class BuyerUser(LiveUser):
 
 
 class HostUser(LiveUser):
-    """The host: sets the room live, fills the bag, pins products, and runs the sale on the show's schedule.
+    """The host: sets the room live, fills the bag, pins products, and runs the sales on the show's schedule.
 
-    One per run (fixed_count), wherever it runs. Needs --host-token or --admin-token.
+    One per run (fixed_count), wherever it runs. Without --host-token or --admin-token it stays away.
     """
 
     fixed_count = 1
@@ -226,60 +225,70 @@ class HostUser(LiveUser):
 
     def on_start(self) -> None:
         show = self.show
-        if not show.staff_token:
-            log.error("the host needs --host-token or --admin-token (LIVECART_HOST_TOKEN); no sale will run")
-            raise StopUser()
+        self.started = time.monotonic()
+        self.slots = ShowPlan(show.seconds, show.sales).slots()
+        self.sale_ids: dict[int, str] = {}  # slot -> the sale created for it
+        self.done: set[int] = set()  # slots finished: the sale ended, or could not be created
+        self.next_pin = PIN_EVERY
+        self.idle = not show.staff_token
+        if self.idle:
+            log.warning("no --host-token or --admin-token (LIVECART_HOST_TOKEN): the host stays away, no sale runs")
+            return
         self.headers = {"Authorization": f"Bearer {show.staff_token}"}
         response = self.client.get(
             f"/api/merchants/{show.merchant}/products", headers=self.headers, name="GET /api/merchants/[m]/products"
         )
-        products = [item["id"] for item in response.json()] if response.status_code == 200 else []
-        if not products:
+        self.products = [item["id"] for item in response.json()] if response.status_code == 200 else []
+        if not self.products:
             log.error("merchant %r has no products (or the token is not theirs): no sale will run", show.merchant)
             raise StopUser()
-        self.product = show.product or products[0]
-        self.pins = itertools.cycle(products)
+        if show.product:
+            self.products = [show.product, *(item for item in self.products if item != show.product)]
+        self.pins = itertools.cycle(self.products)
         socket = self.join(show.staff_token)
         try:
             socket.request("room.status", status="live")
-            socket.request("bag.set", product_ids=products[:10])
-            socket.request("product.pin", product_id=self.product)
+            socket.request("bag.set", product_ids=self.products[:10])
+            socket.request("product.pin", product_id=self.products[0])
         except REPORTED as problem:
             log.error("the host could not set up room %r: %s", show.room, problem)
             raise StopUser() from problem
-        self.plan = ShowPlan(show.seconds)
-        self.started = time.monotonic()
-        self.sale_id: str | None = None
-        self.sale_tried = self.sale_ended = False
-        self.next_pin = PIN_EVERY
 
     @task
     def next_step(self) -> None:
-        """Whatever the schedule says is due: announce the sale, end it, or pin the next product."""
+        """Whatever the schedule says is due: announce a sale, end one, or pin the next product."""
+        if self.idle:
+            return
         now = time.monotonic() - self.started
-        if not self.sale_tried and now >= self.plan.sale_created:
-            self.sale_tried = True
-            self.start_sale(now)
-        elif self.sale_id is not None and not self.sale_ended and now >= self.plan.sale_ends:
-            self.sale_ended = True
-            self.end_sale()
-        elif now >= self.next_pin:
+        for slot in self.slots:
+            if slot.index not in self.sale_ids and slot.index not in self.done and now >= slot.announce:
+                self.start_sale(slot, now)
+                return
+            if slot.index in self.sale_ids and slot.index not in self.done and now >= slot.ends:
+                self.end_sale(slot)
+                return
+        if now >= self.next_pin and not any(slot.announce <= now < slot.ends for slot in self.slots):
             self.next_pin = now + PIN_EVERY
-            selling = self.plan.sale_created <= now < self.plan.sale_ends
-            assert self.socket is not None
-            with contextlib.suppress(*REPORTED):
-                self.socket.request("product.pin", product_id=self.product if selling else next(self.pins))
+            self.pin(next(self.pins))
 
-    def start_sale(self, now: float) -> None:
+    def product_of(self, slot: SaleSlot) -> str:
+        return self.products[slot.index % len(self.products)]
+
+    def pin(self, product_id: str) -> None:
+        assert self.socket is not None
+        with contextlib.suppress(*REPORTED):
+            self.socket.request("product.pin", product_id=product_id)
+
+    def start_sale(self, slot: SaleSlot, now: float) -> None:
         show = self.show
-        opens_in = max(0.0, self.plan.sale_opens - now)
+        opens_in = max(0.0, slot.opens - now)
         body = {
-            "product_id": self.product,
+            "product_id": self.product_of(slot),
             "price": show.sale_price,
             "quantity": show.sale_quantity,
             "per_user_limit": show.per_user_limit,
             "starts_at": int((time.time() + opens_in) * 1000),
-            "duration_seconds": math.ceil(self.plan.sale_ends - self.plan.sale_opens) + 5,  # the host ends it first
+            "duration_seconds": math.ceil(slot.ends - slot.opens) + 5,  # the host ends it first
             "hold_seconds": show.hold_seconds,
         }
         path = f"/api/merchants/{show.merchant}/rooms/{show.room}/sales"
@@ -287,20 +296,24 @@ class HostUser(LiveUser):
         with self.client.post(path, json=body, headers=self.headers, name=name, catch_response=True) as r:
             if r.status_code != 201:
                 r.failure(f"{r.status_code} {_error_code(r)}")
-                log.error("the host could not create the sale: %s %s", r.status_code, r.text)
+                log.error("the host could not create a sale: %s %s", r.status_code, r.text)
+                self.done.add(slot.index)
                 return
-            self.sale_id = str(r.json()["id"])
-            LEDGER.created(self.sale_id, show.sale_quantity)
-            log.info("sale %s of %d x %s opens in %.1f s", self.sale_id, show.sale_quantity, self.product, opens_in)
+            sale_id = self.sale_ids[slot.index] = str(r.json()["id"])
+        LEDGER.created(sale_id, show.sale_quantity)
+        log.info("sale %s of %d x %s opens in %.1f s", sale_id, show.sale_quantity, body["product_id"], opens_in)
+        self.pin(self.product_of(slot))  # present the product on sale
 
-    def end_sale(self) -> None:
+    def end_sale(self, slot: SaleSlot) -> None:
         show = self.show
+        sale_id = self.sale_ids[slot.index]
+        self.done.add(slot.index)
         self.client.post(
-            f"/api/merchants/{show.merchant}/sales/{self.sale_id}/end",
+            f"/api/merchants/{show.merchant}/sales/{sale_id}/end",
             headers=self.headers,
             name="POST /api/merchants/[m]/sales/[id]/end",
         )
-        log.info("sale %s ended", self.sale_id)
+        log.info("sale %s ended", sale_id)
 
 
 def _error_code(response: Any) -> str:

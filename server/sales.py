@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 
 from server import keys, lua
 from server.pipeline import ScriptBatcher
+from server.protocol import now_ms
 from server.sale_records import (
     Audit,
     Order,
@@ -90,7 +91,13 @@ class Sales:
             "per_user_limit": terms.per_user_limit,
             "hold_ms": terms.hold_ms,
         }
-        now, _starts, _ends = await self._create(
+        # Listed and scheduled first: should this process die right after, the sale is not an orphan (a
+        # listing of a sale that was never made is skipped by list() and dropped by the clock).
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(keys.merchant_sales(terms.merchant_id), {sale_id: now_ms()})
+            pipe.zadd(keys.sales_due(), {sale_id: now_ms() + 1000})
+            await pipe.execute()
+        await self._create(
             keys=[keys.sale(sale_id)],
             args=[
                 sale_id,
@@ -101,10 +108,6 @@ class Sales:
                 terms.duration_ms,
             ],
         )
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(keys.merchant_sales(terms.merchant_id), {sale_id: now})
-            pipe.zadd(keys.sales_due(), {sale_id: now})
-            await pipe.execute()
         sale = await self.get(sale_id)
         assert sale is not None
         return sale

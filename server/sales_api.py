@@ -13,6 +13,7 @@ import functools
 import io
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -21,8 +22,9 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
-from server.api import MAX_BODY, ApiError, identify, json_body, ok, require, services_of
+from server.api import MAX_BODY, ApiError, api_error, identify, json_body, ok, require, services_of
 from server.orders import EXPORT_FIELDS, ORDER_STATUSES
 from server.protocol import PRESENTERS, STAFF, Role, now_ms
 from server.sale_records import Refusal, Sale, SaleRefused, check_idempotency_key, check_quantity, refused, terms_from
@@ -214,6 +216,23 @@ async def sale(request: Request) -> Response:
     return ok(_sale_body(found))
 
 
+PURCHASE_PATH = re.compile(r"/api/sales/([^/]+)/purchases")
+
+
+async def purchase_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+    """The purchase as a bare ASGI app, the hot path of a flash sale: no middleware, no route scan.
+
+    The caller (server.app) matched PURCHASE_PATH for a POST and set scope["app"] and
+    scope["path_params"]; errors are answered as everywhere else in the API.
+    """
+    request = Request(scope, receive)
+    try:
+        response = await purchase(request)
+    except ApiError as problem:
+        response = await api_error(request, problem)
+    await response(scope, receive, send)
+
+
 @answers
 async def purchase(request: Request) -> Response:
     """POST /api/sales/{sale_id}/purchases {quantity?=1} with Idempotency-Key: 201 a new hold, 200 the key's order."""
@@ -251,6 +270,7 @@ async def cancel(request: Request) -> Response:
     return ok(outcome.order.public(outcome.sale, outcome.now))
 
 
+# POST /api/sales/{sale_id}/purchases is served by purchase_endpoint, ahead of these (see server.app).
 routes = [
     Route("/api/merchants/{merchant_id}/rooms/{room_id}/sales", create_sale, methods=["POST"]),
     Route("/api/merchants/{merchant_id}/sales", list_sales),
@@ -259,7 +279,6 @@ routes = [
     Route("/api/merchants/{merchant_id}/orders.csv", export_csv),
     Route("/api/merchants/{merchant_id}/orders.jsonl", export_jsonl),
     Route("/api/sales/{sale_id}", sale),
-    Route("/api/sales/{sale_id}/purchases", purchase, methods=["POST"]),
     Route("/api/orders/{order_id}", order),
     Route("/api/orders/{order_id}/payment", pay, methods=["POST"]),
     Route("/api/orders/{order_id}/cancel", cancel, methods=["POST"]),

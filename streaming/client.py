@@ -112,7 +112,8 @@ class Session:
         await asyncio.gather(*self.readers, return_exceptions=True)
 
 
-async def _post(url: str, token: str, pc: RTCPeerConnection) -> tuple[str, list[str]]:
+async def negotiate(url: str, token: str, pc: RTCPeerConnection) -> tuple[str, list[str]]:
+    """POST the peer's offer to a WHIP/WHEP URL, apply the answer; return the session URL and the Link headers."""
     await pc.setLocalDescription(await pc.createOffer())
     headers = {"Content-Type": "application/sdp"}
     if token:
@@ -142,7 +143,7 @@ async def publish(
             transceiver.setCodecPreferences(_codecs("video", codec))
     if audio is not None:
         pc.addTransceiver(audio, direction="sendonly")
-    location, links = await _post(url, token, pc)
+    location, links = await negotiate(url, token, pc)
     return Session(pc, location, token, links)
 
 
@@ -160,7 +161,7 @@ async def watch(url: str, token: str, kinds: tuple[str, ...] = ("video", "audio"
         counter = session.counters[track.kind] = Counter(track.kind)
         session.readers.append(asyncio.ensure_future(counter.read(track)))
 
-    session.location, session.links = await _post(url, token, pc)
+    session.location, session.links = await negotiate(url, token, pc)
     return session
 
 

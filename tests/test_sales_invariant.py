@@ -28,6 +28,7 @@ LIMIT = 3
 HOLD_MS = 80
 USERS = ("alice", "bob", "carol")
 CARDS = {"4242424242424242": True, "4000000000000002": False}
+MOSTLY = st.sampled_from((True, True, True, False))  # own order / good card, most of the time
 T = TypeVar("T")
 
 
@@ -84,6 +85,10 @@ class SaleMachine(RuleBasedStateMachine):
             and (order.status in ("held", "paid") if status is None else order.status == status)
         )
 
+    def draw_order(self, data: st.DataObject) -> str:
+        """One of the orders, by when it was made (order ids are random: replays must draw the same)."""
+        return list(self.model)[data.draw(st.integers(0, len(self.model) - 1))]
+
     def refusal(self, call: Coroutine[Any, Any, Any]) -> Refusal | None:
         try:
             self.run(call)
@@ -124,11 +129,12 @@ class SaleMachine(RuleBasedStateMachine):
         self.model[outcome.order.id] = Expected(user, quantity, "held", outcome.order.hold_expires_at)
 
     @precondition(lambda self: self.model)
-    @rule(data=st.data(), card=st.sampled_from(sorted(CARDS)), own=st.booleans())
-    def pay(self, data: st.DataObject, card: str, own: bool) -> None:
+    @rule(data=st.data(), good_card=MOSTLY, own=MOSTLY)
+    def pay(self, data: st.DataObject, good_card: bool, own: bool) -> None:
         """Pay an order (someone else's, sometimes) with a good or a declined card."""
-        order_id = data.draw(st.sampled_from(sorted(self.model)))
+        order_id = self.draw_order(data)
         expected = self.model[order_id]
+        card = next(number for number, good in CARDS.items() if good is good_card)
         payer = expected.user if own else next(user for user in USERS if user != expected.user)
         try:
             outcome = self.run(self.orders.pay(order_id, payer, card))
@@ -154,10 +160,10 @@ class SaleMachine(RuleBasedStateMachine):
         expected.status = "paid"
 
     @precondition(lambda self: self.model)
-    @rule(data=st.data(), own=st.booleans())
+    @rule(data=st.data(), own=MOSTLY)
     def cancel(self, data: st.DataObject, own: bool) -> None:
         """Cancel an order (someone else's, sometimes)."""
-        order_id = data.draw(st.sampled_from(sorted(self.model)))
+        order_id = self.draw_order(data)
         expected = self.model[order_id]
         caller = expected.user if own else next(user for user in USERS if user != expected.user)
         code = self.refusal(self.orders.cancel(order_id, caller))
@@ -184,10 +190,10 @@ class SaleMachine(RuleBasedStateMachine):
         again = self.run(self.sales.release_expired(self.sale_id))
         assert again is not None and again.count == 0
 
-    @precondition(lambda self: not self.ended)
+    @precondition(lambda self: not self.ended and len(self.model) >= 4)
     @rule()
     def end(self) -> None:
-        """The host ends the sale."""
+        """The host ends the sale (once a few orders exist)."""
         self.run(self.sales.end(self.sale_id))
         self.ended = True
 
@@ -214,8 +220,8 @@ def test_random_sale_operations_keep_every_guarantee(redis_url: str) -> None:
     run_state_machine_as_test(
         SaleMachine,
         settings=settings(
-            max_examples=25,
-            stateful_step_count=30,
+            max_examples=60,
+            stateful_step_count=40,
             deadline=None,
             database=None,
             suppress_health_check=[HealthCheck.too_slow],

@@ -45,7 +45,7 @@ async def test_500_buyers_for_100_units_get_exactly_100_holds(shop: Shop, server
             headers={**auth(token), "Idempotency-Key": secrets.token_hex(8)},
         )
 
-    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)  # per process
+    limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)  # per process
     async with (
         await RoomClient.connect(shop.room_url(shop.guest())) as viewer,
         httpx.AsyncClient(base_url=shop.base_url, timeout=30, limits=limits) as first,

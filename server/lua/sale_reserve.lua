@@ -1,6 +1,7 @@
 -- Reserve units of a sale for a user as a hold that expires, unless this purchase was already made.
 -- Checks in order: the idempotency key, the sale, its window, the quantity, the user's limit, the stock.
 -- KEYS[1] - sale hash (sale:{id}): starts_at, ends_at, per_user_limit, hold_ms, available, held, version
+--           (the hot path: the counters are written with one HSET)
 -- KEYS[2] - orders (hash order id -> order JSON)
 -- KEYS[3] - units per user (hash user id -> units held or paid)
 -- KEYS[4] - idempotency keys (hash "<user id>\n<key>" -> order id)
@@ -21,7 +22,8 @@ local existing = redis.call('HGET', KEYS[4], idem)
 if existing then
   return {'existing', redis.call('HGET', KEYS[2], existing), tonumber(redis.call('HGET', KEYS[1], 'available')), now}
 end
-local sale = redis.call('HMGET', KEYS[1], 'starts_at', 'ends_at', 'per_user_limit', 'hold_ms', 'available')
+local sale = redis.call('HMGET', KEYS[1], 'starts_at', 'ends_at', 'per_user_limit', 'hold_ms', 'available', 'held',
+  'version')
 if not sale[1] then
   return {'unknown_sale', '', 0, now}
 end
@@ -43,9 +45,8 @@ end
 if available < quantity then
   return {'sold_out', '', available, now}
 end
-available = redis.call('HINCRBY', KEYS[1], 'available', -quantity)
-redis.call('HINCRBY', KEYS[1], 'held', quantity)
-redis.call('HINCRBY', KEYS[1], 'version', 1)
+available = available - quantity
+redis.call('HSET', KEYS[1], 'available', available, 'held', tonumber(sale[6]) + quantity, 'version', tonumber(sale[7]) + 1)
 redis.call('HINCRBY', KEYS[3], user, quantity)
 local expires = now + tonumber(sale[4])
 local order = cjson.encode({id = ARGV[4], user_id = user, quantity = quantity, status = 'held', created_at = now,

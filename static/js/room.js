@@ -275,6 +275,7 @@ function stopWatching() {
   clearTimeout(viewing.retry);
   viewing.attempt = 0;
   stage.dataset.playing = "false";
+  $("#unmute").hidden = true;
   if (viewing.session) {
     viewing.session.stop();
     viewing.session = null;

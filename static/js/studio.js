@@ -250,7 +250,8 @@ async function startCamera() {
   text($("#preview-note"), "Allow camera and microphone access when your browser asks.");
   try {
     live.stream = await navigator.mediaDevices.getUserMedia({
-      video: { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } },
+      // the camera's own format near 720p (no cropping to an aspect ratio: phones film in portrait)
+      video: { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 }, resizeMode: { ideal: "none" } },
       audio: { echoCancellation: true, noiseSuppression: true },
     });
   } catch (error) {
@@ -267,9 +268,10 @@ async function startCamera() {
     renderLive();
     return;
   }
-  const video = $("#preview");
-  video.srcObject = live.stream;
-  video.play().catch(() => {});
+  for (const video of [$("#preview"), $("#preview-backdrop")]) {
+    video.srcObject = live.stream;
+    video.play().catch(() => {});
+  }
   box.dataset.camera = "on";
   renderLive();
 }

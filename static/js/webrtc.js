@@ -81,7 +81,7 @@ async function negotiate(pc, url, token) {
     throw new ApiError(response.status, "unexpected", `unexpected answer ${response.status}`);
   }
   rememberIceServers(response);
-  const location = new URL(response.headers.get("Location"), url).href;
+  const location = new URL(response.headers.get("Location"), window.location.href).href;
   await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
   return location;
 }

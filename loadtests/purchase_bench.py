@@ -1,0 +1,248 @@
+"""Purchase benchmark: N buyers hit one flash sale; how fast, how slow at p99, and never oversold.
+
+Starts a fresh server (`python -m server --workers W`, embedded Redis with AOF, its own DATA_DIR in
+/tmp), creates a sale in the demo room, then for --seconds keeps --connections HTTP/1.1 keep-alive
+connections busy with purchases (raw asyncio streams: a client library would saturate its own
+core first), each from the next buyer with a fresh Idempotency-Key. A few WebSocket viewers of
+the room measure how old the stock they are shown is, from each stock event's server timestamp.
+Reports attempts/s, p50/p99 latency, the answers, holds granted, oversold units (must be 0), stock
+staleness and update rate at viewers, and the CPU used by the server, its Redis and this client.
+
+    python -m loadtests.purchase_bench --seconds 10 --connections 128 --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+import uvloop
+
+from loadtests import procstat, wsclient
+from loadtests.hub_bench import free_port, server_tree
+from server.auth import Tokens
+from server.protocol import Role
+
+HOST = "127.0.0.1"
+
+
+@dataclass
+class Load:
+    """What the purchase connections saw."""
+
+    latencies: list[float] = field(default_factory=list)
+    answers: Counter[str] = field(default_factory=Counter)
+    holds: int = 0
+    errors: int = 0
+
+
+@dataclass
+class Staleness:
+    """What the viewers saw of the stock."""
+
+    ages_ms: list[float] = field(default_factory=list)
+    per_second: Counter[tuple[int, int]] = field(default_factory=Counter)  # (viewer, second) -> stock updates
+    lowest: int | None = None
+
+
+def start(args: argparse.Namespace, port: int, data_dir: str, secret: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "DATA_DIR": data_dir, "SECRET_KEY": secret, "LOG_LEVEL": "warning", "SEED_DEMO": "1"}
+    env.pop("REDIS_URL", None)
+    command = [sys.executable, "-m", "server", "--port", str(port), "--workers", str(args.workers)]
+    process = subprocess.Popen(command, env=env, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://{HOST}:{port}/readyz", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit("server did not start")
+
+
+BODY = b'{"quantity":1}'
+REST = b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY), BODY)
+
+
+def request_head(sale_id: str, token: str) -> bytes:
+    """A buyer's purchase request up to its Idempotency-Key value (each attempt adds a new key, then REST)."""
+    return (
+        f"POST /api/sales/{sale_id}/purchases HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {token}\r\n"
+        "Idempotency-Key: "
+    ).encode()
+
+
+async def buyer_connection(
+    port: int, heads: list[bytes], next_index: list[int], load: Load, measuring: asyncio.Event, stop: asyncio.Event
+) -> None:
+    """One keep-alive connection: send the next buyer's purchase (a new key each time), read the answer, until stop."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        while not stop.is_set():
+            index = next_index[0] = next_index[0] + 1
+            started = time.perf_counter()
+            writer.write(heads[index % len(heads)] + b"%x" % index + REST)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length_at = head.find(b"content-length: ")
+            end = head.find(b"\r\n", length_at)
+            body = await reader.readexactly(int(head[length_at + 16 : end]))
+            if not measuring.is_set():
+                continue
+            load.latencies.append(time.perf_counter() - started)
+            status = head[9:12].decode()
+            if status == "201":
+                load.holds += 1
+                load.answers["201 held"] += 1
+            elif status == "409":
+                load.answers[f"409 {orjson.loads(body)['error']['code']}"] += 1
+            else:
+                load.answers[f"{status} {body[:80].decode(errors='replace')}"] += 1
+    except (ConnectionError, asyncio.IncompleteReadError):
+        load.errors += 1
+    finally:
+        writer.close()
+
+
+async def stock_viewer(port: int, token: str, sale_id: str, seen: Staleness, number: int, stop: asyncio.Event) -> None:
+    """A room viewer that notes the age of every stock value it is shown."""
+    reader, writer = await wsclient.connect(HOST, port, f"/ws/rooms/demo?token={token}")
+    try:
+        await wsclient.read_frame(reader)  # the snapshot
+        while not stop.is_set():
+            _opcode, payload = await wsclient.read_frame(reader)
+            received = time.time() * 1000
+            frame = orjson.loads(payload)
+            for item in frame.get("events", ()):
+                if item["type"] == "stock" and item["sale_id"] == sale_id:
+                    seen.per_second[(number, int(received // 1000))] += 1
+                    seen.ages_ms.append(received - item["ts"])
+                    seen.lowest = item["available"] if seen.lowest is None else min(seen.lowest, item["available"])
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    port = free_port()
+    data_dir = tempfile.mkdtemp(prefix="livecart-purchase-")
+    secret = secrets.token_urlsafe(16)
+    process = start(args, port, data_dir, secret)
+    tokens = Tokens(secret)
+    base = f"http://{HOST}:{port}"
+    try:
+        host = tokens.mint(user_id="u_bench", name="Bench Host", role=Role.HOST, merchant_id="demo", ttl_seconds=3600)
+        async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {host}"}) as api:
+            created = await api.post(
+                "/api/merchants/demo/rooms/demo/sales",
+                json={
+                    "product_id": "mug",
+                    "price": 990,
+                    "quantity": args.units,
+                    "per_user_limit": 1,
+                    "starts_at": int(time.time() * 1000),
+                    "duration_seconds": 3600,
+                },
+            )
+            created.raise_for_status()
+            sale_id = created.json()["id"]
+            buyers = [
+                tokens.mint(user_id=f"b{index}", name="Buyer", role=Role.VIEWER, merchant_id=None, ttl_seconds=3600)
+                for index in range(args.buyers)
+            ]
+            heads = [request_head(sale_id, token) for token in buyers]
+            load, seen = Load(), Staleness()
+            stop, measuring = asyncio.Event(), asyncio.Event()
+            viewers = [
+                asyncio.create_task(stock_viewer(port, tokens.guest(3600)[0], sale_id, seen, number, stop))
+                for number in range(args.viewers)
+            ]
+            next_index = [0]
+            connections = [
+                asyncio.create_task(buyer_connection(port, heads, next_index, load, measuring, stop))
+                for _ in range(args.connections)
+            ]
+            await asyncio.sleep(args.warmup)
+            web, redis_pids = server_tree(process)
+            cpu_before = {pid: procstat.cpu_seconds(pid) for pid in web + redis_pids}
+            client_before = resource.getrusage(resource.RUSAGE_SELF)
+            measuring.set()
+            started = time.monotonic()
+            await asyncio.sleep(args.seconds)
+            measuring.clear()
+            elapsed = time.monotonic() - started
+            client_after = resource.getrusage(resource.RUSAGE_SELF)
+            cpu = {pid: procstat.cpu_seconds(pid) - before for pid, before in cpu_before.items()}
+            stop.set()
+            await asyncio.gather(*connections, return_exceptions=True)
+            await asyncio.sleep(0.5)  # the last stock update
+            for task in viewers:
+                task.cancel()
+            await asyncio.gather(*viewers, return_exceptions=True)
+            audit = (await api.get(f"/api/merchants/demo/sales/{sale_id}/invariant")).json()
+        attempts = len(load.latencies)
+        client_cpu = sum(client_after[:2]) - sum(client_before[:2])
+        return {
+            "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, {platform.platform()}",
+            "workers": args.workers,
+            "connections": args.connections,
+            "buyers": args.buyers,
+            "units": args.units,
+            "seconds": round(elapsed, 1),
+            "attempts": attempts,
+            "attempts_per_s": round(attempts / elapsed),
+            "latency_p50_ms": round(1000 * wsclient.percentile(load.latencies, 0.50), 2),
+            "latency_p99_ms": round(1000 * wsclient.percentile(load.latencies, 0.99), 2),
+            "answers": dict(load.answers.most_common()),
+            "holds_granted": load.holds,
+            "connection_errors": load.errors,
+            "sale_after": {key: audit[key] for key in ("quantity", "available", "held", "paid", "ok")},
+            "oversold": max(0, audit["held"] + audit["paid"] - audit["quantity"]) + max(0, -audit["available"]),
+            "stock_updates_per_s_at_viewer_max": max(seen.per_second.values(), default=0),
+            "stock_staleness_p50_ms": round(wsclient.percentile(seen.ages_ms, 0.50), 1),
+            "stock_staleness_p99_ms": round(wsclient.percentile(seen.ages_ms, 0.99), 1),
+            "stock_staleness_max_ms": round(max(seen.ages_ms, default=float("nan")), 1),
+            "lowest_stock_seen": seen.lowest,
+            "server_cpu_percent": round(100 * sum(cpu[pid] for pid in web) / elapsed),
+            "redis_cpu_percent": round(100 * sum(cpu[pid] for pid in redis_pids) / elapsed),
+            "client_cpu_percent": round(100 * client_cpu / elapsed),
+        }
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10, help="measured time (after the warm-up)")
+    parser.add_argument("--warmup", type=float, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument("--connections", type=int, default=128, help="concurrent keep-alive purchase connections")
+    parser.add_argument("--buyers", type=int, default=200_000, help="distinct buyers, in turn (per-user limit 1)")
+    parser.add_argument("--units", type=int, default=1_000_000, help="units on sale (fewer than attempts: sells out)")
+    parser.add_argument("--viewers", type=int, default=4, help="WebSocket viewers measuring stock staleness")
+    args = parser.parse_args()
+    print(json.dumps(uvloop.run(run(args)), indent=2))  # uvloop: the client's own loop is part of its cost
+
+
+if __name__ == "__main__":
+    main()
