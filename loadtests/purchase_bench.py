@@ -6,7 +6,8 @@ connections busy with purchases (raw asyncio streams: a client library would sat
 core first), each from the next buyer with a fresh Idempotency-Key. A few WebSocket viewers of
 the room measure how old the stock they are shown is, from each stock event's server timestamp.
 Reports attempts/s, p50/p99 latency, the answers, holds granted, oversold units (must be 0), stock
-staleness and update rate at viewers, and the CPU used by the server, its Redis and this client.
+staleness and update rate at viewers, the CPU used by the server, its Redis and this client, and
+the CPU the rest of the machine used meanwhile (others_cpu_percent: on a shared box, the noise).
 
     python -m loadtests.purchase_bench --seconds 10 --connections 128 --workers 2
 """
@@ -27,6 +28,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -58,6 +60,13 @@ class Staleness:
     ages_ms: list[float] = field(default_factory=list)
     per_second: Counter[tuple[int, int]] = field(default_factory=Counter)  # (viewer, second) -> stock updates
     lowest: int | None = None
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (every process, all cores), from /proc/stat."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def start(args: argparse.Namespace, port: int, data_dir: str, secret: str) -> subprocess.Popen[bytes]:
@@ -182,12 +191,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             web, redis_pids = server_tree(process)
             cpu_before = {pid: procstat.cpu_seconds(pid) for pid in web + redis_pids}
             client_before = resource.getrusage(resource.RUSAGE_SELF)
+            machine_before = machine_busy_seconds()
             measuring.set()
             started = time.monotonic()
             await asyncio.sleep(args.seconds)
             measuring.clear()
             elapsed = time.monotonic() - started
             client_after = resource.getrusage(resource.RUSAGE_SELF)
+            machine = machine_busy_seconds() - machine_before
             cpu = {pid: procstat.cpu_seconds(pid) - before for pid, before in cpu_before.items()}
             stop.set()
             await asyncio.gather(*connections, return_exceptions=True)
@@ -222,6 +233,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "server_cpu_percent": round(100 * sum(cpu[pid] for pid in web) / elapsed),
             "redis_cpu_percent": round(100 * sum(cpu[pid] for pid in redis_pids) / elapsed),
             "client_cpu_percent": round(100 * client_cpu / elapsed),
+            "others_cpu_percent": round(100 * (machine - sum(cpu.values()) - client_cpu) / elapsed),
+            "cpu_us_per_attempt": round(1e6 * (sum(cpu.values()) + client_cpu) / max(attempts, 1)),
         }
     finally:
         process.send_signal(signal.SIGTERM)
