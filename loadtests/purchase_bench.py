@@ -250,7 +250,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2)
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     parser.add_argument("--connections", type=int, default=128, help="concurrent keep-alive purchase connections")
-    parser.add_argument("--buyers", type=int, default=200_000, help="distinct buyers, in turn (per-user limit 1)")
+    parser.add_argument("--buyers", type=int, default=300_000, help="distinct buyers, in turn (per-user limit 1)")
     parser.add_argument("--units", type=int, default=1_000_000, help="units on sale (fewer than attempts: sells out)")
     parser.add_argument("--viewers", type=int, default=4, help="WebSocket viewers measuring stock staleness")
     args = parser.parse_args()
