@@ -22,6 +22,9 @@ from server import api, config, metrics, sales_api, stats
 from server.config import Settings
 from server.services import Services
 from server.transport import room_socket
+from streaming import routes as streaming_routes
+from streaming.ice import IceServers
+from streaming.relay import Relay
 
 log = logging.getLogger("livecart.app")
 
@@ -79,6 +82,10 @@ def create_app(settings: Settings | None = None) -> LiveCart:
     if not settings.redis_url:
         raise SystemExit("REDIS_URL is not set: start the server with `python -m server`, which runs Redis for you")
     redis_url = settings.redis_url
+    try:
+        ice = IceServers(settings.ice_servers, settings.turn_secret)
+    except ValueError as problem:  # e.g. a TURN URL without TURN_SECRET
+        raise SystemExit(str(problem)) from None
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -88,9 +95,11 @@ def create_app(settings: Settings | None = None) -> LiveCart:
         app.state.services = services
         await services.hub.start()
         await services.sales_feed.start()
+        app.state.relay = Relay(ice, on_stream=services.rooms.set_stream)
         try:
             yield
         finally:
+            await app.state.relay.close()  # first: rooms still hear that their stream went offline
             await services.sales_feed.stop()
             await services.hub.stop()
             await pubsub_redis.aclose()
@@ -103,6 +112,7 @@ def create_app(settings: Settings | None = None) -> LiveCart:
         *api.routes,
         *sales_api.routes,
         *stats.routes,
+        *streaming_routes.routes,
         Mount("/", StaticFiles(directory=STATIC_DIR, html=True, check_dir=False), name="static"),
     ]
     return LiveCart(

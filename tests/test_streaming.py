@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import cast
@@ -38,9 +37,9 @@ from server.auth import Tokens
 from server.catalog import Catalog
 from server.config import Settings
 from server.protocol import Role
-from streaming import client, passthrough, routes
+from streaming import client, passthrough
 from streaming.client import PatternTrack, Session, WhipError
-from streaming.ice import TURN_TTL_SECONDS, IceServers
+from streaming.ice import TURN_TTL_SECONDS
 from streaming.relay import Relay
 from tests.client import RoomClient
 from tests.conftest import SECRET_KEY, free_port
@@ -56,26 +55,6 @@ LOOPBACK_ONLY = "import aioice.ice; aioice.ice.get_host_addresses = lambda use_i
 def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep every ICE candidate on 127.0.0.1 (aioice would also offer the machine's other addresses)."""
     monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
-
-
-def _mount_until_integrated(app: Starlette, settings: Settings) -> None:
-    """Until server/app.py mounts the streaming routes and relay itself, add them the way it will."""
-    if any(getattr(route, "name", None) == "whip_session" for route in app.routes):
-        return
-    app.router.routes[:0] = routes.routes
-    original = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with original(app):
-            ice = IceServers(settings.ice_servers, settings.turn_secret)
-            app.state.relay = Relay(ice, on_stream=app.state.services.rooms.set_stream)
-            try:
-                yield
-            finally:
-                await app.state.relay.close()
-
-    app.router.lifespan_context = lifespan
 
 
 @dataclass
@@ -124,7 +103,6 @@ async def _start(redis_url: str, tmp_path: Path, **overrides: object) -> Live:
     )
     entry = create_app(settings)
     app: Starlette = getattr(entry, "app", entry)  # the Starlette app inside the ASGI entry point
-    _mount_until_integrated(app, settings)
     server = uvicorn.Server(uvicorn.Config(entry, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
     while not server.started:
