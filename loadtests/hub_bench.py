@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import httpx
+import orjson
 from redis.asyncio import Redis
 
 from loadtests import procstat, wsclient
@@ -132,26 +133,24 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         web, redis_pids = server_tree(process)
         rss_before = sum(procstat.rss_bytes(pid) for pid in web)
         viewer_token = tokens.guest(3600)[0]
-        stats = wsclient.Stats()
-        stop = asyncio.Event()
-        gate = asyncio.Semaphore(100)
-        measure_every = max(1, args.viewers // args.sampled)
-
-        async def one(index: int) -> None:
-            async with gate:
-                reader_writer = wsclient.viewer(
-                    host, port, f"/ws/rooms/{room_id}?token={viewer_token}", stats, index % measure_every == 0, stop
-                )
-                task = asyncio.ensure_future(reader_writer)
-                await asyncio.sleep(0.001)
-            await task
-
         started = time.monotonic()
-        viewers = [asyncio.create_task(one(index)) for index in range(args.viewers)]
-        while stats.connected + stats.closed < args.viewers and time.monotonic() - started < 180:
-            await asyncio.sleep(0.2)
+        shares = [
+            args.viewers // args.clients + (1 if i < args.viewers % args.clients else 0) for i in range(args.clients)
+        ]
+        groups = [
+            await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "loadtests.hub_viewers", "--port", str(port), "--room", room_id,
+                "--token", viewer_token, "--count", str(share), "--sampled", str(args.sampled // args.clients),
+                cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**26,
+            )
+            for share in shares
+        ]  # fmt: skip
+        connected = 0
+        for group in groups:
+            assert group.stdout is not None
+            line = (await asyncio.wait_for(group.stdout.readline(), 300)).split()
+            connected += int(line[1])
         connect_seconds = time.monotonic() - started
-        connected = stats.connected
         await asyncio.sleep(3)
         web, redis_pids = server_tree(process)
         rss_idle = sum(procstat.rss_bytes(pid) for pid in web)
@@ -159,10 +158,12 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
         redis_url = f"unix://{data_dir}/redis/redis.sock"
         load_stop = asyncio.Event()
-        stats.latencies_ms.clear()
-        frames_before = stats.frames
         cpu_before = {pid: procstat.cpu_seconds(pid) for pid in web + redis_pids}
         client_before = resource.getrusage(resource.RUSAGE_SELF)
+        for group in groups:
+            assert group.stdin is not None
+            group.stdin.write(b"measure\n")
+            await group.stdin.drain()
         t0 = time.monotonic()
         load: list[asyncio.Task[int]] = []
         if not args.baseline:
@@ -178,18 +179,27 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             ]
         await asyncio.sleep(args.seconds)
         load_stop.set()
+        results = []
+        for group in groups:
+            assert group.stdin is not None and group.stdout is not None
+            group.stdin.write(b"stop\n")
+            await group.stdin.drain()
+            results.append(orjson.loads(await asyncio.wait_for(group.stdout.readline(), 60)))
         elapsed = time.monotonic() - t0
-        frames = stats.frames - frames_before
+        for group in groups:
+            await group.wait()
+        frames = sum(result["frames"] for result in results)
         client_after = resource.getrusage(resource.RUSAGE_SELF)
         cpu_server = sum(procstat.cpu_seconds(pid) - before for pid, before in cpu_before.items() if pid in web)
         cpu_redis = sum(procstat.cpu_seconds(pid) - before for pid, before in cpu_before.items() if pid in redis_pids)
         cpu_client = (client_after.ru_utime + client_after.ru_stime) - (client_before.ru_utime + client_before.ru_stime)
-        latencies = list(stats.latencies_ms)
+        cpu_client += sum(result["cpu_seconds"] for result in results)
+        latencies = [value for result in results for value in result["latencies_ms"]]
+        close_codes: dict[str, int] = {}
+        for result in results:
+            for code, count in result["close_codes"].items():
+                close_codes[code] = close_codes.get(code, 0) + count
         sent = [await task for task in load]
-        stop.set()
-        for task in viewers:
-            task.cancel()
-        await asyncio.gather(*viewers, return_exceptions=True)
         return {
             "mode": "baseline websockets.broadcast()" if args.baseline else f"livecart hub, {args.workers} worker(s)",
             "viewers": connected,
@@ -205,8 +215,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             "redis_cpu_percent": round(100 * cpu_redis / elapsed),
             "client_cpu_percent": round(100 * cpu_client / elapsed),
             "server_us_per_delivery": round(1e6 * cpu_server / max(frames, 1), 2),
-            "closed_by_server": stats.closed,
-            "close_codes": stats.close_codes,
+            "closed_by_server": sum(result["closed"] for result in results),
+            "close_codes": close_codes,
         }
     finally:
         process.send_signal(signal.SIGTERM)
@@ -224,6 +234,7 @@ def main() -> None:
     parser.add_argument("--hz", type=float, default=10, help="stock updates per second")
     parser.add_argument("--chat", type=float, default=50, help="chat messages per second")
     parser.add_argument("--sampled", type=int, default=200, help="viewers that measure latency")
+    parser.add_argument("--clients", type=int, default=2, help="viewer processes of the load generator")
     parser.add_argument("--baseline", action="store_true", help="measure a bare websockets.broadcast() server")
     args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
