@@ -14,67 +14,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import resource
-import secrets
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-import httpx
 import orjson
 from redis.asyncio import Redis
 
-from loadtests import procstat, wsclient
+from loadtests import procstat, serverproc, wsclient
 from server.auth import Tokens
 from server.protocol import Role, encode, event
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(args: argparse.Namespace, port: int, data_dir: str, secret: str) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "DATA_DIR": data_dir,
-        "SECRET_KEY": secret,
-        "CHAT_RATE_COUNT": "100000",
-        "LOG_LEVEL": "warning",
-    }
-    if args.baseline:
-        command = [sys.executable, "-m", "loadtests.broadcast_baseline", "--port", str(port), "--chat", str(args.chat)]
-    else:
-        command = [sys.executable, "-m", "server", "--port", str(port), "--workers", str(args.workers)]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=sys.stderr, stderr=sys.stderr)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if args.baseline:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return process
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return process
-        except (OSError, httpx.TransportError):
-            time.sleep(0.2)
-    process.kill()
-    raise SystemExit("server did not start")
-
-
-def server_tree(process: subprocess.Popen[bytes]) -> tuple[list[int], list[int]]:
-    """(web processes, redis processes) under the launcher."""
-    pids = procstat.children(process.pid)
-    redis = [pid for pid in pids if "valkey" in procstat.command(pid) or "redis" in procstat.command(pid)]
-    web = [pid for pid in pids if pid not in redis]
-    return web, redis
 
 
 async def publish_stock(redis_url: str, room_id: str, hz: float, stop: asyncio.Event) -> int:
@@ -121,109 +70,107 @@ async def _drain(reader: asyncio.StreamReader) -> None:
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
-    port = free_port()
-    data_dir = tempfile.mkdtemp(prefix="livecart-bench-")
-    secret = secrets.token_urlsafe(16)
-    process = start_server(args, port, data_dir, secret)
-    tokens = Tokens(secret)
-    room_id = "demo"
-    host = "127.0.0.1"
-    try:
-        await asyncio.sleep(1)
-        web, redis_pids = server_tree(process)
-        rss_before = sum(procstat.rss_bytes(pid) for pid in web)
-        viewer_token = tokens.guest(3600)[0]
-        started = time.monotonic()
-        shares = [
-            args.viewers // args.clients + (1 if i < args.viewers % args.clients else 0) for i in range(args.clients)
-        ]
-        groups = [
-            await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "loadtests.hub_viewers", "--port", str(port), "--room", room_id,
-                "--token", viewer_token, "--count", str(share), "--sampled", str(args.sampled // args.clients),
-                cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**26,
-            )
-            for share in shares
-        ]  # fmt: skip
-        connected = 0
-        for group in groups:
-            assert group.stdout is not None
-            line = (await asyncio.wait_for(group.stdout.readline(), 300)).split()
-            connected += int(line[1])
-        connect_seconds = time.monotonic() - started
-        await asyncio.sleep(3)
-        web, redis_pids = server_tree(process)
-        rss_idle = sum(procstat.rss_bytes(pid) for pid in web)
-        per_viewer = (rss_idle - rss_before) / max(connected, 1)
+    if args.baseline:
+        command = [sys.executable, "-m", "loadtests.broadcast_baseline", "--port", "{port}", "--chat", str(args.chat)]
+        context = serverproc.running(command, ready="/")
+    else:
+        context = serverproc.running(workers=args.workers, env={"CHAT_RATE_COUNT": "100000"})
+    with context as server:
+        return await measure(args, server)
 
-        redis_url = f"unix://{data_dir}/redis/redis.sock"
-        load_stop = asyncio.Event()
-        cpu_before = {pid: procstat.cpu_seconds(pid) for pid in web + redis_pids}
-        client_before = resource.getrusage(resource.RUSAGE_SELF)
-        for group in groups:
-            assert group.stdin is not None
-            group.stdin.write(b"measure\n")
-            await group.stdin.drain()
-        t0 = time.monotonic()
-        load: list[asyncio.Task[int]] = []
-        if not args.baseline:
-            chat_tokens = [
-                tokens.mint(
-                    user_id=f"chatter{i}", name=f"Chatter {i}", role=Role.VIEWER, merchant_id=None, ttl_seconds=3600
-                )
-                for i in range(10)
-            ]
-            load = [
-                asyncio.create_task(publish_stock(redis_url, room_id, args.hz, load_stop)),
-                asyncio.create_task(chatters(host, port, room_id, chat_tokens, args.chat, load_stop)),
-            ]
-        await asyncio.sleep(args.seconds)
-        load_stop.set()
-        results = []
-        for group in groups:
-            assert group.stdin is not None and group.stdout is not None
-            group.stdin.write(b"stop\n")
-            await group.stdin.drain()
-            results.append(orjson.loads(await asyncio.wait_for(group.stdout.readline(), 60)))
-        elapsed = time.monotonic() - t0
-        for group in groups:
-            await group.wait()
-        frames = sum(result["frames"] for result in results)
-        client_after = resource.getrusage(resource.RUSAGE_SELF)
-        cpu_server = sum(procstat.cpu_seconds(pid) - before for pid, before in cpu_before.items() if pid in web)
-        cpu_redis = sum(procstat.cpu_seconds(pid) - before for pid, before in cpu_before.items() if pid in redis_pids)
-        cpu_client = (client_after.ru_utime + client_after.ru_stime) - (client_before.ru_utime + client_before.ru_stime)
-        cpu_client += sum(result["cpu_seconds"] for result in results)
-        latencies = [value for result in results for value in result["latencies_ms"]]
-        close_codes: dict[str, int] = {}
-        for result in results:
-            for code, count in result["close_codes"].items():
-                close_codes[code] = close_codes.get(code, 0) + count
-        sent = [await task for task in load]
-        return {
-            "mode": "baseline websockets.broadcast()" if args.baseline else f"livecart hub, {args.workers} worker(s)",
-            "viewers": connected,
-            "connect_seconds": round(connect_seconds, 1),
-            "seconds": round(elapsed, 1),
-            "frames_per_s": round(frames / elapsed),
-            "events_published": sent,
-            "latency_p50_ms": round(wsclient.percentile(latencies, 0.50), 1),
-            "latency_p99_ms": round(wsclient.percentile(latencies, 0.99), 1),
-            "latency_samples": len(latencies),
-            "rss_per_idle_viewer_kib": round(per_viewer / 1024, 1),
-            "server_cpu_percent": round(100 * cpu_server / elapsed),
-            "redis_cpu_percent": round(100 * cpu_redis / elapsed),
-            "client_cpu_percent": round(100 * cpu_client / elapsed),
-            "server_us_per_delivery": round(1e6 * cpu_server / max(frames, 1), 2),
-            "closed_by_server": sum(result["closed"] for result in results),
-            "close_codes": close_codes,
-        }
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+
+async def measure(args: argparse.Namespace, server: serverproc.Server) -> dict[str, object]:
+    port = server.port
+    tokens = Tokens(server.secret)
+    room_id = "demo"
+    host = serverproc.HOST
+    await asyncio.sleep(1)
+    web, redis_pids = server.tree()
+    rss_before = sum(procstat.rss_bytes(pid) for pid in web)
+    viewer_token = tokens.guest(3600)[0]
+    started = time.monotonic()
+    shares = [args.viewers // args.clients + (1 if i < args.viewers % args.clients else 0) for i in range(args.clients)]
+    groups = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "loadtests.hub_viewers", "--port", str(port), "--room", room_id,
+            "--token", viewer_token, "--count", str(share), "--sampled", str(args.sampled // args.clients),
+            cwd=serverproc.ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**26,
+        )
+        for share in shares
+    ]  # fmt: skip
+    connected = 0
+    for group in groups:
+        assert group.stdout is not None
+        line = (await asyncio.wait_for(group.stdout.readline(), 300)).split()
+        connected += int(line[1])
+    connect_seconds = time.monotonic() - started
+    await asyncio.sleep(3)
+    web, redis_pids = server.tree()
+    rss_idle = sum(procstat.rss_bytes(pid) for pid in web)
+    per_viewer = (rss_idle - rss_before) / max(connected, 1)
+
+    redis_url = server.redis_url
+    load_stop = asyncio.Event()
+    cpu_before = {pid: procstat.cpu_seconds(pid) for pid in web + redis_pids}
+    client_before = resource.getrusage(resource.RUSAGE_SELF)
+    for group in groups:
+        assert group.stdin is not None
+        group.stdin.write(b"measure\n")
+        await group.stdin.drain()
+    t0 = time.monotonic()
+    load: list[asyncio.Task[int]] = []
+    if not args.baseline:
+        chat_tokens = [
+            tokens.mint(
+                user_id=f"chatter{i}", name=f"Chatter {i}", role=Role.VIEWER, merchant_id=None, ttl_seconds=3600
+            )
+            for i in range(10)
+        ]
+        load = [
+            asyncio.create_task(publish_stock(redis_url, room_id, args.hz, load_stop)),
+            asyncio.create_task(chatters(host, port, room_id, chat_tokens, args.chat, load_stop)),
+        ]
+    await asyncio.sleep(args.seconds)
+    load_stop.set()
+    results = []
+    for group in groups:
+        assert group.stdin is not None and group.stdout is not None
+        group.stdin.write(b"stop\n")
+        await group.stdin.drain()
+        results.append(orjson.loads(await asyncio.wait_for(group.stdout.readline(), 60)))
+    elapsed = time.monotonic() - t0
+    for group in groups:
+        await group.wait()
+    frames = sum(result["frames"] for result in results)
+    client_after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_server = sum(procstat.cpu_seconds(pid) - before for pid, before in cpu_before.items() if pid in web)
+    cpu_redis = sum(procstat.cpu_seconds(pid) - before for pid, before in cpu_before.items() if pid in redis_pids)
+    cpu_client = (client_after.ru_utime + client_after.ru_stime) - (client_before.ru_utime + client_before.ru_stime)
+    cpu_client += sum(result["cpu_seconds"] for result in results)
+    latencies = [value for result in results for value in result["latencies_ms"]]
+    close_codes: dict[str, int] = {}
+    for result in results:
+        for code, count in result["close_codes"].items():
+            close_codes[code] = close_codes.get(code, 0) + count
+    sent = [await task for task in load]
+    return {
+        "mode": "baseline websockets.broadcast()" if args.baseline else f"livecart hub, {args.workers} worker(s)",
+        "viewers": connected,
+        "connect_seconds": round(connect_seconds, 1),
+        "seconds": round(elapsed, 1),
+        "frames_per_s": round(frames / elapsed),
+        "events_published": sent,
+        "latency_p50_ms": round(wsclient.percentile(latencies, 0.50), 1),
+        "latency_p99_ms": round(wsclient.percentile(latencies, 0.99), 1),
+        "latency_samples": len(latencies),
+        "rss_per_idle_viewer_kib": round(per_viewer / 1024, 1),
+        "server_cpu_percent": round(100 * cpu_server / elapsed),
+        "redis_cpu_percent": round(100 * cpu_redis / elapsed),
+        "client_cpu_percent": round(100 * cpu_client / elapsed),
+        "server_us_per_delivery": round(1e6 * cpu_server / max(frames, 1), 2),
+        "closed_by_server": sum(result["closed"] for result in results),
+        "close_codes": close_codes,
+    }
 
 
 def main() -> None:

@@ -20,11 +20,6 @@ import json
 import os
 import platform
 import resource
-import secrets
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,12 +30,11 @@ import httpx
 import orjson
 import uvloop
 
-from loadtests import procstat, wsclient
-from loadtests.hub_bench import free_port, server_tree
+from loadtests import procstat, serverproc, wsclient
 from server.auth import Tokens
 from server.protocol import Role
 
-HOST = "127.0.0.1"
+HOST = serverproc.HOST
 
 
 @dataclass
@@ -67,22 +61,6 @@ def machine_busy_seconds() -> float:
     fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
     idle = fields[3] + fields[4]  # idle + iowait
     return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def start(args: argparse.Namespace, port: int, data_dir: str, secret: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DATA_DIR": data_dir, "SECRET_KEY": secret, "LOG_LEVEL": "warning", "SEED_DEMO": "1"}
-    env.pop("REDIS_URL", None)
-    command = [sys.executable, "-m", "server", "--port", str(port), "--workers", str(args.workers)]
-    process = subprocess.Popen(command, env=env, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://{HOST}:{port}/readyz", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.2)
-    process.kill()
-    raise SystemExit("server did not start")
 
 
 BODY = b'{"quantity":1}'
@@ -149,99 +127,94 @@ async def stock_viewer(port: int, token: str, sale_id: str, seen: Staleness, num
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    port = free_port()
-    data_dir = tempfile.mkdtemp(prefix="livecart-purchase-")
-    secret = secrets.token_urlsafe(16)
-    process = start(args, port, data_dir, secret)
-    tokens = Tokens(secret)
-    base = f"http://{HOST}:{port}"
-    try:
-        host = tokens.mint(user_id="u_bench", name="Bench Host", role=Role.HOST, merchant_id="demo", ttl_seconds=3600)
-        async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {host}"}) as api:
-            created = await api.post(
-                "/api/merchants/demo/rooms/demo/sales",
-                json={
-                    "product_id": "mug",
-                    "price": 990,
-                    "quantity": args.units,
-                    "per_user_limit": 1,
-                    "starts_at": int(time.time() * 1000),
-                    "duration_seconds": 3600,
-                },
-            )
-            created.raise_for_status()
-            sale_id = created.json()["id"]
-            buyers = [
-                tokens.mint(user_id=f"b{index}", name="Buyer", role=Role.VIEWER, merchant_id=None, ttl_seconds=3600)
-                for index in range(args.buyers)
-            ]
-            heads = [request_head(sale_id, token) for token in buyers]
-            load, seen = Load(), Staleness()
-            stop, measuring = asyncio.Event(), asyncio.Event()
-            viewers = [
-                asyncio.create_task(stock_viewer(port, tokens.guest(3600)[0], sale_id, seen, number, stop))
-                for number in range(args.viewers)
-            ]
-            next_index = [0]
-            connections = [
-                asyncio.create_task(buyer_connection(port, heads, next_index, load, measuring, stop))
-                for _ in range(args.connections)
-            ]
-            await asyncio.sleep(args.warmup)
-            web, redis_pids = server_tree(process)
-            cpu_before = {pid: procstat.cpu_seconds(pid) for pid in web + redis_pids}
-            client_before = resource.getrusage(resource.RUSAGE_SELF)
-            machine_before = machine_busy_seconds()
-            measuring.set()
-            started = time.monotonic()
-            await asyncio.sleep(args.seconds)
-            measuring.clear()
-            elapsed = time.monotonic() - started
-            client_after = resource.getrusage(resource.RUSAGE_SELF)
-            machine = machine_busy_seconds() - machine_before
-            cpu = {pid: procstat.cpu_seconds(pid) - before for pid, before in cpu_before.items()}
-            stop.set()
-            await asyncio.gather(*connections, return_exceptions=True)
-            await asyncio.sleep(0.5)  # the last stock update
-            for task in viewers:
-                task.cancel()
-            await asyncio.gather(*viewers, return_exceptions=True)
-            audit = (await api.get(f"/api/merchants/demo/sales/{sale_id}/invariant")).json()
-        attempts = len(load.latencies)
-        client_cpu = sum(client_after[:2]) - sum(client_before[:2])
-        return {
-            "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, {platform.platform()}",
-            "workers": args.workers,
-            "connections": args.connections,
-            "buyers": args.buyers,
-            "units": args.units,
-            "seconds": round(elapsed, 1),
-            "attempts": attempts,
-            "attempts_per_s": round(attempts / elapsed),
-            "latency_p50_ms": round(1000 * wsclient.percentile(load.latencies, 0.50), 2),
-            "latency_p99_ms": round(1000 * wsclient.percentile(load.latencies, 0.99), 2),
-            "answers": dict(load.answers.most_common()),
-            "holds_granted": load.holds,
-            "connection_errors": load.errors,
-            "sale_after": {key: audit[key] for key in ("quantity", "available", "held", "paid", "ok")},
-            "oversold": max(0, audit["held"] + audit["paid"] - audit["quantity"]) + max(0, -audit["available"]),
-            "stock_updates_per_s_at_viewer_max": max(seen.per_second.values(), default=0),
-            "stock_staleness_p50_ms": round(wsclient.percentile(seen.ages_ms, 0.50), 1),
-            "stock_staleness_p99_ms": round(wsclient.percentile(seen.ages_ms, 0.99), 1),
-            "stock_staleness_max_ms": round(max(seen.ages_ms, default=float("nan")), 1),
-            "lowest_stock_seen": seen.lowest,
-            "server_cpu_percent": round(100 * sum(cpu[pid] for pid in web) / elapsed),
-            "redis_cpu_percent": round(100 * sum(cpu[pid] for pid in redis_pids) / elapsed),
-            "client_cpu_percent": round(100 * client_cpu / elapsed),
-            "others_cpu_percent": round(100 * (machine - sum(cpu.values()) - client_cpu) / elapsed),
-            "cpu_us_per_attempt": round(1e6 * (sum(cpu.values()) + client_cpu) / max(attempts, 1)),
-        }
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with serverproc.running(workers=args.workers) as server:
+        return await measure(args, server)
+
+
+async def measure(args: argparse.Namespace, server: serverproc.Server) -> dict[str, Any]:
+    port = server.port
+    tokens = Tokens(server.secret)
+    base = server.base_url
+    host = tokens.mint(user_id="u_bench", name="Bench Host", role=Role.HOST, merchant_id="demo", ttl_seconds=3600)
+    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {host}"}) as api:
+        created = await api.post(
+            "/api/merchants/demo/rooms/demo/sales",
+            json={
+                "product_id": "mug",
+                "price": 990,
+                "quantity": args.units,
+                "per_user_limit": 1,
+                "starts_at": int(time.time() * 1000),
+                "duration_seconds": 3600,
+            },
+        )
+        created.raise_for_status()
+        sale_id = created.json()["id"]
+        buyers = [
+            tokens.mint(user_id=f"b{index}", name="Buyer", role=Role.VIEWER, merchant_id=None, ttl_seconds=3600)
+            for index in range(args.buyers)
+        ]
+        heads = [request_head(sale_id, token) for token in buyers]
+        load, seen = Load(), Staleness()
+        stop, measuring = asyncio.Event(), asyncio.Event()
+        viewers = [
+            asyncio.create_task(stock_viewer(port, tokens.guest(3600)[0], sale_id, seen, number, stop))
+            for number in range(args.viewers)
+        ]
+        next_index = [0]
+        connections = [
+            asyncio.create_task(buyer_connection(port, heads, next_index, load, measuring, stop))
+            for _ in range(args.connections)
+        ]
+        await asyncio.sleep(args.warmup)
+        web, redis_pids = server.tree()
+        cpu_before = {pid: procstat.cpu_seconds(pid) for pid in web + redis_pids}
+        client_before = resource.getrusage(resource.RUSAGE_SELF)
+        machine_before = machine_busy_seconds()
+        measuring.set()
+        started = time.monotonic()
+        await asyncio.sleep(args.seconds)
+        measuring.clear()
+        elapsed = time.monotonic() - started
+        client_after = resource.getrusage(resource.RUSAGE_SELF)
+        machine = machine_busy_seconds() - machine_before
+        cpu = {pid: procstat.cpu_seconds(pid) - before for pid, before in cpu_before.items()}
+        stop.set()
+        await asyncio.gather(*connections, return_exceptions=True)
+        await asyncio.sleep(0.5)  # the last stock update
+        for task in viewers:
+            task.cancel()
+        await asyncio.gather(*viewers, return_exceptions=True)
+        audit = (await api.get(f"/api/merchants/demo/sales/{sale_id}/invariant")).json()
+    attempts = len(load.latencies)
+    client_cpu = sum(client_after[:2]) - sum(client_before[:2])
+    return {
+        "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, {platform.platform()}",
+        "workers": args.workers,
+        "connections": args.connections,
+        "buyers": args.buyers,
+        "units": args.units,
+        "seconds": round(elapsed, 1),
+        "attempts": attempts,
+        "attempts_per_s": round(attempts / elapsed),
+        "latency_p50_ms": round(1000 * wsclient.percentile(load.latencies, 0.50), 2),
+        "latency_p99_ms": round(1000 * wsclient.percentile(load.latencies, 0.99), 2),
+        "answers": dict(load.answers.most_common()),
+        "holds_granted": load.holds,
+        "connection_errors": load.errors,
+        "sale_after": {key: audit[key] for key in ("quantity", "available", "held", "paid", "ok")},
+        "oversold": max(0, audit["held"] + audit["paid"] - audit["quantity"]) + max(0, -audit["available"]),
+        "stock_updates_per_s_at_viewer_max": max(seen.per_second.values(), default=0),
+        "stock_staleness_p50_ms": round(wsclient.percentile(seen.ages_ms, 0.50), 1),
+        "stock_staleness_p99_ms": round(wsclient.percentile(seen.ages_ms, 0.99), 1),
+        "stock_staleness_max_ms": round(max(seen.ages_ms, default=float("nan")), 1),
+        "lowest_stock_seen": seen.lowest,
+        "server_cpu_percent": round(100 * sum(cpu[pid] for pid in web) / elapsed),
+        "redis_cpu_percent": round(100 * sum(cpu[pid] for pid in redis_pids) / elapsed),
+        "client_cpu_percent": round(100 * client_cpu / elapsed),
+        "others_cpu_percent": round(100 * (machine - sum(cpu.values()) - client_cpu) / elapsed),
+        "cpu_us_per_attempt": round(1e6 * (sum(cpu.values()) + client_cpu) / max(attempts, 1)),
+    }
 
 
 def main() -> None:

@@ -13,12 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import secrets
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -26,14 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from loadtests import procstat
-from loadtests.hub_bench import free_port, server_tree
+from loadtests import procstat, serverproc
 from server.auth import Tokens
 from server.protocol import Role
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = serverproc.ROOT
 COLUMNS = (
     "benchmark",
     "viewers",
@@ -144,22 +137,9 @@ def purchase_step(sizes: Sizes, out: Path) -> Step | None:
 def locust_step(sizes: Sizes, out: Path) -> Step:
     """A short show (viewers, chatters, buyers, the host) with locust, against a fresh server."""
     name = f"locust show ({sizes.locust_seconds} s)"
-    port = free_port()
-    data_dir = tempfile.mkdtemp(prefix="livecart-suite-")
-    secret = secrets.token_urlsafe(16)
-    env = {**os.environ, "DATA_DIR": data_dir, "SECRET_KEY": secret, "LOG_LEVEL": "warning", "SEED_DEMO": "1"}
-    with open(out / "locust-server.log", "wb") as server_log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "server", "--port", str(port), "--workers", "1"],
-            cwd=ROOT,
-            env=env,
-            stdout=server_log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_ready(server, port)
+    with open(out / "locust-server.log", "wb") as server_log, serverproc.running(log=server_log) as server:
         time.sleep(1)
-        web = server_tree(server)[0]
+        web = server.tree()[0]
         rss_before = sum(procstat.rss_bytes(pid) for pid in web)
         peak = [rss_before]
         stop = threading.Event()
@@ -170,31 +150,29 @@ def locust_step(sizes: Sizes, out: Path) -> Step:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        admin = Tokens(secret).mint(
+        admin = Tokens(server.secret).mint(
             user_id="suite-admin", name="Suite", role=Role.ADMIN, merchant_id="demo", ttl_seconds=3600
         )
         report = out / "locust-report.json"
         command = [sys.executable, "-m", "locust", "-f", "loadtests/locustfile.py", "--headless", "--only-summary"]
         command += ["--users", str(sizes.locust_users), "--spawn-rate", str(sizes.locust_spawn_rate)]
-        command += ["--run-time", f"{sizes.locust_seconds}s", "--host", f"http://127.0.0.1:{port}"]
+        command += ["--run-time", f"{sizes.locust_seconds}s", "--host", server.base_url]
         command += ["--merchant", "demo", "--room", "demo", "--admin-token", admin]
         command += ["--csv", str(out / "locust"), "--html", str(out / "locust.html"), "--report-json", str(report)]
         with open(out / "locust.log", "wb") as locust_log:
             try:
                 done = subprocess.run(
-                    command, cwd=ROOT, stdout=locust_log, stderr=subprocess.STDOUT, timeout=sizes.locust_seconds + 120
+                    command,
+                    cwd=ROOT,
+                    stdout=locust_log,
+                    stderr=subprocess.STDOUT,
+                    timeout=sizes.locust_seconds + 120,
                 )
                 code: int | None = done.returncode
             except subprocess.TimeoutExpired:
                 code = None
         stop.set()
         sampler.join()
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
     if not report.exists():
         return Step(name, {}, False, error=f"locust exited {code} without a report (see {out / 'locust.log'})")
     document = json.loads(report.read_text())
@@ -211,20 +189,6 @@ def locust_step(sizes: Sizes, out: Path) -> Step:
     }
     error = "" if code == 0 else f"locust exited {code}: " + "; ".join(document["invariants"]["problems"][:3])
     return Step(name, row, code == 0, document, error)
-
-
-def _wait_ready(server: subprocess.Popen[bytes], port: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"the server exited with {server.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("the server did not become ready")
 
 
 def table(steps: list[Step]) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from aiortc import RTCRtpCodecCapability, RTCRtpCodecParameters, RTCRtpSender
 from aiortc.sdp import SessionDescription
 
-from streaming.errors import StreamError
+from server.api import ApiError
 
 MAX_OFFER_BYTES = 64 * 1024
 KINDS = ("audio", "video")
@@ -29,25 +29,25 @@ class Offer:
 
 
 def parse_offer(sdp: str, *, sending: bool) -> Offer:
-    """Check an offer: a publisher's (`sending`) sends media, a viewer's receives it. Raise a 400 StreamError."""
+    """Check an offer: a publisher's (`sending`) sends media, a viewer's receives it. Raise a 400 ApiError."""
     try:
         description = SessionDescription.parse(sdp)
     except Exception as problem:  # aiortc's parser raises assorted errors on garbage
-        raise StreamError(400, "bad_offer", f"the body is not a valid SDP offer ({type(problem).__name__})") from None
+        raise ApiError(400, "bad_offer", f"the body is not a valid SDP offer ({type(problem).__name__})") from None
     media = [m for m in description.media if m.kind in KINDS]
     kinds = tuple(m.kind for m in media)
     if not media:
-        raise StreamError(400, "bad_offer", "the offer has no audio or video")
+        raise ApiError(400, "bad_offer", "the offer has no audio or video")
     if len(set(kinds)) != len(kinds):
-        raise StreamError(400, "bad_offer", "the offer may have one audio and one video section at most")
+        raise ApiError(400, "bad_offer", "the offer may have one audio and one video section at most")
     wanted = ("sendonly", "sendrecv") if sending else ("recvonly", "sendrecv")
     for section in media:
         if section.direction not in wanted:
-            raise StreamError(400, "bad_offer", f"the {section.kind} section must be {' or '.join(wanted)}")
+            raise ApiError(400, "bad_offer", f"the {section.kind} section must be {' or '.join(wanted)}")
         if not section.ice or not section.ice.usernameFragment or not section.ice.password:
-            raise StreamError(400, "bad_offer", "the offer has no ICE username fragment or password")
+            raise ApiError(400, "bad_offer", "the offer has no ICE username fragment or password")
         if not section.dtls or not section.dtls.fingerprints:
-            raise StreamError(400, "bad_offer", "the offer has no DTLS fingerprint")
+            raise ApiError(400, "bad_offer", "the offer has no DTLS fingerprint")
     return Offer(sdp=sdp, kinds=kinds)
 
 

@@ -27,8 +27,8 @@ from typing import Any
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import OperationError
 
+from server.api import ApiError
 from streaming import passthrough
-from streaming.errors import StreamError
 from streaming.fanout import Fanout, KeyframeRequests
 from streaming.ice import IceServers
 from streaming.offers import Offer, describe, negotiated_codecs, publisher_codecs, viewer_codecs
@@ -93,7 +93,7 @@ class Relay:
         """Start the host's session for a room; returns the peer and the SDP answer."""
         self._start()
         if room_id in self._broadcasts:
-            raise StreamError(409, "already_publishing", "this room already has a host stream; end it (DELETE) first")
+            raise ApiError(409, "already_publishing", "this room already has a host stream; end it (DELETE) first")
         peer = Peer(Side.PUBLISHER, room_id, user_id, RTCPeerConnection(self.ice.server_configuration()))
         broadcast = Broadcast(peer)
         self._broadcasts[room_id] = broadcast
@@ -123,13 +123,13 @@ class Relay:
         self._start()
         broadcast = self._broadcasts.get(room_id)
         if broadcast is None or not broadcast.live:
-            raise StreamError(
+            raise ApiError(
                 409, "host_offline", "the host is not streaming: wait for the room's stream.state 'online' event"
             )
         kinds = [kind for kind in offer.kinds if kind in broadcast.fanouts]
         if not kinds:
             has = " and ".join(broadcast.fanouts)
-            raise StreamError(400, "bad_offer", f"the stream has {has}; the offer asks for neither")
+            raise ApiError(400, "bad_offer", f"the stream has {has}; the offer asks for neither")
         peer = Peer(Side.VIEWER, room_id, user_id, RTCPeerConnection(self.ice.server_configuration()))
         self._peers[peer.id] = peer
         broadcast.viewers.add(peer)
@@ -220,7 +220,7 @@ class Relay:
 
     def _start(self) -> None:
         if self._closed:
-            raise StreamError(503, "shutting_down", "the server is shutting down; try again in a moment")
+            raise ApiError(503, "shutting_down", "the server is shutting down; try again in a moment")
         if not self._workers:
             self._workers = [asyncio.create_task(self._sweep()), asyncio.create_task(self._announce())]
 
@@ -243,13 +243,13 @@ class Relay:
         except Exception as problem:
             await self.end(peer, f"offer refused: {problem}")
             if self._closed:
-                raise StreamError(503, "shutting_down", "the server is shutting down; try again in a moment") from None
+                raise ApiError(503, "shutting_down", "the server is shutting down; try again in a moment") from None
             if isinstance(problem, OperationError):
                 message = f"the offer has no codec in common: {codecs_hint}"
-                raise StreamError(400, "unsupported_codec", message) from None
-            raise StreamError(400, "bad_offer", f"the offer was refused: {problem}") from None
+                raise ApiError(400, "unsupported_codec", message) from None
+            raise ApiError(400, "bad_offer", f"the offer was refused: {problem}") from None
         if peer.state is PeerState.CLOSED:  # ended while answering (shutdown, or the host left)
-            raise StreamError(503, "shutting_down", "the session ended while it was being set up; try again")
+            raise ApiError(503, "shutting_down", "the session ended while it was being set up; try again")
         return pc.localDescription.sdp
 
     async def _forward(self, publisher: Peer, fanout: Fanout) -> None:

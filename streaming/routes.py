@@ -11,66 +11,51 @@ restart) is not supported: 405, as RFC 9725 requires; clients send every candida
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
-
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from server.auth import Identity, InvalidToken, bearer
+from server.api import ApiError, identify, services_of
+from server.auth import Identity
 from server.catalog import Room
 from server.protocol import PRESENTERS
-from server.services import Services
-from streaming.errors import StreamError
 from streaming.offers import MAX_OFFER_BYTES, Offer, parse_offer
 from streaming.peers import Peer, Side
 from streaming.relay import Relay
-
-
-def _services(request: Request) -> Services:
-    return request.app.state.services  # type: ignore[no-any-return]
 
 
 def _relay(request: Request) -> Relay:
     return request.app.state.relay  # type: ignore[no-any-return]
 
 
-def _identify(request: Request) -> Identity:
-    try:
-        return _services(request).tokens.verify(bearer(request))
-    except InvalidToken as problem:
-        raise StreamError(401, "invalid_token", str(problem)) from None
-
-
 async def _room(request: Request) -> Room:
     room_id = request.path_params["room_id"]
-    room = await _services(request).catalog.get_room(room_id)
+    room = await services_of(request).catalog.get_room(room_id)
     if room is None:
-        raise StreamError(404, "not_found", f"no room '{room_id}'")
+        raise ApiError(404, "not_found", f"no room '{room_id}'")
     return room
 
 
 async def _offer(request: Request, *, sending: bool) -> Offer:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/sdp":
-        raise StreamError(415, "unsupported_media_type", "send the SDP offer with Content-Type: application/sdp")
+        raise ApiError(415, "unsupported_media_type", "send the SDP offer with Content-Type: application/sdp")
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_OFFER_BYTES:
-            raise StreamError(413, "too_large", f"an SDP offer is limited to {MAX_OFFER_BYTES} bytes")
+            raise ApiError(413, "too_large", f"an SDP offer is limited to {MAX_OFFER_BYTES} bytes")
     try:
         text = body.decode()
     except UnicodeDecodeError:
-        raise StreamError(400, "bad_offer", "the SDP offer is not UTF-8 text") from None
+        raise ApiError(400, "bad_offer", "the SDP offer is not UTF-8 text") from None
     return parse_offer(text, sending=sending)
 
 
 def _created(request: Request, peer: Peer, answer: str, identity: Identity) -> Response:
     """201 with the answer, the session URL in Location and the ICE servers in Link headers."""
     name = "whip_session" if peer.side is Side.PUBLISHER else "whep_session"
-    public_url = _services(request).settings.public_url
+    public_url = services_of(request).settings.public_url
     if public_url:
         location = public_url + request.app.url_path_for(name, room_id=peer.room_id, session_id=peer.id)
     else:
@@ -83,10 +68,10 @@ def _created(request: Request, peer: Peer, answer: str, identity: Identity) -> R
 
 async def publish(request: Request) -> Response:
     """POST /whip/{room_id}: the host's offer; 201 with the answer."""
-    identity = _identify(request)
+    identity = identify(request)
     room = await _room(request)
     if identity.role not in PRESENTERS or not identity.can_manage(room.merchant_id):
-        raise StreamError(403, "forbidden", "only an admin or host of this room's merchant may publish")
+        raise ApiError(403, "forbidden", "only an admin or host of this room's merchant may publish")
     offer = await _offer(request, sending=True)
     peer, answer = await _relay(request).publish(room.id, identity.user_id, offer)
     return _created(request, peer, answer, identity)
@@ -94,7 +79,7 @@ async def publish(request: Request) -> Response:
 
 async def watch(request: Request) -> Response:
     """POST /whep/{room_id}: a viewer's offer; 201 with the answer, 409 while the host is offline."""
-    identity = _identify(request)
+    identity = identify(request)
     room = await _room(request)
     offer = await _offer(request, sending=False)
     peer, answer = await _relay(request).watch(room.id, identity.user_id, offer)
@@ -102,16 +87,16 @@ async def watch(request: Request) -> Response:
 
 
 async def _end(request: Request, side: Side) -> Response:
-    identity = _identify(request)
+    identity = identify(request)
     room_id, session_id = request.path_params["room_id"], request.path_params["session_id"]
     relay = _relay(request)
     peer = relay.find(side, room_id, session_id)
     if peer is None:
-        raise StreamError(404, "not_found", "no such session (it may have ended already)")
+        raise ApiError(404, "not_found", "no such session (it may have ended already)")
     if identity.user_id != peer.user_id:
         room = await _room(request)
         if not identity.can_manage(room.merchant_id):
-            raise StreamError(403, "forbidden", "only the session's owner or the merchant's staff may end it")
+            raise ApiError(403, "forbidden", "only the session's owner or the merchant's staff may end it")
     await relay.end(peer, "ended by DELETE")
     return Response(status_code=200)
 
@@ -126,26 +111,9 @@ async def stop_watching(request: Request) -> Response:
     return await _end(request, Side.VIEWER)
 
 
-Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-def _errors_as_json(handler: Endpoint) -> Endpoint:
-    """Answer a StreamError with its status and JSON body, so mounting the routes needs no exception handler."""
-
-    @functools.wraps(handler)
-    async def endpoint(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except StreamError as problem:
-            body = {"error": {"code": problem.code, "message": problem.message}}
-            return JSONResponse(body, status_code=problem.status)
-
-    return endpoint
-
-
 routes = [
-    Route("/whip/{room_id}", _errors_as_json(publish), methods=["POST"]),
-    Route("/whip/{room_id}/{session_id}", _errors_as_json(stop_publishing), methods=["DELETE"], name="whip_session"),
-    Route("/whep/{room_id}", _errors_as_json(watch), methods=["POST"]),
-    Route("/whep/{room_id}/{session_id}", _errors_as_json(stop_watching), methods=["DELETE"], name="whep_session"),
+    Route("/whip/{room_id}", publish, methods=["POST"]),
+    Route("/whip/{room_id}/{session_id}", stop_publishing, methods=["DELETE"], name="whip_session"),
+    Route("/whep/{room_id}", watch, methods=["POST"]),
+    Route("/whep/{room_id}/{session_id}", stop_watching, methods=["DELETE"], name="whep_session"),
 ]

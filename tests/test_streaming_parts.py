@@ -10,8 +10,8 @@ import pytest
 from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
 
+from server.api import ApiError
 from streaming import passthrough
-from streaming.errors import StreamError
 from streaming.fanout import KeyframeRequests
 from streaming.ice import IceServers, turn_credentials
 from streaming.offers import parse_offer
@@ -80,7 +80,7 @@ async def test_offers_are_checked_before_any_peer_is_made() -> None:
         sending.replace("a=fingerprint:", "a=x-fingerprint:"): "no DTLS fingerprint",
     }
     for sdp, message in cases.items():
-        with pytest.raises(StreamError) as refused:
+        with pytest.raises(ApiError) as refused:
             parse_offer(sdp, sending=True)
         assert refused.value.status == 400 and message in refused.value.message
 
