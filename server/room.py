@@ -29,7 +29,6 @@ class RoomState:
     chat: deque[dict[str, Any]]
     viewers: int = 0
     sales: dict[str, dict[str, Any]] = field(default_factory=dict)  # sale id -> public sale with live stock
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, fields: dict[str, str], recent: list[str], chat_size: int) -> RoomState:
@@ -133,5 +132,4 @@ class RoomState:
             "sales": sorted(self.sales.values(), key=lambda sale: sale["starts_at"]),
             "offset": self.offset,
             "epoch": self.epoch,
-            **self.extra,
         }
