@@ -26,8 +26,8 @@ def viewer_token(user_id: str | None = None) -> str:
     return Tokens(SECRET_KEY).mint(user_id=user_id, name="Buyer", role=Role.VIEWER, merchant_id=None, ttl_seconds=3600)
 
 
-def create_sale(shop: Shop, base_url: str | None = None, **terms: Any) -> dict[str, Any]:
-    """A sale of the shop's first product that is open now (override any term)."""
+def post_sale(shop: Shop, base_url: str | None = None, **terms: Any) -> httpx.Response:
+    """POST a sale of the shop's first product, open now, as the host (a term set to None is left out)."""
     body = {
         "product_id": shop.products[0],
         "price": 500,
@@ -38,12 +38,17 @@ def create_sale(shop: Shop, base_url: str | None = None, **terms: Any) -> dict[s
         **terms,
     }
     body = {key: value for key, value in body.items() if value is not None}
-    response = httpx.post(
+    return httpx.post(
         f"{base_url or shop.base_url}/api/merchants/{shop.merchant_id}/rooms/{shop.room_id}/sales",
         json=body,
         headers=auth(shop.host),
         timeout=10,
     )
+
+
+def create_sale(shop: Shop, base_url: str | None = None, **terms: Any) -> dict[str, Any]:
+    """A sale of the shop's first product that is open now (override any term)."""
+    response = post_sale(shop, base_url, **terms)
     assert response.status_code == 201, response.text
     return response.json()
 

@@ -12,7 +12,7 @@ import pytest
 
 from tests.client import RoomClient
 from tests.conftest import ServerProcess, Shop, make_shop
-from tests.sale_helpers import GOOD_CARD, assert_error, auth, buy, create_sale, invariant, viewer_token
+from tests.sale_helpers import GOOD_CARD, assert_error, auth, buy, create_sale, invariant, post_sale, viewer_token
 
 pytestmark = pytest.mark.anyio
 
@@ -210,20 +210,7 @@ BAD_TERMS: list[tuple[dict[str, Any], str]] = [
 @pytest.mark.parametrize(("terms", "message"), BAD_TERMS)
 def test_bad_sale_terms_are_refused_saying_why(shop: Shop, terms: dict[str, Any], message: str) -> None:
     """Each bad term of a new sale is a 400 bad_request naming the field; no sale is created."""
-    body = {
-        "product_id": shop.products[0],
-        "price": 500,
-        "quantity": 10,
-        "starts_at": int(time.time() * 1000),
-        "duration_seconds": 60,
-        **terms,
-    }
-    body = {key: value for key, value in body.items() if value is not None}
-    response = httpx.post(
-        f"{shop.base_url}/api/merchants/{shop.merchant_id}/rooms/{shop.room_id}/sales",
-        json=body,
-        headers=auth(shop.host),
-    )
+    response = post_sale(shop, **{"per_user_limit": None, "duration_seconds": 60, **terms})
     assert message in assert_error(response, 400, "bad_request")
     assert httpx.get(f"{shop.base_url}/api/merchants/{shop.merchant_id}/sales", headers=auth(shop.host)).json() == []
 
