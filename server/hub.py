@@ -1,8 +1,9 @@
 """The hub: this process's rooms and viewers, and the tick that fans each room's events out to them.
 
-Events reach the hub from the broker (every process gets every event of its rooms). Each tick,
-a room applies what arrived to its state, builds one frame for all of it, encodes it once and
-offers it to every viewer's bounded outbox; nothing waits for a slow viewer.
+Events reach the hub from the broker (every process gets every event of its rooms). A room
+flushes at most once per tick (TICK_MS): it applies what arrived to its state, builds one frame
+for all of it, encodes it once and offers it to every viewer, which sends it at once or, when its
+socket is full, keeps it in a bounded outbox. Nothing waits for a slow viewer.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -456,7 +456,3 @@ class Hub:
             await self.broker.unsubscribe(room_id)
         except RedisError as error:
             log.warning("unsubscribe from %s failed: %s", room_id, error)
-
-    def local_viewers(self) -> Iterable[Viewer]:
-        for room in self.rooms.values():
-            yield from room.viewers
