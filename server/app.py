@@ -24,6 +24,7 @@ from server.services import Services
 from server.transport import room_socket
 from streaming import routes as streaming_routes
 from streaming.ice import IceServers
+from streaming.owners import Owners
 from streaming.relay import Relay
 
 log = logging.getLogger("livecart.app")
@@ -96,10 +97,13 @@ def create_app(settings: Settings | None = None) -> LiveCart:
         await services.hub.start()
         await services.sales_feed.start()
         app.state.relay = Relay(ice, on_stream=services.rooms.set_stream)
+        app.state.owners = Owners(redis, app.state.relay)
+        await app.state.owners.start()
         try:
             yield
         finally:
             await app.state.relay.close()  # first: rooms still hear that their stream went offline
+            await app.state.owners.stop()
             await services.sales_feed.stop()
             await services.hub.stop()
             await pubsub_redis.aclose()

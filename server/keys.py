@@ -52,6 +52,16 @@ def chat_slow(room_id: str, user_id: str) -> str:
     return f"room:{{{room_id}}}:slow:{user_id}"
 
 
+def video_owner(room_id: str) -> str:
+    """The server process that holds the room's video (its WHIP publisher and WHEP viewers)."""
+    return f"room:{{{room_id}}}:video"
+
+
+def video_calls(process_id: str) -> str:
+    """The pub/sub channel on which a server process takes video calls from the other processes."""
+    return f"video:{process_id}"
+
+
 def channel(room_id: str) -> str:
     """The pub/sub channel that carries a room's events between server processes."""
     return f"room:{{{room_id}}}:events"

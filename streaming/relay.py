@@ -212,6 +212,10 @@ class Relay:
             ),
         }
 
+    def holds(self, room_id: str) -> bool:
+        """This relay has the room's publisher (connecting or live)."""
+        return room_id in self._broadcasts
+
     def viewer_count(self, room_id: str) -> int:
         broadcast = self._broadcasts.get(room_id)
         return len(broadcast.viewers) if broadcast is not None else 0

@@ -20,7 +20,8 @@ from server.auth import Identity
 from server.catalog import Room
 from server.protocol import PRESENTERS
 from streaming.offers import MAX_OFFER_BYTES, Offer, parse_offer
-from streaming.peers import Peer, Side
+from streaming.owners import Owners
+from streaming.peers import Side
 from streaming.relay import Relay
 
 
@@ -52,14 +53,18 @@ async def _offer(request: Request, *, sending: bool) -> Offer:
     return parse_offer(text, sending=sending)
 
 
-def _created(request: Request, peer: Peer, answer: str, identity: Identity) -> Response:
+def _owners(request: Request) -> Owners:
+    return request.app.state.owners  # type: ignore[no-any-return]
+
+
+def _created(request: Request, side: Side, room_id: str, session_id: str, answer: str, identity: Identity) -> Response:
     """201 with the answer, the session URL in Location and the ICE servers in Link headers."""
-    name = "whip_session" if peer.side is Side.PUBLISHER else "whep_session"
+    name = "whip_session" if side is Side.PUBLISHER else "whep_session"
     public_url = services_of(request).settings.public_url
     if public_url:
-        location = public_url + request.app.url_path_for(name, room_id=peer.room_id, session_id=peer.id)
+        location = public_url + request.app.url_path_for(name, room_id=room_id, session_id=session_id)
     else:
-        location = str(request.url_for(name, room_id=peer.room_id, session_id=peer.id))
+        location = str(request.url_for(name, room_id=room_id, session_id=session_id))
     response = Response(answer, status_code=201, media_type="application/sdp", headers={"Location": location})
     for link in _relay(request).ice.link_headers(identity.user_id):
         response.headers.append("Link", link)
@@ -73,8 +78,10 @@ async def publish(request: Request) -> Response:
     if identity.role not in PRESENTERS or not identity.can_manage(room.merchant_id):
         raise ApiError(403, "forbidden", "only an admin or host of this room's merchant may publish")
     offer = await _offer(request, sending=True)
+    if not await _owners(request).claim(room.id):
+        raise ApiError(409, "already_publishing", "this room already has a host stream; end it (DELETE) first")
     peer, answer = await _relay(request).publish(room.id, identity.user_id, offer)
-    return _created(request, peer, answer, identity)
+    return _created(request, Side.PUBLISHER, room.id, peer.id, answer, identity)
 
 
 async def watch(request: Request) -> Response:
@@ -82,22 +89,23 @@ async def watch(request: Request) -> Response:
     identity = identify(request)
     room = await _room(request)
     offer = await _offer(request, sending=False)
-    peer, answer = await _relay(request).watch(room.id, identity.user_id, offer)
-    return _created(request, peer, answer, identity)
+    call = {"op": "watch", "room": room.id, "user": identity.user_id, "offer": offer.sdp}
+    reply = await _owners(request).run(room.id, call)
+    return _created(request, Side.VIEWER, room.id, reply["session"], reply["answer"], identity)
 
 
 async def _end(request: Request, side: Side) -> Response:
     identity = identify(request)
-    room_id, session_id = request.path_params["room_id"], request.path_params["session_id"]
-    relay = _relay(request)
-    peer = relay.find(side, room_id, session_id)
-    if peer is None:
-        raise ApiError(404, "not_found", "no such session (it may have ended already)")
-    if identity.user_id != peer.user_id:
-        room = await _room(request)
-        if not identity.can_manage(room.merchant_id):
-            raise ApiError(403, "forbidden", "only the session's owner or the merchant's staff may end it")
-    await relay.end(peer, "ended by DELETE")
+    room = await _room(request)
+    call = {
+        "op": "end",
+        "side": side.value,
+        "room": room.id,
+        "session": request.path_params["session_id"],
+        "user": identity.user_id,
+        "staff": identity.can_manage(room.merchant_id),
+    }
+    await _owners(request).run(room.id, call)
     return Response(status_code=200)
 
 

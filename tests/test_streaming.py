@@ -447,3 +447,35 @@ async def test_shutdown_closes_every_peer_and_takes_the_room_offline(redis_url: 
     sessions.clear()  # the test's own peers: any peer left now would be the server's
     gc.collect()
     assert _server_peers() == 0
+
+
+# --- several server processes -----------------------------------------------------------
+
+
+async def test_viewers_and_hosts_on_another_process_reach_the_process_holding_the_room(
+    live: Live, redis_url: str, tmp_path: Path
+) -> None:
+    """WHEP through a second server reaches the host's server; its DELETE works there; a second publisher gets 409."""
+    other = await _start(redis_url, tmp_path / "other")
+    try:
+        host = await _go_live(live)
+        whep_elsewhere = f"{other.base_url}/whep/{live.room_id}"
+        viewer = await client.watch(whep_elsewhere, await other.guest())
+        assert viewer.location.startswith(other.base_url)
+        await _until(lambda: "video" in viewer.counters and viewer.counters["video"].frames >= 15, what="frames")
+        assert viewer.counters["video"].sizes == {(WIDTH, HEIGHT)}
+        assert live.relay.stats()["viewers"] == 1 and other.relay.stats()["peers"] == 0
+
+        with pytest.raises(client.WhipError) as refused:
+            await client.publish(f"{other.base_url}/whip/{live.room_id}", live.host, PatternTrack(WIDTH, HEIGHT))
+        assert refused.value.status == 409 and "already_publishing" in refused.value.body
+
+        await viewer.stop()  # DELETE on the second server ends the session on the first
+        await _until(lambda: live.relay.stats()["viewers"] == 0, what="the viewer's session to end")
+        await host.stop()
+        await _until(lambda: live.relay.stats()["rooms"] == 0, what="the host's session to end")
+        with pytest.raises(client.WhipError) as offline:
+            await client.watch(whep_elsewhere, await other.guest())
+        assert offline.value.status == 409 and "host_offline" in offline.value.body
+    finally:
+        await _stop(other)
