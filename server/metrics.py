@@ -28,6 +28,12 @@ EVENTS_PUBLISHED = Counter("livecart_events_published_total", "Room events recei
 FRAMES_OUT = Counter("livecart_frames_out_total", "Batches handed to viewers (one frame each, fewer when merged)")
 CLOSED_SLOW = Counter("livecart_viewers_closed_slow_total", "Viewers closed because they could not keep up")
 PROTOCOL_ERRORS = Counter("livecart_protocol_errors_total", "Client messages refused", ["code"])
+VIDEO_ROOMS = Gauge(
+    "livecart_video_rooms_live", "Rooms whose host is streaming video here", multiprocess_mode="livesum"
+)
+VIDEO_VIEWERS = Gauge(
+    "livecart_video_viewers", "Video viewers (WHEP peers) on this server", multiprocess_mode="livesum"
+)
 REDIS_SECONDS = Histogram(
     "livecart_redis_seconds",
     "Redis call latency",

@@ -27,6 +27,7 @@ from typing import Any
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import OperationError
 
+from server import metrics
 from server.api import ApiError
 from streaming import passthrough
 from streaming.fanout import Fanout, KeyframeRequests
@@ -286,6 +287,9 @@ class Relay:
 
     def _sweep_once(self) -> None:
         """Close peers that never connected and hosts whose media stopped (a function: no peer outlives it)."""
+        stats = self.stats()
+        metrics.VIDEO_ROOMS.set(stats["live"])
+        metrics.VIDEO_VIEWERS.set(stats["viewers"])
         options, now = self.options, time.monotonic()
         for peer in list(self._peers.values()):
             if peer.state is PeerState.CONNECTING and now - peer.created > options.connect_timeout:

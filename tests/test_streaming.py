@@ -479,3 +479,24 @@ async def test_viewers_and_hosts_on_another_process_reach_the_process_holding_th
         assert offline.value.status == 409 and "host_offline" in offline.value.body
     finally:
         await _stop(other)
+
+
+async def test_metrics_count_live_video_rooms_and_viewers(live: Live) -> None:
+    """/metrics shows the live video rooms and viewers of this server within a second or two."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def sample(name: str, text: str) -> float:
+        return next(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
+
+    host = await _go_live(live)
+    viewer = await client.watch(live.whep, await live.guest())
+    await viewer.wait_connected()
+    async with httpx.AsyncClient(base_url=live.base_url) as http:
+        for _ in range(60):
+            text = (await http.get("/metrics")).text
+            if sample("livecart_video_viewers", text) >= 1:
+                break
+            await asyncio.sleep(0.1)
+    assert sample("livecart_video_rooms_live", text) >= 1 and sample("livecart_video_viewers", text) >= 1
+    await viewer.stop()
+    await host.stop()
