@@ -22,7 +22,7 @@ import orjson
 from redis.asyncio import Redis
 
 from loadtests import procstat, serverproc, wsclient
-from server.auth import Tokens
+from server.access.tokens import Tokens
 from server.protocol import Role, encode, event
 
 

@@ -31,7 +31,7 @@ import orjson
 import uvloop
 
 from loadtests import procstat, serverproc, wsclient
-from server.auth import Tokens
+from server.access.tokens import Tokens
 from server.protocol import Role
 
 HOST = serverproc.HOST

@@ -160,10 +160,10 @@ def _passthrough_app() -> Any:
     """The real streaming routes and Relay; the app's services stand in for Redis (tokens are real)."""
     from contextlib import asynccontextmanager
 
+    from server.catalog import Room
     from starlette.applications import Starlette
 
-    from server.auth import Tokens
-    from server.catalog import Room
+    from server.access.tokens import Tokens
     from server.config import Settings
     from streaming.relay import Relay
     from streaming.routes import routes
@@ -299,7 +299,7 @@ async def _viewer_process(url: str, count: int, decoders: int) -> asyncio.subpro
 
 
 def _token(role: str, merchant_id: str | None = None) -> str:
-    from server.auth import Tokens
+    from server.access.tokens import Tokens
     from server.protocol import Role
 
     tokens = Tokens(SECRET)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtests import procstat, serverproc
-from server.auth import Tokens
+from server.access.tokens import Tokens
 from server.protocol import Role
 
 ROOT = serverproc.ROOT

@@ -11,25 +11,15 @@ import signal
 import sys
 
 import uvicorn
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from server import config
-from server.cli import mint
-from server.protocol import Role
-from server.redis_server import EmbeddedRedis
-from server.seed import DEMO_MERCHANT, DEMO_ROOM, seed_demo
+from server.store.embedded import EmbeddedRedis
+
+# Nothing that imports prometheus_client may be imported above: it picks its multi-process mode
+# once, when first imported, and PROMETHEUS_MULTIPROC_DIR is only set in main().
 
 log = logging.getLogger("livecart")
-
-
-async def _seed(redis_url: str) -> None:
-    redis = Redis.from_url(redis_url, decode_responses=True)
-    try:
-        if await seed_demo(redis):
-            log.info("seeded the demo shop (merchant %r, room %r)", DEMO_MERCHANT, DEMO_ROOM)
-    finally:
-        await redis.aclose()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -59,14 +49,18 @@ def main(argv: list[str] | None = None) -> None:
         metrics_dir.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         if settings.seed_demo:
+            from server import cli, seed
+            from server.protocol import Role
+
             try:
-                asyncio.run(_seed(os.environ["REDIS_URL"]))
+                if asyncio.run(seed.seed_demo(os.environ["REDIS_URL"])):
+                    log.info("seeded the demo shop (merchant %r, room %r)", seed.DEMO_MERCHANT, seed.DEMO_ROOM)
             except (RedisError, OSError) as problem:
                 raise SystemExit(f"cannot reach Redis at REDIS_URL to seed the demo shop: {problem}") from None
             base = settings.public_url or f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-            token = mint(settings, DEMO_MERCHANT, Role.HOST, "Demo Host", 1)
-            log.info("viewer room:  %s/room.html?room=%s", base, DEMO_ROOM)
-            log.info("host studio:  %s/studio.html?room=%s#token=%s", base, DEMO_ROOM, token)
+            log.info("viewer room:  %s/room.html?room=%s", base, seed.DEMO_ROOM)
+            token = cli.mint(settings, seed.DEMO_MERCHANT, Role.HOST, "Demo Host", 1)
+            log.info("host studio:  %s/studio.html?room=%s#token=%s", base, seed.DEMO_ROOM, token)
         uvicorn.run(
             "server.app:create_app",
             factory=True,

@@ -10,9 +10,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from server import config
-from server.auth import Tokens
-from server.catalog import Catalog, CatalogError, new_id
+from server.access.tokens import Tokens
 from server.protocol import Role
+from server.rooms.catalog import Catalog, CatalogError, new_id
 
 
 async def _create_merchant(settings: config.Settings, merchant_id: str, name: str) -> None:

@@ -56,6 +56,25 @@ class Settings:
     ice_servers: tuple[str, ...] = field(default_factory=tuple)
     turn_secret: str = ""
     seed_demo: bool = True
+    # Redis connections of a process, and how long a call may wait for one in a burst.
+    redis_pool_size: int = 256
+    redis_pool_wait_ms: int = 10_000
+    # How long the process's own shutdown (after uvicorn's) may take, whatever Redis does.
+    shutdown_seconds: int = 5
+    # Timings (tests shrink them): presence, rooms, chat, the sales feed, the sandbox, video ownership.
+    presence_interval_ms: int = 1000
+    presence_ttl_ms: int = 5000
+    room_idle_seconds: int = 10
+    blocklist_cache_ms: int = 2000
+    stock_interval_ms: int = 100
+    toast_interval_ms: int = 2000
+    sale_clock_ms: int = 250
+    live_revisit_ms: int = 500
+    announce_claim_ms: int = 5000
+    sandbox_slow_card_ms: int = 2000
+    video_lease_ms: int = 10_000
+    video_renew_ms: int = 1000
+    video_call_seconds: int = 20
 
     @property
     def redis_dir(self) -> Path:
@@ -112,4 +131,20 @@ def load() -> Settings:
         ice_servers=_list("ICE_SERVERS", ""),
         turn_secret=os.environ.get("TURN_SECRET", ""),
         seed_demo=os.environ.get("SEED_DEMO", "1") not in ("0", "false", "no"),
+        redis_pool_size=_int("REDIS_POOL_SIZE", 256, 2, 10_000),
+        redis_pool_wait_ms=_int("REDIS_POOL_WAIT_MS", 10_000, 1),
+        shutdown_seconds=_int("SHUTDOWN_SECONDS", 5, 1, 300),
+        presence_interval_ms=_int("PRESENCE_INTERVAL_MS", 1000, 10),
+        presence_ttl_ms=_int("PRESENCE_TTL_MS", 5000, 100),
+        room_idle_seconds=_int("ROOM_IDLE_SECONDS", 10, 0),
+        blocklist_cache_ms=_int("BLOCKLIST_CACHE_MS", 2000, 0),
+        stock_interval_ms=_int("STOCK_INTERVAL_MS", 100, 1),
+        toast_interval_ms=_int("TOAST_INTERVAL_MS", 2000, 1),
+        sale_clock_ms=_int("SALE_CLOCK_MS", 250, 10),
+        live_revisit_ms=_int("LIVE_REVISIT_MS", 500, 10),
+        announce_claim_ms=_int("ANNOUNCE_CLAIM_MS", 5000, 100),
+        sandbox_slow_card_ms=_int("SANDBOX_SLOW_CARD_MS", 2000, 0),
+        video_lease_ms=_int("VIDEO_LEASE_MS", 10_000, 100),
+        video_renew_ms=_int("VIDEO_RENEW_MS", 1000, 10),
+        video_call_seconds=_int("VIDEO_CALL_SECONDS", 20, 1),
     )

@@ -1,7 +1,9 @@
-"""The room message protocol: every message type, its fields, who may send it, error and close codes.
+"""The room wire format: every frame and event, its fields, who may send each command, error and close codes.
 
-docs/protocol.md describes the same thing for people; this module enforces it. Client
-messages are parsed into a `Command`; server events are encoded once with orjson.
+docs/protocol.md describes the same thing for people; this module enforces it, and
+static/js/protocol.js mirrors it (tests/test_protocol.py compares the two through wire()).
+Client messages are parsed into a `Command`; every frame the server sends is built here, each
+event encoded once with orjson; Lua scripts only join an offset to bytes encoded here.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from enum import IntEnum, StrEnum
 from typing import Any
 
 import orjson
+
+from server.errors import DomainError
 
 
 class Role(StrEnum):
@@ -72,13 +76,12 @@ class ErrorCode(StrEnum):
     INTERNAL = "internal"
 
 
-class ProtocolError(Exception):
-    """A client mistake: answered with an error message; nothing changes."""
+class ProtocolError(DomainError):
+    """A refusal of a room command, answered with an error frame of this code; nothing changes."""
 
     def __init__(self, code: ErrorCode, message: str, request_id: str | int | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message, code.value)
         self.code = code
-        self.message = message
         self.request_id = request_id
 
 
@@ -180,6 +183,10 @@ def _check_ranges(kind: str, fields: dict[str, Any]) -> None:
 
 # --- server -> client -------------------------------------------------------------
 
+# A sale's lifecycle, in order: each event carries the whole public sale, and the sale's status after it.
+SALE_EVENTS = ("sale.created", "sale.started", "sale.sold_out", "sale.ended")
+SALE_STATUSES = ("scheduled", "live", "sold_out", "ended")
+
 # Durable events enter the room history with an offset and are replayed after a reconnect.
 DURABLE_EVENTS = frozenset(
     {
@@ -191,10 +198,7 @@ DURABLE_EVENTS = frozenset(
         "chat.message",
         "chat.deleted",
         "chat.slow_mode",
-        "sale.created",
-        "sale.started",
-        "sale.sold_out",
-        "sale.ended",
+        *SALE_EVENTS,
     }
 )
 
@@ -206,6 +210,8 @@ LATEST_VALUE_KEYS: dict[str, str | None] = {
     "sale.toast": "sale_id",
 }
 
+FRAMES = ("snapshot", "recovered", "batch", "ack", "error")
+
 
 def now_ms() -> int:
     return int(time.time() * 1000)
@@ -216,6 +222,13 @@ def event(kind: str, **fields: Any) -> dict[str, Any]:
     if kind not in DURABLE_EVENTS and kind not in LATEST_VALUE_KEYS:
         raise ValueError(f"unknown event type {kind!r}")
     return {"type": kind, "ts": now_ms(), **fields}
+
+
+def stock(sale_id: str, available: int, held: int, sold: int, quantity: int, version: int) -> dict[str, Any]:
+    """The live stock of a sale (a latest-value event: a newer `version` replaces an older one)."""
+    return event(
+        "stock", sale_id=sale_id, available=available, held=held, sold=sold, quantity=quantity, version=version
+    )
 
 
 def coalesce_key(message: dict[str, Any]) -> str | None:
@@ -231,6 +244,43 @@ def encode(message: dict[str, Any]) -> str:
     return orjson.dumps(message).decode()
 
 
+def with_offset(offset: int, encoded: str) -> str:
+    """A durable event as clients see it: its offset first, then the event as it was encoded."""
+    return '{"offset":%d,%s' % (offset, encoded[1:])
+
+
+# Between processes (Redis pub/sub) a room's message is "<offset> <event JSON>", offset 0 for a
+# latest-value event. Lua scripts only join the offset they assign to the event Python encoded.
+
+
+def bus_message(encoded: str, offset: int = 0) -> str:
+    return f"{offset} {encoded}"
+
+
+def parse_bus_message(raw: str) -> tuple[int, str]:
+    """The offset (0: latest-value) and the event JSON of a message between processes."""
+    offset, _, encoded = raw.partition(" ")
+    return int(offset), encoded
+
+
+def snapshot(state: dict[str, Any]) -> str:
+    """The first frame a joining viewer gets: the whole room."""
+    return orjson.dumps({"type": "snapshot", "ts": now_ms(), "recovered": False, **state}).decode()
+
+
+def recovered(offset: int, epoch: str, viewers: int, likes: int, events: list[str]) -> str:
+    """The first frame of a viewer that came back: every durable event it missed (already with offsets)."""
+    head = orjson.dumps(
+        {"type": "recovered", "ts": now_ms(), "offset": offset, "epoch": epoch, "viewers": viewers, "likes": likes}
+    )
+    return '%s,"events":[%s]}' % (head[:-1].decode(), ",".join(events))
+
+
+def batch(events: list[str]) -> str:
+    """One frame carrying the events of one tick, built from their already-encoded JSON."""
+    return '{"type":"batch","ts":%d,"events":[%s]}' % (now_ms(), ",".join(events))
+
+
 def error(code: ErrorCode, message: str, request_id: str | int | None = None) -> str:
     body: dict[str, Any] = {"type": "error", "code": code.value, "message": message, "ts": now_ms()}
     if request_id is not None:
@@ -242,6 +292,15 @@ def ack(request_id: str | int | None, **fields: Any) -> str:
     return orjson.dumps({"type": "ack", "id": request_id, "ts": now_ms(), **fields}).decode()
 
 
-def batch(events: list[str]) -> str:
-    """One frame carrying the events of one tick, built from their already-encoded JSON."""
-    return '{"type":"batch","ts":%d,"events":[%s]}' % (now_ms(), ",".join(events))
+def wire() -> dict[str, Any]:
+    """The protocol's names and numbers, as static/js/protocol.js's wire() must give them (a test compares)."""
+    return {
+        "events": {"durable": sorted(DURABLE_EVENTS), "latest": dict(LATEST_VALUE_KEYS)},
+        "sale_events": list(SALE_EVENTS),
+        "sale_statuses": list(SALE_STATUSES),
+        "commands": sorted(COMMANDS),
+        "error_codes": sorted(code.value for code in ErrorCode),
+        "close_codes": {code.name: code.value for code in CloseCode},
+        "room_statuses": list(ROOM_STATUSES),
+        "limits": {"max_likes_per_message": MAX_LIKES_PER_MESSAGE},
+    }

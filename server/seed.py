@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-
 from redis.asyncio import Redis
 
-from server.catalog import Catalog, CatalogError, product_from
+from server.rooms.catalog import Catalog, product_from
 
 DEMO_MERCHANT = "demo"
 DEMO_ROOM = "demo"
@@ -18,13 +16,20 @@ DEMO_PRODUCTS = [
 ]
 
 
-async def seed_demo(redis: Redis) -> bool:
+async def seed_demo(redis_url: str) -> bool:
     """Create the demo shop unless it exists; True when created now."""
-    catalog = Catalog(redis)
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        return await _seed(Catalog(redis))
+    finally:
+        await redis.aclose()
+
+
+async def _seed(catalog: Catalog) -> bool:
     if not await catalog.create_merchant(DEMO_MERCHANT, "Demo Shop"):
         return False
     for body in DEMO_PRODUCTS:
         await catalog.put_product(product_from(DEMO_MERCHANT, str(body["id"]), {**body, "currency": "USD"}))
-    with contextlib.suppress(CatalogError):
+    if await catalog.get_room(DEMO_ROOM) is None:
         await catalog.create_room(DEMO_MERCHANT, DEMO_ROOM, "Demo live show")
     return True

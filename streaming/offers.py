@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from aiortc import RTCRtpCodecCapability, RTCRtpCodecParameters, RTCRtpSender
 from aiortc.sdp import SessionDescription
 
-from server.api import ApiError
+from server.errors import BadRequest
 
 MAX_OFFER_BYTES = 64 * 1024
 KINDS = ("audio", "video")
@@ -29,25 +29,25 @@ class Offer:
 
 
 def parse_offer(sdp: str, *, sending: bool) -> Offer:
-    """Check an offer: a publisher's (`sending`) sends media, a viewer's receives it. Raise a 400 ApiError."""
+    """Check an offer: a publisher's (`sending`) sends media, a viewer's receives it; else BadRequest (bad_offer)."""
     try:
         description = SessionDescription.parse(sdp)
     except Exception as problem:  # aiortc's parser raises assorted errors on garbage
-        raise ApiError(400, "bad_offer", f"the body is not a valid SDP offer ({type(problem).__name__})") from None
+        raise BadRequest(f"the body is not a valid SDP offer ({type(problem).__name__})", "bad_offer") from None
     media = [m for m in description.media if m.kind in KINDS]
     kinds = tuple(m.kind for m in media)
     if not media:
-        raise ApiError(400, "bad_offer", "the offer has no audio or video")
+        raise BadRequest("the offer has no audio or video", "bad_offer")
     if len(set(kinds)) != len(kinds):
-        raise ApiError(400, "bad_offer", "the offer may have one audio and one video section at most")
+        raise BadRequest("the offer may have one audio and one video section at most", "bad_offer")
     wanted = ("sendonly", "sendrecv") if sending else ("recvonly", "sendrecv")
     for section in media:
         if section.direction not in wanted:
-            raise ApiError(400, "bad_offer", f"the {section.kind} section must be {' or '.join(wanted)}")
+            raise BadRequest(f"the {section.kind} section must be {' or '.join(wanted)}", "bad_offer")
         if not section.ice or not section.ice.usernameFragment or not section.ice.password:
-            raise ApiError(400, "bad_offer", "the offer has no ICE username fragment or password")
+            raise BadRequest("the offer has no ICE username fragment or password", "bad_offer")
         if not section.dtls or not section.dtls.fingerprints:
-            raise ApiError(400, "bad_offer", "the offer has no DTLS fingerprint")
+            raise BadRequest("the offer has no DTLS fingerprint", "bad_offer")
     return Offer(sdp=sdp, kinds=kinds)
 
 

@@ -28,7 +28,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import OperationError
 
 from server import metrics
-from server.api import ApiError
+from server.errors import BadRequest, Conflict, Unavailable
 from streaming import passthrough
 from streaming.fanout import Fanout, KeyframeRequests
 from streaming.ice import IceServers
@@ -94,7 +94,7 @@ class Relay:
         """Start the host's session for a room; returns the peer and the SDP answer."""
         self._start()
         if room_id in self._broadcasts:
-            raise ApiError(409, "already_publishing", "this room already has a host stream; end it (DELETE) first")
+            raise Conflict("this room already has a host stream; end it (DELETE) first", "already_publishing")
         peer = Peer(Side.PUBLISHER, room_id, user_id, RTCPeerConnection(self.ice.server_configuration()))
         broadcast = Broadcast(peer)
         self._broadcasts[room_id] = broadcast
@@ -124,13 +124,11 @@ class Relay:
         self._start()
         broadcast = self._broadcasts.get(room_id)
         if broadcast is None or not broadcast.live:
-            raise ApiError(
-                409, "host_offline", "the host is not streaming: wait for the room's stream.state 'online' event"
-            )
+            raise Conflict("the host is not streaming: wait for the room's stream.state 'online' event", "host_offline")
         kinds = [kind for kind in offer.kinds if kind in broadcast.fanouts]
         if not kinds:
             has = " and ".join(broadcast.fanouts)
-            raise ApiError(400, "bad_offer", f"the stream has {has}; the offer asks for neither")
+            raise BadRequest(f"the stream has {has}; the offer asks for neither", "bad_offer")
         peer = Peer(Side.VIEWER, room_id, user_id, RTCPeerConnection(self.ice.server_configuration()))
         self._peers[peer.id] = peer
         broadcast.viewers.add(peer)
@@ -183,13 +181,13 @@ class Relay:
                 track.stop()
             await peer.pc.close()
 
-    async def close(self) -> None:
-        """End every peer (rooms go offline), then stop the relay's own tasks."""
+    async def close(self, timeout: float = 5.0) -> None:
+        """End every peer (rooms go offline: told within `timeout` seconds), then stop the relay's own tasks."""
         self._closed = True
         await asyncio.gather(*(self.end(peer, "the server is shutting down") for peer in list(self._peers.values())))
         if self._workers:
             try:
-                await asyncio.wait_for(self._announcements.join(), timeout=5)
+                await asyncio.wait_for(self._announcements.join(), timeout)
             except TimeoutError:
                 log.warning("gave up announcing stream changes at shutdown")
         for task in [*self._workers, *self._tasks]:
@@ -217,15 +215,11 @@ class Relay:
         """This relay has the room's publisher (connecting or live)."""
         return room_id in self._broadcasts
 
-    def viewer_count(self, room_id: str) -> int:
-        broadcast = self._broadcasts.get(room_id)
-        return len(broadcast.viewers) if broadcast is not None else 0
-
     # --- internals --------------------------------------------------------------------
 
     def _start(self) -> None:
         if self._closed:
-            raise ApiError(503, "shutting_down", "the server is shutting down; try again in a moment")
+            raise Unavailable("the server is shutting down; try again in a moment", "shutting_down")
         if not self._workers:
             self._workers = [asyncio.create_task(self._sweep()), asyncio.create_task(self._announce())]
 
@@ -248,13 +242,12 @@ class Relay:
         except Exception as problem:
             await self.end(peer, f"offer refused: {problem}")
             if self._closed:
-                raise ApiError(503, "shutting_down", "the server is shutting down; try again in a moment") from None
+                raise Unavailable("the server is shutting down; try again in a moment", "shutting_down") from None
             if isinstance(problem, OperationError):
-                message = f"the offer has no codec in common: {codecs_hint}"
-                raise ApiError(400, "unsupported_codec", message) from None
-            raise ApiError(400, "bad_offer", f"the offer was refused: {problem}") from None
+                raise BadRequest(f"the offer has no codec in common: {codecs_hint}", "unsupported_codec") from None
+            raise BadRequest(f"the offer was refused: {problem}", "bad_offer") from None
         if peer.state is PeerState.CLOSED:  # ended while answering (shutdown, or the host left)
-            raise ApiError(503, "shutting_down", "the session ended while it was being set up; try again")
+            raise Unavailable("the session ended while it was being set up; try again", "shutting_down")
         return pc.localDescription.sdp
 
     async def _forward(self, publisher: Peer, fanout: Fanout) -> None:

@@ -15,58 +15,43 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.api import ApiError, identify, services_of
-from server.auth import Identity
-from server.catalog import Room
+from server.access.tokens import Identity
+from server.errors import BadRequest, Conflict, Forbidden, NotFound
+from server.http import identify, node_of, read_body
 from server.protocol import PRESENTERS
+from server.rooms.record import Room
 from streaming.offers import MAX_OFFER_BYTES, Offer, parse_offer
-from streaming.owners import Owners
 from streaming.peers import Side
-from streaming.relay import Relay
-
-
-def _relay(request: Request) -> Relay:
-    return request.app.state.relay  # type: ignore[no-any-return]
 
 
 async def _room(request: Request) -> Room:
     room_id = request.path_params["room_id"]
-    room = await services_of(request).catalog.get_room(room_id)
+    room = await node_of(request).catalog.get_room(room_id)
     if room is None:
-        raise ApiError(404, "not_found", f"no room '{room_id}'")
+        raise NotFound(f"no room '{room_id}'")
     return room
 
 
 async def _offer(request: Request, *, sending: bool) -> Offer:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/sdp":
-        raise ApiError(415, "unsupported_media_type", "send the SDP offer with Content-Type: application/sdp")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_OFFER_BYTES:
-            raise ApiError(413, "too_large", f"an SDP offer is limited to {MAX_OFFER_BYTES} bytes")
+    body = await read_body(request, "application/sdp", MAX_OFFER_BYTES, required=True)
     try:
         text = body.decode()
     except UnicodeDecodeError:
-        raise ApiError(400, "bad_offer", "the SDP offer is not UTF-8 text") from None
+        raise BadRequest("the SDP offer is not UTF-8 text", "bad_offer") from None
     return parse_offer(text, sending=sending)
-
-
-def _owners(request: Request) -> Owners:
-    return request.app.state.owners  # type: ignore[no-any-return]
 
 
 def _created(request: Request, side: Side, room_id: str, session_id: str, answer: str, identity: Identity) -> Response:
     """201 with the answer, the session URL in Location and the ICE servers in Link headers."""
     name = "whip_session" if side is Side.PUBLISHER else "whep_session"
-    public_url = services_of(request).settings.public_url
+    node = node_of(request)
+    public_url = node.settings.public_url
     if public_url:
         location = public_url + request.app.url_path_for(name, room_id=room_id, session_id=session_id)
     else:
         location = str(request.url_for(name, room_id=room_id, session_id=session_id))
     response = Response(answer, status_code=201, media_type="application/sdp", headers={"Location": location})
-    for link in _relay(request).ice.link_headers(identity.user_id):
+    for link in node.relay.ice.link_headers(identity.user_id):
         response.headers.append("Link", link)
     return response
 
@@ -76,11 +61,12 @@ async def publish(request: Request) -> Response:
     identity = identify(request)
     room = await _room(request)
     if identity.role not in PRESENTERS or not identity.can_manage(room.merchant_id):
-        raise ApiError(403, "forbidden", "only an admin or host of this room's merchant may publish")
+        raise Forbidden("only an admin or host of this room's merchant may publish")
     offer = await _offer(request, sending=True)
-    if not await _owners(request).claim(room.id):
-        raise ApiError(409, "already_publishing", "this room already has a host stream; end it (DELETE) first")
-    peer, answer = await _relay(request).publish(room.id, identity.user_id, offer)
+    node = node_of(request)
+    if not await node.owners.claim(room.id):
+        raise Conflict("this room already has a host stream; end it (DELETE) first", "already_publishing")
+    peer, answer = await node.relay.publish(room.id, identity.user_id, offer)
     return _created(request, Side.PUBLISHER, room.id, peer.id, answer, identity)
 
 
@@ -90,7 +76,7 @@ async def watch(request: Request) -> Response:
     room = await _room(request)
     offer = await _offer(request, sending=False)
     call = {"op": "watch", "room": room.id, "user": identity.user_id, "offer": offer.sdp}
-    reply = await _owners(request).run(room.id, call)
+    reply = await node_of(request).owners.run(room.id, call)
     return _created(request, Side.VIEWER, room.id, reply["session"], reply["answer"], identity)
 
 
@@ -105,7 +91,7 @@ async def _end(request: Request, side: Side) -> Response:
         "user": identity.user_id,
         "staff": identity.can_manage(room.merchant_id),
     }
-    await _owners(request).run(room.id, call)
+    await node_of(request).owners.run(room.id, call)
     return Response(status_code=200)
 
 

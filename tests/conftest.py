@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.auth import Tokens
+from server.access.tokens import Tokens
 from server.protocol import Role
-from server.redis_server import EmbeddedRedis
+from server.store.embedded import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_KEY = "livecart-test-secret"  # fixed: this module may be imported twice (as conftest and tests.conftest)
@@ -169,7 +169,7 @@ def make_shop(base_url: str, ws_url: str, redis_url: str) -> Shop:
 
     from redis.asyncio import Redis
 
-    from server.catalog import Catalog
+    from server.rooms.catalog import Catalog
 
     merchant_id = "m" + secrets.token_hex(4)
 
@@ -212,18 +212,18 @@ def shop(server: ServerProcess, redis_url: str) -> Shop:
 
 
 async def publish_direct(redis_url: str, room_id: str, events: list[dict[str, object]], durable: bool = True) -> None:
-    """Publish room events the way the server's modules do (History), straight from the test."""
+    """Publish room events the way the server's modules do (server.rooms.record), straight from the test."""
     from redis.asyncio import Redis
 
-    from server.history import History
+    from server.rooms.record import RoomRecords
 
     redis = Redis.from_url(redis_url, decode_responses=True)
     try:
-        history = History(redis, 1000)
+        records = RoomRecords(redis)
         for item in events:
             if durable:
-                await history.publish(room_id, item)
+                await records.publish(room_id, item)
             else:
-                await history.publish_latest(room_id, item)
+                await records.publish_latest(room_id, item)
     finally:
         await redis.aclose()

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from server.auth import Tokens
+from server.access.tokens import Tokens
 from server.protocol import Role
 from tests.conftest import SECRET_KEY, Shop
 

@@ -1,30 +1,19 @@
 // The viewer room: video, the "now presenting" card with its flash sale, checkout, the bag, chat and hearts.
 
 import { ApiError, api, guest, randomKey } from "./api.js";
+import { appendLine, chatLine, removeLine, scrollToEnd } from "./chat-view.js";
 import {
+  CloseCode,
   Command,
   Event,
   LIKE_BATCH_MS,
   MAX_LIKES_PER_MESSAGE,
-  RoomSocket,
   SALE_EVENTS,
-  SocketState,
   closeMeaning,
 } from "./protocol.js";
-import {
-  $,
-  applyStock,
-  clock,
-  compact,
-  copyText,
-  h,
-  mergeSale,
-  money,
-  safeImage,
-  saleStatus,
-  text,
-  toast,
-} from "./ui.js";
+import { RoomSocket, SocketState } from "./room-socket.js";
+import { RoomState, saleStatus } from "./room-state.js";
+import { $, clock, compact, copyText, h, money, safeImage, text, toast } from "./ui.js";
 import { watch } from "./webrtc.js";
 
 const roomId = new URLSearchParams(location.search).get("room") || "demo";
@@ -34,20 +23,11 @@ const chatList = $("#chat");
 const toasts = $("#toasts");
 
 const MAX_CHAT_NODES = 120;
-const HEART_COLORS = ["#ff4d6d", "#ff8fab", "#ffb703", "#fb5607", "#c77dff", "#ff006e"];
+const HEART_SHADES = 6; // --heart-1 … --heart-6 in base.css
 const STATUS_LABELS = { live: "Live", scheduled: "Soon", ended: "Ended" };
 
-const state = {
-  guest: null,
-  room: null,
-  pinned: null,
-  bag: [],
-  sales: new Map(),
-  viewers: 0,
-  likes: 0,
-  slowMode: 0,
-  quantity: 1,
-};
+const room = new RoomState({ chatLimit: MAX_CHAT_NODES });
+const state = { guest: null, quantity: 1 };
 
 let socket = null;
 
@@ -71,7 +51,7 @@ async function start() {
       return state.guest.token;
     },
   });
-  window.livecart = { socket, state };
+  window.livecart = { socket, room, state };
   socket.open();
   setInterval(tick, 250);
 }
@@ -85,8 +65,8 @@ function connectionChanged(status, detail) {
     banner.hidden = false;
   } else if (status === SocketState.OPEN) {
     banner.hidden = true;
-  } else if (status === SocketState.CLOSED && detail.code !== 1000) {
-    if (detail.code === 4504) {
+  } else if (status === SocketState.CLOSED && detail.code !== CloseCode.NORMAL) {
+    if (detail.code === CloseCode.UNKNOWN_ROOM) {
       showPoster("This show doesn't exist", "Check the link you were given.");
       banner.hidden = true;
     } else {
@@ -104,31 +84,25 @@ function showPoster(title, note) {
 // --- the whole room (snapshot) ------------------------------------------------------------------
 
 function render(snapshot) {
-  state.room = snapshot.room;
-  state.pinned = snapshot.pinned;
-  state.bag = snapshot.bag || [];
-  state.slowMode = snapshot.slow_mode || 0;
-  state.viewers = snapshot.viewers || 0;
-  state.likes = snapshot.likes || 0;
-  state.sales = new Map();
-  for (const sale of snapshot.sales || []) state.sales.set(sale.id, { ...sale });
+  room.load(snapshot);
+  likes.seen = room.likes;
   chatList.replaceChildren();
-  for (const message of snapshot.chat || []) addChat(message);
+  for (const message of room.chat) addChat(message);
   renderRoom();
-  renderStatus(snapshot.room.status);
-  renderStream(snapshot.room.stream);
+  renderStatus();
+  renderStream();
   renderSlowMode();
-  text($("#viewers"), compact(state.viewers));
-  text($("#likes"), compact(state.likes));
+  text($("#viewers"), compact(room.viewers));
+  renderLikes();
   renderBag();
   renderCard();
-  scrollChat(true);
+  scrollToEnd(chatList, true);
 }
 
 function renderRoom() {
-  const title = state.room.title || "Live show";
+  const title = room.title || "Live show";
   text($("#room-title"), title);
-  text($("#room-sub"), `@${state.room.merchant_id}`);
+  text($("#room-sub"), `@${room.merchantId}`);
   text($("#avatar"), title.trim().charAt(0).toUpperCase() || "L");
   document.title = `${title} · livecart`;
 }
@@ -136,59 +110,49 @@ function renderRoom() {
 // --- one event ------------------------------------------------------------------------------------
 
 function apply(event) {
+  if (!room.apply(event)) return;
   switch (event.type) {
     case Event.ROOM_STATUS:
-      renderStatus(event.status);
+      renderStatus();
       break;
     case Event.STREAM_STATE:
-      renderStream(event.state);
+      renderStream();
       break;
     case Event.PRODUCT_PINNED:
-      state.pinned = event.product;
       state.quantity = 1;
       renderCard();
       renderBag();
       break;
     case Event.PRODUCT_UNPINNED:
-      state.pinned = null;
+    case Event.STOCK:
       renderCard();
       renderBag();
       break;
     case Event.BAG_CHANGED:
-      state.bag = event.products;
       renderBag();
       break;
     case Event.CHAT_MESSAGE:
       addChat(event.message);
-      scrollChat(false);
+      scrollToEnd(chatList, false);
       break;
     case Event.CHAT_DELETED:
-      chatList.querySelector(`li[data-id="${CSS.escape(event.message_id)}"]`)?.remove();
+      removeLine(chatList, event.message_id);
       break;
     case Event.CHAT_SLOW_MODE:
-      state.slowMode = event.seconds;
       renderSlowMode();
       break;
     case Event.VIEWERS:
-      state.viewers = event.count;
-      text($("#viewers"), compact(event.count));
+      text($("#viewers"), compact(room.viewers));
       break;
     case Event.LIKES:
-      likesArrived(event.total);
-      break;
-    case Event.STOCK:
-      if (applyStock(state.sales.get(event.sale_id), event)) {
-        renderCard();
-        renderBag();
-      }
+      likesArrived();
       break;
     case Event.SALE_TOAST:
       saleToast(event);
       break;
     default:
-      if (SALE_EVENTS.has(event.type)) {
+      if (SALE_EVENTS.includes(event.type)) {
         const sale = event.sale;
-        state.sales.set(sale.id, mergeSale(state.sales.get(sale.id), sale));
         if (event.type === Event.SALE_STARTED) toast(toasts, `Flash deal live: ${sale.product.title}`, { kind: "buy" });
         renderCard();
         renderBag();
@@ -196,18 +160,18 @@ function apply(event) {
   }
 }
 
-function renderStatus(status) {
-  state.room.status = status;
+function renderStatus() {
+  const status = room.status;
   stage.dataset.status = status;
   text($("#live-badge"), STATUS_LABELS[status] || status);
   $("#ended").hidden = status !== "ended";
   if (status === "ended") stopWatching();
-  else renderStream(state.room.stream);
+  else renderStream();
   posterText();
 }
 
 function posterText() {
-  const { status, stream } = state.room;
+  const { status, stream } = room;
   if (status === "ended") showPoster("This show has ended", "Thanks for watching.");
   else if (status === "live" && stream !== "online") showPoster("Back in a moment", "The host's video paused; it comes back by itself.");
   else if (stream !== "online") showPoster("The show starts soon", "Stay here: the video starts by itself when the host goes live.");
@@ -218,10 +182,10 @@ function posterText() {
 
 const viewing = { session: null, starting: false, retry: null, attempt: 0 };
 
-function renderStream(stream) {
-  state.room.stream = stream;
+function renderStream() {
+  const stream = room.stream;
   stage.dataset.stream = stream;
-  if (stream === "online" && state.room.status !== "ended") startWatching();
+  if (stream === "online" && room.status !== "ended") startWatching();
   else stopWatching();
   posterText();
 }
@@ -265,7 +229,7 @@ function restartWatching(session) {
 }
 
 function retryWatching() {
-  if (state.room.stream !== "online" || state.room.status === "ended") return;
+  if (room.stream !== "online" || room.status === "ended") return;
   const delay = Math.min(8000, 600 * 2 ** viewing.attempt++) * (0.5 + Math.random() / 2);
   clearTimeout(viewing.retry);
   viewing.retry = setTimeout(startWatching, delay);
@@ -310,8 +274,8 @@ const STATUS_ORDER = { live: 0, scheduled: 1, sold_out: 2, ended: 3 };
 /** The sale the card shows: of the pinned product (live first), or any sale on now when nothing is pinned. */
 function cardSale() {
   const now = socket.serverNow();
-  const pinnedId = state.pinned?.id;
-  const sales = [...state.sales.values()].filter((sale) =>
+  const pinnedId = room.pinned?.id;
+  const sales = [...room.sales.values()].filter((sale) =>
     pinnedId ? sale.product.id === pinnedId : saleStatus(sale, now) === "live",
   );
   sales.sort(
@@ -323,7 +287,7 @@ function cardSale() {
 function liveSaleOf(productId) {
   const now = socket.serverNow();
   return (
-    [...state.sales.values()].find((sale) => sale.product.id === productId && saleStatus(sale, now) === "live") ||
+    [...room.sales.values()].find((sale) => sale.product.id === productId && saleStatus(sale, now) === "live") ||
     null
   );
 }
@@ -331,7 +295,7 @@ function liveSaleOf(productId) {
 function renderCard() {
   const card = $("#card");
   const sale = cardSale();
-  const product = state.pinned || sale?.product;
+  const product = room.pinned || sale?.product;
   if (!product) {
     card.hidden = true;
     return;
@@ -413,14 +377,14 @@ function renderBuyButton(sale, status) {
 }
 
 function tick() {
-  if (!socket || !state.room) return;
+  if (!socket || !room.id) return;
   const sale = cardSale();
   if (sale) renderCard();
   if (checkout.step === "hold") renderHold();
 }
 
 $("#buy").addEventListener("click", () => {
-  const sale = state.sales.get($("#card").dataset.saleId);
+  const sale = room.sales.get($("#card").dataset.saleId);
   if (!sale) return;
   if (checkout.order && checkout.sale.id === sale.id && checkout.step === "hold") openSheet("#checkout");
   else buy(sale, state.quantity);
@@ -432,7 +396,7 @@ $("#quantity-less").addEventListener("click", () => {
 });
 
 $("#quantity-more").addEventListener("click", () => {
-  const sale = state.sales.get($("#card").dataset.saleId);
+  const sale = room.sales.get($("#card").dataset.saleId);
   if (!sale) return;
   state.quantity = Math.min(state.quantity + 1, sale.per_user_limit, Math.max(1, sale.available));
   renderCard();
@@ -521,7 +485,7 @@ function renderHold() {
   if (left <= 0) {
     failed(new ApiError(409, "hold_expired", "It went back on sale because the timer ran out. You were not charged."));
   }
-  const sale = state.sales.get(checkout.sale.id);
+  const sale = room.sales.get(checkout.sale.id);
   if (sale && $("#card").dataset.saleId === sale.id) renderBuyButton(sale, saleStatus(sale, socket.serverNow()));
 }
 
@@ -579,7 +543,7 @@ function failed(error) {
   const code = error.code || "error";
   text($("#error-title"), REFUSAL_TITLES[code] || "That didn't work");
   text($("#error-text"), error.message || "Something went wrong. Please try again.");
-  const sale = checkout.sale && state.sales.get(checkout.sale.id);
+  const sale = checkout.sale && room.sales.get(checkout.sale.id);
   const retry = $("#error-retry");
   retry.hidden = !(sale && saleStatus(sale, socket.serverNow()) === "live" && sale.available > 0 && code !== "limit_reached");
   checkout.order = null;
@@ -589,7 +553,7 @@ function failed(error) {
 }
 
 $("#error-retry").addEventListener("click", () => {
-  const sale = state.sales.get(checkout.sale.id);
+  const sale = room.sales.get(checkout.sale.id);
   if (sale) buy(sale, checkout.quantity);
 });
 
@@ -630,12 +594,12 @@ addEventListener("keydown", (key) => {
 // --- the bag ---------------------------------------------------------------------------------------
 
 function renderBag() {
-  text($("#bag-count"), state.bag.length);
+  text($("#bag-count"), room.bag.length);
   const list = $("#bag-list");
   list.replaceChildren(
-    ...state.bag.map((product) => {
+    ...room.bag.map((product) => {
       const sale = liveSaleOf(product.id);
-      const pinned = state.pinned?.id === product.id;
+      const pinned = room.pinned?.id === product.id;
       const price = sale
         ? [
             h("strong.deal", {}, money(sale.price, sale.currency)),
@@ -676,38 +640,20 @@ $("#ended-bag").addEventListener("click", () => openSheet("#bag-sheet"));
 
 // --- chat ------------------------------------------------------------------------------------------
 
-const ROLE_BADGES = { host: "Host", admin: "Shop", moderator: "Mod" };
-
 function addChat(message) {
-  const mine = state.guest && message.user_id === state.guest.user.id;
-  const badge = ROLE_BADGES[message.role];
-  const item = h(
-    "li",
-    { dataset: { id: message.id, user: message.user_id } },
-    badge ? h("span.badge", {}, badge) : null,
-    h("span.name", {}, message.name),
-    h("span.text", {}, message.text),
-  );
-  if (badge) item.classList.add("staff");
-  if (mine) item.classList.add("mine");
-  chatList.append(item);
-  while (chatList.children.length > MAX_CHAT_NODES) chatList.firstElementChild.remove();
+  const mine = Boolean(state.guest) && message.user_id === state.guest.user.id;
+  appendLine(chatList, chatLine(message, { mine }), MAX_CHAT_NODES);
 }
 
 function chatNotice(message) {
   chatList.append(h("li.notice", {}, message));
-  scrollChat(true);
-}
-
-function scrollChat(force) {
-  const nearBottom = chatList.scrollHeight - chatList.scrollTop - chatList.clientHeight < 80;
-  if (force || nearBottom) chatList.scrollTop = chatList.scrollHeight;
+  scrollToEnd(chatList, true);
 }
 
 function renderSlowMode() {
   const note = $("#slow-note");
-  note.hidden = !state.slowMode;
-  text(note, state.slowMode ? `Slow mode: one message every ${state.slowMode} s` : "");
+  note.hidden = !room.slowMode;
+  text(note, room.slowMode ? `Slow mode: one message every ${room.slowMode} s` : "");
 }
 
 const CHAT_REFUSALS = {
@@ -741,14 +687,19 @@ $("#chat-form").addEventListener("submit", async (submit) => {
 
 // --- hearts --------------------------------------------------------------------------------------
 
-const likes = { pending: 0, unconfirmed: 0 };
+// pending: tapped, not sent yet; unconfirmed: sent, not yet in a total; seen: the total hearts were shown for
+const likes = { pending: 0, unconfirmed: 0, seen: 0 };
+
+function renderLikes() {
+  text($("#likes"), compact(room.likes + likes.pending + likes.unconfirmed));
+}
 
 function heart(delay = 0) {
   const node = h("span.heart");
   node.append(document.getElementById("like").querySelector("svg").cloneNode(true));
   node.style.setProperty("--drift", `${Math.round((Math.random() - 0.5) * 90)}px`);
   node.style.setProperty("--tilt", `${Math.round((Math.random() - 0.5) * 40)}deg`);
-  node.style.setProperty("--heart", HEART_COLORS[Math.floor(Math.random() * HEART_COLORS.length)]);
+  node.style.setProperty("--heart", `var(--heart-${1 + Math.floor(Math.random() * HEART_SHADES)})`);
   node.style.setProperty("--duration", `${(1.8 + Math.random() * 0.9).toFixed(2)}s`);
   node.style.animationDelay = `${delay}ms`;
   node.addEventListener("animationend", () => node.remove());
@@ -759,8 +710,7 @@ function heart(delay = 0) {
 $("#like").addEventListener("click", () => {
   heart();
   likes.pending += 1;
-  state.likes += 1;
-  text($("#likes"), compact(state.likes));
+  renderLikes();
 });
 
 setInterval(() => {
@@ -772,21 +722,20 @@ setInterval(() => {
   }
 }, LIKE_BATCH_MS);
 
-function likesArrived(total) {
-  const before = state.likes - likes.pending - likes.unconfirmed;
-  const grown = Math.max(0, total - Math.max(0, before));
+function likesArrived() {
+  const grown = Math.max(0, room.likes - likes.seen);
+  likes.seen = room.likes;
   const mine = Math.min(likes.unconfirmed, grown);
   likes.unconfirmed -= mine;
   const others = grown - mine;
   for (let index = 0; index < Math.min(others, 8); index++) heart(index * 120);
-  state.likes = Math.max(total, 0) + likes.pending + likes.unconfirmed;
-  text($("#likes"), compact(state.likes));
+  renderLikes();
 }
 
 // --- toasts and sharing -------------------------------------------------------------------------------
 
 function saleToast(event) {
-  const sale = state.sales.get(event.sale_id);
+  const sale = room.sales.get(event.sale_id);
   const title = sale ? sale.product.title : "this deal";
   const who = event.orders > 1 ? `${event.orders} people` : "Someone";
   toast(toasts, `${who} just bought ${title}`, { kind: "buy" });

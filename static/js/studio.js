@@ -2,43 +2,28 @@
 // flash sales with live stock, chat moderation and the show's live numbers.
 
 import { ApiError, api } from "./api.js";
-import { Command, Event, RoomSocket, SALE_EVENTS, SocketState, closeMeaning } from "./protocol.js";
-import {
-  $,
-  applyStock,
-  clock,
-  compact,
-  h,
-  mergeSale,
-  minorPerUnit,
-  money,
-  safeImage,
-  saleStatus,
-  text,
-  toast,
-} from "./ui.js";
+import { appendLine, chatLine, removeLine, roleBadge, scrollToEnd } from "./chat-view.js";
+import { CloseCode, Command, Event, SALE_EVENTS, closeMeaning } from "./protocol.js";
+import { RoomSocket, SocketState } from "./room-socket.js";
+import { RoomState, saleStatus } from "./room-state.js";
+import { $, clock, compact, h, minorPerUnit, money, safeImage, text, toast } from "./ui.js";
 import { publish } from "./webrtc.js";
 
 const TOKEN_KEY = "livecart.hostToken";
 const STATS_INTERVAL_MS = 4000;
 const REPUBLISH_WINDOW_MS = 15000; // how long Go live retries while the previous stream is still ending
-const ROLE_BADGES = { host: "Host", admin: "Shop", moderator: "Mod" };
+const MAX_CHAT_NODES = 300;
 const SALE_LABELS = { scheduled: "Starts soon", live: "Live", sold_out: "Sold out", ended: "Ended" };
 
 const roomId = new URLSearchParams(location.search).get("room") || "demo";
 const toasts = $("#toasts");
 
+const room = new RoomState({ chatLimit: MAX_CHAT_NODES });
 const state = {
   token: null,
   me: null,
-  room: null,
   products: [],
-  bag: [],
-  pinned: null,
-  sales: new Map(),
-  viewers: 0,
   peak: 0,
-  slowMode: 0,
   blocklist: [],
   restricted: new Map(), // user id -> {name, kind: "muted" | "banned", until}
 };
@@ -88,7 +73,7 @@ async function start() {
   }
   try {
     state.me = await api("/api/me", { token: state.token });
-    state.room = await api(`/api/rooms/${encodeURIComponent(roomId)}`);
+    room.load({ room: await api(`/api/rooms/${encodeURIComponent(roomId)}`) });
   } catch (error) {
     if (error.status === 401) {
       sessionStorage.removeItem(TOKEN_KEY);
@@ -100,19 +85,19 @@ async function start() {
     }
     return;
   }
-  if (state.me.role === "viewer" || state.me.merchant_id !== state.room.merchant_id) {
+  if (state.me.role === "viewer" || state.me.merchant_id !== room.merchantId) {
     sessionStorage.removeItem(TOKEN_KEY);
-    showSignIn(`This token can't host "${state.room.title}": it isn't a host token of this room's shop.`);
+    showSignIn(`This token can't host "${room.title}": it isn't a host token of this room's shop.`);
     return;
   }
   $("#signin").hidden = true;
   $("#studio").hidden = false;
-  text($("#room-title"), state.room.title);
-  text($("#room-meta"), `${state.me.name} · @${state.room.merchant_id} · room ${roomId}`);
+  text($("#room-title"), room.title);
+  text($("#room-meta"), `${state.me.name} · @${room.merchantId} · room ${roomId}`);
   $("#open-room").href = `/room.html?room=${encodeURIComponent(roomId)}`;
-  document.title = `${state.room.title} · Studio · livecart`;
+  document.title = `${room.title} · Studio · livecart`;
 
-  const merchant = encodeURIComponent(state.room.merchant_id);
+  const merchant = encodeURIComponent(room.merchantId);
   const [products, blocklist] = await Promise.all([
     api(`/api/merchants/${merchant}/products`, { token: state.token }).catch(() => []),
     api(`/api/merchants/${merchant}/blocklist`, { token: state.token }).catch(() => ({ words: [] })),
@@ -128,7 +113,7 @@ async function start() {
     onEvent: apply,
     onState: connectionChanged,
   });
-  window.livecart = { socket, state };
+  window.livecart = { socket, room, state };
   socket.open();
   startCamera();
   refreshStats();
@@ -142,10 +127,10 @@ function connectionChanged(status, detail) {
     toast(toasts, "Connection to the room lost: reconnecting…", { kind: "error" });
   } else if (status === SocketState.OPEN && socket.reconnects) {
     toast(toasts, "Reconnected", { kind: "ok" });
-  } else if (status === SocketState.CLOSED && detail.code === 4500) {
+  } else if (status === SocketState.CLOSED && detail.code === CloseCode.INVALID_TOKEN) {
     sessionStorage.removeItem(TOKEN_KEY);
     showSignIn("Your token expired. Sign in again.");
-  } else if (status === SocketState.CLOSED && detail.code !== 1000) {
+  } else if (status === SocketState.CLOSED && detail.code !== CloseCode.NORMAL) {
     toast(toasts, `Disconnected: ${closeMeaning(detail.code)}.`, { kind: "error", ms: 10000 });
   }
   renderLive();
@@ -154,76 +139,60 @@ function connectionChanged(status, detail) {
 // --- the room ------------------------------------------------------------------------------------
 
 function render(snapshot) {
-  state.room = { ...state.room, ...snapshot.room };
-  state.pinned = snapshot.pinned;
-  state.bag = snapshot.bag || [];
-  state.slowMode = snapshot.slow_mode || 0;
-  state.sales = new Map((snapshot.sales || []).map((sale) => [sale.id, { ...sale }]));
+  room.load(snapshot);
   $("#chat").replaceChildren();
-  for (const message of snapshot.chat || []) addChat(message);
-  viewersChanged(snapshot.viewers || 0);
-  $("#slow-mode").value = String(state.slowMode);
+  for (const message of room.chat) addChat(message);
+  viewersChanged();
+  $("#slow-mode").value = String(room.slowMode);
   renderProducts();
   renderSaleForm();
   renderSales();
   renderLive();
-  scrollChat(true);
+  scrollToEnd($("#chat"), true);
 }
 
 function apply(event) {
+  if (!room.apply(event)) return;
   switch (event.type) {
     case Event.ROOM_STATUS:
-      state.room.status = event.status;
-      renderLive();
-      break;
     case Event.STREAM_STATE:
-      state.room.stream = event.state;
       renderLive();
       break;
     case Event.PRODUCT_PINNED:
-      state.pinned = event.product;
       renderProducts();
       renderSaleForm();
       break;
     case Event.PRODUCT_UNPINNED:
-      state.pinned = null;
-      renderProducts();
-      break;
     case Event.BAG_CHANGED:
-      state.bag = event.products;
       renderProducts();
       break;
     case Event.CHAT_MESSAGE:
       addChat(event.message);
-      scrollChat(false);
+      scrollToEnd($("#chat"), false);
       break;
     case Event.CHAT_DELETED:
-      $(`#chat li[data-id="${CSS.escape(event.message_id)}"]`)?.remove();
+      removeLine($("#chat"), event.message_id);
       countChat();
       break;
     case Event.CHAT_SLOW_MODE:
-      state.slowMode = event.seconds;
-      $("#slow-mode").value = String(event.seconds);
+      $("#slow-mode").value = String(room.slowMode);
       break;
     case Event.VIEWERS:
-      viewersChanged(event.count);
+      viewersChanged();
       break;
     case Event.STOCK:
-      if (applyStock(state.sales.get(event.sale_id), event)) {
-        renderSales();
-        statsSoon();
-      }
+      renderSales();
+      statsSoon();
       break;
     case Event.SALE_TOAST: {
-      const sale = state.sales.get(event.sale_id);
+      const sale = room.sales.get(event.sale_id);
       const who = event.orders > 1 ? `${event.orders} orders` : "New order";
       toast(toasts, `${who}: ${event.quantity} × ${sale ? sale.product.title : "flash deal"}`, { kind: "buy" });
       statsSoon();
       break;
     }
     default:
-      if (SALE_EVENTS.has(event.type)) {
-        state.sales.set(event.sale.id, mergeSale(state.sales.get(event.sale.id), event.sale));
+      if (SALE_EVENTS.includes(event.type)) {
         renderSales();
         statsSoon();
       }
@@ -231,7 +200,7 @@ function apply(event) {
 }
 
 function tick() {
-  if (!state.room) return;
+  if (!room.id) return;
   renderSales();
   const since = live.since;
   $("#on-air").hidden = !since;
@@ -386,10 +355,10 @@ function liveState() {
   if (live.starting) return "connecting";
   if (live.session) {
     const pcState = live.session.pc.connectionState;
-    if (state.room?.stream === "online" && pcState === "connected") return "live";
+    if (room.stream === "online" && pcState === "connected") return "live";
     return "connecting";
   }
-  if (state.room?.status === "ended") return "ended";
+  if (room.status === "ended") return "ended";
   return "offline";
 }
 
@@ -421,7 +390,7 @@ function renderLive() {
 // --- the product bag --------------------------------------------------------------------------------
 
 function inBag(productId) {
-  return state.bag.some((product) => product.id === productId);
+  return room.bag.some((product) => product.id === productId);
 }
 
 async function setBag(ids) {
@@ -435,7 +404,7 @@ async function setBag(ids) {
 
 async function present(product) {
   try {
-    if (!inBag(product.id)) await socket.request(Command.BAG_SET, { product_ids: [...state.bag.map((p) => p.id), product.id] });
+    if (!inBag(product.id)) await socket.request(Command.BAG_SET, { product_ids: [...room.bag.map((p) => p.id), product.id] });
     await socket.request(Command.PRODUCT_PIN, { product_id: product.id });
   } catch (error) {
     toast(toasts, `Couldn't present it: ${error.message}`, { kind: "error" });
@@ -450,14 +419,14 @@ function renderProducts() {
   }
   list.replaceChildren(
     ...state.products.map((product) => {
-      const pinned = state.pinned?.id === product.id;
+      const pinned = room.pinned?.id === product.id;
       const bagged = inBag(product.id);
       const toggle = h("input", {
         type: "checkbox",
         checked: bagged,
         on: {
           change: (change) => {
-            const ids = state.bag.map((item) => item.id).filter((id) => id !== product.id);
+            const ids = room.bag.map((item) => item.id).filter((id) => id !== product.id);
             if (change.target.checked) ids.push(product.id);
             setBag(ids);
           },
@@ -495,8 +464,8 @@ function renderProducts() {
   );
   text(
     $("#bag-note"),
-    state.bag.length
-      ? `${state.bag.length} of ${state.products.length} products in the bag: viewers can browse them.`
+    room.bag.length
+      ? `${room.bag.length} of ${state.products.length} products in the bag: viewers can browse them.`
       : "The bag is empty: add products so viewers can browse them.",
   );
 }
@@ -507,14 +476,14 @@ $("#bag-all").addEventListener("click", () => setBag(state.products.map((product
 
 function renderSaleForm() {
   const select = $("#sale-product");
-  const chosen = select.value || state.pinned?.id;
+  const chosen = select.value || room.pinned?.id;
   select.replaceChildren(
     ...state.products.map((product) =>
       h("option", { value: product.id }, `${product.title} · ${money(product.price, product.currency)}`),
     ),
   );
   if (chosen && state.products.some((product) => product.id === chosen)) select.value = chosen;
-  if (state.pinned && select.dataset.touched !== "true") select.value = state.pinned.id;
+  if (room.pinned && select.dataset.touched !== "true") select.value = room.pinned.id;
   suggestPrice();
 }
 
@@ -558,16 +527,16 @@ $("#sale-form").addEventListener("submit", async (submit) => {
     duration_seconds: Number($("#sale-duration").value),
   };
   try {
-    const merchant = encodeURIComponent(state.room.merchant_id);
+    const merchant = encodeURIComponent(room.merchantId);
     const sale = await api(`/api/merchants/${merchant}/rooms/${encodeURIComponent(roomId)}/sales`, {
       method: "POST",
       token: state.token,
       body,
     });
-    state.sales.set(sale.id, mergeSale(state.sales.get(sale.id), sale));
+    room.putSale(sale);
     renderSales();
     toast(toasts, `Flash sale set: ${product.title} starts in ${body.countdown_seconds} s`, { kind: "ok" });
-    if (state.pinned?.id !== product.id) present(product);
+    if (room.pinned?.id !== product.id) present(product);
     $("#sale-price").dataset.touched = "false";
   } catch (problem) {
     text(error, problem.message);
@@ -579,12 +548,12 @@ $("#sale-form").addEventListener("submit", async (submit) => {
 
 async function endSale(sale) {
   try {
-    const merchant = encodeURIComponent(state.room.merchant_id);
+    const merchant = encodeURIComponent(room.merchantId);
     const ended = await api(`/api/merchants/${merchant}/sales/${encodeURIComponent(sale.id)}/end`, {
       method: "POST",
       token: state.token,
     });
-    state.sales.set(ended.id, mergeSale(state.sales.get(ended.id), ended));
+    room.putSale(ended);
     renderSales();
   } catch (error) {
     toast(toasts, `Couldn't end the sale: ${error.message}`, { kind: "error" });
@@ -595,10 +564,10 @@ const saleNodes = new Map(); // sale id -> the parts of its list item that chang
 
 function renderSales() {
   const now = socket ? socket.serverNow() : Date.now();
-  const sales = [...state.sales.values()].sort((a, b) => b.starts_at - a.starts_at);
+  const sales = [...room.sales.values()].sort((a, b) => b.starts_at - a.starts_at);
   const list = $("#sales");
   for (const [saleId, parts] of saleNodes) {
-    if (!state.sales.has(saleId)) {
+    if (!room.sales.has(saleId)) {
       parts.item.remove();
       saleNodes.delete(saleId);
     }
@@ -691,9 +660,9 @@ function statsSoon() {
 }
 
 async function refreshStats() {
-  if (!state.room) return;
+  if (!room.id) return;
   try {
-    const merchant = encodeURIComponent(state.room.merchant_id);
+    const merchant = encodeURIComponent(room.merchantId);
     const stats = await api(`/api/merchants/${merchant}/rooms/${encodeURIComponent(roomId)}/stats`, {
       token: state.token,
     });
@@ -720,39 +689,25 @@ function setStat(selector, value) {
   tile.classList.add("bump");
 }
 
-function viewersChanged(count) {
-  state.viewers = count;
-  state.peak = Math.max(state.peak, count);
-  setStat("#stat-viewers", compact(count));
+function viewersChanged() {
+  state.peak = Math.max(state.peak, room.viewers);
+  setStat("#stat-viewers", compact(room.viewers));
   setStat("#stat-peak", compact(state.peak));
 }
 
 // --- chat and moderation --------------------------------------------------------------------------------
 
 function addChat(message) {
-  const staff = Boolean(ROLE_BADGES[message.role]);
   const actions = h("div.mod-actions", {}, modButton("Delete", () => moderate(Command.CHAT_DELETE, { message_id: message.id })));
-  if (!staff) {
+  if (!roleBadge(message.role)) {
     actions.append(
       modButton("Mute 5 min", () => restrict(message, "muted", 300)),
       modButton("Ban", () => restrict(message, "banned")),
     );
   }
-  const item = h(
-    staff ? "li.staff" : "li",
-    { dataset: { id: message.id, user: message.user_id } },
-    h(
-      "div.line",
-      {},
-      staff ? h("span.role", {}, ROLE_BADGES[message.role]) : null,
-      h("span.name", {}, message.name),
-      h("span.text", {}, message.text),
-    ),
-    actions,
-  );
-  const chat = $("#chat");
-  chat.append(item);
-  while (chat.children.length > 300) chat.firstElementChild.remove();
+  const item = chatLine(message);
+  item.append(actions);
+  appendLine($("#chat"), item, MAX_CHAT_NODES);
   countChat();
 }
 
@@ -763,11 +718,6 @@ function modButton(label, handler) {
 function countChat() {
   const count = $("#chat").children.length;
   text($("#chat-count"), count ? `${count} message${count === 1 ? "" : "s"} · hover one to moderate` : "No messages yet.");
-}
-
-function scrollChat(force) {
-  const chat = $("#chat");
-  if (force || chat.scrollHeight - chat.scrollTop - chat.clientHeight < 80) chat.scrollTop = chat.scrollHeight;
 }
 
 async function moderate(command, fields) {
@@ -827,7 +777,7 @@ $("#slow-mode").addEventListener("change", async (change) => {
   if (await moderate(Command.CHAT_SLOW_MODE, { seconds })) {
     toast(toasts, seconds ? `Slow mode on: one message per ${change.target.selectedOptions[0].text} per viewer` : "Slow mode off");
   } else {
-    change.target.value = String(state.slowMode);
+    change.target.value = String(room.slowMode);
   }
 });
 
@@ -870,7 +820,7 @@ function renderBlocklist() {
 
 async function saveBlocklist(words) {
   try {
-    const saved = await api(`/api/merchants/${encodeURIComponent(state.room.merchant_id)}/blocklist`, {
+    const saved = await api(`/api/merchants/${encodeURIComponent(room.merchantId)}/blocklist`, {
       method: "PUT",
       token: state.token,
       body: { words },

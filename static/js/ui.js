@@ -109,31 +109,3 @@ export async function copyText(value) {
     return copied;
   }
 }
-
-/** The live status of a sale at `now` (server clock, ms): scheduled, live, sold_out or ended. */
-export function saleStatus(sale, now) {
-  if (sale.status === "ended" || now >= sale.ends_at) return "ended";
-  if (now < sale.starts_at) return "scheduled";
-  if (sale.available <= 0 && sale.held <= 0) return "sold_out";
-  return "live";
-}
-
-/** Apply a stock event to a known sale, unless it is older than what is known. */
-export function applyStock(sale, stock) {
-  if (!sale || stock.version <= sale.version) return false;
-  Object.assign(sale, {
-    available: stock.available,
-    held: stock.held,
-    sold: stock.sold,
-    version: stock.version,
-  });
-  return true;
-}
-
-/** A newer announcement of a sale, keeping the stock already known if it is newer. */
-export function mergeSale(known, sale) {
-  if (known && known.version > sale.version) {
-    return { ...sale, available: known.available, held: known.held, sold: known.sold, version: known.version };
-  }
-  return { ...sale };
-}

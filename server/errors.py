@@ -1,0 +1,58 @@
+"""Domain errors: what a request may be refused for, with a stable code. The edge (server.http) maps them once."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """A refusal with a stable `code`, a message for people, and the HTTP status that goes with it.
+
+    Domain code raises these (or subclasses); it never picks an HTTP response itself. Nothing
+    changed when one is raised.
+    """
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, code: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+
+
+class BadRequest(DomainError):
+    status, code = 400, "bad_request"
+
+
+class Unauthorized(DomainError):
+    status, code = 401, "invalid_token"
+
+
+class Forbidden(DomainError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(DomainError):
+    status, code = 404, "not_found"
+
+
+class Conflict(DomainError):
+    """The request is valid but the state says no (the id exists, the host is offline...)."""
+
+    status, code = 409, "conflict"
+
+
+class TooLarge(DomainError):
+    status, code = 413, "too_large"
+
+
+class UnsupportedMediaType(DomainError):
+    status, code = 415, "unsupported_media_type"
+
+
+class Unavailable(DomainError):
+    """A dependency (Redis, the process holding a room's video) cannot be reached: try again."""
+
+    status, code = 503, "unavailable"

@@ -1,0 +1,145 @@
+"""The HTTP edge: one body reader, who is calling, JSON answers, and the one mapping of errors to responses.
+
+Domain code raises server.errors.DomainError (with its code and status); a store that cannot be
+reached surfaces as a Redis or socket error. Both become `{"error": {"code", "message"}}` here,
+for every route (the exception handlers) and for the routes served ahead of Starlette
+(`error_response`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from server.access.tokens import Identity, InvalidToken
+from server.errors import BadRequest, DomainError, Forbidden, TooLarge, Unauthorized, UnsupportedMediaType
+from server.protocol import STAFF, Role
+
+if TYPE_CHECKING:
+    from server.node import Node
+
+log = logging.getLogger("livecart.http")
+
+MAX_BODY = 64 * 1024
+UNAVAILABLE = (
+    "We couldn't reach the store just now; nothing you can't repeat happened. Try again: retrying a purchase "
+    "with the same Idempotency-Key never buys twice."
+)
+STORE_ERRORS = (RedisError, OSError, EOFError)  # EOFError: a socket closed mid-reply (asyncio.IncompleteReadError)
+
+
+def node_of(connection: HTTPConnection) -> Node:
+    return connection.app.state.node  # type: ignore[no-any-return]
+
+
+def bearer(connection: HTTPConnection) -> str | None:
+    """The token from 'Authorization: Bearer …', else the 'token' query parameter (browsers' WebSockets)."""
+    header = connection.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return connection.query_params.get("token")
+
+
+def identify(connection: HTTPConnection) -> Identity:
+    try:
+        return node_of(connection).tokens.verify(bearer(connection))
+    except InvalidToken as problem:
+        raise Unauthorized(str(problem)) from None
+
+
+def require(connection: HTTPConnection, merchant_id: str, roles: frozenset[Role] = STAFF) -> Identity:
+    """The caller, who must be staff of this merchant in one of these roles."""
+    identity = identify(connection)
+    if identity.merchant_id != merchant_id or identity.role not in roles:
+        raise Forbidden("this token may not do that for this merchant")
+    return identity
+
+
+async def read_body(request: Request, media_type: str, limit: int = MAX_BODY, *, required: bool = False) -> bytes:
+    """The request body, at most `limit` bytes (never more is buffered): 413 past it, 415 for another
+    Content-Type (a missing one is taken as `media_type` unless `required`)."""
+    given = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if (given or required) and given != media_type:
+        raise UnsupportedMediaType(f"send the body with Content-Type: {media_type}")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise TooLarge(f"the body is limited to {limit} bytes")
+    return body
+
+
+async def json_body(request: Request, *, optional: bool = False) -> dict[str, Any]:
+    """A JSON object body ({} for none when `optional`). Whole numbers too big for orjson still parse."""
+    raw = await read_body(request, "application/json")
+    if optional and not raw.strip():
+        return {}
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        try:
+            data = json.loads(raw)  # orjson refuses integers past 64 bits: say what is wrong with the number instead
+        except ValueError:
+            raise BadRequest("the body is not valid JSON", "bad_json") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be a JSON object")
+    return data
+
+
+def ok(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+async def domain_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    return _error(exc.status, exc.code, exc.message)
+
+
+async def store_error(request: Request, exc: Exception) -> Response:
+    log.warning("%s %s: store unavailable: %r", request.method, request.url.path, exc)
+    return _error(503, "unavailable", UNAVAILABLE, {"Retry-After": "1"})
+
+
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """The client hung up mid-request: nobody to answer (and nothing worth a traceback)."""
+    return Response(status_code=400)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """404s and 405s: JSON under /api/, plain text elsewhere (static pages)."""
+    assert isinstance(exc, HTTPException)
+    if not request.url.path.startswith("/api/"):
+        return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    message = f"no API endpoint {request.method} {request.url.path}" if exc.status_code in (404, 405) else exc.detail
+    return _error(exc.status_code, code, message, exc.headers)
+
+
+HANDLERS = {
+    DomainError: domain_error,
+    RedisError: store_error,
+    OSError: store_error,
+    EOFError: store_error,
+    ClientDisconnect: client_gone,
+    HTTPException: http_error,
+}
+
+
+async def error_response(request: Request, exc: Exception) -> Response:
+    """The answer for an error raised by a route served ahead of Starlette (same mapping as HANDLERS)."""
+    for kind in type(exc).__mro__:
+        handler = HANDLERS.get(kind)
+        if handler is not None:
+            return await handler(request, exc)
+    raise exc

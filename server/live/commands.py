@@ -1,0 +1,90 @@
+"""What each client command does in a room, once the protocol module has parsed and role-checked it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from server.live.hub import LocalRoom
+from server.live.outbox import Viewer
+from server.protocol import Command
+
+if TYPE_CHECKING:
+    from server.node import Node
+
+Handler = Callable[["Node", LocalRoom, Viewer, Command], Awaitable[dict[str, Any] | None]]
+
+
+async def chat_send(node: Node, room: LocalRoom, viewer: Viewer, command: Command) -> dict[str, Any]:
+    assert room.state is not None
+    message_id = await node.chat.post(
+        room.id, room.state.merchant_id, room.state.slow_mode, viewer.identity, viewer.is_staff, command.fields["text"]
+    )
+    return {"message_id": message_id}
+
+
+async def like(node: Node, room: LocalRoom, viewer: Viewer, command: Command) -> None:
+    node.hub.like(room, command.fields["count"])
+    return None
+
+
+async def product_pin(node: Node, room: LocalRoom, viewer: Viewer, command: Command) -> None:
+    assert room.state is not None
+    await node.stage.pin(room.id, room.state.merchant_id, command.fields["product_id"])
+    return None
+
+
+async def product_unpin(node: Node, room: LocalRoom, viewer: Viewer, command: Command) -> None:
+    await node.stage.unpin(room.id)
+    return None
+
+
+async def bag_set(node: Node, room: LocalRoom, viewer: Viewer, command: Command) -> None:
+    assert room.state is not None
+    await node.stage.set_bag(room.id, room.state.merchant_id, command.fields["product_ids"])
+    return None
+
+
+async def room_status(node: Node, room: LocalRoom, viewer: Viewer, command: Command) -> None:
+    await node.stage.set_status(room.id, command.fields["status"])
+    return None
+
+
+async def chat_delete(node: Node, room: LocalRoom, viewer: Viewer, command: Command) -> None:
+    await node.chat.delete(room.id, command.fields["message_id"])
+    return None
+
+
+async def chat_mute(node: Node, room: LocalRoom, viewer: Viewer, command: Command) -> None:
+    await node.chat.mute(room.id, command.fields["user_id"], command.fields["seconds"])
+    return None
+
+
+async def chat_ban(node: Node, room: LocalRoom, viewer: Viewer, command: Command) -> None:
+    await node.chat.ban(room.id, command.fields["user_id"])
+    return None
+
+
+async def chat_unban(node: Node, room: LocalRoom, viewer: Viewer, command: Command) -> None:
+    await node.chat.unban(room.id, command.fields["user_id"])
+    return None
+
+
+async def chat_slow_mode(node: Node, room: LocalRoom, viewer: Viewer, command: Command) -> None:
+    await node.chat.set_slow_mode(room.id, command.fields["seconds"])
+    return None
+
+
+HANDLERS: dict[str, Handler] = {
+    "chat.send": chat_send,
+    "like": like,
+    "product.pin": product_pin,
+    "product.unpin": product_unpin,
+    "bag.set": bag_set,
+    "room.status": room_status,
+    "chat.delete": chat_delete,
+    "chat.mute": chat_mute,
+    "chat.ban": chat_ban,
+    "chat.unban": chat_unban,
+    "chat.slow_mode": chat_slow_mode,
+}

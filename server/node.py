@@ -1,0 +1,102 @@
+"""One server process: its id, its Redis clients, its broker, its services, and their start and stop in order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+
+from redis.asyncio import Redis
+
+from server.access.tokens import Tokens
+from server.config import Settings
+from server.live.broker import Broker
+from server.live.history import History
+from server.live.hub import Hub
+from server.live.loader import RoomLoader
+from server.rooms.catalog import Catalog
+from server.rooms.chat import Chat
+from server.rooms.presence import Presence
+from server.rooms.record import RoomRecords
+from server.rooms.stage import Stage
+from server.sales.changes import SaleChanges
+from server.sales.checkout import Checkout
+from server.sales.feed import SalesFeed
+from server.sales.payments import SandboxProvider
+from server.sales.stats import RoomStats
+from server.sales.store import Sales
+from server.store import client
+from server.store.batcher import ScriptBatcher
+from streaming.ice import IceServers
+from streaming.owners import Owners
+from streaming.relay import Relay
+
+log = logging.getLogger("livecart.node")
+
+
+class Node:
+    """Everything one server process runs, built once at start-up and shared by every handler.
+
+    `start()` starts the background work; `stop()` ends it in order (video first, so rooms still
+    hear that their stream went offline; the broker and the Redis clients last), and returns
+    within `settings.shutdown_seconds` whatever Redis does.
+    """
+
+    def __init__(self, settings: Settings, ice: IceServers) -> None:
+        assert settings.redis_url, "the launcher (python -m server) sets REDIS_URL"
+        self.id = f"{os.getpid()}-{secrets.token_hex(3)}"
+        self.settings = settings
+        self.redis = client.connect(
+            settings.redis_url,
+            pool_size=settings.redis_pool_size,
+            wait_seconds=settings.redis_pool_wait_ms / 1000,
+        )
+        self.pubsub_redis = Redis.from_url(settings.redis_url, decode_responses=True, health_check_interval=15)
+        self.broker = Broker(self.pubsub_redis)
+        self.tokens = Tokens(settings.secret_key)
+
+        self.records = RoomRecords(self.redis, settings.history_size)
+        self.catalog = Catalog(self.redis, self.records)
+        self.history = History(self.redis)
+        self.presence = Presence(self.redis, settings.presence_ttl_ms)
+        self.stage = Stage(self.catalog, self.records)
+        self.chat = Chat(self.redis, self.catalog, self.records, settings)
+
+        self.sales = Sales(self.redis, ScriptBatcher(self.redis), SaleChanges())
+        self.sales_feed = SalesFeed(self.sales, self.records, self.redis, settings)
+        self.checkout = Checkout(self.sales, SandboxProvider(self.redis, settings.sandbox_slow_card_ms))
+        self.stats = RoomStats(self.sales, self.presence)
+
+        loader = RoomLoader(self.records, self.history, self.sales, settings.history_size, settings.chat_recent)
+        self.hub = Hub(settings, self.id, self.broker, loader, self.history, self.records, self.presence)
+        self.relay = Relay(ice, on_stream=self.stage.set_stream)
+        self.owners = Owners(self.id, self.redis, self.broker, self.relay, settings)
+
+    async def start(self) -> None:
+        self.hub.start()
+        self.sales_feed.start()
+        await self.owners.start()
+
+    async def stop(self) -> None:
+        """Stop every service in order; each step gets what is left of the shutdown budget."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_seconds
+        steps: list[tuple[str, Callable[[float], Awaitable[None]]]] = [
+            ("video", self.relay.close),
+            ("video owners", self.owners.stop),
+            ("sales feed", self.sales_feed.stop),
+            ("hub", self.hub.stop),
+            ("broker", lambda _: self.broker.stop()),
+            ("pub/sub client", lambda _: self.pubsub_redis.aclose()),
+            ("redis client", lambda _: self.redis.aclose()),
+        ]
+        for name, step in steps:
+            left = max(deadline - loop.time(), 0.1)
+            try:
+                await asyncio.wait_for(step(left / 2), left)
+            except TimeoutError:
+                log.warning("shutdown: %s did not stop in time; going on", name)
+            except Exception as error:
+                log.warning("shutdown: %s failed (%r); going on", name, error)

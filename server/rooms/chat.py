@@ -1,0 +1,108 @@
+"""Chat: posting (length, block list, bans, mutes, rate limit, slow mode) and moderation. Text is data, never HTML."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+from redis.asyncio import Redis
+
+from server import keys
+from server.access.tokens import Identity
+from server.config import Settings
+from server.protocol import ErrorCode, ProtocolError, event, now_ms
+from server.rooms import record
+from server.rooms.catalog import Catalog
+from server.rooms.record import RoomRecords
+from server.store import scripts
+
+_REFUSALS = {
+    "banned": (ErrorCode.BANNED, "you have been banned from this room's chat"),
+    "muted": (ErrorCode.MUTED, "you are muted for {} more seconds"),
+    "rate_limited": (ErrorCode.RATE_LIMITED, "too many messages; wait {} seconds"),
+    "slow_mode": (ErrorCode.SLOW_MODE, "slow mode is on; wait {} seconds"),
+}
+
+
+class Chat:
+    """Post and moderate chat messages in rooms."""
+
+    def __init__(self, redis: Redis, catalog: Catalog, records: RoomRecords, settings: Settings) -> None:
+        self.redis = redis
+        self.catalog = catalog
+        self.records = records
+        self.settings = settings
+        self._check = scripts.register(redis, __file__, "chat_check")
+        self._blocklists: dict[str, tuple[float, list[str]]] = {}
+
+    async def post(
+        self, room_id: str, merchant_id: str, slow_mode: int, author: Identity, staff: bool, text: str
+    ) -> str:
+        """Post a message; return its id. Staff skip the rate limit and slow mode."""
+        text = text.strip()
+        if not text:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "the message is empty")
+        if len(text) > self.settings.chat_max_length:
+            raise ProtocolError(
+                ErrorCode.TOO_LONG, f"messages are limited to {self.settings.chat_max_length} characters"
+            )
+        lowered = text.casefold()
+        for word in await self._blocklist(merchant_id):
+            if word in lowered:
+                raise ProtocolError(ErrorCode.BLOCKED_WORD, "the message contains a blocked word")
+        if not staff:
+            verdict = await self._check(
+                keys=[
+                    keys.banned(room_id),
+                    keys.muted(room_id),
+                    keys.chat_rate(room_id, author.user_id),
+                    keys.chat_slow(room_id, author.user_id),
+                ],
+                args=[
+                    author.user_id,
+                    now_ms(),
+                    self.settings.chat_rate_count,
+                    self.settings.chat_rate_seconds,
+                    slow_mode,
+                ],
+            )
+            if verdict != "ok":
+                reason, _, seconds = verdict.partition(":")
+                code, message = _REFUSALS[reason]
+                raise ProtocolError(code, message.format(seconds))
+        message_id = secrets.token_hex(6)
+        body = {
+            "id": message_id,
+            "user_id": author.user_id,
+            "name": author.name,
+            "role": author.role.value,
+            "text": text,
+        }
+        await self.records.publish(room_id, event("chat.message", message=body))
+        return message_id
+
+    async def delete(self, room_id: str, message_id: str) -> None:
+        await self.records.publish(room_id, event("chat.deleted", message_id=message_id))
+
+    async def set_slow_mode(self, room_id: str, seconds: int) -> None:
+        await self.records.publish(room_id, event("chat.slow_mode", seconds=seconds), record.slow_mode(seconds))
+
+    async def mute(self, room_id: str, user_id: str, seconds: int) -> None:
+        await self.redis.hset(keys.muted(room_id), user_id, now_ms() + seconds * 1000)
+
+    async def ban(self, room_id: str, user_id: str) -> None:
+        await self.redis.sadd(keys.banned(room_id), user_id)
+
+    async def unban(self, room_id: str, user_id: str) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.srem(keys.banned(room_id), user_id)
+            pipe.hdel(keys.muted(room_id), user_id)
+            await pipe.execute()
+
+    async def _blocklist(self, merchant_id: str) -> list[str]:
+        cached = self._blocklists.get(merchant_id)
+        if cached is not None and time.monotonic() - cached[0] < self.settings.blocklist_cache_ms / 1000:
+            return cached[1]
+        words = [word.casefold() for word in await self.catalog.get_blocklist(merchant_id)]
+        self._blocklists[merchant_id] = (time.monotonic(), words)
+        return words

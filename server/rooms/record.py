@@ -1,0 +1,179 @@
+"""The room record: the one module that writes and parses a room's Redis hash, and that appends to its history.
+
+A room's hash holds: id, merchant_id, title, status (scheduled, live, ended), stream (online,
+offline), pinned (the product card JSON, or ""), bag (JSON list of cards), slow_mode (seconds),
+offset (of the newest durable event), epoch (changes when the history starts over), likes, and
+one field "sale:<id>" per sale (the public sale as last announced, JSON).
+
+Contract: a durable event is given the next offset of its room, stored in the room's bounded
+history and published, all atomically with the record fields that change with it
+(room_publish.lua). A latest-value event is only published (at most once delivery).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from server import keys, protocol
+from server.errors import NotFound
+from server.metrics import redis_timer
+from server.store import scripts
+
+_SALE = "sale:"
+
+
+class UnknownRoom(NotFound):
+    """The room does not exist (or no longer does)."""
+
+    def __init__(self, room_id: str) -> None:
+        super().__init__(f"no room '{room_id}'")
+        self.room_id = room_id
+
+
+@dataclass(frozen=True)
+class Room:
+    """What anyone may know of a room (its public card)."""
+
+    id: str
+    merchant_id: str
+    title: str
+    status: str
+    stream: str
+
+    def public(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RoomRecord:
+    """A room's whole record, parsed."""
+
+    room: Room
+    pinned: dict[str, Any] | None
+    bag: list[dict[str, Any]]
+    slow_mode: int
+    offset: int
+    epoch: str
+    likes: int
+    sales: dict[str, dict[str, Any]]  # sale id -> public sale as last announced
+
+    @classmethod
+    def parse(cls, fields: dict[str, str]) -> RoomRecord:
+        return cls(
+            room=Room(fields["id"], fields["merchant_id"], fields["title"], fields["status"], fields["stream"]),
+            pinned=orjson.loads(fields["pinned"]) if fields["pinned"] else None,
+            bag=orjson.loads(fields["bag"]),
+            slow_mode=int(fields["slow_mode"]),
+            offset=int(fields["offset"]),
+            epoch=fields["epoch"],
+            likes=int(fields["likes"]),
+            sales={name[len(_SALE) :]: orjson.loads(raw) for name, raw in fields.items() if name.startswith(_SALE)},
+        )
+
+
+# The record fields that change with each kind of durable event (passed to RoomRecords.publish).
+Change = dict[str, str | int]
+
+
+def pinned(card: dict[str, Any] | None) -> Change:
+    return {"pinned": orjson.dumps(card).decode() if card is not None else ""}
+
+
+def bag(cards: list[dict[str, Any]]) -> Change:
+    return {"bag": orjson.dumps(cards).decode()}
+
+
+def status(value: str) -> Change:
+    return {"status": value}
+
+
+def stream(online: bool) -> Change:
+    return {"stream": "online" if online else "offline"}
+
+
+def slow_mode(seconds: int) -> Change:
+    return {"slow_mode": seconds}
+
+
+def sale(public_sale: dict[str, Any]) -> Change:
+    return {f"{_SALE}{public_sale['id']}": orjson.dumps(public_sale).decode()}
+
+
+class RoomRecords:
+    """Create, read and change room records; publish their events (see the module contract)."""
+
+    def __init__(self, redis: Redis, history_size: int = 1000) -> None:
+        self.redis = redis
+        self.history_size = history_size
+        self._create = scripts.register(redis, __file__, "room_create")
+        self._publish = scripts.register(redis, __file__, "room_publish")
+
+    async def create(self, merchant_id: str, room_id: str, title: str) -> Room | None:
+        """A new room, scheduled and offline; None when the id is taken."""
+        fields: Change = {
+            "id": room_id,
+            "merchant_id": merchant_id,
+            "title": title,
+            "status": "scheduled",
+            "stream": "offline",
+            "pinned": "",
+            "bag": "[]",
+            "slow_mode": 0,
+            "offset": 0,
+            "epoch": secrets.token_hex(4),
+            "likes": 0,
+        }
+        pairs = [item for pair in fields.items() for item in pair]
+        created = await self._create(
+            keys=[keys.room(room_id), keys.merchant_rooms(merchant_id)], args=[room_id, *pairs]
+        )
+        return Room(room_id, merchant_id, title, "scheduled", "offline") if created else None
+
+    async def get(self, room_id: str) -> RoomRecord | None:
+        fields = await self.redis.hgetall(keys.room(room_id))
+        return RoomRecord.parse(fields) if fields else None
+
+    async def card(self, room_id: str) -> Room | None:
+        values = await self.redis.hmget(keys.room(room_id), ["id", "merchant_id", "title", "status", "stream"])
+        return None if values[0] is None else Room(*values)
+
+    async def cards(self, merchant_id: str) -> list[Room]:
+        """The merchant's rooms, by id."""
+        ids = sorted(await self.redis.smembers(keys.merchant_rooms(merchant_id)))
+        found = [await self.card(room_id) for room_id in ids]
+        return [room for room in found if room is not None]
+
+    async def publish(self, room_id: str, event: dict[str, Any], change: Change | None = None) -> int:
+        """Publish a durable event with the record fields it changes; return its offset."""
+        args: list[str | int] = [keys.channel(room_id), protocol.encode(event), self.history_size]
+        for field, value in (change or {}).items():
+            args += [field, value]
+        try:
+            with redis_timer("publish"):
+                return int(await self._publish(keys=[keys.room(room_id), keys.history(room_id)], args=args))
+        except ResponseError as error:
+            if str(error).startswith("NOROOM"):
+                raise UnknownRoom(room_id) from None
+            raise
+
+    async def publish_latest(self, room_id: str, event: dict[str, Any]) -> None:
+        """Publish a latest-value event (viewer count, likes, stock, toast) to every process."""
+        await self.redis.publish(keys.channel(room_id), protocol.bus_message(protocol.encode(event)))
+
+    async def add_likes(self, room_id: str, count: int) -> int:
+        """Add likes to a room; return its new total."""
+        return int(await self.redis.hincrby(keys.room(room_id), "likes", count))
+
+    async def offsets(self, room_ids: list[str]) -> dict[str, int]:
+        """Each room's newest offset, in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for room_id in room_ids:
+                pipe.hget(keys.room(room_id), "offset")
+            values = await pipe.execute()
+        return {room_id: int(value or 0) for room_id, value in zip(room_ids, values, strict=True)}

@@ -1,0 +1,1 @@
+"""Flash sales: records, the Redis store, the feed that tells rooms, checkout and payments, routes, room stats."""

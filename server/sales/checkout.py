@@ -1,0 +1,129 @@
+"""Checkout: the one way a buyer's order moves (buy, pay, cancel, read), and a merchant's export.
+
+Payment goes through the provider.
+
+Checkout never charges for an order it could not mark paid: the card is authorized first, the
+sale's pay script then decides (hold still valid, by the Redis clock), and only then is the
+authorization captured; when the script refuses (the hold expired meanwhile, the classic flash
+sale bug), the authorization is voided and no unit moves.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from server.sales.payments import PaymentProvider
+from server.sales.records import Order, Outcome, Refusal, Sale, SaleRefused, refused
+from server.sales.store import Sales
+
+log = logging.getLogger("livecart.orders")
+
+ORDER_STATUSES = ("held", "paid", "expired", "cancelled")
+EXPORT_FIELDS = (
+    "order_id",
+    "sale_id",
+    "room_id",
+    "product_id",
+    "product_title",
+    "user_id",
+    "quantity",
+    "unit_price",
+    "amount",
+    "currency",
+    "status",
+    "created_at",
+    "hold_expires_at",
+    "paid_at",
+    "closed_at",
+    "payment_ref",
+)
+
+_DECLINES = {
+    "insufficient_funds": "Your card has insufficient funds.",
+    "expired_card": "Your card has expired.",
+    "incorrect_number": "That card number isn't valid.",
+}
+
+
+class Checkout:
+    """A buyer's orders and a merchant's export, on top of Sales and a payment provider."""
+
+    def __init__(self, sales: Sales, provider: PaymentProvider) -> None:
+        self.sales = sales
+        self.provider = provider
+
+    async def buy(self, sale_id: str, user_id: str, key: str, quantity: int) -> Outcome:
+        """Hold units for the buyer (a new order), or return the order this idempotency key made before."""
+        return await self.sales.reserve(sale_id, user_id, key, quantity)
+
+    async def get(self, order_id: str, user_id: str) -> tuple[Order, Sale]:
+        """The user's own order; another user's is refused with not_your_order."""
+        order, sale = await self.sales.order(order_id)
+        if order.user_id != user_id:
+            raise refused(Refusal.NOT_YOUR_ORDER)
+        return order, sale
+
+    async def pay(self, order_id: str, user_id: str, card_number: str) -> Outcome:
+        """Authorize the card, mark the order paid, capture; or refuse, voiding the authorization."""
+        order, sale = await self.get(order_id, user_id)
+        if order.status != "held":
+            code = {"paid": Refusal.ALREADY_PAID, "cancelled": Refusal.ORDER_CANCELLED}.get(
+                order.status, Refusal.HOLD_EXPIRED
+            )
+            raise refused(code)
+        authorization = await self.provider.authorize(
+            reference=order_id, amount=sale.price * order.quantity, currency=sale.currency, card_number=card_number
+        )
+        if not authorization.approved:
+            reason = _DECLINES.get(authorization.decline_code or "", "Your card was declined.")
+            raise SaleRefused(Refusal.PAYMENT_DECLINED, f"{reason} Try another card before your reservation expires.")
+        try:
+            outcome = await self.sales.pay(order_id, user_id, authorization.id)
+        except SaleRefused:
+            await self.provider.void(authorization.id)
+            raise
+        try:
+            await self.provider.capture(authorization.id)
+        except Exception:  # the order is paid and the funds authorized: reconcile, do not fail the buyer
+            log.exception("order %s paid but capture of %s failed: reconcile", order_id, authorization.id)
+        return outcome
+
+    async def cancel(self, order_id: str, user_id: str) -> Outcome:
+        return await self.sales.cancel(order_id, user_id)
+
+    async def export(self, merchant_id: str, status: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        """The merchant's orders (optionally of one status), sale by sale, oldest first within a sale."""
+        for sale in await self.sales.list(merchant_id):
+            for order in await self.sales.orders(sale.id):
+                if status is None or order.status == status:
+                    yield export_row(order, sale)
+
+
+def export_row(order: Order, sale: Sale) -> dict[str, Any]:
+    return {
+        "order_id": order.id,
+        "sale_id": sale.id,
+        "room_id": sale.room_id,
+        "product_id": sale.product["id"],
+        "product_title": sale.product["title"],
+        "user_id": order.user_id,
+        "quantity": order.quantity,
+        "unit_price": sale.price,
+        "amount": sale.price * order.quantity,
+        "currency": sale.currency,
+        "status": order.status,
+        "created_at": _iso(order.created_at),
+        "hold_expires_at": _iso(order.hold_expires_at),
+        "paid_at": _iso(order.paid_at),
+        "closed_at": _iso(order.closed_at),
+        "payment_ref": order.payment_ref,
+    }
+
+
+def _iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,137 @@
+"""What rooms hear of their sales, and the sale clock: announcements, coalesced stock, sampled toasts, expired holds.
+
+Every server process runs one feed. Nothing here decides anything about stock or orders (the sale
+scripts do); it tells rooms what happened and makes time pass for sales nobody is buying from:
+
+- Announcements (durable room events sale.created / started / sold_out / ended) are claimed
+  per sale in Redis before publishing, so one process tells each step (at least once: a process
+  that dies mid-way leaves a claim that lapses, and another tells it again; applying a step
+  twice changes nothing).
+- Stock reaches the room at most every STOCK_INTERVAL_MS per sale, whatever the purchase rate:
+  the sales this process changed (server.sales.changes) are flushed that often; a script reads
+  the counters and claims the publish, only if no process published in the interval.
+- Toasts ("someone just bought") are sampled: one per sale per TOAST_INTERVAL_MS per process.
+- The clock visits each sale when something is due (the start, the end, the first hold to
+  expire; a live sale at least every LIVE_REVISIT_MS), releases expired holds and announces.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+
+from redis.asyncio import Redis
+
+from server import keys
+from server.config import Settings
+from server.protocol import SALE_EVENTS, SALE_STATUSES, event, now_ms
+from server.rooms import record
+from server.rooms.record import RoomRecords, UnknownRoom
+from server.sales.store import Sales
+from server.tasks import Tasks
+
+log = logging.getLogger("livecart.sales")
+
+DUE_BATCH = 100
+
+
+class SalesFeed:
+    """This process's announcer, stock and toast publisher, and sale clock (see the module docstring)."""
+
+    def __init__(self, sales: Sales, records: RoomRecords, redis: Redis, settings: Settings) -> None:
+        self.sales = sales
+        self.changes = sales.changes
+        self.records = records
+        self.redis = redis
+        self.settings = settings
+        self.token = secrets.token_hex(6)  # this process, in announcement claims
+        self._last_toast: dict[str, float] = {}
+        self.tasks = Tasks("sales")
+
+    def start(self) -> None:
+        self.tasks.every(self.settings.stock_interval_ms / 1000, self.flush, "stock")
+        self.tasks.every(self.settings.sale_clock_ms / 1000, self.tick, "clock")
+
+    async def stop(self, timeout: float) -> None:
+        await self.tasks.stop(timeout)
+
+    # --- announcements -----------------------------------------------------------------------
+
+    async def announce(self, sale_id: str) -> int:
+        """Tell the sale's room every step that is due and unclaimed; return the last step told (-1: none)."""
+        told = -1
+        claim_ms = self.settings.announce_claim_ms
+        while (step := await self.sales.claim_announcement(sale_id, self.token, claim_ms)) >= 0:
+            sale = await self.sales.get(sale_id)
+            if sale is None:
+                return told
+            public = sale.public(SALE_STATUSES[step])
+            try:
+                await self.records.publish(sale.room_id, event(SALE_EVENTS[step], sale=public), record.sale(public))
+            except UnknownRoom:
+                log.warning("sale %s: room %s is gone; not announcing %s", sale_id, sale.room_id, SALE_EVENTS[step])
+            await self.sales.announced(sale_id, self.token, step)
+            told = step
+        return told
+
+    # --- stock and toasts --------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Publish the stock of the sales this process changed, and a toast where one is due."""
+        pending = self.changes.take_stock()
+        try:
+            for sale_id, room_id in list(pending.items()):
+                too_soon, stock = await self.sales.stock_to_publish(sale_id, self.settings.stock_interval_ms)
+                if stock is not None:
+                    await self.records.publish_latest(room_id, stock.event())
+                if not too_soon:  # too soon: another process published a moment ago; next time
+                    del pending[sale_id]
+        finally:
+            for sale_id, room_id in pending.items():
+                self.changes.put_back(sale_id, room_id)
+        await self._toast()
+
+    async def _toast(self) -> None:
+        now, every = time.monotonic(), self.settings.toast_interval_ms / 1000
+        bought = self.changes.bought_since()
+        for sale_id, (orders, units) in bought.items():
+            if now - self._last_toast.get(sale_id, 0.0) < every:
+                continue
+            self.changes.toasted(sale_id)
+            self._last_toast[sale_id] = now
+            sale, _ = await self.sales.terms(sale_id)
+            await self.records.publish_latest(
+                sale.room_id, event("sale.toast", sale_id=sale_id, orders=orders, quantity=units)
+            )
+        for sale_id, at in list(self._last_toast.items()):
+            if now - at > every and sale_id not in bought:
+                del self._last_toast[sale_id]
+
+    # --- the clock -----------------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        """Visit every sale whose next moment has come."""
+        due = await self.redis.zrangebyscore(keys.sales_due(), "-inf", now_ms(), start=0, num=DUE_BATCH)
+        for sale_id in due:
+            await self.visit(sale_id)
+
+    async def visit(self, sale_id: str) -> None:
+        """Release the sale's expired holds, announce what is due, and note when to come back (or never)."""
+        released = await self.sales.release_expired(sale_id)
+        if released is None:
+            await self.redis.zrem(keys.sales_due(), sale_id)
+            return
+        announced = max(released.announced, await self.announce(sale_id))
+        now = released.now
+        moments = [] if released.next_hold_expiry is None else [released.next_hold_expiry]
+        if now < released.starts_at and released.starts_at < released.ends_at:
+            moments.append(released.starts_at)
+        elif now < released.ends_at:
+            moments.append(min(released.ends_at, now + self.settings.live_revisit_ms))
+        elif announced < len(SALE_EVENTS) - 1:
+            moments.append(now + self.settings.announce_claim_ms)  # another process holds the claim to announce the end
+        if moments:
+            await self.redis.zadd(keys.sales_due(), {sale_id: min(moments)})
+        else:
+            await self.redis.zrem(keys.sales_due(), sale_id)

@@ -1,0 +1,240 @@
+"""The REST API of flash sales and orders: hosts create and end sales, viewers buy and pay, merchants audit and export.
+
+Every refusal is {"error": {"code", "message"}} with a stable code (server.sales.records.Refusal,
+plus invalid_token, forbidden, bad_json, too_large and unavailable) and a message for shoppers.
+When Redis cannot be reached the answer is 503 unavailable: a purchase may or may not have been
+recorded, and retrying it with the same Idempotency-Key is always safe.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from server.errors import BadRequest, NotFound
+from server.http import STORE_ERRORS, error_response, identify, json_body, node_of, ok, require
+from server.protocol import PRESENTERS, STAFF, Role, now_ms
+from server.sales.checkout import EXPORT_FIELDS, ORDER_STATUSES
+from server.sales.records import Refusal, Sale, check_idempotency_key, check_quantity, refused, terms_from
+
+log = logging.getLogger("livecart.sales")
+
+
+async def _merchant_sale(request: Request, roles: frozenset[Role] = STAFF) -> Sale:
+    """The sale in the path, which must be the merchant's (else unknown_sale: others' sales are not revealed)."""
+    merchant_id = request.path_params["merchant_id"]
+    require(request, merchant_id, roles)
+    sale = await node_of(request).sales.get(request.path_params["sale_id"])
+    if sale is None or sale.merchant_id != merchant_id:
+        raise refused(Refusal.UNKNOWN_SALE)
+    return sale
+
+
+async def _announce(request: Request, sale_id: str) -> None:
+    """Tell the room now; if the store fails here, the sale clock tells it a moment later (the change is made)."""
+    try:
+        await node_of(request).sales_feed.announce(sale_id)
+    except STORE_ERRORS as problem:
+        log.warning("sale %s: announcing deferred to the clock: %s", sale_id, problem)
+
+
+def _sale_body(sale: Sale) -> dict[str, Any]:
+    now = now_ms()
+    return {**sale.public(sale.status(now)), "server_time": now}
+
+
+# --- hosts ------------------------------------------------------------------------------------
+
+
+async def create_sale(request: Request) -> Response:
+    """POST /api/merchants/{m}/rooms/{r}/sales {product_id, price, quantity, per_user_limit,
+    starts_at | countdown_seconds, duration_seconds, hold_seconds?} (admin or host)."""
+    merchant_id, room_id = request.path_params["merchant_id"], request.path_params["room_id"]
+    require(request, merchant_id, PRESENTERS)
+    node = node_of(request)
+    body = await json_body(request)
+    room = await node.catalog.get_room(room_id)
+    if room is None or room.merchant_id != merchant_id:
+        raise NotFound(f"no room '{room_id}' in this shop")
+    product_id = body.get("product_id")
+    product = await node.catalog.get_product(merchant_id, product_id) if isinstance(product_id, str) else None
+    if product is None:
+        raise BadRequest("'product_id' must name one of this shop's products")
+    card = {key: value for key, value in product.public().items() if key != "merchant_id"}
+    terms = terms_from(body, merchant_id, room_id, card, node.settings.hold_seconds, now_ms())
+    sale = await node.sales.create(terms)
+    await _announce(request, sale.id)
+    return ok(_sale_body(sale), 201)
+
+
+async def list_sales(request: Request) -> Response:
+    """GET /api/merchants/{m}/sales: the merchant's sales with live stock, newest first (staff)."""
+    merchant_id = request.path_params["merchant_id"]
+    require(request, merchant_id)
+    return ok([_sale_body(sale) for sale in await node_of(request).sales.list(merchant_id)])
+
+
+async def end_sale(request: Request) -> Response:
+    """POST /api/merchants/{m}/sales/{sale_id}/end: end it now (admin or host); holds stay payable until they expire."""
+    sale = await _merchant_sale(request, PRESENTERS)
+    ended = await node_of(request).sales.end(sale.id)
+    await _announce(request, sale.id)
+    return ok(_sale_body(ended))
+
+
+async def invariant(request: Request) -> Response:
+    """GET /api/merchants/{m}/sales/{sale_id}/invariant: quantity = available + held + paid, checked (staff)."""
+    sale = await _merchant_sale(request)
+    audit = await node_of(request).sales.audit(sale.id)
+    if audit is None:
+        raise refused(Refusal.UNKNOWN_SALE)
+    return ok({"sale_id": sale.id, **audit.public(), "checked_at": now_ms()})
+
+
+async def export_csv(request: Request) -> Response:
+    """GET /api/merchants/{m}/orders.csv[?status=paid]: the merchant's orders, one row each (admin or host)."""
+    return await _export(request, "csv")
+
+
+async def export_jsonl(request: Request) -> Response:
+    """GET /api/merchants/{m}/orders.jsonl[?status=paid]: the merchant's orders, one JSON object a line."""
+    return await _export(request, "jsonl")
+
+
+async def _export(request: Request, kind: str) -> Response:
+    merchant_id = request.path_params["merchant_id"]
+    require(request, merchant_id, PRESENTERS)
+    status = request.query_params.get("status")
+    if status is not None and status not in ORDER_STATUSES:
+        raise BadRequest(f"'status' must be one of {', '.join(ORDER_STATUSES)}")
+    rows = node_of(request).checkout.export(merchant_id, status)
+    if kind == "csv":
+        body, media_type = _csv_lines(rows), "text/csv; charset=utf-8"
+    else:
+        body, media_type = _json_lines(rows), "application/x-ndjson"
+    filename = f"orders-{merchant_id}.{kind}"
+    return StreamingResponse(
+        body, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+    )
+
+
+async def _json_lines(rows: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    async for row in rows:
+        yield orjson.dumps(row) + b"\n"
+
+
+async def _csv_lines(rows: AsyncIterator[dict[str, Any]]) -> AsyncIterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(EXPORT_FIELDS)
+    async for row in rows:
+        writer.writerow([_cell(row[name]) for name in EXPORT_FIELDS])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _cell(value: object) -> object:
+    """A CSV cell that a spreadsheet will not run as a formula."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return "" if value is None else value
+
+
+# --- viewers ----------------------------------------------------------------------------------
+
+
+async def sale(request: Request) -> Response:
+    """GET /api/sales/{sale_id}: the sale's terms, status and live stock (anyone)."""
+    found = await node_of(request).sales.get(request.path_params["sale_id"])
+    if found is None:
+        raise refused(Refusal.UNKNOWN_SALE)
+    return ok(_sale_body(found))
+
+
+PURCHASE_PATH = re.compile(r"/api/sales/([^/]+)/purchases")
+
+
+async def purchase_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+    """The purchase as a bare ASGI app, the hot path of a flash sale: no middleware, no route scan.
+
+    The caller (server.app) matched PURCHASE_PATH for a POST and set scope["app"] and
+    scope["path_params"]; errors are answered as everywhere else in the API (server.http).
+    """
+    request = Request(scope, receive)
+    try:
+        response = await purchase(request)
+    except Exception as problem:
+        response = await error_response(request, problem)
+    await response(scope, receive, send)
+
+
+async def purchase(request: Request) -> Response:
+    """POST /api/sales/{sale_id}/purchases {quantity?=1} with Idempotency-Key: 201 a new hold, 200 the key's order."""
+    identity = identify(request)
+    key = check_idempotency_key(request.headers.get("idempotency-key"))
+    quantity = check_quantity((await json_body(request, optional=True)).get("quantity", 1))
+    outcome = await node_of(request).checkout.buy(request.path_params["sale_id"], identity.user_id, key, quantity)
+    return ok(outcome.order.public(outcome.sale, outcome.now), 201 if outcome.created else 200)
+
+
+async def order(request: Request) -> Response:
+    """GET /api/orders/{order_id}: the caller's own order."""
+    identity = identify(request)
+    found, sale_terms = await node_of(request).checkout.get(request.path_params["order_id"], identity.user_id)
+    return ok(found.public(sale_terms, now_ms()))
+
+
+async def pay(request: Request) -> Response:
+    """POST /api/orders/{order_id}/payment {card_number}: paid (final), or refused with nothing charged."""
+    identity = identify(request)
+    card = (await json_body(request, optional=True)).get("card_number")
+    if not isinstance(card, str) or len(card) > 40:
+        raise BadRequest("'card_number' must be the card number as a string")
+    outcome = await node_of(request).checkout.pay(request.path_params["order_id"], identity.user_id, card)
+    return ok(outcome.order.public(outcome.sale, outcome.now))
+
+
+async def cancel(request: Request) -> Response:
+    """POST /api/orders/{order_id}/cancel: give a held order up; its units go back on sale."""
+    identity = identify(request)
+    outcome = await node_of(request).checkout.cancel(request.path_params["order_id"], identity.user_id)
+    return ok(outcome.order.public(outcome.sale, outcome.now))
+
+
+# POST /api/sales/{sale_id}/purchases is served by purchase_endpoint, ahead of these (see server.app).
+async def room_stats(request: Request) -> Response:
+    """GET /api/merchants/{m}/rooms/{r}/stats: viewers now and at peak, orders, units, GMV, conversion (staff)."""
+    merchant_id, room_id = request.path_params["merchant_id"], request.path_params["room_id"]
+    require(request, merchant_id)
+    node = node_of(request)
+    room = await node.catalog.get_room(room_id)
+    if room is None or room.merchant_id != merchant_id:
+        raise NotFound(f"no room '{room_id}' in this shop")
+    return ok(await node.stats.room(merchant_id, room_id))
+
+
+routes = [
+    Route("/api/merchants/{merchant_id}/rooms/{room_id}/sales", create_sale, methods=["POST"]),
+    Route("/api/merchants/{merchant_id}/rooms/{room_id}/stats", room_stats),
+    Route("/api/merchants/{merchant_id}/sales", list_sales),
+    Route("/api/merchants/{merchant_id}/sales/{sale_id}/end", end_sale, methods=["POST"]),
+    Route("/api/merchants/{merchant_id}/sales/{sale_id}/invariant", invariant),
+    Route("/api/merchants/{merchant_id}/orders.csv", export_csv),
+    Route("/api/merchants/{merchant_id}/orders.jsonl", export_jsonl),
+    Route("/api/sales/{sale_id}", sale),
+    Route("/api/orders/{order_id}", order),
+    Route("/api/orders/{order_id}/payment", pay, methods=["POST"]),
+    Route("/api/orders/{order_id}/cancel", cancel, methods=["POST"]),
+]

@@ -1,0 +1,289 @@
+"""Flash sales in Redis: create, reserve units as expiring holds, pay, cancel, release expired holds, end, audit.
+
+Contract: every change of a sale's stock or orders is one Lua script (server/sales/lua/sale_*.lua) on the
+sale's own keys, which share one {hash tag}. The script checks the sale window against the Redis
+clock, the stock, the user's limit and the order's state, then moves the units, writes the order
+and appends the change to the sale's order log, all at once or not at all. So at every moment
+
+    quantity == available + held + paid
+
+and a user's held-or-paid units never pass the sale's per-user limit. A purchase carries the
+buyer's idempotency key: the same key returns the same order and moves stock once. Refusals
+(SaleRefused) change nothing.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import orjson
+from redis.asyncio import Redis
+
+from server import keys
+from server.protocol import now_ms
+from server.sales.changes import SaleChanges
+from server.sales.records import (
+    Audit,
+    Order,
+    Outcome,
+    Refusal,
+    Released,
+    Sale,
+    SaleRefused,
+    Stock,
+    Terms,
+    is_sale_id,
+    refusal,
+    refused,
+    sale_of_order,
+)
+from server.store import scripts
+from server.store.batcher import ScriptBatcher
+
+RELEASE_BATCH = 500  # holds one release call frees at most
+_TERMS_CACHE = 4096  # sales whose terms a process keeps
+
+
+def _sale_keys(sale_id: str) -> dict[str, str]:
+    return {
+        "sale": keys.sale(sale_id),
+        "orders": keys.sale_orders(sale_id),
+        "users": keys.sale_users(sale_id),
+        "idem": keys.sale_keys(sale_id),
+        "holds": keys.sale_holds(sale_id),
+        "log": keys.sale_log(sale_id),
+    }
+
+
+class Sales:
+    """Flash sales of every merchant, on one Redis. See the module docstring for the guarantees.
+
+    Every change it makes is noted in `changes` (stock changed, units bought), for the feed to tell
+    the rooms.
+    """
+
+    def __init__(self, redis: Redis, batcher: ScriptBatcher, changes: SaleChanges) -> None:
+        self.redis = redis
+        self.batcher = batcher
+        self.changes = changes
+        self._terms: dict[str, tuple[Sale, dict[str, str]]] = {}
+        self._create = scripts.register(redis, __file__, "sale_create")
+        self._reserve = scripts.register(redis, __file__, "sale_reserve")
+        self._pay = scripts.register(redis, __file__, "sale_pay")
+        self._cancel = scripts.register(redis, __file__, "sale_cancel")
+        self._release = scripts.register(redis, __file__, "sale_release")
+        self._end = scripts.register(redis, __file__, "sale_end")
+        self._announce = scripts.register(redis, __file__, "sale_announce")
+        self._stock = scripts.register(redis, __file__, "sale_stock")
+
+    # --- sales ---------------------------------------------------------------------------
+
+    async def create(self, terms: Terms) -> Sale:
+        """A new sale with all its units available; it opens at its start time (Redis clock)."""
+        sale_id = "s_" + secrets.token_hex(5)
+        fields = {
+            "merchant_id": terms.merchant_id,
+            "room_id": terms.room_id,
+            "product": orjson.dumps(terms.product).decode(),
+            "price": terms.price,
+            "currency": terms.currency,
+            "per_user_limit": terms.per_user_limit,
+            "hold_ms": terms.hold_ms,
+        }
+        # Listed and scheduled first: should this process die right after, the sale is not an orphan (a
+        # listing of a sale that was never made is skipped by list() and dropped by the clock).
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(keys.merchant_sales(terms.merchant_id), {sale_id: now_ms()})
+            pipe.zadd(keys.sales_due(), {sale_id: now_ms() + 1000})
+            await pipe.execute()
+        await self._create(
+            keys=[keys.sale(sale_id)],
+            args=[
+                sale_id,
+                orjson.dumps(fields).decode(),
+                terms.quantity,
+                terms.starts_at,
+                terms.countdown_ms,
+                terms.duration_ms,
+            ],
+        )
+        sale = await self.get(sale_id)
+        assert sale is not None
+        return sale
+
+    async def get(self, sale_id: str) -> Sale | None:
+        """The sale as it is now (terms, counters, end time), or None."""
+        if not is_sale_id(sale_id):
+            return None
+        fields = await self.redis.hgetall(keys.sale(sale_id))
+        return Sale.from_hash(fields) if fields else None
+
+    async def terms(self, sale_id: str) -> tuple[Sale, dict[str, str]]:
+        """The sale read once by this process (use only what never changes: not counters, not ends_at) and its keys."""
+        cached = self._terms.get(sale_id)
+        if cached is not None:
+            return cached
+        sale = await self.get(sale_id)
+        if sale is None:
+            raise refused(Refusal.UNKNOWN_SALE)
+        if len(self._terms) >= _TERMS_CACHE:
+            del self._terms[next(iter(self._terms))]
+        cached = self._terms[sale_id] = (sale, _sale_keys(sale_id))
+        return cached
+
+    async def _order_terms(self, order_id: str) -> tuple[Sale, dict[str, str]]:
+        """The terms of the sale an order id names; unknown_order when there is no such sale."""
+        try:
+            return await self.terms(sale_of_order(order_id))
+        except SaleRefused as problem:
+            if problem.code is Refusal.UNKNOWN_SALE:
+                raise refused(Refusal.UNKNOWN_ORDER) from None
+            raise
+
+    async def list(self, merchant_id: str) -> list[Sale]:
+        """The merchant's sales, newest first."""
+        ids = await self.redis.zrevrange(keys.merchant_sales(merchant_id), 0, -1)
+        sales = [await self.get(sale_id) for sale_id in ids]
+        return [sale for sale in sales if sale is not None]
+
+    async def end(self, sale_id: str) -> Sale:
+        """End the sale now (no effect on an ended one); holds already taken stay payable until they expire."""
+        sale, k = await self.terms(sale_id)
+        if not await self.batcher.call(self._end, [k["sale"]], []):
+            raise refused(Refusal.UNKNOWN_SALE)
+        await self.redis.zadd(keys.sales_due(), {sale_id: 0})
+        self.changes.stock_changed(sale_id, sale.room_id)
+        ended = await self.get(sale_id)
+        assert ended is not None
+        return ended
+
+    # --- orders --------------------------------------------------------------------------
+
+    async def reserve(self, sale_id: str, user_id: str, key: str, quantity: int) -> Outcome:
+        """Hold `quantity` units for the user until the sale's hold time passes; or return the key's earlier order."""
+        sale, k = await self.terms(sale_id)
+        order_id = f"{sale_id}.{secrets.token_hex(6)}"
+        verdict, raw, available, now = await self.batcher.call(
+            self._reserve,
+            [k["sale"], k["orders"], k["users"], k["idem"], k["holds"], k["log"]],
+            [user_id, key, quantity, order_id],
+        )
+        if verdict == "held":
+            self.changes.stock_changed(sale_id, sale.room_id)
+            return Outcome(Order.from_json(raw), sale, now, created=True)
+        if verdict == "existing":
+            order = Order.from_json(raw)
+            if order.quantity != quantity:
+                raise SaleRefused(
+                    Refusal.IDEMPOTENCY_KEY,
+                    f"This Idempotency-Key was already used for a purchase of {order.quantity}; use a new key.",
+                )
+            return Outcome(order, sale, now)
+        raise refusal(verdict, sale, available, now)
+
+    async def pay(self, order_id: str, user_id: str, payment_ref: str) -> Outcome:
+        """Mark the user's held order paid (final), unless its hold expired; idempotent per payment reference."""
+        sale, k = await self._order_terms(order_id)
+        verdict, raw, now = await self.batcher.call(
+            self._pay, [k["sale"], k["orders"], k["holds"], k["log"]], [order_id, user_id, payment_ref]
+        )
+        if verdict != "paid":
+            raise refusal(verdict, sale, 0, now)
+        order = Order.from_json(raw)
+        if order.paid_at == now:  # paid by this call (a replay has an older paid_at)
+            self.changes.stock_changed(sale.id, sale.room_id)
+            self.changes.bought(sale.id, order.quantity)
+        return Outcome(order, sale, now)
+
+    async def cancel(self, order_id: str, user_id: str) -> Outcome:
+        """The buyer gives up a held order: its units go back on sale. Cancelling twice is fine."""
+        sale, k = await self._order_terms(order_id)
+        verdict, raw, now = await self.batcher.call(
+            self._cancel, [k["sale"], k["orders"], k["users"], k["holds"], k["log"]], [order_id, user_id]
+        )
+        if verdict != "cancelled":
+            raise refusal(verdict, sale, 0, now)
+        self.changes.stock_changed(sale.id, sale.room_id)
+        return Outcome(Order.from_json(raw), sale, now)
+
+    async def order(self, order_id: str) -> tuple[Order, Sale]:
+        """An order and its sale's terms (no owner check: callers check)."""
+        sale, k = await self._order_terms(order_id)
+        raw = await self.redis.hget(k["orders"], order_id)
+        if raw is None:
+            raise refused(Refusal.UNKNOWN_ORDER)
+        return Order.from_json(raw), sale
+
+    async def orders(self, sale_id: str) -> list[Order]:
+        """Every order of the sale, oldest first."""
+        raws = await self.redis.hvals(keys.sale_orders(sale_id))
+        return sorted((Order.from_json(raw) for raw in raws), key=lambda order: (order.created_at, order.id))
+
+    # --- the clock, the feed and the merchant ----------------------------------------------
+
+    async def release_expired(self, sale_id: str) -> Released | None:
+        """Put the units of expired holds back on sale (each exactly once); None when the sale is gone."""
+        k = _sale_keys(sale_id)
+        reply = await self._release(
+            keys=[k["sale"], k["orders"], k["users"], k["holds"], k["log"]], args=[RELEASE_BATCH]
+        )
+        if not reply:
+            return None
+        count, next_hold, now, starts_at, ends_at, announced = reply
+        if count:
+            sale, _ = await self.terms(sale_id)
+            self.changes.stock_changed(sale_id, sale.room_id)
+        return Released(count, next_hold if next_hold >= 0 else None, now, starts_at, ends_at, announced)
+
+    async def claim_announcement(self, sale_id: str, token: str, lease_ms: int) -> int:
+        """The next step to tell the room (0 created, 1 started, 2 sold out, 3 ended), now claimed; -1: none."""
+        return int(await self._announce(keys=[keys.sale(sale_id)], args=["claim", token, lease_ms]))
+
+    async def announced(self, sale_id: str, token: str, step: int) -> None:
+        """The room has been told `step`; release the claim."""
+        await self._announce(keys=[keys.sale(sale_id)], args=["done", token, step])
+
+    async def stock_to_publish(self, sale_id: str, interval_ms: int) -> tuple[bool, Stock | None]:
+        """(too soon, stock): the stock when it changed since any process last published it (now
+        counted as published), None when it did not; too soon when the last publish is under
+        `interval_ms` old (try again in a moment)."""
+        reply = await self._stock(keys=[keys.sale(sale_id)], args=[interval_ms])
+        if not isinstance(reply, list):
+            return reply == -1, None
+        available, held, paid, quantity, version = (int(value) for value in reply)
+        return False, Stock.of(sale_id, available, held, paid, quantity, version)
+
+    async def stocks(self, sale_ids: list[str]) -> dict[str, Stock]:
+        """The live stock of these sales (those that exist), in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sale_id in sale_ids:
+                pipe.hmget(keys.sale(sale_id), ["available", "held", "paid", "quantity", "version"])
+            counters = await pipe.execute()
+        return {
+            sale_id: Stock.of(sale_id, *(int(value) for value in values))
+            for sale_id, values in zip(sale_ids, counters, strict=True)
+            if values[0] is not None
+        }
+
+    async def audit(self, sale_id: str) -> Audit | None:
+        """The invariant, checked: counters and a recount of orders and per-user units, in one transaction."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hmget(keys.sale(sale_id), ["quantity", "available", "held", "paid", "per_user_limit"])
+            pipe.hvals(keys.sale_orders(sale_id))
+            pipe.hvals(keys.sale_users(sale_id))
+            counters, raws, users = await pipe.execute()
+        if counters[0] is None:
+            return None
+        orders = [Order.from_json(raw) for raw in raws]
+        units = [int(value) for value in users]
+        return Audit(
+            quantity=int(counters[0]),
+            available=int(counters[1]),
+            held=int(counters[2]),
+            paid=int(counters[3]),
+            orders_held=sum(order.quantity for order in orders if order.status == "held"),
+            orders_paid=sum(order.quantity for order in orders if order.status == "paid"),
+            users_units=sum(units),
+            max_user_units=max(units, default=0),
+            per_user_limit=int(counters[4]),
+        )

@@ -1,0 +1,105 @@
+// A room as a page knows it: built from a snapshot and kept current by applying events. No DOM, no I/O.
+
+import { Event, SALE_EVENTS } from "./protocol.js";
+
+const SALE_STOCK = ["available", "held", "sold", "version"];
+
+export class RoomState {
+  /** An empty room; `chatLimit` bounds the chat kept (the oldest message goes first). */
+  constructor({ chatLimit = 120 } = {}) {
+    this.chatLimit = chatLimit;
+    this.load({});
+  }
+
+  /** Replace everything with a snapshot; `{room}` alone (a room record from the REST API) is a bare start. */
+  load(snapshot) {
+    const room = snapshot.room || {};
+    this.id = room.id ?? null;
+    this.merchantId = room.merchant_id ?? null;
+    this.title = room.title ?? "";
+    this.status = room.status ?? null;
+    this.stream = room.stream ?? null;
+    this.pinned = snapshot.pinned || null;
+    this.bag = snapshot.bag || [];
+    this.chat = (snapshot.chat || []).slice(-this.chatLimit);
+    this.slowMode = snapshot.slow_mode || 0;
+    this.viewers = snapshot.viewers || 0;
+    this.likes = snapshot.likes || 0;
+    this.sales = new Map((snapshot.sales || []).map((sale) => [sale.id, { ...sale }])); // id -> sale, live stock
+    this.offset = snapshot.offset ?? null; // the last durable event applied
+    this.epoch = snapshot.epoch ?? null;
+  }
+
+  /** Apply one event; false when there is nothing new to show (stock no newer than known, an unknown type). */
+  apply(event) {
+    if (typeof event.offset === "number") this.offset = event.offset;
+    switch (event.type) {
+      case Event.ROOM_STATUS:
+        this.status = event.status;
+        return true;
+      case Event.STREAM_STATE:
+        this.stream = event.state;
+        return true;
+      case Event.PRODUCT_PINNED:
+        this.pinned = event.product;
+        return true;
+      case Event.PRODUCT_UNPINNED:
+        this.pinned = null;
+        return true;
+      case Event.BAG_CHANGED:
+        this.bag = event.products;
+        return true;
+      case Event.CHAT_MESSAGE:
+        this.chat.push(event.message);
+        if (this.chat.length > this.chatLimit) this.chat.shift();
+        return true;
+      case Event.CHAT_DELETED:
+        this.chat = this.chat.filter((message) => message.id !== event.message_id);
+        return true;
+      case Event.CHAT_SLOW_MODE:
+        this.slowMode = event.seconds;
+        return true;
+      case Event.VIEWERS:
+        this.viewers = event.count;
+        return true;
+      case Event.LIKES:
+        this.likes = event.total;
+        return true;
+      case Event.STOCK:
+        return this._applyStock(event);
+      case Event.SALE_TOAST:
+        return true; // nothing to keep: the page shows it
+      default:
+        if (!SALE_EVENTS.includes(event.type)) return false;
+        this.putSale(event.sale);
+        return true;
+    }
+  }
+
+  /** A sale as announced (by an event or a REST reply): terms and status, and stock unless the known one is newer. */
+  putSale(sale) {
+    const known = this.sales.get(sale.id);
+    const kept = known && known.version > sale.version ? pick(known, SALE_STOCK) : {};
+    this.sales.set(sale.id, { ...sale, ...kept });
+  }
+
+  /** Live stock of a known sale, unless it is not newer (by `version`) than the stock known. */
+  _applyStock(stock) {
+    const sale = this.sales.get(stock.sale_id);
+    if (!sale || stock.version <= sale.version) return false;
+    Object.assign(sale, pick(stock, SALE_STOCK));
+    return true;
+  }
+}
+
+/** The live status of a sale at `now` (server clock, ms): scheduled, live, sold_out or ended. */
+export function saleStatus(sale, now) {
+  if (sale.status === "ended" || now >= sale.ends_at) return "ended";
+  if (now < sale.starts_at) return "scheduled";
+  if (sale.available <= 0 && sale.held <= 0) return "sold_out";
+  return "live";
+}
+
+function pick(source, names) {
+  return Object.fromEntries(names.map((name) => [name, source[name]]));
+}

@@ -1,0 +1,237 @@
+"""Property-based: random reserve / pay / expire / cancel / retry / end sequences on real Redis keep every guarantee.
+
+The machine calls the Lua-backed Python API (Sales, Checkout with the sandbox provider) directly and
+keeps a model of what each call must do. After every step: quantity = available + held + paid,
+the counters match the model and a recount of the orders, and nobody holds more than the limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+from redis.asyncio import Redis
+
+from server.sales.changes import SaleChanges
+from server.sales.checkout import Checkout
+from server.sales.payments import SandboxProvider
+from server.sales.records import Refusal, SaleRefused, Terms, check_quantity
+from server.sales.store import Sales
+from server.store.batcher import ScriptBatcher
+from server.store.embedded import EmbeddedRedis
+
+QUANTITY = 6
+LIMIT = 3
+HOLD_MS = 80
+USERS = ("alice", "bob", "carol")
+CARDS = {"4242424242424242": True, "4000000000000002": False}
+MOSTLY = st.sampled_from((True, True, True, False))  # own order / good card, most of the time
+T = TypeVar("T")
+
+
+@dataclass
+class Expected:
+    user: str
+    quantity: int
+    status: str
+    expires: int
+
+
+class SaleMachine(RuleBasedStateMachine):
+    redis_url: ClassVar[str]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runner = asyncio.Runner()
+        self.redis: Redis = self.run(self._connect())
+        self.sales = Sales(self.redis, ScriptBatcher(self.redis), SaleChanges())
+        self.orders = Checkout(self.sales, SandboxProvider(self.redis))
+        terms = Terms(
+            merchant_id="prop",
+            room_id="prop",
+            product={"id": "p", "title": "Thing", "image_url": "", "price": 100, "currency": "USD"},
+            price=50,
+            currency="USD",
+            quantity=QUANTITY,
+            per_user_limit=LIMIT,
+            starts_at=int(time.time() * 1000) - 1000,
+            countdown_ms=0,
+            duration_ms=600_000,
+            hold_ms=HOLD_MS,
+        )
+        self.sale_id = self.run(self.sales.create(terms)).id
+        self.keys: dict[tuple[str, str], str] = {}
+        self.model: dict[str, Expected] = {}
+        self.ended = False
+
+    async def _connect(self) -> Redis:
+        return Redis.from_url(self.redis_url, decode_responses=True)
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return self.runner.run(coroutine)
+
+    def teardown(self) -> None:
+        self.run(self.redis.aclose())
+        self.runner.close()
+
+    def units(self, user: str | None = None, status: str | None = None) -> int:
+        return sum(
+            order.quantity
+            for order in self.model.values()
+            if (user is None or order.user == user)
+            and (order.status in ("held", "paid") if status is None else order.status == status)
+        )
+
+    def draw_order(self, data: st.DataObject) -> str:
+        """One of the orders, by when it was made (order ids are random: replays must draw the same)."""
+        return list(self.model)[data.draw(st.integers(0, len(self.model) - 1))]
+
+    def refusal(self, call: Coroutine[Any, Any, Any]) -> Refusal | None:
+        try:
+            self.run(call)
+        except SaleRefused as problem:
+            return problem.code
+        return None
+
+    # --- rules -----------------------------------------------------------------------------
+
+    @rule(user=st.sampled_from(USERS), key=st.sampled_from(("k1", "k2", "k3")), quantity=st.integers(-1, LIMIT + 1))
+    def reserve(self, user: str, key: str, quantity: int) -> None:
+        """Buy (or retry: a key already used by this user)."""
+        earlier = self.keys.get((user, key))
+        try:
+            check_quantity(quantity)
+            outcome = self.run(self.sales.reserve(self.sale_id, user, key, quantity))
+        except SaleRefused as problem:
+            if earlier is not None and quantity >= 1:
+                assert problem.code is Refusal.IDEMPOTENCY_KEY and self.model[earlier].quantity != quantity
+            elif quantity < 1:
+                assert problem.code is Refusal.BAD_QUANTITY
+            elif self.ended:
+                assert problem.code is Refusal.ENDED
+            elif self.units(user) + quantity > LIMIT:
+                assert problem.code is Refusal.LIMIT_REACHED
+            else:
+                assert problem.code is Refusal.SOLD_OUT
+                assert QUANTITY - self.units() < quantity
+            return
+        if earlier is not None:
+            assert not outcome.created and outcome.order.id == earlier
+            assert outcome.order.quantity == quantity
+            return
+        assert outcome.created and not self.ended
+        assert self.units(user) + quantity <= LIMIT and self.units() + quantity <= QUANTITY
+        assert outcome.order.hold_expires_at == outcome.now + HOLD_MS
+        self.keys[(user, key)] = outcome.order.id
+        self.model[outcome.order.id] = Expected(user, quantity, "held", outcome.order.hold_expires_at)
+
+    @precondition(lambda self: self.model)
+    @rule(data=st.data(), good_card=MOSTLY, own=MOSTLY)
+    def pay(self, data: st.DataObject, good_card: bool, own: bool) -> None:
+        """Pay an order (someone else's, sometimes) with a good or a declined card."""
+        order_id = self.draw_order(data)
+        expected = self.model[order_id]
+        card = next(number for number, good in CARDS.items() if good is good_card)
+        payer = expected.user if own else next(user for user in USERS if user != expected.user)
+        try:
+            outcome = self.run(self.orders.pay(order_id, payer, card))
+        except SaleRefused as problem:
+            if not own:
+                assert problem.code is Refusal.NOT_YOUR_ORDER
+            elif expected.status == "held" and problem.code is Refusal.HOLD_EXPIRED:
+                assert self.run(self._now()) >= expected.expires
+            elif expected.status == "held":
+                assert problem.code is Refusal.PAYMENT_DECLINED and not CARDS[card]
+            else:
+                assert (
+                    problem.code
+                    is {
+                        "paid": Refusal.ALREADY_PAID,
+                        "cancelled": Refusal.ORDER_CANCELLED,
+                        "expired": Refusal.HOLD_EXPIRED,
+                    }[expected.status]
+                )
+            return
+        assert own and CARDS[card] and expected.status == "held" and outcome.now < expected.expires
+        assert outcome.order.status == "paid"
+        expected.status = "paid"
+
+    @precondition(lambda self: self.model)
+    @rule(data=st.data(), own=MOSTLY)
+    def cancel(self, data: st.DataObject, own: bool) -> None:
+        """Cancel an order (someone else's, sometimes)."""
+        order_id = self.draw_order(data)
+        expected = self.model[order_id]
+        caller = expected.user if own else next(user for user in USERS if user != expected.user)
+        code = self.refusal(self.orders.cancel(order_id, caller))
+        if not own:
+            assert code is Refusal.NOT_YOUR_ORDER
+        elif expected.status in ("held", "cancelled"):
+            assert code is None
+            expected.status = "cancelled"
+        else:
+            assert code is {"paid": Refusal.ALREADY_PAID, "expired": Refusal.HOLD_EXPIRED}[expected.status]
+
+    @rule(wait=st.booleans())
+    def expire(self, wait: bool) -> None:
+        """Time passes (beyond every hold, when `wait`); the clock releases what expired, each once."""
+        held = [order.expires for order in self.model.values() if order.status == "held"]
+        if wait and held:
+            time.sleep(max(0, max(held) - self.run(self._now()) + 5) / 1000)
+        released = self.run(self.sales.release_expired(self.sale_id))
+        assert released is not None
+        due = [order for order in self.model.values() if order.status == "held" and order.expires <= released.now]
+        assert released.count == len(due)
+        for order in due:
+            order.status = "expired"
+        again = self.run(self.sales.release_expired(self.sale_id))
+        assert again is not None and again.count == 0
+
+    @precondition(lambda self: not self.ended and len(self.model) >= 4)
+    @rule()
+    def end(self) -> None:
+        """The host ends the sale (once a few orders exist)."""
+        self.run(self.sales.end(self.sale_id))
+        self.ended = True
+
+    # --- after every step ---------------------------------------------------------------------
+
+    @invariant()
+    def stock_adds_up(self) -> None:
+        audit = self.run(self.sales.audit(self.sale_id))
+        assert audit is not None and audit.ok, audit
+        assert audit.quantity == QUANTITY == audit.available + audit.held + audit.paid
+        assert audit.held == self.units(status="held")
+        assert audit.paid == self.units(status="paid")
+        assert audit.max_user_units <= LIMIT
+        assert all(self.units(user) <= LIMIT for user in USERS)
+
+    async def _now(self) -> int:
+        seconds, micros = await self.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+
+def test_random_sale_operations_keep_every_guarantee(tmp_path: Path) -> None:
+    """Hypothesis drives reserve/pay/expire/cancel/retry/end on a real sale; the invariant holds after each step.
+
+    On a Redis of its own: the sale clock of the suite's running servers would expire holds behind the model's back.
+    """
+    with EmbeddedRedis(tmp_path / "redis") as redis_server:
+        SaleMachine.redis_url = redis_server.url
+        run_state_machine_as_test(
+            SaleMachine,
+            settings=settings(
+                max_examples=60,
+                stateful_step_count=40,
+                deadline=None,
+                database=None,
+                suppress_health_check=[HealthCheck.too_slow],
+            ),
+        )
