@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 from redis.exceptions import RedisError
@@ -36,7 +37,7 @@ STORE_ERRORS = (RedisError, OSError, EOFError)  # EOFError: a socket closed mid-
 
 
 def node_of(connection: HTTPConnection) -> Node:
-    return connection.app.state.node  # type: ignore[no-any-return]
+    return cast("Node", connection.app.state.node)
 
 
 def bearer(connection: HTTPConnection) -> str | None:
@@ -97,7 +98,7 @@ def ok(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+def _error(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> Response:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 

@@ -1,7 +1,7 @@
 """The room wire format: every frame and event, its fields, who may send each command, error and close codes.
 
 docs/protocol.md describes the same thing for people; this module enforces it, and
-static/js/protocol.js mirrors it (tests/test_protocol.py compares the two through wire()).
+static/js/protocol.js mirrors it (tests/test_protocol.py runs it in Node and compares the two wire()s).
 Client messages are parsed into a `Command`; every frame the server sends is built here, each
 event encoded once with orjson; Lua scripts only join an offset to bytes encoded here.
 """
@@ -137,7 +137,7 @@ def parse_command(raw: str | bytes, role: Role) -> Command:
     if request_id is not None and (not isinstance(request_id, (str, int)) or isinstance(request_id, bool)):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "'id' must be a string or a number")
     try:
-        return Command(message.get("type"), _fields(message, role), request_id)
+        return Command(str(message.get("type")), _fields(message, role), request_id)
     except ProtocolError as problem:
         problem.request_id = request_id
         raise
@@ -146,7 +146,7 @@ def parse_command(raw: str | bytes, role: Role) -> Command:
 def _fields(message: dict[str, Any], role: Role) -> dict[str, Any]:
     kind = message.get("type")
     spec = COMMANDS.get(kind) if isinstance(kind, str) else None
-    if spec is None:
+    if spec is None or not isinstance(kind, str):
         raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}")
     if role not in spec.roles:
         raise ProtocolError(ErrorCode.FORBIDDEN, f"'{kind}' is not allowed for role {role.value}")

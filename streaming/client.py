@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 
 import av
 import httpx
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpCodecCapability,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack, VideoStreamTrack
 
 from streaming import passthrough
@@ -127,7 +133,7 @@ async def negotiate(url: str, token: str, pc: RTCPeerConnection) -> tuple[str, l
     return response.headers["location"], response.headers.get_list("link")
 
 
-def _codecs(kind: str, mime: str) -> list[object]:
+def _codecs(kind: str, mime: str) -> list[RTCRtpCodecCapability]:
     codecs = RTCRtpSender.getCapabilities(kind).codecs
     return [c for c in codecs if c.mimeType.lower() == mime.lower()] + [c for c in codecs if c.name == "rtx"]
 

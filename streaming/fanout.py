@@ -13,6 +13,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 
+import av
 from aiortc import RTCRtpCodecParameters
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
@@ -113,6 +114,7 @@ class Fanout:
                 return
             self.packets += 1
             self._on_packet()
+            assert isinstance(packet, av.Packet)  # the pass-through receiver yields packets, never frames
             if self.keyframes is not None and packet.is_keyframe:
                 self.keyframes.keyframe_arrived()
             for viewer in self._viewers:

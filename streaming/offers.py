@@ -7,6 +7,7 @@ video and Opus audio; each viewer is then offered only the host's codec.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aiortc import RTCRtpCodecCapability, RTCRtpCodecParameters, RTCRtpSender
@@ -70,7 +71,7 @@ def viewer_codecs(codec: RTCRtpCodecParameters) -> list[RTCRtpCodecCapability]:
 
 
 def _same(capability: RTCRtpCodecCapability, codec: RTCRtpCodecParameters) -> bool:
-    def normal(parameters: dict[str, object]) -> dict[str, str]:
+    def normal(parameters: Mapping[str, object]) -> dict[str, str]:
         return {key: str(value).lower() for key, value in parameters.items()}
 
     return capability.mimeType.lower() == codec.mimeType.lower() and normal(capability.parameters) == normal(

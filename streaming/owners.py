@@ -104,12 +104,12 @@ class Owners:
             offer = parse_offer(request["offer"], sending=False)
             peer, answer = await self.relay.watch(request["room"], request["user"], offer)
             return {"session": peer.id, "answer": answer}
-        peer = self.relay.find(Side(request["side"]), request["room"], request["session"])
-        if peer is None:
+        found = self.relay.find(Side(request["side"]), request["room"], request["session"])
+        if found is None:
             raise NotFound("no such session (it may have ended already)")
-        if request["user"] != peer.user_id and not request["staff"]:
+        if request["user"] != found.user_id and not request["staff"]:
             raise Forbidden("only the session's owner or the merchant's staff may end it")
-        await self.relay.end(peer, "ended by DELETE")
+        await self.relay.end(found, "ended by DELETE")
         return {}
 
     async def _answer(self, request: dict[str, Any]) -> None:

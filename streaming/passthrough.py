@@ -79,7 +79,9 @@ class _PacketSink:
         packet.pts = frame.timestamp
         packet.time_base = time_base
         packet.is_keyframe = is_keyframe(codec.mimeType, frame.data)
-        self._receiver._track._queue.put_nowait(packet)
+        track = self._receiver._track
+        assert track is not None  # set before any frame can arrive
+        track._queue.put_nowait(packet)
 
     def get(self) -> None:
         """Called by the idle decoder thread: returns None (end of track) once the receiver stops."""

@@ -30,11 +30,11 @@ class PeerState(Enum):
     CLOSED = "closed"
 
 
-class PeerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+class PeerLog(logging.LoggerAdapter[logging.Logger]):
     """Prefixes every line with the peer: '[whip room-1/3fa2c1d0] ...'."""
 
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
-        return f"[{self.extra['peer']}] {msg}", kwargs  # type: ignore[index]
+        return f"[{(self.extra or {}).get('peer')}] {msg}", kwargs
 
 
 @dataclass(eq=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -26,12 +27,12 @@ class ForwardTrack(MediaStreamTrack):
         self.delivered = 0
         self.dropped = 0
         self._want_keyframe = want_keyframe
-        self._queue: deque[av.Packet] = deque()
+        self._queue: deque[av.Packet[Any]] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._reading = False
         self._need_keyframe = True
 
-    def push(self, packet: av.Packet) -> None:
+    def push(self, packet: av.Packet[Any]) -> None:
         """Queue one packet (never blocks); called by the fan-out for every packet of the host's track."""
         if not self._reading or self.readyState != "live":
             return
@@ -49,7 +50,7 @@ class ForwardTrack(MediaStreamTrack):
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    async def recv(self) -> av.Packet:
+    async def recv(self) -> av.Packet[Any]:
         if not self._reading:
             self._reading = True
             self._want_keyframe()

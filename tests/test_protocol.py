@@ -1,7 +1,9 @@
-"""The room message protocol as pure functions: parsing client frames, and building server events."""
+"""The room message protocol as pure functions: parsing client frames, building server frames, and its JS mirror."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
 
 import orjson
@@ -19,10 +21,18 @@ from server.protocol import (
     ErrorCode,
     ProtocolError,
     Role,
+    bus_message,
     coalesce_key,
+    encode,
     event,
+    parse_bus_message,
     parse_command,
+    recovered,
+    snapshot,
+    wire,
+    with_offset,
 )
+from tests.conftest import ROOT
 
 
 def frame(**message: object) -> str:
@@ -319,3 +329,50 @@ def test_per_sale_latest_value_events_coalesce_by_sale() -> None:
     assert coalesce_key(event("stock", sale_id="s2", left=3)) == "stock:s2"
     assert coalesce_key(event("sale.toast", sale_id="s1")) == "sale.toast:s1"
     assert coalesce_key(event("stock", sale_id="s1")) != coalesce_key(event("sale.toast", sale_id="s1"))
+
+
+# --- frames built from encoded events ------------------------------------------------------
+
+
+def test_a_durable_event_gets_its_offset_first_and_stays_valid_json() -> None:
+    """with_offset() puts the offset in front of an event encoded once, without decoding it again."""
+    encoded = encode(event("chat.deleted", message_id="m1"))
+    assert orjson.loads(with_offset(42, encoded)) == {"offset": 42, **orjson.loads(encoded)}
+
+
+def test_bus_messages_carry_the_offset_or_zero_for_latest_values() -> None:
+    """A message between processes is '<offset> <event>'; a latest-value event has offset 0."""
+    encoded = encode(event("likes", total=3))
+    assert parse_bus_message(bus_message(encoded)) == (0, encoded)
+    assert parse_bus_message(bus_message(encoded, 7)) == (7, encoded)
+
+
+def test_recovered_and_snapshot_frames_are_json_with_their_fields() -> None:
+    """The first frames a viewer gets parse as JSON and carry what docs/protocol.md says."""
+    missed = [with_offset(5, encode(event("chat.deleted", message_id="a")))]
+    frame = orjson.loads(recovered(5, "ep", 3, 9, missed))
+    assert frame["type"] == "recovered" and frame["offset"] == 5 and frame["epoch"] == "ep"
+    assert frame["viewers"] == 3 and frame["likes"] == 9 and frame["events"][0]["offset"] == 5
+    assert orjson.loads(recovered(5, "ep", 0, 0, []))["events"] == []
+    first = orjson.loads(snapshot({"offset": 1, "epoch": "ep"}))
+    assert first["type"] == "snapshot" and first["recovered"] is False and first["offset"] == 1
+
+
+def test_browser_protocol_mirrors_the_server() -> None:
+    """static/js/protocol.js, run in Node, gives the same wire() as server/protocol.py: no name or number differs."""
+    node = shutil.which("node")
+    assert node is not None, "the protocol mirror test needs Node.js (scripts/test installs Debian's nodejs)"
+    printed = subprocess.run(
+        [
+            node,
+            "--input-type=module",
+            "-e",
+            "import { wire } from './static/js/protocol.js'; console.log(JSON.stringify(wire()))",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert orjson.loads(printed.stdout) == wire()

@@ -41,7 +41,7 @@ async def mint_token(request: Request) -> Response:
     require(request, merchant_id, frozenset({Role.ADMIN}))
     body = await json_body(request)
     try:
-        role = Role(body.get("role"))
+        role = Role(str(body.get("role")))
     except ValueError:
         raise BadRequest("'role' must be admin, host or moderator") from None
     name = body.get("name")

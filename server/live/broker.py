@@ -34,7 +34,7 @@ class Broker:
         if self._reader is not None:
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
-        await self._pubsub.aclose()
+        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def subscribe(self, channel: str, handler: Handler, timeout: float = 5.0) -> None:
         """Subscribe; return once Redis has confirmed, so nothing published after is missed."""

@@ -6,13 +6,17 @@ as encoded, without its offset; events come back from here as clients see them, 
 
 from __future__ import annotations
 
+from typing import cast
+
 from redis.asyncio import Redis
 
 from server import keys
 from server.protocol import with_offset
 
+Entries = list[tuple[str, dict[str, str]]]  # (entry id, fields): replies are text (decode_responses)
 
-def _events(entries: list[tuple[str, dict[str, str]]]) -> list[str]:
+
+def _events(entries: Entries) -> list[str]:
     return [with_offset(int(entry_id.partition("-")[0]), fields["e"]) for entry_id, fields in entries]
 
 
@@ -26,14 +30,14 @@ class History:
         """The newest `count` events with offsets up to `until`, oldest first."""
         if until <= 0 or count <= 0:
             return []
-        entries = await self.redis.xrevrange(keys.history(room_id), max=f"{until}-1", count=count)
-        return _events(list(reversed(entries)))
+        entries = cast(Entries, await self.redis.xrevrange(keys.history(room_id), max=f"{until}-1", count=count))
+        return _events(entries[::-1])
 
     async def between(self, room_id: str, after: int, until: int) -> list[str] | None:
         """Events with offsets after+1..until, or None when some of them are no longer kept."""
         if until <= after:
             return []
-        entries = await self.redis.xrange(keys.history(room_id), min=f"{after + 1}-1", max=f"{until}-1")
+        entries = cast(Entries, await self.redis.xrange(keys.history(room_id), min=f"{after + 1}-1", max=f"{until}-1"))
         if len(entries) != until - after:
             return None
         return _events(entries)

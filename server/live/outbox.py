@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from collections.abc import Coroutine
+from typing import Any, cast
 
 from starlette.types import Send
 from starlette.websockets import WebSocket
@@ -117,7 +119,7 @@ class Viewer:
 
     def _write(self, batch: Batch) -> None:
         try:
-            pending = eager.start(self._send(batch.message))
+            pending = eager.start(cast(Coroutine[Any, Any, None], self._send(batch.message)))  # ASGI send: a coroutine
         except (OSError, RuntimeError):  # the client is gone; its reader ends the connection
             self.closing = CloseCode.NORMAL
             return

@@ -98,7 +98,7 @@ async def _read(node: Node, room: LocalRoom, viewer: Viewer) -> None:
             log.info("%s closed: flooding", viewer.log_prefix)
             viewer.stop(CloseCode.FLOODING)
             return
-        raw = message.get("text") if message.get("text") is not None else message.get("bytes", b"")
+        raw: str | bytes = message.get("text") or message.get("bytes") or b""
         reply = await handle(node, room, viewer, raw)
         if reply is not None:
             await websocket.send_text(reply)
@@ -113,8 +113,8 @@ async def handle(node: Node, room: LocalRoom, viewer: Viewer, raw: str | bytes) 
         metrics.EVENTS_IN.labels(command.type).inc()
         result = await HANDLERS[command.type](node, room, viewer, command)
     except ProtocolError as problem:
-        metrics.PROTOCOL_ERRORS.labels(problem.code.value).inc()
-        return error(problem.code, problem.message, problem.request_id if request_id is None else request_id)
+        metrics.PROTOCOL_ERRORS.labels(problem.code).inc()
+        return error(ErrorCode(problem.code), problem.message, problem.request_id if request_id is None else request_id)
     except DomainError as problem:
         code = ErrorCode(problem.code) if problem.code in set(ErrorCode) else ErrorCode.BAD_REQUEST
         metrics.PROTOCOL_ERRORS.labels(code.value).inc()

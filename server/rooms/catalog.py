@@ -6,7 +6,7 @@ import re
 import secrets
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from redis.asyncio import Redis
@@ -89,7 +89,7 @@ class Catalog:
         return bool(await self.redis.exists(keys.merchant(merchant_id)))
 
     async def get_merchant(self, merchant_id: str) -> dict[str, str] | None:
-        data = await self.redis.hgetall(keys.merchant(merchant_id))
+        data = cast(dict[str, str], await self.redis.hgetall(keys.merchant(merchant_id)))
         return data or None
 
     async def put_product(self, product: Product) -> None:
@@ -136,4 +136,4 @@ class Catalog:
             await pipe.execute()
 
     async def get_blocklist(self, merchant_id: str) -> list[str]:
-        return sorted(await self.redis.smembers(keys.blocklist(merchant_id)))
+        return sorted(cast(set[str], await self.redis.smembers(keys.blocklist(merchant_id))))

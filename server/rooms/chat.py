@@ -100,9 +100,16 @@ class Chat:
             await pipe.execute()
 
     async def _blocklist(self, merchant_id: str) -> list[str]:
+        """The merchant's block list, kept for BLOCKLIST_CACHE_MS (a change on another process shows after that)."""
         cached = self._blocklists.get(merchant_id)
         if cached is not None and time.monotonic() - cached[0] < self.settings.blocklist_cache_ms / 1000:
             return cached[1]
         words = [word.casefold() for word in await self.catalog.get_blocklist(merchant_id)]
         self._blocklists[merchant_id] = (time.monotonic(), words)
         return words
+
+    async def set_blocklist(self, merchant_id: str, words: list[str]) -> list[str]:
+        """Replace the merchant's block list; it applies at once on this process. Returns the stored list."""
+        await self.catalog.set_blocklist(merchant_id, [word.strip().casefold() for word in words if word.strip()])
+        self._blocklists.pop(merchant_id, None)
+        return await self.catalog.get_blocklist(merchant_id)

@@ -6,6 +6,8 @@ member "viewers") are written and read only here.
 
 from __future__ import annotations
 
+from typing import cast
+
 from redis.asyncio import Redis
 
 from server import keys
@@ -65,7 +67,8 @@ class Presence:
 
     async def count(self, room_id: str) -> tuple[int, int]:
         """The room's viewers now and the highest count seen so far (raised here, atomically)."""
-        viewers, _ = _live_total(await self.redis.hgetall(keys.presence(room_id)), now_ms())
+        entries = cast(dict[str, str], await self.redis.hgetall(keys.presence(room_id)))
+        viewers, _ = _live_total(entries, now_ms())
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zadd(keys.room_peak(room_id), {"viewers": viewers}, gt=True)
             pipe.zscore(keys.room_peak(room_id), "viewers")

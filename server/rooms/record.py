@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from redis.asyncio import Redis
@@ -136,16 +136,18 @@ class RoomRecords:
         return Room(room_id, merchant_id, title, "scheduled", "offline") if created else None
 
     async def get(self, room_id: str) -> RoomRecord | None:
-        fields = await self.redis.hgetall(keys.room(room_id))
+        fields = cast(dict[str, str], await self.redis.hgetall(keys.room(room_id)))
         return RoomRecord.parse(fields) if fields else None
 
     async def card(self, room_id: str) -> Room | None:
-        values = await self.redis.hmget(keys.room(room_id), ["id", "merchant_id", "title", "status", "stream"])
+        values = cast(
+            list[str], await self.redis.hmget(keys.room(room_id), ["id", "merchant_id", "title", "status", "stream"])
+        )
         return None if values[0] is None else Room(*values)
 
     async def cards(self, merchant_id: str) -> list[Room]:
         """The merchant's rooms, by id."""
-        ids = sorted(await self.redis.smembers(keys.merchant_rooms(merchant_id)))
+        ids = sorted(cast(set[str], await self.redis.smembers(keys.merchant_rooms(merchant_id))))
         found = [await self.card(room_id) for room_id in ids]
         return [room for room in found if room is not None]
 

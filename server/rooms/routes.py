@@ -85,17 +85,17 @@ async def blocklist(request: Request) -> Response:
     """GET or PUT {words: [...]} the merchant's chat block list (staff)."""
     merchant_id = request.path_params["merchant_id"]
     require(request, merchant_id)
-    catalog = node_of(request).catalog
-    if request.method == "PUT":
-        words = (await json_body(request)).get("words")
-        if (
-            not isinstance(words, list)
-            or len(words) > 500
-            or not all(isinstance(w, str) and 0 < len(w) <= 50 for w in words)
-        ):
-            raise BadRequest("'words' must be a list of up to 500 strings of 1-50 characters")
-        await catalog.set_blocklist(merchant_id, [word.strip().casefold() for word in words if word.strip()])
-    return ok({"words": await catalog.get_blocklist(merchant_id)})
+    node = node_of(request)
+    if request.method == "GET":
+        return ok({"words": await node.catalog.get_blocklist(merchant_id)})
+    words = (await json_body(request)).get("words")
+    if (
+        not isinstance(words, list)
+        or len(words) > 500
+        or not all(isinstance(w, str) and 0 < len(w) <= 50 for w in words)
+    ):
+        raise BadRequest("'words' must be a list of up to 500 strings of 1-50 characters")
+    return ok({"words": await node.chat.set_blocklist(merchant_id, words)})
 
 
 routes = [

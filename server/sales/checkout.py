@@ -96,7 +96,7 @@ class Checkout:
 
     async def export(self, merchant_id: str, status: str | None = None) -> AsyncIterator[dict[str, Any]]:
         """The merchant's orders (optionally of one status), sale by sale, oldest first within a sale."""
-        for sale in await self.sales.list(merchant_id):
+        for sale in await self.sales.of_merchant(merchant_id):
             for order in await self.sales.orders(sale.id):
                 if status is None or order.status == status:
                     yield export_row(order, sale)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from typing import cast
 
 from redis.asyncio import Redis
 
@@ -112,7 +113,9 @@ class SalesFeed:
 
     async def tick(self) -> None:
         """Visit every sale whose next moment has come."""
-        due = await self.redis.zrangebyscore(keys.sales_due(), "-inf", now_ms(), start=0, num=DUE_BATCH)
+        due = cast(
+            list[str], await self.redis.zrangebyscore(keys.sales_due(), "-inf", now_ms(), start=0, num=DUE_BATCH)
+        )
         for sale_id in due:
             await self.visit(sale_id)
 

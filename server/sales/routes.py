@@ -81,7 +81,7 @@ async def list_sales(request: Request) -> Response:
     """GET /api/merchants/{m}/sales: the merchant's sales with live stock, newest first (staff)."""
     merchant_id = request.path_params["merchant_id"]
     require(request, merchant_id)
-    return ok([_sale_body(sale) for sale in await node_of(request).sales.list(merchant_id)])
+    return ok([_sale_body(sale) for sale in await node_of(request).sales.of_merchant(merchant_id)])
 
 
 async def end_sale(request: Request) -> Response:
@@ -118,6 +118,7 @@ async def _export(request: Request, kind: str) -> Response:
     if status is not None and status not in ORDER_STATUSES:
         raise BadRequest(f"'status' must be one of {', '.join(ORDER_STATUSES)}")
     rows = node_of(request).checkout.export(merchant_id, status)
+    body: AsyncIterator[str] | AsyncIterator[bytes]
     if kind == "csv":
         body, media_type = _csv_lines(rows), "text/csv; charset=utf-8"
     else:

@@ -58,7 +58,7 @@ class RoomStats:
         orders = units = 0
         gmv: dict[str, int] = {}
         buyers: set[str] = set()
-        sales = [sale for sale in await self.sales.list(merchant_id) if sale.room_id == room_id]
+        sales = [sale for sale in await self.sales.of_merchant(merchant_id) if sale.room_id == room_id]
         for sale in sales:
             figures = await self._sale_figures(sale.id, sale.version)
             orders += figures.orders

@@ -15,6 +15,7 @@ buyer's idempotency key: the same key returns the same order and moves stock onc
 from __future__ import annotations
 
 import secrets
+from typing import cast
 
 import orjson
 from redis.asyncio import Redis
@@ -91,7 +92,7 @@ class Sales:
             "hold_ms": terms.hold_ms,
         }
         # Listed and scheduled first: should this process die right after, the sale is not an orphan (a
-        # listing of a sale that was never made is skipped by list() and dropped by the clock).
+        # listing of a sale that was never made is skipped by of_merchant() and dropped by the clock).
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zadd(keys.merchant_sales(terms.merchant_id), {sale_id: now_ms()})
             pipe.zadd(keys.sales_due(), {sale_id: now_ms() + 1000})
@@ -115,7 +116,7 @@ class Sales:
         """The sale as it is now (terms, counters, end time), or None."""
         if not is_sale_id(sale_id):
             return None
-        fields = await self.redis.hgetall(keys.sale(sale_id))
+        fields = cast(dict[str, str], await self.redis.hgetall(keys.sale(sale_id)))
         return Sale.from_hash(fields) if fields else None
 
     async def terms(self, sale_id: str) -> tuple[Sale, dict[str, str]]:
@@ -140,9 +141,9 @@ class Sales:
                 raise refused(Refusal.UNKNOWN_ORDER) from None
             raise
 
-    async def list(self, merchant_id: str) -> list[Sale]:
+    async def of_merchant(self, merchant_id: str) -> list[Sale]:
         """The merchant's sales, newest first."""
-        ids = await self.redis.zrevrange(keys.merchant_sales(merchant_id), 0, -1)
+        ids = cast(list[str], await self.redis.zrevrange(keys.merchant_sales(merchant_id), 0, -1))
         sales = [await self.get(sale_id) for sale_id in ids]
         return [sale for sale in sales if sale is not None]
 
@@ -209,14 +210,14 @@ class Sales:
     async def order(self, order_id: str) -> tuple[Order, Sale]:
         """An order and its sale's terms (no owner check: callers check)."""
         sale, k = await self._order_terms(order_id)
-        raw = await self.redis.hget(k["orders"], order_id)
+        raw = cast(str | None, await self.redis.hget(k["orders"], order_id))
         if raw is None:
             raise refused(Refusal.UNKNOWN_ORDER)
         return Order.from_json(raw), sale
 
     async def orders(self, sale_id: str) -> list[Order]:
         """Every order of the sale, oldest first."""
-        raws = await self.redis.hvals(keys.sale_orders(sale_id))
+        raws = cast(list[str], await self.redis.hvals(keys.sale_orders(sale_id)))
         return sorted((Order.from_json(raw) for raw in raws), key=lambda order: (order.created_at, order.id))
 
     # --- the clock, the feed and the merchant ----------------------------------------------

@@ -96,7 +96,7 @@ class ScriptBatcher:
         """
         pool = self.redis.connection_pool
         for attempt in (1, 2):
-            connection = await pool.get_connection()
+            connection = await pool.get_connection()  # type: ignore[no-untyped-call]
             replies: list[Any] = []
             try:
                 await connection.send_packed_command(b"".join(commands), check_health=False)
