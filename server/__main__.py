@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
             ws_max_size=settings.max_frame_bytes,
             ws_per_message_deflate=False,
             log_level=settings.log_level,
-            timeout_graceful_shutdown=10,
+            timeout_graceful_shutdown=settings.shutdown_seconds,
             access_log=False,
             proxy_headers=True,
         )

@@ -1,4 +1,4 @@
-"""Failures that must lose nothing: a viewer that cannot keep up, a server restart, Redis going away."""
+"""The node: failures that lose nothing (a slow viewer, a restart, Redis going away) and a shutdown that always ends."""
 
 from __future__ import annotations
 
@@ -6,17 +6,20 @@ import asyncio
 import signal
 import socket
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from loadtests import wsclient
+from loadtests.bench import wsclient
 from server.protocol import event
 from server.store.embedded import EmbeddedRedis
 from tests.client import RoomClient
 from tests.conftest import ServerProcess, Shop, make_shop, publish_direct, start_server
+from tests.sale_helpers import create_sale
+from tests.timing import seconds
 
 pytestmark = pytest.mark.anyio
 
@@ -136,3 +139,29 @@ async def test_redis_going_away_mid_show_gives_clear_errors_and_recovers(tmp_pat
                 assert not [e for e in viewer.events if e.get("message", {}).get("text") == "while down"]
         finally:
             server.stop()
+
+
+async def test_sigterm_stops_the_server_in_bounded_time_while_redis_is_unreachable(tmp_path: Path) -> None:
+    """With Redis frozen (no answers at all), SIGTERM still closes viewers with 1012 and ends the process in time."""
+    shutdown = 2  # seconds, for uvicorn's graceful close and for the node's own stop
+    with EmbeddedRedis(tmp_path / "redis") as redis_server:
+        server = start_server(tmp_path, {"REDIS_URL": redis_server.url, "SHUTDOWN_SECONDS": str(shutdown)})
+        assert redis_server.process is not None
+        frozen = False
+        try:
+            shop = make_shop(server.base_url, server.ws_url, redis_server.url)
+            create_sale(shop)  # the sale clock and stock loops are running
+            viewers = [await RoomClient.connect(shop.room_url(shop.guest())) for _ in range(3)]
+            redis_server.process.send_signal(signal.SIGSTOP)
+            frozen = True
+            started = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            for viewer in viewers:
+                code, _ = await viewer.wait_closed(timeout=seconds(2 * shutdown + 5))
+                assert code == 1012
+            assert await asyncio.to_thread(server.process.wait, seconds(2 * shutdown + 5)) == 0
+            assert time.monotonic() - started < seconds(2 * shutdown + 2), server.log()
+        finally:
+            if frozen:
+                redis_server.process.send_signal(signal.SIGCONT)
+            server.stop(signal.SIGKILL)

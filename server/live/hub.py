@@ -133,7 +133,7 @@ class Hub:
         try:
             await asyncio.wait_for(self.presence.clear(self.process_id, list(self.rooms)), timeout)
         except (TimeoutError, RedisError, OSError) as error:
-            log.warning("presence not cleared at shutdown (it lapses by itself): %s", error)
+            log.warning("presence not cleared at shutdown (it lapses by itself): %r", error)
 
     # --- joining and leaving ---------------------------------------------------------
 

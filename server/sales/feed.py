@@ -20,13 +20,9 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from typing import cast
 
-from redis.asyncio import Redis
-
-from server import keys
 from server.config import Settings
-from server.protocol import SALE_EVENTS, SALE_STATUSES, event, now_ms
+from server.protocol import SALE_EVENTS, SALE_STATUSES, event
 from server.rooms import record
 from server.rooms.record import RoomRecords, UnknownRoom
 from server.sales.store import Sales
@@ -40,11 +36,10 @@ DUE_BATCH = 100
 class SalesFeed:
     """This process's announcer, stock and toast publisher, and sale clock (see the module docstring)."""
 
-    def __init__(self, sales: Sales, records: RoomRecords, redis: Redis, settings: Settings) -> None:
+    def __init__(self, sales: Sales, records: RoomRecords, settings: Settings) -> None:
         self.sales = sales
         self.changes = sales.changes
         self.records = records
-        self.redis = redis
         self.settings = settings
         self.token = secrets.token_hex(6)  # this process, in announcement claims
         self._last_toast: dict[str, float] = {}
@@ -113,17 +108,14 @@ class SalesFeed:
 
     async def tick(self) -> None:
         """Visit every sale whose next moment has come."""
-        due = cast(
-            list[str], await self.redis.zrangebyscore(keys.sales_due(), "-inf", now_ms(), start=0, num=DUE_BATCH)
-        )
-        for sale_id in due:
+        for sale_id in await self.sales.due(DUE_BATCH):
             await self.visit(sale_id)
 
     async def visit(self, sale_id: str) -> None:
         """Release the sale's expired holds, announce what is due, and note when to come back (or never)."""
         released = await self.sales.release_expired(sale_id)
         if released is None:
-            await self.redis.zrem(keys.sales_due(), sale_id)
+            await self.sales.come_back(sale_id, None)
             return
         announced = max(released.announced, await self.announce(sale_id))
         now = released.now
@@ -134,7 +126,4 @@ class SalesFeed:
             moments.append(min(released.ends_at, now + self.settings.live_revisit_ms))
         elif announced < len(SALE_EVENTS) - 1:
             moments.append(now + self.settings.announce_claim_ms)  # another process holds the claim to announce the end
-        if moments:
-            await self.redis.zadd(keys.sales_due(), {sale_id: min(moments)})
-        else:
-            await self.redis.zrem(keys.sales_due(), sale_id)
+        await self.sales.come_back(sale_id, min(moments) if moments else None)

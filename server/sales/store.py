@@ -14,6 +14,7 @@ buyer's idempotency key: the same key returns the same order and moves stock onc
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import cast
 
@@ -68,6 +69,7 @@ class Sales:
         self.batcher = batcher
         self.changes = changes
         self._terms: dict[str, tuple[Sale, dict[str, str]]] = {}
+        self._loading: dict[str, asyncio.Future[Sale | None]] = {}
         self._create = scripts.register(redis, __file__, "sale_create")
         self._reserve = scripts.register(redis, __file__, "sale_reserve")
         self._pay = scripts.register(redis, __file__, "sale_pay")
@@ -124,13 +126,21 @@ class Sales:
         cached = self._terms.get(sale_id)
         if cached is not None:
             return cached
-        sale = await self.get(sale_id)
+        sale = await self._load_once(sale_id)
         if sale is None:
             raise refused(Refusal.UNKNOWN_SALE)
         if len(self._terms) >= _TERMS_CACHE:
             del self._terms[next(iter(self._terms))]
         cached = self._terms[sale_id] = (sale, _sale_keys(sale_id))
         return cached
+
+    async def _load_once(self, sale_id: str) -> Sale | None:
+        """The sale read from Redis once however many callers ask at the same moment (a flash sale's first second)."""
+        loading = self._loading.get(sale_id)
+        if loading is None:
+            loading = self._loading[sale_id] = asyncio.ensure_future(self.get(sale_id))
+            loading.add_done_callback(lambda _: self._loading.pop(sale_id, None))
+        return await asyncio.shield(loading)  # one caller going away does not cancel the read for the others
 
     async def _order_terms(self, order_id: str) -> tuple[Sale, dict[str, str]]:
         """The terms of the sale an order id names; unknown_order when there is no such sale."""
@@ -235,6 +245,17 @@ class Sales:
             sale, _ = await self.terms(sale_id)
             self.changes.stock_changed(sale_id, sale.room_id)
         return Released(count, next_hold if next_hold >= 0 else None, now, starts_at, ends_at, announced)
+
+    async def due(self, limit: int) -> list[str]:
+        """Sales whose next moment (start, end, a hold expiring) has come, by the clock of this process."""
+        return cast(list[str], await self.redis.zrangebyscore(keys.sales_due(), "-inf", now_ms(), start=0, num=limit))
+
+    async def come_back(self, sale_id: str, at_ms: int | None) -> None:
+        """Visit the sale again at `at_ms` (None: never; nothing more will happen to it)."""
+        if at_ms is None:
+            await self.redis.zrem(keys.sales_due(), sale_id)
+        else:
+            await self.redis.zadd(keys.sales_due(), {sale_id: at_ms})
 
     async def claim_announcement(self, sale_id: str, token: str, lease_ms: int) -> int:
         """The next step to tell the room (0 created, 1 started, 2 sold out, 3 ended), now claimed; -1: none."""
