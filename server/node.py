@@ -65,7 +65,7 @@ class Node:
         self.chat = Chat(self.redis, self.catalog, self.records, settings)
 
         self.sales = Sales(self.redis, ScriptBatcher(self.redis), SaleChanges())
-        self.sales_feed = SalesFeed(self.sales, self.records, settings)
+        self.sales_feed = SalesFeed(self.id, self.sales, self.records, settings)
         self.checkout = Checkout(self.sales, SandboxProvider(self.redis, settings.sandbox_slow_card_ms))
         self.stats = RoomStats(self.sales, self.presence)
 

@@ -90,10 +90,6 @@ class Fanout:
         self._on_packet = on_packet
         self._viewers: set[ForwardTrack] = set()
 
-    @property
-    def viewer_count(self) -> int:
-        return len(self._viewers)
-
     def subscribe(self) -> ForwardTrack:
         """A new viewer track; it receives packets from the first keyframe after its sender starts reading."""
         want = self.keyframes.request if self.keyframes is not None else _no_keyframes

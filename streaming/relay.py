@@ -29,6 +29,7 @@ from aiortc.exceptions import OperationError
 
 from server import metrics
 from server.errors import BadRequest, Conflict, Unavailable
+from server.tasks import Tasks, cancelling
 from streaming import passthrough
 from streaming.fanout import Fanout, KeyframeRequests
 from streaming.ice import IceServers
@@ -83,9 +84,9 @@ class Relay:
         self._on_stream = on_stream
         self._broadcasts: dict[str, Broadcast] = {}
         self._peers: dict[str, Peer] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.tasks = Tasks("relay")  # the sweep, the announcer, and peers being ended
         self._announcements: asyncio.Queue[tuple[str, bool]] = asyncio.Queue()
-        self._workers: list[asyncio.Task[None]] = []
+        self._started = False
         self._closed = False
 
     # --- sessions ---------------------------------------------------------------------
@@ -185,15 +186,12 @@ class Relay:
         """End every peer (rooms go offline: told within `timeout` seconds), then stop the relay's own tasks."""
         self._closed = True
         await asyncio.gather(*(self.end(peer, "the server is shutting down") for peer in list(self._peers.values())))
-        if self._workers:
+        if self._started:
             try:
                 await asyncio.wait_for(self._announcements.join(), timeout)
             except TimeoutError:
                 log.warning("gave up announcing stream changes at shutdown")
-        for task in [*self._workers, *self._tasks]:
-            task.cancel()
-        await asyncio.gather(*self._workers, *self._tasks, return_exceptions=True)
-        self._workers.clear()
+        await self.tasks.stop(timeout)
 
     def stats(self) -> dict[str, int]:
         viewers = sum(len(broadcast.viewers) for broadcast in self._broadcasts.values())
@@ -202,7 +200,7 @@ class Relay:
             "live": sum(broadcast.live for broadcast in self._broadcasts.values()),
             "viewers": viewers,
             "peers": len(self._peers),
-            "tasks": len(self._tasks) + sum(len(b.tasks) for b in self._broadcasts.values()),
+            "tasks": len(self.tasks) + sum(len(b.tasks) for b in self._broadcasts.values()),
             "keyframe_requests": sum(
                 fanout.keyframes.sent
                 for broadcast in self._broadcasts.values()
@@ -220,8 +218,10 @@ class Relay:
     def _start(self) -> None:
         if self._closed:
             raise Unavailable("the server is shutting down; try again in a moment", "shutting_down")
-        if not self._workers:
-            self._workers = [asyncio.create_task(self._sweep()), asyncio.create_task(self._announce())]
+        if not self._started:
+            self._started = True
+            self.tasks.every(self.options.sweep_interval, self._sweep, "sweep")
+            self.tasks.spawn(self._announce(), name="relay-announce")
 
     async def _answer(self, peer: Peer, offer: Offer, codecs_hint: str) -> str:
         pc = peer.pc
@@ -269,16 +269,13 @@ class Relay:
             try:
                 await self._on_stream(room_id, online)
             except Exception:
+                if cancelling():
+                    raise asyncio.CancelledError from None
                 log.exception("could not announce room %s stream %s", room_id, "online" if online else "offline")
             finally:
                 self._announcements.task_done()
 
     async def _sweep(self) -> None:
-        while True:
-            await asyncio.sleep(self.options.sweep_interval)
-            self._sweep_once()
-
-    def _sweep_once(self) -> None:
         """Close peers that never connected and hosts whose media stopped (a function: no peer outlives it)."""
         stats = self.stats()
         metrics.VIDEO_ROOMS.set(stats["live"])
@@ -292,6 +289,4 @@ class Relay:
                 self._spawn(self.end(broadcast.publisher, f"no media for {options.media_timeout:g} s"))
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.tasks.spawn(coroutine)

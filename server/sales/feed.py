@@ -18,7 +18,6 @@ scripts do); it tells rooms what happened and makes time pass for sales nobody i
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 
 from server.config import Settings
@@ -36,12 +35,12 @@ DUE_BATCH = 100
 class SalesFeed:
     """This process's announcer, stock and toast publisher, and sale clock (see the module docstring)."""
 
-    def __init__(self, sales: Sales, records: RoomRecords, settings: Settings) -> None:
+    def __init__(self, process_id: str, sales: Sales, records: RoomRecords, settings: Settings) -> None:
         self.sales = sales
         self.changes = sales.changes
         self.records = records
         self.settings = settings
-        self.token = secrets.token_hex(6)  # this process, in announcement claims
+        self.process_id = process_id  # who holds an announcement claim
         self._last_toast: dict[str, float] = {}
         self.tasks = Tasks("sales")
 
@@ -58,7 +57,7 @@ class SalesFeed:
         """Tell the sale's room every step that is due and unclaimed; return the last step told (-1: none)."""
         told = -1
         claim_ms = self.settings.announce_claim_ms
-        while (step := await self.sales.claim_announcement(sale_id, self.token, claim_ms)) >= 0:
+        while (step := await self.sales.claim_announcement(sale_id, self.process_id, claim_ms)) >= 0:
             sale = await self.sales.get(sale_id)
             if sale is None:
                 return told
@@ -67,7 +66,7 @@ class SalesFeed:
                 await self.records.publish(sale.room_id, event(SALE_EVENTS[step], sale=public), record.sale(public))
             except UnknownRoom:
                 log.warning("sale %s: room %s is gone; not announcing %s", sale_id, sale.room_id, SALE_EVENTS[step])
-            await self.sales.announced(sale_id, self.token, step)
+            await self.sales.announced(sale_id, self.process_id, step)
             told = step
         return told
 
