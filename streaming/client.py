@@ -1,6 +1,6 @@
 """A small WHIP/WHEP client on aiortc: publish a test pattern, watch a room and count what arrives.
 
-Used by the tests and loadtests/relay_bench.py, and handy to smoke-test a deployment (needs httpx):
+Used by the tests and loadtests/bench/relay_bench.py, and handy to smoke-test a deployment (needs httpx):
 
     python -m streaming.client publish http://127.0.0.1:8000/whip/ROOM --token HOST_TOKEN --size 640x360
     python -m streaming.client watch http://127.0.0.1:8000/whep/ROOM --token GUEST_TOKEN

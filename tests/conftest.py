@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import secrets
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,6 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from loadtests.support import server as launcher
+from loadtests.support.server import ServerProcess
+from loadtests.support.server import free_port as free_port  # the tests import it from here
 from server.access.tokens import Tokens
 from server.protocol import Role
 from server.store.embedded import EmbeddedRedis
@@ -37,74 +34,9 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield embedded.url
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class ServerProcess:
-    """A `python -m server` process on a free port."""
-
-    port: int
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-
 def start_server(tmp: Path, env: dict[str, str], port: int | None = None, workers: int = 1) -> ServerProcess:
-    """Start a server process and wait until /readyz answers."""
-    port = port or free_port()
-    log_path = tmp / f"server-{port}.log"
-    full_env = {
-        **os.environ,
-        "SECRET_KEY": SECRET_KEY,
-        "DATA_DIR": str(tmp / "data"),
-        "PORT": str(port),
-        "WEB_CONCURRENCY": str(workers),
-        "LOG_LEVEL": "info",
-        "HOLD_SECONDS": "300",
-        **env,
-    }
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "server"], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT
-        )
-    server = ServerProcess(port, process, log_path)
-    deadline = time.monotonic() + 30
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
-        try:
-            if httpx.get(f"{server.base_url}/readyz", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            server.stop(signal.SIGKILL)
-            raise RuntimeError(f"server did not become ready:\n{server.log()}")
-        time.sleep(0.1)
+    """Start a server process on the tests' SECRET_KEY and wait until /readyz answers (see loadtests.support.server)."""
+    return launcher.start_server(tmp, {"SECRET_KEY": SECRET_KEY, **env}, port, workers)
 
 
 @pytest.fixture(scope="session")

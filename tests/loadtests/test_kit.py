@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from loadtests.invariants import Ack, Ledger, check
-from loadtests.show_plan import ShowPlan
-from loadtests.suite import Step, table
+from loadtests.bench.suite import Step, table
+from loadtests.show.invariants import Ack, Ledger, check
+from loadtests.show.plan import ShowPlan
 from tests.conftest import ROOT, ServerProcess, Shop, free_port
 
-LOCUSTFILE = str(ROOT / "loadtests" / "locustfile.py")
+LOCUSTFILE = "loadtests/show/locustfile.py"  # as the docs run it: from the repository root
 
 
 def show_options(server: ServerProcess, shop: Shop, out: Path, seconds: int) -> list[str]:
@@ -34,12 +34,11 @@ def show_options(server: ServerProcess, shop: Shop, out: Path, seconds: int) -> 
     ]
 
 
-def run_locust(
-    args: list[str], cwd: Path, env: dict[str, str], timeout: float = 90
-) -> subprocess.CompletedProcess[str]:
+def run_locust(args: list[str], env: dict[str, str], timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    """Run locust from the repository root, as the docs do."""
     return subprocess.run(
         [sys.executable, "-m", "locust", "-f", LOCUSTFILE, *args],
-        cwd=cwd,
+        cwd=ROOT,
         env={**os.environ, **env},
         capture_output=True,
         text=True,
@@ -57,7 +56,6 @@ def test_headless_show_reports_invariants_holding(server: ServerProcess, shop: S
             "--html",
             str(tmp_path / "r.html"),
         ],
-        cwd=tmp_path,  # not the repository: the locustfile makes its own imports work
         env={"LIVECART_ROOM": shop.room_id, "LIVECART_MERCHANT": shop.merchant_id},
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -83,15 +81,16 @@ def test_distributed_tampered_show_exits_non_zero(server: ServerProcess, shop: S
     port = str(free_port())
     worker_args = ["--worker", "--master-host", "127.0.0.1", "--master-port", port]
     worker = subprocess.Popen(
-        [sys.executable, "-m", "locust", "-f", LOCUSTFILE, *worker_args],
-        cwd=tmp_path,
+        [sys.executable, "-m", "locust", "-f", str(ROOT / LOCUSTFILE), *worker_args],
+        cwd=tmp_path,  # a load machine runs it from elsewhere, with the repository on PYTHONPATH (docs/loadtests.md)
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         master = [*show_options(server, shop, tmp_path, 10), "--merchant", shop.merchant_id, "--room", shop.room_id]
         master += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", port, "--expect-workers", "1"]
-        done = run_locust([*master, "--tamper-invariant"], cwd=tmp_path, env={})
+        done = run_locust([*master, "--tamper-invariant"], env={})
     finally:
         worker.kill()
         worker.wait()

@@ -1,6 +1,6 @@
 """The flash-sale invariants of a load-test run: what buyers were told (the ledger), checked against the store.
 
-No I/O and no locust here: the locust listeners (show_report.py) fill a `Ledger` while the run goes,
+No I/O and no locust here: the locust listeners (report.py) fill a `Ledger` while the run goes,
 read each sale's audit (`GET /api/merchants/{m}/sales/{id}/invariant`) and the merchant's orders
 (`GET /api/merchants/{m}/orders.jsonl`) after it, and hand all three to `check()`. A sale passes when
 

@@ -5,11 +5,13 @@ Starts a fresh server (`python -m server --workers W`, embedded Redis with AOF, 
 connections busy with purchases (raw asyncio streams: a client library would saturate its own
 core first), each from the next buyer with a fresh Idempotency-Key. A few WebSocket viewers of
 the room measure how old the stock they are shown is, from each stock event's server timestamp.
-Reports attempts/s, p50/p99 latency, the answers, holds granted, oversold units (must be 0), stock
-staleness and update rate at viewers, the CPU used by the server, its Redis and this client, and
-the CPU the rest of the machine used meanwhile (others_cpu_percent: on a shared box, the noise).
+Prints a table of attempts/s, p50/p99 latency, holds granted, oversold units (must be 0), stock
+staleness at viewers, the CPU used by the server, its Redis and this client, and the CPU the rest
+of the machine used meanwhile (others: on a shared box, the noise), then the answers
+(--json FILE: every figure as JSON, with the stock update rate at viewers).
 
-    python -m loadtests.purchase_bench --seconds 10 --connections 128 --workers 2
+    python -m loadtests.bench.purchase_bench --seconds 10 --connections 128 --workers 2
+    python -m loadtests.bench.purchase_bench --smoke       # seconds, tiny: proves it runs
 """
 
 from __future__ import annotations
@@ -30,11 +32,41 @@ import httpx
 import orjson
 import uvloop
 
-from loadtests import procstat, serverproc, wsclient
+from loadtests.bench import wsclient
+from loadtests.support import procstat, smoke, table
+from loadtests.support.server import HOST, ServerProcess, running
 from server.access.tokens import Tokens
 from server.protocol import Role
 
-HOST = serverproc.HOST
+SMOKE = {"seconds": 1.5, "warmup": 0.5, "workers": 1, "connections": 8, "buyers": 20_000, "viewers": 2}
+COLUMNS = (
+    "workers",
+    "connections",
+    "attempts/s",
+    "p50 ms",
+    "p99 ms",
+    "holds granted",
+    "oversold",
+    "stock staleness p99 ms",
+    "server CPU %",
+    "Redis CPU %",
+    "client CPU %",
+    "others CPU %",
+)
+FIGURES = (
+    "workers",
+    "connections",
+    "attempts_per_s",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "holds_granted",
+    "oversold",
+    "stock_staleness_p99_ms",
+    "server_cpu_percent",
+    "redis_cpu_percent",
+    "client_cpu_percent",
+    "others_cpu_percent",
+)
 
 
 @dataclass
@@ -127,11 +159,12 @@ async def stock_viewer(port: int, token: str, sale_id: str, seen: Staleness, num
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    with serverproc.running(workers=args.workers) as server:
+    with running(workers=args.workers) as server:
         return await measure(args, server)
 
 
-async def measure(args: argparse.Namespace, server: serverproc.Server) -> dict[str, Any]:
+async def measure(args: argparse.Namespace, server: ServerProcess) -> dict[str, Any]:
+    """Open a sale in the demo room, keep the connections buying, then audit the sale; the figures."""
     port = server.port
     tokens = Tokens(server.secret)
     base = server.base_url
@@ -217,7 +250,21 @@ async def measure(args: argparse.Namespace, server: serverproc.Server) -> dict[s
     }
 
 
-def main() -> None:
+def report(result: dict[str, Any]) -> str:
+    """The table, then the answers the buyers got and the sale's counters afterwards."""
+    answers = ", ".join(f"{answer} {count:,}" for answer, count in result["answers"].items()) or "none"
+    sale = ", ".join(f"{key} {value:,}" for key, value in result["sale_after"].items() if key != "ok")
+    return "\n".join(
+        [
+            table.markdown(COLUMNS, [[result[figure] for figure in FIGURES]]),
+            f"\nanswers: {answers}; connection errors: {result['connection_errors']}",
+            f"sale after the run: {sale}; its own recount {'agrees' if result['sale_after']['ok'] else 'DISAGREES'}",
+            f"machine: {result['machine']}",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10, help="measured time (after the warm-up)")
     parser.add_argument("--warmup", type=float, default=2)
@@ -226,8 +273,12 @@ def main() -> None:
     parser.add_argument("--buyers", type=int, default=300_000, help="distinct buyers, in turn (per-user limit 1)")
     parser.add_argument("--units", type=int, default=1_000_000, help="units on sale (fewer than attempts: sells out)")
     parser.add_argument("--viewers", type=int, default=4, help="WebSocket viewers measuring stock staleness")
-    args = parser.parse_args()
-    print(json.dumps(uvloop.run(run(args)), indent=2))  # uvloop: the client's own loop is part of its cost
+    parser.add_argument("--json", type=Path, help="also write the figures here, as JSON")
+    args = smoke.parse(parser, SMOKE, argv)
+    result = uvloop.run(run(args))  # uvloop: the client's own loop is part of its cost
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    print(report(result))
 
 
 if __name__ == "__main__":

@@ -22,9 +22,9 @@ import requests
 from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 from locust.stats import StatsEntry
 
-from loadtests.invariants import Ack, Ledger, Report, check
-from loadtests.show_options import RESOLVED_SECONDS, Show
-from loadtests.show_users import LEDGER, PURCHASE, LiveUser
+from loadtests.show.invariants import Ack, Ledger, Report, check
+from loadtests.show.options import RESOLVED_SECONDS, Show
+from loadtests.show.users import LEDGER, PURCHASE, LiveUser
 
 log = logging.getLogger("livecart.loadtest")
 

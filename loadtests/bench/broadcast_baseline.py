@@ -1,6 +1,7 @@
 """The yardstick for the hub: a bare `websockets` server that broadcast()s one frame to every client at a fixed rate.
 
-Run by hub_bench.py --baseline; it sends frames of the same shape and rate as the livecart hub would.
+Run by hub_bench --baseline; it sends frames of the same shape and rate as the livecart hub would,
+and answers GET /readyz (200) for the launcher.
 """
 
 from __future__ import annotations
@@ -8,14 +9,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from http import HTTPStatus
 
-from websockets.asyncio.server import broadcast, serve
+from websockets.asyncio.server import ServerConnection, broadcast, serve
+from websockets.http11 import Request, Response
 
 
 async def main(port: int, hz: float, chat_per_second: float) -> None:
-    clients = set()
+    clients: set[ServerConnection] = set()
 
-    async def handler(connection) -> None:  # type: ignore[no-untyped-def]
+    async def handler(connection: ServerConnection) -> None:
         clients.add(connection)
         try:
             await connection.send('{"type":"snapshot"}')
@@ -23,7 +26,10 @@ async def main(port: int, hz: float, chat_per_second: float) -> None:
         finally:
             clients.discard(connection)
 
-    async with serve(handler, "127.0.0.1", port, compression=None, max_queue=16):
+    def ready(connection: ServerConnection, request: Request) -> Response | None:
+        return connection.respond(HTTPStatus.OK, "ok\n") if request.path == "/readyz" else None
+
+    async with serve(handler, "127.0.0.1", port, compression=None, max_queue=16, process_request=ready):
         interval = 1 / hz
         per_tick = chat_per_second / hz
         owed = 0.0

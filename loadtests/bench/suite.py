@@ -1,8 +1,9 @@
 """The standard benchmark suite in one command: the hub and purchase benchmarks and a short locust show,
 each against a server it starts itself on 127.0.0.1, bounded in time, summed up in one markdown table.
 
-    python -m loadtests.suite            # the standard run (a few minutes)
-    python -m loadtests.suite --quick    # a small run (well under a minute)
+    python -m loadtests.bench.suite            # the standard run (a few minutes)
+    python -m loadtests.bench.suite --quick    # a small run (well under a minute)
+    python -m loadtests.bench.suite --smoke    # each step at its smoke size: proves the suite runs
 
 Every step runs in its own process with a deadline; the raw results (each benchmark's JSON, locust's
 CSV, HTML and invariant report, the logs) go to --out, and the table to its suite.md and stdout.
@@ -22,11 +23,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from loadtests import procstat, serverproc
+from loadtests.support import procstat
+from loadtests.support.server import ROOT, running
+from loadtests.support.table import markdown
 from server.access.tokens import Tokens
 from server.protocol import Role
 
-ROOT = serverproc.ROOT
 COLUMNS = (
     "benchmark",
     "viewers",
@@ -42,34 +44,39 @@ COLUMNS = (
 
 @dataclass(frozen=True)
 class Sizes:
-    """How big each step is."""
+    """How big each step is, and how long a benchmark may take."""
 
-    hub_viewers: int
-    hub_workers: int
-    hub_seconds: int
+    hub_args: tuple[str, ...]
     purchase_args: tuple[str, ...]
     locust_users: int
     locust_spawn_rate: int
     locust_seconds: int
+    timeout: float
 
 
 STANDARD = Sizes(
-    hub_viewers=2000,
-    hub_workers=2,
-    hub_seconds=20,
+    hub_args=("--viewers", "2000", "--workers", "2", "--seconds", "20"),
     purchase_args=("--seconds", "10", "--workers", "2", "--connections", "128"),
     locust_users=200,
     locust_spawn_rate=20,
     locust_seconds=90,
+    timeout=300,
 )
 QUICK = Sizes(
-    hub_viewers=200,
-    hub_workers=1,
-    hub_seconds=3,
+    hub_args=("--viewers", "200", "--workers", "1", "--seconds", "3"),
     purchase_args=("--seconds", "2", "--warmup", "1", "--workers", "1", "--connections", "16", "--buyers", "2000"),
     locust_users=20,
     locust_spawn_rate=20,
     locust_seconds=12,
+    timeout=180,
+)
+SMOKE = Sizes(
+    hub_args=("--smoke",),
+    purchase_args=("--smoke",),
+    locust_users=10,
+    locust_spawn_rate=10,
+    locust_seconds=10,
+    timeout=90,
 )
 
 
@@ -83,61 +90,60 @@ class Step:
 
 
 def run_json(name: str, command: list[str], timeout: float, out: Path) -> tuple[Any, str]:
-    """Run a benchmark that prints one JSON document; (the document or None, an error or '')."""
-    log = out / f"{name}.log"
-    with open(log, "wb") as stderr:
+    """Run a benchmark with --json; (the JSON it wrote or None, an error or ''). Its output goes to <name>.log."""
+    log, document = out / f"{name}.log", out / f"{name}.json"
+    with open(log, "wb") as output:
         try:
-            done = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr, timeout=timeout)
+            done = subprocess.run(
+                [*command, "--json", str(document)], cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, timeout=timeout
+            )
         except subprocess.TimeoutExpired:
             return None, f"timed out after {timeout:.0f} s (see {log})"
-    (out / f"{name}.json").write_bytes(done.stdout)
     if done.returncode != 0:
         return None, f"exited {done.returncode} (see {log})"
     try:
-        return json.loads(done.stdout), ""
-    except ValueError:
-        return None, f"printed no JSON (see {log})"
+        return json.loads(document.read_text()), ""
+    except (OSError, ValueError):
+        return None, f"wrote no JSON (see {log})"
 
 
 def hub_step(sizes: Sizes, out: Path) -> Step:
-    command = [sys.executable, "-m", "loadtests.hub_bench", "--viewers", str(sizes.hub_viewers)]
-    command += ["--workers", str(sizes.hub_workers), "--seconds", str(sizes.hub_seconds)]
-    name = f"hub_bench ({sizes.hub_workers} worker{'s' if sizes.hub_workers > 1 else ''})"
-    result, error = run_json("hub_bench", command, sizes.hub_seconds + 180, out)
+    command = [sys.executable, "-m", "loadtests.bench.hub_bench", *sizes.hub_args]
+    result, error = run_json("hub_bench", command, sizes.timeout, out)
     if result is None:
-        return Step(name, {}, False, error=error)
+        return Step("hub_bench", {}, False, error=error)
+    [hub] = result
+    workers = hub["workers"]
     row = {
-        "viewers": result["viewers"],
-        "delivered frames/s": result["frames_per_s"],
-        "p50 push ms": result["latency_p50_ms"],
-        "p99 push ms": result["latency_p99_ms"],
-        "memory per viewer KiB": result["rss_per_idle_viewer_kib"],
+        "viewers": hub["viewers"],
+        "delivered frames/s": hub["frames_per_s"],
+        "p50 push ms": hub["latency_p50_ms"],
+        "p99 push ms": hub["latency_p99_ms"],
+        "memory per viewer KiB": hub["rss_per_idle_viewer_kib"],
     }
-    return Step(name, row, result["closed_by_server"] == 0, result, "" if not result["closed_by_server"] else "closed")
+    name = f"hub_bench ({workers} worker{'s' if workers > 1 else ''})"
+    return Step(name, row, hub["closed_by_server"] == 0, hub, "" if not hub["closed_by_server"] else "closed")
 
 
-def purchase_step(sizes: Sizes, out: Path) -> Step | None:
-    """loadtests/purchase_bench.py, when it exists (it starts its own server and prints JSON)."""
-    if not (ROOT / "loadtests" / "purchase_bench.py").exists():
-        return None
-    command = [sys.executable, "-m", "loadtests.purchase_bench", *sizes.purchase_args]
-    result, error = run_json("purchase_bench", command, 300, out)
+def purchase_step(sizes: Sizes, out: Path) -> Step:
+    command = [sys.executable, "-m", "loadtests.bench.purchase_bench", *sizes.purchase_args]
+    result, error = run_json("purchase_bench", command, sizes.timeout, out)
     if result is None:
         return Step("purchase_bench", {}, False, error=error)
     row = {
-        "purchase attempts/s": result.get("attempts_per_s"),
-        "p99 purchase ms": result.get("latency_p99_ms"),
-        "oversold": result.get("oversold"),
+        "purchase attempts/s": result["attempts_per_s"],
+        "p99 purchase ms": result["latency_p99_ms"],
+        "oversold": result["oversold"],
     }
-    workers = result.get("workers")
-    name = f"purchase_bench ({workers} worker{'s' if workers != 1 else ''}, {result.get('connections')} connections)"
+    workers = result["workers"]
+    name = f"purchase_bench ({workers} worker{'s' if workers != 1 else ''}, {result['connections']} connections)"
     return Step(name, row, row["oversold"] == 0, result, "" if row["oversold"] == 0 else "oversold")
 
 
 def locust_step(sizes: Sizes, out: Path) -> Step:
     """A short show (viewers, chatters, buyers, the host) with locust, against a fresh server."""
     name = f"locust show ({sizes.locust_seconds} s)"
-    with open(out / "locust-server.log", "wb") as server_log, serverproc.running(log=server_log) as server:
+    with running(log=out / "locust-server.log") as server:
         time.sleep(1)
         web = server.tree()[0]
         rss_before = sum(procstat.rss_bytes(pid) for pid in web)
@@ -154,7 +160,7 @@ def locust_step(sizes: Sizes, out: Path) -> Step:
             user_id="suite-admin", name="Suite", role=Role.ADMIN, merchant_id="demo", ttl_seconds=3600
         )
         report = out / "locust-report.json"
-        command = [sys.executable, "-m", "locust", "-f", "loadtests/locustfile.py", "--headless", "--only-summary"]
+        command = [sys.executable, "-m", "locust", "-f", "loadtests/show/locustfile.py", "--headless", "--only-summary"]
         command += ["--users", str(sizes.locust_users), "--spawn-rate", str(sizes.locust_spawn_rate)]
         command += ["--run-time", f"{sizes.locust_seconds}s", "--host", server.base_url]
         command += ["--merchant", "demo", "--room", "demo", "--admin-token", admin]
@@ -193,54 +199,44 @@ def locust_step(sizes: Sizes, out: Path) -> Step:
 
 def table(steps: list[Step]) -> str:
     """One markdown table; 'n/a' where a benchmark does not measure the column."""
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join(" --- " for _ in COLUMNS) + "|"]
-    for step in steps:
-        cells = [step.name + ("" if step.ok else " **FAILED**")]
-        cells += [_cell(step.row.get(column)) for column in COLUMNS[1:]]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
-    return f"{value:,}" if isinstance(value, int) else str(value)
+    rows = [
+        [step.name + ("" if step.ok else " **FAILED**"), *(step.row.get(column) for column in COLUMNS[1:])]
+        for step in steps
+    ]
+    return markdown(COLUMNS, rows)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="a small run, in seconds rather than minutes")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="a small run, in seconds rather than minutes")
+    size.add_argument("--smoke", action="store_true", help="each step at its smoke size: proves the suite runs")
     parser.add_argument("--out", type=Path, help="where the raw results go (default loadtests/results/suite-<time>)")
     parser.add_argument(
         "--only", default="hub,purchase,locust", help="comma-separated steps to run (default: hub,purchase,locust)"
     )
     args = parser.parse_args(argv)
-    sizes = QUICK if args.quick else STANDARD
+    kind = "quick" if args.quick else "smoke" if args.smoke else "standard"
+    sizes = {"quick": QUICK, "smoke": SMOKE, "standard": STANDARD}[kind]
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    out: Path = args.out or ROOT / "loadtests" / "results" / f"suite-{stamp}{'-quick' if args.quick else ''}"
+    out: Path = args.out or ROOT / "loadtests" / "results" / f"suite-{stamp}{'' if kind == 'standard' else '-' + kind}"
     out.mkdir(parents=True, exist_ok=True)
     only = set(args.only.split(","))
     started = time.monotonic()
     steps: list[Step] = []
     if "hub" in only:
-        print(f"hub_bench: {sizes.hub_viewers} viewers for {sizes.hub_seconds} s ...", file=sys.stderr, flush=True)
+        print(f"hub_bench {' '.join(sizes.hub_args)} ...", file=sys.stderr, flush=True)
         steps.append(hub_step(sizes, out))
     if "purchase" in only:
-        print("purchase_bench ...", file=sys.stderr, flush=True)
-        step = purchase_step(sizes, out)
-        if step is None:
-            print("purchase_bench: loadtests/purchase_bench.py is not there yet; skipped", file=sys.stderr)
-        else:
-            steps.append(step)
+        print(f"purchase_bench {' '.join(sizes.purchase_args)} ...", file=sys.stderr, flush=True)
+        steps.append(purchase_step(sizes, out))
     if "locust" in only:
         print(f"locust: a {sizes.locust_seconds} s show, {sizes.locust_users} users ...", file=sys.stderr, flush=True)
         steps.append(locust_step(sizes, out))
     rendered = table(steps)
     failures = [f"- {step.name}: {step.error or 'failed'}" for step in steps if not step.ok]
     oversold = sum(step.row.get("oversold") or 0 for step in steps)
-    footer = f"\n{'quick' if args.quick else 'standard'} run, {time.monotonic() - started:.0f} s; raw results in {out}"
+    footer = f"\n{kind} run, {time.monotonic() - started:.0f} s; raw results in {out}"
     (out / "suite.md").write_text(rendered + "\n" + "\n".join(failures) + footer + "\n")
     (out / "suite.json").write_text(
         json.dumps([{"name": s.name, "ok": s.ok, "row": s.row, "error": s.error} for s in steps], indent=2) + "\n"

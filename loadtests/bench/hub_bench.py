@@ -1,12 +1,13 @@
 """Hub benchmark: N viewers in one room, a stock update at 10 Hz plus chat at 50 messages/s.
 
 Starts a fresh server (embedded Redis, its own DATA_DIR), connects the viewers with the lean client,
-and reports delivered frames/s, p50/p99 push latency (from each event's server timestamp), server
-memory per idle viewer, and server and client CPU. With --baseline it measures a bare
-`websockets.broadcast()` server the same way, as the yardstick for the hub's fan-out.
+and prints a table of delivered frames/s, p50/p99 push latency (from each event's server timestamp),
+server memory per idle viewer, and server, Redis and client CPU (--json FILE: the figures as JSON).
+With --baseline it then measures a bare `websockets.broadcast()` server (broadcast_baseline) the
+same way, as the yardstick for the hub's fan-out, and prints the ratio of server CPU per delivery.
 
-    python -m loadtests.hub_bench --viewers 10000 --workers 2 --seconds 20
-    python -m loadtests.hub_bench --viewers 10000 --seconds 20 --baseline
+    python -m loadtests.bench.hub_bench --viewers 10000 --workers 2 --seconds 20 --baseline
+    python -m loadtests.bench.hub_bench --smoke --baseline      # seconds, tiny: proves it runs
 """
 
 from __future__ import annotations
@@ -17,24 +18,56 @@ import json
 import resource
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
 
-from loadtests import procstat, serverproc, wsclient
+from loadtests.bench import wsclient
+from loadtests.support import procstat, smoke, table
+from loadtests.support.server import HOST, ROOT, ServerProcess, running
 from server.access.tokens import Tokens
-from server.protocol import Role, encode, event
+from server.protocol import Role, event
+from server.rooms.record import RoomRecords
+
+SMOKE = {"viewers": 40, "workers": 1, "seconds": 2, "sampled": 20, "clients": 1}
+COLUMNS = (
+    "server",
+    "viewers",
+    "delivered frames/s",
+    "p50 push ms",
+    "p99 push ms",
+    "memory per viewer KiB",
+    "server CPU %",
+    "Redis CPU %",
+    "client CPU %",
+    "server µs per delivery",
+    "closed by server",
+)
+FIGURES = (
+    "mode",
+    "viewers",
+    "frames_per_s",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "rss_per_idle_viewer_kib",
+    "server_cpu_percent",
+    "redis_cpu_percent",
+    "client_cpu_percent",
+    "server_us_per_delivery",
+    "closed_by_server",
+)
 
 
 async def publish_stock(redis_url: str, room_id: str, hz: float, stop: asyncio.Event) -> int:
-    """A stock-like latest-value event at `hz`, published as the sales module does."""
+    """A stock event at `hz`, published as the sales feed does (a latest-value event to every process)."""
     redis = Redis.from_url(redis_url, decode_responses=True)
+    records = RoomRecords(redis)
     sent = 0
     try:
         while not stop.is_set():
-            await redis.publish(
-                f"room:{{{room_id}}}:events", encode(event("stock", sale_id="s1", available=1000 - sent))
-            )
+            await records.publish_latest(room_id, event("stock", sale_id="s1", available=1000 - sent))
             sent += 1
             await asyncio.sleep(1 / hz)
     finally:
@@ -69,21 +102,23 @@ async def _drain(reader: asyncio.StreamReader) -> None:
         await wsclient.read_frame(reader)
 
 
-async def run(args: argparse.Namespace) -> dict[str, object]:
+async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The hub, then (with --baseline) the bare broadcast() server, each on a fresh server of its own."""
+    with running(workers=args.workers, env={"CHAT_RATE_COUNT": "100000"}) as server:
+        results = [await measure(args, server, baseline=False)]
     if args.baseline:
-        command = [sys.executable, "-m", "loadtests.broadcast_baseline", "--port", "{port}", "--chat", str(args.chat)]
-        context = serverproc.running(command, ready="/")
-    else:
-        context = serverproc.running(workers=args.workers, env={"CHAT_RATE_COUNT": "100000"})
-    with context as server:
-        return await measure(args, server)
+        command = [sys.executable, "-m", "loadtests.bench.broadcast_baseline", "--port", "{port}"]
+        command += ["--hz", str(args.hz), "--chat", str(args.chat)]
+        with running(command) as server:
+            results.append(await measure(args, server, baseline=True))
+    return results
 
 
-async def measure(args: argparse.Namespace, server: serverproc.Server) -> dict[str, object]:
+async def measure(args: argparse.Namespace, server: ServerProcess, *, baseline: bool) -> dict[str, Any]:
+    """Connect the viewers, let them settle, then --seconds of load (the hub's: stock and chat); the figures."""
     port = server.port
     tokens = Tokens(server.secret)
     room_id = "demo"
-    host = serverproc.HOST
     await asyncio.sleep(1)
     web, redis_pids = server.tree()
     rss_before = sum(procstat.rss_bytes(pid) for pid in web)
@@ -92,9 +127,9 @@ async def measure(args: argparse.Namespace, server: serverproc.Server) -> dict[s
     shares = [args.viewers // args.clients + (1 if i < args.viewers % args.clients else 0) for i in range(args.clients)]
     groups = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "loadtests.hub_viewers", "--port", str(port), "--room", room_id,
+            sys.executable, "-m", "loadtests.bench.hub_viewers", "--port", str(port), "--room", room_id,
             "--token", viewer_token, "--count", str(share), "--sampled", str(args.sampled // args.clients),
-            cwd=serverproc.ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**26,
+            cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**26,
         )
         for share in shares
     ]  # fmt: skip
@@ -119,7 +154,7 @@ async def measure(args: argparse.Namespace, server: serverproc.Server) -> dict[s
         await group.stdin.drain()
     t0 = time.monotonic()
     load: list[asyncio.Task[int]] = []
-    if not args.baseline:
+    if not baseline:
         chat_tokens = [
             tokens.mint(
                 user_id=f"chatter{i}", name=f"Chatter {i}", role=Role.VIEWER, merchant_id=None, ttl_seconds=3600
@@ -128,7 +163,7 @@ async def measure(args: argparse.Namespace, server: serverproc.Server) -> dict[s
         ]
         load = [
             asyncio.create_task(publish_stock(redis_url, room_id, args.hz, load_stop)),
-            asyncio.create_task(chatters(host, port, room_id, chat_tokens, args.chat, load_stop)),
+            asyncio.create_task(chatters(HOST, port, room_id, chat_tokens, args.chat, load_stop)),
         ]
     await asyncio.sleep(args.seconds)
     load_stop.set()
@@ -154,7 +189,8 @@ async def measure(args: argparse.Namespace, server: serverproc.Server) -> dict[s
             close_codes[code] = close_codes.get(code, 0) + count
     sent = [await task for task in load]
     return {
-        "mode": "baseline websockets.broadcast()" if args.baseline else f"livecart hub, {args.workers} worker(s)",
+        "mode": "websockets.broadcast(), 1 process" if baseline else f"livecart hub, {args.workers} worker(s)",
+        "workers": 1 if baseline else args.workers,
         "viewers": connected,
         "connect_seconds": round(connect_seconds, 1),
         "seconds": round(elapsed, 1),
@@ -173,7 +209,17 @@ async def measure(args: argparse.Namespace, server: serverproc.Server) -> dict[s
     }
 
 
-def main() -> None:
+def report(results: list[dict[str, Any]]) -> str:
+    """The table, and with a baseline the ratio of server CPU per delivered frame."""
+    lines = [table.markdown(COLUMNS, [[result[figure] for figure in FIGURES] for result in results])]
+    if len(results) == 2:
+        hub, bare = (result["server_us_per_delivery"] for result in results)
+        ratio = f"{hub / bare:.2f}x" if bare else "n/a (the baseline delivered nothing)"
+        lines.append(f"\nratio hub / websockets.broadcast(): {ratio} the server CPU per delivered frame")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--viewers", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
@@ -182,12 +228,15 @@ def main() -> None:
     parser.add_argument("--chat", type=float, default=50, help="chat messages per second")
     parser.add_argument("--sampled", type=int, default=200, help="viewers that measure latency")
     parser.add_argument("--clients", type=int, default=2, help="viewer processes of the load generator")
-    parser.add_argument("--baseline", action="store_true", help="measure a bare websockets.broadcast() server")
-    args = parser.parse_args()
+    parser.add_argument("--baseline", action="store_true", help="then measure a bare websockets.broadcast() server")
+    parser.add_argument("--json", type=Path, help="also write the figures here, as JSON")
+    args = smoke.parse(parser, SMOKE, argv)
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    result = asyncio.run(run(args))
-    print(json.dumps(result, indent=2))
+    results = asyncio.run(run(args))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(report(results))
 
 
 if __name__ == "__main__":

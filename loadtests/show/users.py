@@ -1,9 +1,9 @@
 """The people at a live show, as locust users: viewers, chatters, flash-sale buyers and the host.
 
-Every user joins the room's WebSocket (loadtests/room_socket.py reports each pushed event's lag);
+Every user joins the room's WebSocket (room_socket.py reports each pushed event's lag);
 REST calls go through locust's FastHttpUser client. What the server acknowledges to buyers (holds
 and payments) and the sales the host creates go into this process's `LEDGER`, which the invariant
-report checks against the store after the run (loadtests/show_report.py).
+report checks against the store after the run (report.py).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import gevent
 from locust import FastHttpUser, between, constant, task
 from locust.exception import StopUser
 
-from loadtests.invariants import Ack, Ledger
-from loadtests.room_socket import REPORTED, RoomSocket, RoomSocketError
-from loadtests.show_options import Show
-from loadtests.show_plan import SaleSlot, ShowPlan
+from loadtests.show.invariants import Ack, Ledger
+from loadtests.show.options import Show
+from loadtests.show.plan import SaleSlot, ShowPlan
+from loadtests.show.room_socket import REPORTED, RoomSocket, RoomSocketError
 
 log = logging.getLogger("livecart.loadtest")
 

@@ -1,6 +1,6 @@
 """One process of hub_bench's viewers: connect, say so, measure when told, print what it measured.
 
-Driven over stdin/stdout by loadtests.hub_bench, which starts several of these so that reading
+Driven over stdin/stdout by loadtests.bench.hub_bench, which starts several of these so that reading
 frames is spread over processes and never starves the publishers.
 
     stdout: "connected <n> <closed>"   once every viewer has its snapshot (or was refused)
@@ -18,7 +18,7 @@ import sys
 import orjson
 import uvloop
 
-from loadtests import wsclient
+from loadtests.bench import wsclient
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -1,11 +1,11 @@
-"""The load shape of a show: how many users of which kind, moment by moment (the script is in show_plan.py)."""
+"""The load shape of a show: how many users of which kind, moment by moment (the script is in plan.py)."""
 
 from __future__ import annotations
 
 from locust import LoadTestShape
 
-from loadtests.show_options import Show
-from loadtests.show_plan import ShowPlan
+from loadtests.show.options import Show
+from loadtests.show.plan import ShowPlan
 
 
 class ShowShape(LoadTestShape):

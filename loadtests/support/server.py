@@ -1,0 +1,159 @@
+"""The one server launcher of the tests and the benchmarks: `python -m server` (or a stand-in) on 127.0.0.1.
+
+`start_server` starts a process on a free port with its DATA_DIR and log under a directory and waits
+until it is ready; `running` wraps it for a benchmark: a temporary directory, the server's own
+embedded Redis and the demo shop, everything stopped and removed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from loadtests.support import procstat
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+READY_SECONDS = 30
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    """A server process on 127.0.0.1: its port, its process, the file its output goes to, its DATA_DIR and secret."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    data_dir: Path | None = None
+    secret: str = ""
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{HOST}:{self.port}"
+
+    @property
+    def redis_url(self) -> str:
+        """The embedded Redis that `python -m server` starts in DATA_DIR when it has no REDIS_URL."""
+        assert self.data_dir is not None, "started without a DATA_DIR"
+        return f"unix://{self.data_dir}/redis/redis.sock"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def tree(self) -> tuple[list[int], list[int]]:
+        """(web processes, Redis processes): this process and every process below it."""
+        pids = procstat.children(self.process.pid)
+        redis = [pid for pid in pids if "valkey" in procstat.command(pid) or "redis" in procstat.command(pid)]
+        return [pid for pid in pids if pid not in redis], redis
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        """Send `sig`, wait up to `timeout` seconds, then kill; return the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def start_server(
+    tmp: Path,
+    env: dict[str, str],
+    port: int | None = None,
+    workers: int = 1,
+    *,
+    command: list[str] | None = None,
+    ready: str = "/readyz",
+) -> ServerProcess:
+    """Start `python -m server` (or `command`, "{port}" filled in) and wait until `ready` answers 200.
+
+    Its DATA_DIR is tmp/data and its output goes to tmp/server-<port>.log. `env` is added to this
+    process's environment and wins over the defaults: a random SECRET_KEY, PORT, WEB_CONCURRENCY,
+    LOG_LEVEL info, HOLD_SECONDS 300. Raises RuntimeError, with the log, when it exits or is not
+    ready within READY_SECONDS.
+    """
+    port = port or free_port()
+    log_path = tmp / f"server-{port}.log"
+    full_env = {
+        **os.environ,
+        "SECRET_KEY": secrets.token_urlsafe(16),
+        "DATA_DIR": str(tmp / "data"),
+        "PORT": str(port),
+        "WEB_CONCURRENCY": str(workers),
+        "LOG_LEVEL": "info",
+        "HOLD_SECONDS": "300",
+        **env,
+    }
+    argv = [part.replace("{port}", str(port)) for part in command or [sys.executable, "-m", "server"]]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+    server = ServerProcess(port, process, log_path, Path(full_env["DATA_DIR"]), full_env["SECRET_KEY"])
+    deadline = time.monotonic() + READY_SECONDS
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(server.base_url + ready, timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            server.stop(signal.SIGKILL)
+            raise RuntimeError(f"server did not become ready:\n{server.log()}")
+        time.sleep(0.1)
+
+
+@contextmanager
+def running(
+    command: list[str] | None = None,
+    *,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+    ready: str = "/readyz",
+    log: Path | None = None,
+) -> Iterator[ServerProcess]:
+    """A fresh server for a benchmark, stopped and its directory removed when the block ends.
+
+    A temporary DATA_DIR, its own embedded Redis (never the caller's REDIS_URL), the demo shop,
+    LOG_LEVEL warning; `env` wins. Its log is copied to `log` afterwards, or else to stderr.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix="livecart-bench-"))
+    try:
+        defaults = {"REDIS_URL": "", "SEED_DEMO": "1", "LOG_LEVEL": "warning"}
+        server = start_server(tmp, {**defaults, **(env or {})}, workers=workers, command=command, ready=ready)
+        try:
+            yield server
+        finally:
+            server.stop()
+            if log is None:
+                sys.stderr.write(server.log())
+            else:
+                shutil.copyfile(server.log_path, log)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
