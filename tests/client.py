@@ -1,4 +1,7 @@
-"""A small test client for the room WebSocket: connect, send commands, wait for events by type."""
+"""A small test client for the room WebSocket: connect, send commands, wait for events by type.
+
+Every `timeout` here is nominal seconds, scaled by the tests' one factor (tests.timing).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ from typing import Any
 import orjson
 import websockets
 from websockets.asyncio.client import ClientConnection
+
+from tests.timing import seconds
 
 
 class RoomClient:
@@ -25,6 +30,7 @@ class RoomClient:
 
     @classmethod
     async def connect(cls, url: str, **kwargs: Any) -> RoomClient:
+        kwargs.setdefault("open_timeout", seconds(10))
         connection = await websockets.connect(url, max_size=2**22, **kwargs)
         client = cls(connection)
         await client.wait(lambda: client.first is not None or client.closed)
@@ -54,8 +60,9 @@ class RoomClient:
                 self._changed.notify_all()
 
     async def wait(self, predicate: Any, timeout: float = 5.0) -> None:
+        """Return once `predicate()` is true (checked on every frame); fail after `timeout`, scaled."""
         async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
+            await asyncio.wait_for(self._changed.wait_for(predicate), seconds(timeout))
 
     async def wait_event(self, kind: str, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
         """The first event of this type (and these field values) received so far or soon."""
@@ -89,7 +96,7 @@ class RoomClient:
         await self.connection.send(raw)
 
     async def wait_closed(self, timeout: float = 5.0) -> tuple[int | None, str | None]:
-        await asyncio.wait_for(self.connection.wait_closed(), timeout)
+        await asyncio.wait_for(self.connection.wait_closed(), seconds(timeout))
         return self.connection.close_code, self.connection.close_reason
 
     async def close(self) -> None:

@@ -11,6 +11,7 @@ import httpx
 from server.access.tokens import Tokens
 from server.protocol import Role
 from tests.conftest import SECRET_KEY, Shop
+from tests.timing import seconds
 
 GOOD_CARD = "4242424242424242"
 DECLINED_CARD = "4000000000000002"
@@ -42,7 +43,7 @@ def post_sale(shop: Shop, base_url: str | None = None, **terms: Any) -> httpx.Re
         f"{base_url or shop.base_url}/api/merchants/{shop.merchant_id}/rooms/{shop.room_id}/sales",
         json=body,
         headers=auth(shop.host),
-        timeout=10,
+        timeout=seconds(10),
     )
 
 
@@ -66,7 +67,10 @@ def buy(
 
 def pay(base_url: str, token: str, order_id: str, card: str = GOOD_CARD) -> httpx.Response:
     return httpx.post(
-        f"{base_url}/api/orders/{order_id}/payment", json={"card_number": card}, headers=auth(token), timeout=10
+        f"{base_url}/api/orders/{order_id}/payment",
+        json={"card_number": card},
+        headers=auth(token),
+        timeout=seconds(10),
     )
 
 
@@ -91,7 +95,28 @@ def assert_error(response: httpx.Response, status: int, code: str) -> str:
 
 
 def wait_until(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
+    """Return once `predicate()` is true; fail after `timeout` nominal seconds (scaled)."""
+    deadline = time.monotonic() + seconds(timeout)
     while not predicate():
-        assert time.monotonic() < deadline, "timed out"
+        assert time.monotonic() < deadline, f"timed out after {seconds(timeout):g} s"
         time.sleep(0.05)
+
+
+def wait_for_server_time(shop: Shop, sale_id: str, ms: int, timeout: float = 5.0) -> int:
+    """Return once the server's clock (`server_time` of GET /api/sales/{id}) is past `ms`; return that time.
+
+    Fails when it is not, `timeout` nominal seconds (scaled) after the moment itself.
+    """
+
+    def server_time() -> int:
+        response = httpx.get(f"{shop.base_url}/api/sales/{sale_id}", timeout=seconds(10))
+        assert response.status_code == 200, response.text
+        return int(response.json()["server_time"])
+
+    now = server_time()
+    deadline = time.monotonic() + max(0, ms - now) / 1000 + seconds(timeout)
+    while now <= ms:
+        assert time.monotonic() < deadline, f"the server's clock did not pass {ms} (it reads {now})"
+        time.sleep(min(0.05, (ms - now + 1) / 1000))
+        now = server_time()
+    return now

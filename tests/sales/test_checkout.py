@@ -17,6 +17,7 @@ import pytest
 from server.sales.checkout import EXPORT_FIELDS
 from tests.conftest import ServerProcess, Shop, make_shop, start_server
 from tests.sale_helpers import assert_error, auth, buy, create_sale, invariant, pay, viewer_token
+from tests.timing import seconds
 
 
 def test_a_retry_with_the_same_key_returns_the_same_order_and_moves_stock_once(shop: Shop) -> None:
@@ -63,7 +64,7 @@ async def test_a_double_tap_on_two_processes_makes_one_order(shop: Shop, server_
     sale = create_sale(shop, quantity=5, per_user_limit=5)
     token = viewer_token()
     headers = {**auth(token), "Idempotency-Key": "double-tap"}
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=seconds(10)) as client:
         replies = await asyncio.gather(
             *(
                 client.post(f"{base}/api/sales/{sale['id']}/purchases", json={"quantity": 2}, headers=headers)

@@ -12,7 +12,7 @@ import redis
 
 from server import keys
 from tests.conftest import Shop
-from tests.sale_helpers import assert_error, auth, buy, create_sale, pay, viewer_token
+from tests.sale_helpers import assert_error, auth, buy, create_sale, pay, viewer_token, wait_for_server_time
 
 FEED_FIELDS = {"stock_version", "stock_at", "announced", "announcing"}  # the room feed's bookkeeping, not state
 
@@ -48,7 +48,7 @@ def test_buying_before_the_start_is_not_started(shop: Shop, store: redis.Redis) 
 def test_buying_after_the_end_is_ended(shop: Shop, store: redis.Redis) -> None:
     """A purchase after the sale's end time is refused with ended."""
     sale = create_sale(shop, duration_seconds=1)
-    time.sleep(1.1)
+    wait_for_server_time(shop, sale["id"], sale["ends_at"])
     before = sale_state(store, sale["id"])
     assert_error(buy(shop.base_url, viewer_token(), sale["id"]), 409, "ended")
     assert sale_state(store, sale["id"]) == before

@@ -16,6 +16,7 @@ from streaming.fanout import KeyframeRequests
 from streaming.ice import IceServers, turn_credentials
 from streaming.offers import parse_offer
 from streaming.tracks import ForwardTrack
+from tests.timing import until
 
 # --- ICE servers ------------------------------------------------------------------------
 
@@ -204,14 +205,20 @@ async def test_keyframe_requests_reach_the_host_at_most_once_per_interval() -> N
     async def send() -> None:
         sent.append(loop.time())
 
-    requests = KeyframeRequests(send, interval=0.2)
+    interval = 0.2
+    requests = KeyframeRequests(send, interval=interval)
     start = loop.time()
     for _ in range(10):
         requests.request()
-    await asyncio.sleep(0.3)
-    assert len(sent) == 2 and sent[1] - start >= 0.19
+    assert requests.sent == 1  # the first at once
+    await until(lambda: len(sent) == 2, what="the PLI at the end of the interval")
+    assert sent[1] - start >= interval - 0.01
     requests.request()  # inside the interval again: scheduled...
     requests.keyframe_arrived()  # ...and satisfied by a keyframe
-    await asyncio.sleep(0.3)
-    assert len(sent) == 2
+    # The moment that PLI was due: the loop runs timers in time order, so a PLI still scheduled would go first.
+    due = loop.create_future()
+    loop.call_at(sent[1] + interval, due.set_result, None)
+    await due
+    await asyncio.sleep(0)  # a PLI sent then would have reached send() by now
+    assert requests.sent == 2 and len(sent) == 2
     requests.close()
