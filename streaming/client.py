@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import av
 import httpx
@@ -169,6 +170,25 @@ async def watch(url: str, token: str, kinds: tuple[str, ...] = ("video", "audio"
 
     session.location, session.links = await negotiate(url, token, pc)
     return session
+
+
+async def count(url: str, token: str) -> Session:
+    """A WHEP viewer that only counts RTP: video frames (by their marker bit) and audio packets, nothing reassembled
+    or decoded (a load generator's viewer: see passthrough.count_only)."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    session = Session(pc, "", token, [])
+    for kind in ("video", "audio"):
+        counter = session.counters[kind] = Counter(kind)
+        receiver = pc.addTransceiver(kind, direction="recvonly").receiver
+        passthrough.count_only(receiver, kind, partial(_one_more, counter))
+    session.location, session.links = await negotiate(url, token, pc)
+    return session
+
+
+def _one_more(counter: Counter) -> None:
+    if counter.first is None:
+        counter.first = time.monotonic() - counter.started
+    counter.frames += 1
 
 
 async def _main() -> None:

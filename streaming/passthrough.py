@@ -13,7 +13,8 @@ The decoder thread still starts (aiortc starts it unconditionally); it idles on 
 until the receiver stops, then ends the track exactly as aiortc does.
 
 This module is the only place that touches aiortc internals: the receiver's decoder queue, its
-track's frame queue and its PLI sender, and a sender's keyframe hook (`on_keyframe_request`).
+track's frame queue, its PLI sender and its RTP handler (`count_only`, for load generators), and a
+sender's keyframe hook (`on_keyframe_request`).
 They are those of the pinned version (aiortc==1.16.0); `install` fails loudly if they are missing.
 """
 
@@ -107,6 +108,19 @@ async def request_keyframe(receiver: RTCRtpReceiver) -> None:
     for source in receiver.getSynchronizationSources():
         if source.source not in rtx:
             await receiver._send_rtcp_pli(source.source)
+
+
+def count_only(receiver: RTCRtpReceiver, kind: str, counted: Callable[[], None]) -> None:
+    """Make a receiver count what arrives and do nothing else: `counted()` once per video frame (an
+    RTP packet with the marker bit ends one) or audio packet. No jitter buffer, NACKs, reassembly or
+    decoding: the lightest viewer there is, so a load generator can run hundreds beside the server."""
+    video = kind == "video"
+
+    async def handle(packet: Any, arrival_time_ms: int) -> None:
+        if packet.marker or not video:
+            counted()
+
+    receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
 
 
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:

@@ -2,7 +2,8 @@
 
 Driven over stdin/stdout by loadtests.bench.relay_bench (under loadtests.support.loopback), which
 spreads the viewers over several of these. The first --decoders viewers decode and note the
-picture's size; the others count encoded frames without decoding (streaming.client's decode=False).
+picture's size; the others only count RTP (streaming.client.count: no jitter buffer, reassembly or
+decoding), so that hundreds of viewers fit beside the server on the same cores.
 
     stdout: "ready"    once every viewer has had a video frame (or READY_SECONDS passed)
     stdin:  "go"       start counting
@@ -38,7 +39,10 @@ async def main(args: argparse.Namespace) -> None:
     for start in range(0, args.count, 10):
         batch = range(start, min(start + 10, args.count))
         sessions += await asyncio.gather(
-            *(client.watch(args.url, args.token, decode=index < args.decoders) for index in batch)
+            *(
+                client.watch(args.url, args.token) if index < args.decoders else client.count(args.url, args.token)
+                for index in batch
+            )
         )
     deadline = time.monotonic() + READY_SECONDS
     while any(video == 0 for video, _audio in counts(sessions)) and time.monotonic() < deadline:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
-from starlette.types import Send
+from starlette.types import Message, Send
 from starlette.websockets import WebSocket
 
 from server.access.tokens import Identity
@@ -55,7 +55,8 @@ class Viewer:
         self, websocket: WebSocket, send: Send, identity: Identity, role: Role, room_id: str, limit: int
     ) -> None:
         self.websocket = websocket
-        self._send = send  # the server's ASGI send: the hot path skips Starlette's per-call checks
+        # the server's ASGI send (a coroutine function): the hot path skips Starlette's per-call checks
+        self._send = cast(Callable[[Message], Coroutine[Any, Any, None]], send)
         self.identity = identity
         self.role = role  # the identity's role in this room: staff of another merchant are viewers here
         self.room_id = room_id
@@ -119,7 +120,7 @@ class Viewer:
 
     def _write(self, batch: Batch) -> None:
         try:
-            pending = eager.start(cast(Coroutine[Any, Any, None], self._send(batch.message)))  # ASGI send: a coroutine
+            pending = eager.start(self._send(batch.message))
         except (OSError, RuntimeError):  # the client is gone; its reader ends the connection
             self.closing = CloseCode.NORMAL
             return
