@@ -112,6 +112,13 @@ async def store_error(request: Request, exc: Exception) -> Response:
     return _error(503, "unavailable", UNAVAILABLE, {"Retry-After": "1"})
 
 
+async def internal_error(request: Request, exc: Exception) -> Response:
+    """A bug: still the documented JSON body under /api/ (Starlette logs the traceback after this)."""
+    if not request.url.path.startswith("/api/"):
+        return PlainTextResponse("Internal Server Error", status_code=500)
+    return _error(500, "internal", "the server failed to answer this request; try again in a moment")
+
+
 async def client_gone(request: Request, exc: Exception) -> Response:
     """The client hung up mid-request: nobody to answer (and nothing worth a traceback)."""
     return Response(status_code=400)
@@ -134,13 +141,13 @@ HANDLERS = {
     EOFError: store_error,
     ClientDisconnect: client_gone,
     HTTPException: http_error,
+    Exception: internal_error,  # Starlette runs this one in its outermost middleware, then re-raises
 }
 
 
 async def error_response(request: Request, exc: Exception) -> Response:
     """The answer for an error raised by a route served ahead of Starlette (same mapping as HANDLERS)."""
-    for kind in type(exc).__mro__:
-        handler = HANDLERS.get(kind)
-        if handler is not None:
-            return await handler(request, exc)
-    raise exc
+    handler = next(HANDLERS[kind] for kind in type(exc).__mro__ if kind in HANDLERS)
+    if handler is internal_error:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return await handler(request, exc)

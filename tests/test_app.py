@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-import anyio
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -14,6 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from server.store.embedded import EmbeddedRedis
 from tests.client import RoomClient
 from tests.conftest import ServerProcess, Shop, make_shop, start_server
+from tests.sale_helpers import wait_until
+from tests.timing import until
 
 METRICS = (
     "livecart_connections",
@@ -36,22 +36,6 @@ def metric_samples(base_url: str) -> dict[str, float]:
             labels = ",".join(f'{key}="{value}"' for key, value in sorted(sample.labels.items()))
             samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
     return samples
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll a condition until it holds (or fail after the timeout)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await anyio.sleep(0.05)
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    """Poll a condition from sync code until it holds (or fail after the timeout)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def test_healthz_answers_ok(server: ServerProcess) -> None:
@@ -110,12 +94,12 @@ async def test_metrics_count_a_connected_viewer_and_its_traffic(server: ServerPr
                 and now["livecart_frames_out_total"] > before["livecart_frames_out_total"]
             )
 
-        await eventually(counted)
-    await eventually(lambda: metric_samples(server.base_url)["livecart_connections"] <= before["livecart_connections"])
+        await until(counted)
+    await until(lambda: metric_samples(server.base_url)["livecart_connections"] <= before["livecart_connections"])
 
 
 def test_readyz_is_503_while_redis_is_down_and_recovers_when_it_returns(tmp_path: Path) -> None:
-    """With Redis stopped /readyz says 503 and why; when Redis is back (same AOF) the server is ready with its data."""
+    """With Redis stopped /readyz says 503 and why, and every route a JSON 503; back (same AOF), all is ready again."""
     embedded = EmbeddedRedis(tmp_path / "redis")
     url = embedded.start()
     started = None
@@ -127,16 +111,29 @@ def test_readyz_is_503_while_redis_is_down_and_recovers_when_it_returns(tmp_path
         def not_ready() -> bool:
             return httpx.get(f"{started.base_url}/readyz", timeout=10).status_code == 503
 
-        wait_for(not_ready)
+        wait_until(not_ready, timeout=15)
         response = httpx.get(f"{started.base_url}/readyz", timeout=10)
         assert response.status_code == 503
         body = response.json()
         assert body["ready"] is False
         assert body["error"].startswith("redis unreachable")
         assert httpx.get(f"{started.base_url}/healthz").status_code == 200  # alive, just not ready
+        base, admin = started.base_url, shop.headers(shop.admin)
+        for method, path, headers in [
+            ("GET", f"/api/rooms/{shop.room_id}", {}),
+            ("GET", f"/api/merchants/{shop.merchant_id}/products", admin),
+            ("POST", f"/api/merchants/{shop.merchant_id}/rooms", admin),
+            ("GET", f"/api/merchants/{shop.merchant_id}/rooms/{shop.room_id}/stats", admin),
+            ("GET", f"/api/merchants/{shop.merchant_id}/sales", admin),
+            ("POST", f"/whep/{shop.room_id}", {**admin, "Content-Type": "application/sdp"}),
+        ]:
+            body = b'{"title": "x"}' if method == "POST" and "rooms" in path else b"v=0"
+            answer = httpx.request(method, base + path, headers=headers, content=body if method == "POST" else None)
+            assert answer.status_code == 503, (path, answer.text)
+            assert answer.json()["error"]["code"] == "unavailable", path
 
         embedded.start()
-        wait_for(lambda: httpx.get(f"{started.base_url}/readyz", timeout=10).status_code == 200)
+        wait_until(lambda: httpx.get(f"{started.base_url}/readyz", timeout=10).status_code == 200, timeout=15)
         assert httpx.get(f"{started.base_url}/readyz").json() == {"ready": True}
         room = httpx.get(f"{started.base_url}/api/rooms/{shop.room_id}")
         assert room.status_code == 200
