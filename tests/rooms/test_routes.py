@@ -647,3 +647,21 @@ def test_forbidden_is_decided_before_the_body_is_read(api: httpx.Client, shop: S
     url = f"/api/merchants/{other.merchant_id}/products"
     assert_error(api.post(url, headers=auth(shop.admin), content=b"{broken"), 403, "forbidden")
     assert_error(api.post(url, headers=auth(shop.admin), content=b"x" * (MAX_BODY + 10)), 403, "forbidden")
+
+
+def test_a_body_of_another_content_type_is_refused_with_415(api: httpx.Client, shop: Shop) -> None:
+    """A JSON endpoint given a form or text body says 415 with the type it takes, and creates nothing."""
+    for content_type in ("application/x-www-form-urlencoded", "text/plain"):
+        response = api.post(
+            products_url(shop),
+            headers={**auth(shop.admin), "Content-Type": content_type},
+            content=b'{"title": "Hat", "price": 1}',
+        )
+        assert_error(response, 415, "unsupported_media_type", "application/json")
+    assert len(api.get(products_url(shop), headers=auth(shop.admin)).json()) == len(shop.products)
+    sent = api.post(
+        products_url(shop),
+        headers={**auth(shop.admin), "Content-Type": "application/json; charset=utf-8"},
+        content=b'{"title": "Hat", "price": 1}',
+    )
+    assert sent.status_code == 201
