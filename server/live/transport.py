@@ -112,11 +112,10 @@ async def handle(node: Node, room: LocalRoom, viewer: Viewer, raw: str | bytes) 
         request_id = command.id
         metrics.EVENTS_IN.labels(command.type).inc()
         result = await HANDLERS[command.type](node, room, viewer, command)
-    except ProtocolError as problem:
-        metrics.PROTOCOL_ERRORS.labels(problem.code).inc()
-        return error(ErrorCode(problem.code), problem.message, problem.request_id if request_id is None else request_id)
-    except DomainError as problem:
+    except DomainError as problem:  # a ProtocolError from parsing carries the frame's id itself
         code = ErrorCode(problem.code) if problem.code in set(ErrorCode) else ErrorCode.BAD_REQUEST
+        if request_id is None and isinstance(problem, ProtocolError):
+            request_id = problem.request_id
         metrics.PROTOCOL_ERRORS.labels(code.value).inc()
         return error(code, problem.message, request_id)
     except STORE_ERRORS as problem:
