@@ -1,4 +1,5 @@
-"""`python -m server`: start Redis if none is configured, seed the demo shop, run uvicorn, stop Redis on exit."""
+"""`python -m server`: start Redis and PostgreSQL where none is configured, seed the demo shop, run uvicorn,
+stop what it started on exit."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import uvicorn
 from redis.exceptions import RedisError
 
 from server import config
+from server.ledger.embedded import EmbeddedPostgres
 from server.store.embedded import EmbeddedRedis
 
 # Nothing that imports prometheus_client may be imported above: it picks its multi-process mode
@@ -37,13 +39,17 @@ def main(argv: list[str] | None = None) -> None:
     if not 1 <= port <= 65535 or workers < 1:
         parser.error(f"the port must be 1 to 65535 and workers at least 1, got port {port}, workers {workers}")
 
-    # uvicorn re-raises the signal that stopped it; make SIGTERM unwind this function so Redis is stopped.
+    # uvicorn re-raises the signal that stopped it; make SIGTERM unwind this function so the stores are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    embedded = None
-    if settings.redis_url is None:
-        embedded = EmbeddedRedis(settings.redis_dir, fsync=settings.redis_fsync, binary=settings.redis_server)
-        os.environ["REDIS_URL"] = embedded.start()
+    redis: EmbeddedRedis | None = None
+    postgres: EmbeddedPostgres | None = None
     try:
+        if settings.redis_url is None:
+            redis = EmbeddedRedis(settings.redis_dir, fsync=settings.redis_fsync, binary=settings.redis_server)
+            os.environ["REDIS_URL"] = redis.start()
+        if settings.database_url is None:
+            postgres = EmbeddedPostgres(settings.postgres_dir, bindir=settings.postgres_bin)
+            os.environ["DATABASE_URL"] = postgres.start()
         metrics_dir = settings.data_dir / f"metrics-{port}"
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
@@ -75,8 +81,9 @@ def main(argv: list[str] | None = None) -> None:
             proxy_headers=True,
         )
     finally:
-        if embedded is not None:
-            embedded.stop()
+        for embedded in (postgres, redis):
+            if embedded is not None:
+                embedded.stop()
 
 
 if __name__ == "__main__":

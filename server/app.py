@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 from server import config, http, metrics
 from server.access import routes as access_routes
 from server.config import Settings
+from server.errors import STORE_ERRORS
 from server.live.transport import room_socket
 from server.node import Node
 from server.rooms import routes as rooms_routes
@@ -33,12 +34,17 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """The process can reach Redis."""
+    """The process can reach Redis and PostgreSQL."""
+    node = http.node_of(request)
     try:
         with metrics.redis_timer("ping"):
-            await http.node_of(request).redis.ping()
-    except http.STORE_ERRORS as problem:
+            await node.redis.ping()
+    except STORE_ERRORS as problem:
         return JSONResponse({"ready": False, "error": f"redis unreachable: {problem}"}, status_code=503)
+    try:
+        await node.db.pool.fetchval("SELECT 1")
+    except STORE_ERRORS as problem:
+        return JSONResponse({"ready": False, "error": f"postgresql unreachable: {problem}"}, status_code=503)
     return JSONResponse({"ready": True})
 
 
@@ -74,8 +80,10 @@ class LiveCart:
 
 def create_app(settings: Settings | None = None) -> LiveCart:
     settings = settings or config.load()
-    if not settings.redis_url:
-        raise SystemExit("REDIS_URL is not set: start the server with `python -m server`, which runs Redis for you")
+    if not settings.redis_url or not settings.database_url:
+        raise SystemExit(
+            "REDIS_URL or DATABASE_URL is not set: start the server with `python -m server`, which runs both for you"
+        )
     try:
         ice = IceServers(settings.ice_servers, settings.turn_secret)
     except ValueError as problem:  # e.g. a TURN URL without TURN_SECRET

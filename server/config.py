@@ -24,6 +24,15 @@ def _int(name: str, default: int, minimum: int | None = None, maximum: int | Non
     return value
 
 
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw not in ("0", "1", "true", "false", "yes", "no", "on", "off"):
+        raise SystemExit(f"{name} must be 1 or 0 (true/false, yes/no, on/off), got {raw!r}")
+    return raw in ("1", "true", "yes", "on")
+
+
 def _list(name: str, default: str = "") -> tuple[str, ...]:
     raw = os.environ.get(name, default)
     return tuple(item.strip() for item in raw.split(",") if item.strip())
@@ -37,6 +46,9 @@ class Settings:
     redis_url: str | None = None
     redis_server: str | None = None
     redis_fsync: str = "everysec"
+    database_url: str | None = None
+    postgres_bin: str | None = None
+    database_pool_size: int = 10
     data_dir: Path = Path("data")
     secret_key: str = ""
     allowed_origins: tuple[str, ...] = ()
@@ -59,6 +71,18 @@ class Settings:
     # Redis connections of a process, and how long a call may wait for one in a burst.
     redis_pool_size: int = 256
     redis_pool_wait_ms: int = 10_000
+    # Durable acknowledgement: a hold or payment is acknowledged only once Redis wrote it to its AOF (WAITAOF).
+    durable_ack: bool = False
+    durable_ack_timeout_ms: int = 1000
+    # The ledger: backing up order changes to PostgreSQL, archiving ended sales, reconciling payments.
+    ledger_consumer: bool = True
+    ledger_interval_ms: int = 100
+    ledger_batch: int = 1000
+    ledger_claim_ms: int = 5000
+    sale_archive_grace_ms: int = 600_000
+    reconcile_interval_ms: int = 30_000
+    reconcile_grace_ms: int = 60_000
+    order_retention_days: int = 3 * 365
     # How long the process's own shutdown (after uvicorn's) may take, whatever Redis does.
     shutdown_seconds: int = 5
     # Timings (tests shrink them): presence, rooms, chat, the sales feed, the sandbox, video ownership.
@@ -79,6 +103,10 @@ class Settings:
     @property
     def redis_dir(self) -> Path:
         return self.data_dir / "redis"
+
+    @property
+    def postgres_dir(self) -> Path:
+        return self.data_dir / "postgres"
 
 
 def _secret_key(data_dir: Path) -> str:
@@ -112,6 +140,9 @@ def load() -> Settings:
         redis_url=os.environ.get("REDIS_URL") or None,
         redis_server=os.environ.get("REDIS_SERVER") or None,
         redis_fsync=fsync,
+        database_url=os.environ.get("DATABASE_URL") or None,
+        postgres_bin=os.environ.get("POSTGRES_BIN") or None,
+        database_pool_size=_int("DATABASE_POOL_SIZE", 10, 2, 1000),
         data_dir=data_dir,
         secret_key=_secret_key(data_dir),
         allowed_origins=_list("ALLOWED_ORIGINS"),
@@ -130,9 +161,19 @@ def load() -> Settings:
         hold_seconds=_int("HOLD_SECONDS", 300),
         ice_servers=_list("ICE_SERVERS", ""),
         turn_secret=os.environ.get("TURN_SECRET", ""),
-        seed_demo=os.environ.get("SEED_DEMO", "1") not in ("0", "false", "no"),
+        seed_demo=_flag("SEED_DEMO", True),
         redis_pool_size=_int("REDIS_POOL_SIZE", 256, 2, 10_000),
         redis_pool_wait_ms=_int("REDIS_POOL_WAIT_MS", 10_000, 1),
+        durable_ack=_flag("DURABLE_ACK", False),
+        durable_ack_timeout_ms=_int("DURABLE_ACK_TIMEOUT_MS", 1000, 1),
+        ledger_consumer=_flag("LEDGER_CONSUMER", True),
+        ledger_interval_ms=_int("LEDGER_INTERVAL_MS", 100, 1),
+        ledger_batch=_int("LEDGER_BATCH", 1000, 1, 100_000),
+        ledger_claim_ms=_int("LEDGER_CLAIM_MS", 5000, 10),
+        sale_archive_grace_ms=_int("SALE_ARCHIVE_GRACE_MS", 600_000, 0),
+        reconcile_interval_ms=_int("RECONCILE_INTERVAL_MS", 30_000, 10),
+        reconcile_grace_ms=_int("RECONCILE_GRACE_MS", 60_000, 0),
+        order_retention_days=_int("ORDER_RETENTION_DAYS", 3 * 365, 1),
         shutdown_seconds=_int("SHUTDOWN_SECONDS", 5, 1, 300),
         presence_interval_ms=_int("PRESENCE_INTERVAL_MS", 1000, 10),
         presence_ttl_ms=_int("PRESENCE_TTL_MS", 5000, 100),

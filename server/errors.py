@@ -1,6 +1,23 @@
-"""Domain errors: what a request may be refused for, with a stable code. The edge (server.http) maps them once."""
+"""Domain errors: what a request may be refused for, with a stable code. The edge (server.http) maps them once.
+And the errors that mean a store (Redis or PostgreSQL) could not be reached: every route answers them 503."""
 
 from __future__ import annotations
+
+import asyncpg
+from redis.exceptions import RedisError
+
+# A store could not be reached or went away mid-call. EOFError: a socket closed mid-reply
+# (asyncio.IncompleteReadError); asyncpg's: the server shut down, refused, or the connection broke.
+STORE_ERRORS: tuple[type[Exception], ...] = (
+    RedisError,
+    OSError,
+    EOFError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
 
 
 class DomainError(Exception):

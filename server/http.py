@@ -14,13 +14,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
-from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from server.access.tokens import Identity, InvalidToken
-from server.errors import BadRequest, DomainError, Forbidden, TooLarge, Unauthorized, UnsupportedMediaType
+from server.errors import STORE_ERRORS, BadRequest, DomainError, Forbidden, TooLarge, Unauthorized, UnsupportedMediaType
 from server.protocol import STAFF, Role
 
 if TYPE_CHECKING:
@@ -33,7 +32,6 @@ UNAVAILABLE = (
     "We couldn't reach the store just now; nothing you can't repeat happened. Try again: retrying a purchase "
     "with the same Idempotency-Key never buys twice."
 )
-STORE_ERRORS = (RedisError, OSError, EOFError)  # EOFError: a socket closed mid-reply (asyncio.IncompleteReadError)
 
 
 def node_of(connection: HTTPConnection) -> Node:
@@ -136,9 +134,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 HANDLERS = {
     DomainError: domain_error,
-    RedisError: store_error,
-    OSError: store_error,
-    EOFError: store_error,
+    **dict.fromkeys(STORE_ERRORS, store_error),
     ClientDisconnect: client_gone,
     HTTPException: http_error,
     Exception: internal_error,  # Starlette runs this one in its outermost middleware, then re-raises

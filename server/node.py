@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from server.access.tokens import Tokens
 from server.config import Settings
+from server.ledger.client import Database
 from server.live.broker import Broker
 from server.live.history import History
 from server.live.hub import Hub
@@ -45,7 +46,7 @@ class Node:
     """
 
     def __init__(self, settings: Settings, ice: IceServers) -> None:
-        assert settings.redis_url, "the launcher (python -m server) sets REDIS_URL"
+        assert settings.redis_url and settings.database_url, "the launcher (python -m server) sets both URLs"
         self.id = f"{os.getpid()}-{secrets.token_hex(3)}"
         self.settings = settings
         self.redis = client.connect(
@@ -55,6 +56,7 @@ class Node:
         )
         self.pubsub_redis = Redis.from_url(settings.redis_url, decode_responses=True, health_check_interval=15)
         self.broker = Broker(self.pubsub_redis)
+        self.db = Database(settings.database_url, pool_size=settings.database_pool_size)
         self.tokens = Tokens(settings.secret_key)
 
         self.records = RoomRecords(self.redis, settings.history_size)
@@ -75,6 +77,7 @@ class Node:
         self.owners = Owners(self.id, self.redis, self.broker, self.relay, settings)
 
     async def start(self) -> None:
+        await self.db.open()
         self.hub.start()
         self.sales_feed.start()
         await self.owners.start()
@@ -91,6 +94,7 @@ class Node:
             ("broker", lambda _: self.broker.stop()),
             ("pub/sub client", lambda _: self.pubsub_redis.aclose()),
             ("redis client", lambda _: self.redis.aclose()),
+            ("database", lambda _: self.db.close()),
         ]
         for name, step in steps:
             left = max(deadline - loop.time(), 0.1)

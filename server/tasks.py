@@ -8,7 +8,7 @@ import random
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from redis.exceptions import RedisError
+from server.errors import STORE_ERRORS
 
 log = logging.getLogger("livecart.tasks")
 
@@ -31,7 +31,7 @@ async def every(seconds: float, step: Step, name: str) -> None:
     while True:
         try:
             await step()
-        except (RedisError, OSError, EOFError) as error:
+        except STORE_ERRORS as error:
             if cancelling():
                 raise asyncio.CancelledError from error
             log.warning("%s failed, store unavailable: %s", name, error)

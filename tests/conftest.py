@@ -1,4 +1,4 @@
-"""Shared fixtures: a real Redis server process, real server processes (uvicorn), and a fresh shop per test."""
+"""Shared fixtures: real Redis and PostgreSQL server processes, real server processes (uvicorn), a fresh shop per test."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from loadtests.support import server as launcher
 from loadtests.support.server import ServerProcess
 from loadtests.support.server import free_port as free_port  # the tests import it from here
 from server.access.tokens import Tokens
+from server.ledger.embedded import EmbeddedPostgres
 from server.protocol import Role
 from server.store.embedded import EmbeddedRedis
 
@@ -34,26 +35,39 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield embedded.url
 
 
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL server process for the whole test session (the same one the product embeds)."""
+    with EmbeddedPostgres(tmp_path_factory.mktemp("postgres") / "postgres") as embedded:
+        yield embedded.url
+
+
+@pytest.fixture(scope="session")
+def stores(redis_url: str, database_url: str) -> dict[str, str]:
+    """The environment that points a server process at the session's Redis and PostgreSQL."""
+    return {"REDIS_URL": redis_url, "DATABASE_URL": database_url}
+
+
 def start_server(tmp: Path, env: dict[str, str], port: int | None = None, workers: int = 1) -> ServerProcess:
     """Start a server process on the tests' SECRET_KEY and wait until /readyz answers (see loadtests.support.server)."""
     return launcher.start_server(tmp, {"SECRET_KEY": SECRET_KEY, **env}, port, workers)
 
 
 @pytest.fixture(scope="session")
-def server(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One real server process (uvicorn) on the session's Redis."""
-    started = start_server(tmp_path_factory.mktemp("server"), {"REDIS_URL": redis_url})
+def server(stores: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One real server process (uvicorn) on the session's Redis and PostgreSQL."""
+    started = start_server(tmp_path_factory.mktemp("server"), stores)
     yield started
     started.stop()
 
 
 @pytest.fixture
-def server_factory(redis_url: str, tmp_path: Path) -> Iterator[object]:
-    """Start extra server processes on the session's Redis (stopped after the test)."""
+def server_factory(stores: dict[str, str], tmp_path: Path) -> Iterator[object]:
+    """Start extra server processes on the session's Redis and PostgreSQL (stopped after the test)."""
     started: list[ServerProcess] = []
 
     def factory(**env: str) -> ServerProcess:
-        process = start_server(tmp_path, {"REDIS_URL": redis_url, **env})
+        process = start_server(tmp_path, {**stores, **env})
         started.append(process)
         return process
 

@@ -140,12 +140,12 @@ def running(
 ) -> Iterator[ServerProcess]:
     """A fresh server for a benchmark, stopped and its directory removed when the block ends.
 
-    A temporary DATA_DIR, its own embedded Redis (never the caller's REDIS_URL), the demo shop,
+    A temporary DATA_DIR, its own embedded Redis and PostgreSQL (never the caller's URLs), the demo shop,
     LOG_LEVEL warning; `env` wins. Its log is copied to `log` afterwards, or else to stderr.
     """
     tmp = Path(tempfile.mkdtemp(prefix="livecart-bench-"))
     try:
-        defaults = {"REDIS_URL": "", "SEED_DEMO": "1", "LOG_LEVEL": "warning"}
+        defaults = {"REDIS_URL": "", "DATABASE_URL": "", "SEED_DEMO": "1", "LOG_LEVEL": "warning"}
         server = start_server(tmp, {**defaults, **(env or {})}, workers=workers, command=command, ready=ready)
         try:
             yield server

