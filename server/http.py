@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
@@ -132,7 +132,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return _error(exc.status_code, code, message, exc.headers)
 
 
-HANDLERS = {
+Handler = Callable[[Request, Exception], Awaitable[Response]]
+HANDLERS: dict[type[Exception], Handler] = {
     DomainError: domain_error,
     **dict.fromkeys(STORE_ERRORS, store_error),
     ClientDisconnect: client_gone,

@@ -32,7 +32,7 @@ def presence(room_id: str) -> str:
 
 
 def room_peak(room_id: str) -> str:
-    """The room's highest viewer count seen by the stats endpoint (sorted set: member "viewers", raised with GT)."""
+    """The room's peak viewers seen by stats reads since its show opened (zset member "viewers", raised with GT)."""
     return f"room:{{{room_id}}}:peak"
 
 
@@ -65,11 +65,6 @@ def video_calls(process_id: str) -> str:
 def channel(room_id: str) -> str:
     """The pub/sub channel that carries a room's events between server processes."""
     return f"room:{{{room_id}}}:events"
-
-
-def merchant_sales(merchant_id: str) -> str:
-    """The merchant's sale ids (sorted set, scored by creation time in ms)."""
-    return f"merchant:{{{merchant_id}}}:sales"
 
 
 def sale(sale_id: str) -> str:
@@ -107,6 +102,6 @@ def sales_due() -> str:
     return "sales:due"
 
 
-def sandbox_payments() -> str:
-    """The sandbox payment provider's ledger (hash authorization id -> JSON)."""
-    return "sandbox:payments"
+def sales_ledger() -> str:
+    """Sales whose order log the ledger backup reads (sorted set sale id, scored by creation ms): until archived."""
+    return "sales:ledger"

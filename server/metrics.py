@@ -40,6 +40,20 @@ REDIS_SECONDS = Histogram(
     ["op"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
+LEDGER_LAG = Histogram(
+    "livecart_ledger_lag_seconds",
+    "From an order change in Redis to its row committed in PostgreSQL",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+LEDGER_LAG_P99 = Gauge(
+    "livecart_ledger_lag_p99_seconds",
+    "p99 of the ledger lag over the last 10 s (the highest of the processes)",
+    multiprocess_mode="livemax",
+)
+LEDGER_CHANGES = Counter("livecart_ledger_changes_total", "Order changes written to PostgreSQL")
+LEDGER_DIVERGED = Counter(
+    "livecart_ledger_diverged_total", "Order changes in Redis that contradict the record (Redis lost writes: repair)"
+)
 
 # Every known label value starts at 0, so a fresh server exports these series and rate() over them works.
 for _kind in COMMANDS:

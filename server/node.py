@@ -9,10 +9,13 @@ import secrets
 from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from server.access.tokens import Tokens
 from server.config import Settings
+from server.ledger.audit import AuditLog
 from server.ledger.client import Database
+from server.ledger.retention import Retention
 from server.live.broker import Broker
 from server.live.history import History
 from server.live.hub import Hub
@@ -21,11 +24,15 @@ from server.rooms.catalog import Catalog
 from server.rooms.chat import Chat
 from server.rooms.presence import Presence
 from server.rooms.record import RoomRecords
+from server.rooms.shows import Shows
 from server.rooms.stage import Stage
+from server.sales.backup import Backup
 from server.sales.changes import SaleChanges
 from server.sales.checkout import Checkout
 from server.sales.feed import SalesFeed
+from server.sales.ledger import SalesLedger
 from server.sales.payments import SandboxProvider
+from server.sales.reconciler import Reconciler
 from server.sales.stats import RoomStats
 from server.sales.store import Sales
 from server.store import client
@@ -57,19 +64,27 @@ class Node:
         self.pubsub_redis = Redis.from_url(settings.redis_url, decode_responses=True, health_check_interval=15)
         self.broker = Broker(self.pubsub_redis)
         self.db = Database(settings.database_url, pool_size=settings.database_pool_size)
+        self.audit = AuditLog(self.db)
         self.tokens = Tokens(settings.secret_key)
 
         self.records = RoomRecords(self.redis, settings.history_size)
         self.catalog = Catalog(self.redis, self.records)
         self.history = History(self.redis)
         self.presence = Presence(self.redis, settings.presence_ttl_ms)
-        self.stage = Stage(self.catalog, self.records)
+        self.shows = Shows(self.db, self.presence)
+        self.stage = Stage(self.catalog, self.records, self.shows)
         self.chat = Chat(self.redis, self.catalog, self.records, settings)
 
-        self.sales = Sales(self.redis, ScriptBatcher(self.redis), SaleChanges())
+        durable_ms = settings.durable_ack_timeout_ms if settings.durable_ack else None
+        batcher = ScriptBatcher(self.redis, durable_timeout_ms=durable_ms)
+        self.sales = Sales(self.redis, batcher, SaleChanges(), SalesLedger(self.db))
         self.sales_feed = SalesFeed(self.id, self.sales, self.records, settings)
-        self.checkout = Checkout(self.sales, SandboxProvider(self.redis, settings.sandbox_slow_card_ms))
-        self.stats = RoomStats(self.sales, self.presence)
+        self.payments = SandboxProvider(self.db, settings.sandbox_slow_card_ms)
+        self.checkout = Checkout(self.sales, self.payments)
+        self.backup = Backup(self.id, self.sales, settings)
+        self.reconciler = Reconciler(self.db, self.sales.ledger, self.payments, settings)
+        self.retention = Retention(self.db, self.sales.ledger, self.audit, settings.order_retention_days)
+        self.stats = RoomStats(self.shows, self.presence)
 
         loader = RoomLoader(self.records, self.history, self.sales, settings.history_size, settings.chat_recent)
         self.hub = Hub(settings, self.id, self.broker, loader, self.history, self.records, self.presence)
@@ -78,9 +93,24 @@ class Node:
 
     async def start(self) -> None:
         await self.db.open()
+        if self.settings.durable_ack:
+            await self._check_durable()
         self.hub.start()
         self.sales_feed.start()
+        if self.settings.ledger_consumer:
+            self.backup.start()
+        self.reconciler.start()
+        self.retention.start()
         await self.owners.start()
+
+    async def _check_durable(self) -> None:
+        """DURABLE_ACK needs a Redis that writes an AOF: say so at start, not at the first purchase."""
+        try:
+            await self.redis.execute_command(  # type: ignore[no-untyped-call]
+                "WAITAOF", 1, 0, self.settings.durable_ack_timeout_ms
+            )
+        except ResponseError as problem:
+            raise SystemExit(f"DURABLE_ACK=1 needs Redis 7.2+ (or Valkey) with appendonly yes: {problem}") from None
 
     async def stop(self) -> None:
         """Stop every service in order; each step gets what is left of the shutdown budget."""
@@ -90,6 +120,9 @@ class Node:
             ("video", self.relay.close),
             ("video owners", self.owners.stop),
             ("sales feed", self.sales_feed.stop),
+            ("ledger backup", self.backup.stop),
+            ("reconciler", self.reconciler.stop),
+            ("retention", self.retention.stop),
             ("hub", self.hub.stop),
             ("broker", lambda _: self.broker.stop()),
             ("pub/sub client", lambda _: self.pubsub_redis.aclose()),

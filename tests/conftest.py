@@ -1,4 +1,4 @@
-"""Shared fixtures: real Redis and PostgreSQL server processes, real server processes (uvicorn), a fresh shop per test."""
+"""Shared fixtures: real Redis and PostgreSQL server processes, real server processes (uvicorn), a shop per test."""
 
 from __future__ import annotations
 

@@ -1,11 +1,15 @@
-"""Helpers for the flash-sale tests: create a sale, buy, pay, read the invariant, through the REST API."""
+"""Helpers for the flash-sale tests: create a sale, buy, pay, read the invariant, through the REST API; read the
+record (PostgreSQL), waiting for the backup to bring an order there."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import asyncpg
 import httpx
 
 from server.access.tokens import Tokens
@@ -65,11 +69,12 @@ def buy(
     return httpx.post(f"{base_url}/api/sales/{sale_id}/purchases", content=body, headers=headers)
 
 
-def pay(base_url: str, token: str, order_id: str, card: str = GOOD_CARD) -> httpx.Response:
+def pay(base_url: str, token: str, order_id: str, card: str = GOOD_CARD, key: str | None = None) -> httpx.Response:
+    """Pay with this payment Idempotency-Key (a fresh one by default)."""
     return httpx.post(
         f"{base_url}/api/orders/{order_id}/payment",
         json={"card_number": card},
-        headers=auth(token),
+        headers={**auth(token), "Idempotency-Key": key or secrets.token_hex(8)},
         timeout=seconds(10),
     )
 
@@ -99,6 +104,34 @@ def wait_until(predicate: Any, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + seconds(timeout)
     while not predicate():
         assert time.monotonic() < deadline, f"timed out after {seconds(timeout):g} s"
+        time.sleep(0.05)
+
+
+def query(database_url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
+    """The rows of one query on the tests' PostgreSQL, on a fresh connection (callable from sync and async tests)."""
+
+    async def run() -> list[dict[str, Any]]:
+        connection = await asyncpg.connect(database_url)
+        try:
+            return [dict(row) for row in await connection.fetch(sql, *args)]
+        finally:
+            await connection.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, run()).result()
+
+
+def recorded(database_url: str, order_ids: Any) -> dict[str, str]:
+    """order id -> status of these orders as the record (PostgreSQL table orders) has them now."""
+    rows = query(database_url, "SELECT order_id, status FROM orders WHERE order_id = ANY($1)", list(order_ids))
+    return {row["order_id"]: row["status"] for row in rows}
+
+
+def wait_recorded(database_url: str, statuses: dict[str, str], timeout: float = 5.0) -> None:
+    """Return once every order is in the record with its status (the backup's lag is about a second at most)."""
+    deadline = time.monotonic() + seconds(timeout)
+    while (found := recorded(database_url, statuses)) != statuses:
+        assert time.monotonic() < deadline, f"after {seconds(timeout):g} s the record has {found}, not {statuses}"
         time.sleep(0.05)
 
 

@@ -1,4 +1,4 @@
-"""Operations: liveness, readiness (also while Redis is away and after it returns), and Prometheus metrics."""
+"""Operations: liveness, readiness (also while Redis or PostgreSQL is away and after it returns), Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from server.ledger.embedded import EmbeddedPostgres
 from server.store.embedded import EmbeddedRedis
 from tests.client import RoomClient
 from tests.conftest import ServerProcess, Shop, make_shop, start_server
-from tests.sale_helpers import wait_until
-from tests.timing import until
+from tests.sale_helpers import create_sale, wait_until
+from tests.timing import seconds, until
 
 METRICS = (
     "livecart_connections",
@@ -98,14 +99,15 @@ async def test_metrics_count_a_connected_viewer_and_its_traffic(server: ServerPr
     await until(lambda: metric_samples(server.base_url)["livecart_connections"] <= before["livecart_connections"])
 
 
-def test_readyz_is_503_while_redis_is_down_and_recovers_when_it_returns(tmp_path: Path) -> None:
+def test_readyz_is_503_while_redis_is_down_and_recovers_when_it_returns(tmp_path: Path, database_url: str) -> None:
     """With Redis stopped /readyz says 503 and why, and every route a JSON 503; back (same AOF), all is ready again."""
     embedded = EmbeddedRedis(tmp_path / "redis")
     url = embedded.start()
     started = None
     try:
-        started = start_server(tmp_path, {"REDIS_URL": url})
+        started = start_server(tmp_path, {"REDIS_URL": url, "DATABASE_URL": database_url})
         shop = make_shop(started.base_url, started.ws_url, url)
+        create_sale(shop)  # a live sale: listing the merchant's sales reads it from Redis
         embedded.stop()
 
         def not_ready() -> bool:
@@ -142,6 +144,35 @@ def test_readyz_is_503_while_redis_is_down_and_recovers_when_it_returns(tmp_path
             f"{started.base_url}/api/merchants/{shop.merchant_id}/products", headers=shop.headers(shop.admin)
         )
         assert [p["id"] for p in products.json()] == shop.products
+    finally:
+        if started is not None:
+            assert started.stop() == 0
+        embedded.stop()
+
+
+def test_readyz_reports_postgresql_down_and_recovers_when_it_returns(tmp_path: Path, redis_url: str) -> None:
+    """With PostgreSQL stopped /readyz stays ready (rooms and purchases run on Redis) but says PostgreSQL is out of
+    reach and why; once it is back on the same cluster the pool reconnects by itself and the report clears."""
+    embedded = EmbeddedPostgres(tmp_path / "postgres")
+    url = embedded.start(timeout=seconds(30))
+    started = None
+    try:
+        started = start_server(tmp_path, {"REDIS_URL": redis_url, "DATABASE_URL": url})
+        embedded.stop()
+
+        def degraded() -> bool:
+            return "degraded" in httpx.get(f"{started.base_url}/readyz", timeout=10).json()
+
+        wait_until(degraded, timeout=15)
+        response = httpx.get(f"{started.base_url}/readyz", timeout=10)
+        assert response.status_code == 200
+        assert response.json()["ready"] is True
+        assert response.json()["degraded"].startswith("postgresql unreachable")
+        assert httpx.get(f"{started.base_url}/healthz").status_code == 200
+
+        embedded.start(timeout=seconds(30))
+        wait_until(lambda: not degraded(), timeout=15)
+        assert httpx.get(f"{started.base_url}/readyz").json() == {"ready": True}
     finally:
         if started is not None:
             assert started.stop() == 0

@@ -1,7 +1,9 @@
-"""How livecart starts: `python -m server` with and without REDIS_URL, workers, the Procfile, the CLI, bad settings."""
+"""How livecart starts: `python -m server` with and without REDIS_URL and DATABASE_URL, workers, the Procfile, the CLI,
+bad settings."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import os
 import re
@@ -14,13 +16,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 import redis
 
+from loadtests.support import procstat
+from server.ledger.migrate import migrations
 from tests.conftest import ROOT, SECRET_KEY, ServerProcess, free_port, start_server
+from tests.timing import seconds
 
-REDIS_BINARIES = ("valkey-server", "redis-server")
+EMBEDDED = {"REDIS_URL": "", "DATABASE_URL": ""}  # a fresh install: the server runs both stores itself
 
 
 # --- processes ----------------------------------------------------------------------
@@ -35,30 +41,22 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def descendants(pid: int) -> list[int]:
-    found = []
-    for child in children(pid):
-        found += [child, *descendants(child)]
-    return found
+def postmaster(server: ServerProcess) -> list[int]:
+    """The PostgreSQL server processes the launcher started itself (the others are forked by them)."""
+    return [pid for pid in server.tree().postgres if pid in children(server.process.pid)]
 
 
-def exe(pid: int) -> str:
-    try:
-        return os.readlink(f"/proc/{pid}/exe")
-    except OSError:
-        return ""
+def sql(url: str, *queries: str) -> list[object]:
+    """Each query's first value, on one connection to the PostgreSQL at `url`."""
 
+    async def run() -> list[object]:
+        connection = await asyncpg.connect(url)
+        try:
+            return [await connection.fetchval(query) for query in queries]
+        finally:
+            await connection.close()
 
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def redis_processes(pid: int) -> list[int]:
-    """Every Redis-compatible server process below this one."""
-    return [child for child in descendants(pid) if Path(exe(child)).name in REDIS_BINARIES]
+    return asyncio.run(run())
 
 
 def gone(pid: int) -> bool:
@@ -71,9 +69,10 @@ def gone(pid: int) -> bool:
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
+    """Return once `check()` is true; fail after `timeout` nominal seconds (scaled, tests/timing.py)."""
+    deadline = time.monotonic() + seconds(timeout)
     while not check():
-        assert time.monotonic() < deadline, f"{what} not met within {timeout}s"
+        assert time.monotonic() < deadline, f"{what} not met within {seconds(timeout):g}s"
         time.sleep(0.05)
 
 
@@ -107,11 +106,11 @@ def auth(token: str) -> dict[str, str]:
 # --- (a) no REDIS_URL: the embedded Redis --------------------------------------------
 
 
-def test_without_redis_url_it_runs_its_own_redis_with_aof_and_stops_it(tmp_path: Path) -> None:
+def test_without_redis_url_it_runs_its_own_redis_with_aof_and_stops_it(tmp_path: Path, database_url: str) -> None:
     """With no REDIS_URL the launcher runs one Redis child (AOF on, data in DATA_DIR/redis) and stops it on SIGTERM."""
     data_dir = (tmp_path / "data").resolve()
-    with launched(tmp_path, {"REDIS_URL": ""}) as server:
-        redis_pids = redis_processes(server.process.pid)
+    with launched(tmp_path, {"REDIS_URL": "", "DATABASE_URL": database_url}) as server:
+        redis_pids = server.tree().redis
         assert len(redis_pids) == 1
         redis_pid = redis_pids[0]
         assert redis_pid in children(server.process.pid)
@@ -131,7 +130,7 @@ def test_without_redis_url_it_runs_its_own_redis_with_aof_and_stops_it(tmp_path:
 
 def test_without_redis_url_the_demo_shop_is_seeded_and_linked_in_the_log(tmp_path: Path) -> None:
     """A fresh install has the demo room; the log prints the viewer link and a studio link with a working host token."""
-    with launched(tmp_path, {"REDIS_URL": ""}) as server:
+    with launched(tmp_path, EMBEDDED) as server:
         room = httpx.get(f"{server.base_url}/api/rooms/demo")
         assert room.status_code == 200
         assert room.json()["merchant_id"] == "demo"
@@ -147,27 +146,34 @@ def test_without_redis_url_the_demo_shop_is_seeded_and_linked_in_the_log(tmp_pat
 
 
 def test_data_survives_a_restart_on_the_same_data_dir(tmp_path: Path) -> None:
-    """A product created through the API outlives SIGTERM and a restart (AOF); the demo is not seeded again."""
+    """A product (Redis AOF) and a table row (the PostgreSQL cluster) outlive SIGTERM and a restart; the cluster is
+    reused, not made or migrated again, and the demo is not seeded again."""
     minted = cli(tmp_path, "mint-token", "--merchant", "demo", "--role", "admin")
     assert minted.returncode == 0, minted.stderr
     admin = minted.stdout.strip()
     product = {"id": "survivor", "title": "Survivor mug", "price": 777, "currency": "EUR"}
-    with launched(tmp_path, {"REDIS_URL": ""}) as first:
+    cluster = "SELECT system_identifier FROM pg_control_system()"
+    applied = "SELECT array_agg((version, applied_at)::text ORDER BY version) FROM schema_migrations"
+    with launched(tmp_path, EMBEDDED) as first:
         created = httpx.post(f"{first.base_url}/api/merchants/demo/products", headers=auth(admin), json=product)
         assert created.status_code == 201
+        sql(first.database_url, "CREATE TABLE survivor (note text)", "INSERT INTO survivor VALUES ('kept')")
+        before = sql(first.database_url, cluster, applied)
     assert first.process.returncode == 0
-    with launched(tmp_path, {"REDIS_URL": ""}) as second:
+    with launched(tmp_path, EMBEDDED) as second:
         assert second.port != first.port
         kept = httpx.get(f"{second.base_url}/api/merchants/demo/products/survivor", headers=auth(admin))
         assert kept.status_code == 200
         assert kept.json() == {**product, "merchant_id": "demo", "image_url": ""}
         assert "seeded the demo shop" not in second.log()
         assert httpx.get(f"{second.base_url}/api/rooms/demo").status_code == 200
+        assert sql(second.database_url, "SELECT note FROM survivor") == ["kept"]
+        assert sql(second.database_url, cluster, applied) == before
 
 
 def test_without_secret_key_one_is_generated_in_data_dir_and_shared(tmp_path: Path) -> None:
     """With no SECRET_KEY the server keeps a generated key in DATA_DIR: CLI tokens work and outlive a restart."""
-    no_key = {"REDIS_URL": "", "SECRET_KEY": ""}
+    no_key = {**EMBEDDED, "SECRET_KEY": ""}
     with launched(tmp_path, no_key) as first:
         key_file = tmp_path / "data" / "secret_key"
         assert len(key_file.read_text().strip()) >= 32
@@ -182,19 +188,23 @@ def test_without_secret_key_one_is_generated_in_data_dir_and_shared(tmp_path: Pa
         assert httpx.get(f"{second.base_url}/api/me", headers=auth(token)).json()["role"] == "moderator"
 
 
-def test_killed_launcher_takes_its_redis_with_it(tmp_path: Path) -> None:
-    """Even on SIGKILL (no clean-up code runs) the embedded Redis exits: no orphan keeps the data dir."""
-    with launched(tmp_path, {"REDIS_URL": ""}) as server:
-        (redis_pid,) = redis_processes(server.process.pid)
+def test_killed_launcher_takes_its_redis_and_postgres_with_it(tmp_path: Path) -> None:
+    """Even on SIGKILL (no clean-up code runs) the embedded Redis and PostgreSQL exit: no orphan keeps the data dir."""
+    with launched(tmp_path, EMBEDDED) as server:
+        tree = server.tree()
+        (redis_pid,) = tree.redis
+        assert len(postmaster(server)) == 1
         server.stop(signal.SIGKILL)
         assert server.process.returncode == -signal.SIGKILL
         wait_for(lambda: gone(redis_pid), what="orphaned Redis exit")
+        wait_for(lambda: all(gone(pid) for pid in tree.postgres), what="orphaned PostgreSQL exit")
+    assert not (tmp_path / "data" / "postgres" / "postmaster.pid").exists()  # a clean shutdown, not a crash
 
 
 def test_second_launcher_on_the_same_data_dir_refuses_to_start(tmp_path: Path) -> None:
     """A second launcher on a DATA_DIR whose Redis runs exits with a message; the first keeps serving."""
-    with launched(tmp_path, {"REDIS_URL": ""}) as first:
-        env = {**os.environ, "SECRET_KEY": SECRET_KEY, "DATA_DIR": str(tmp_path / "data"), "REDIS_URL": ""}
+    with launched(tmp_path, EMBEDDED) as first:
+        env = {**os.environ, "SECRET_KEY": SECRET_KEY, "DATA_DIR": str(tmp_path / "data"), **EMBEDDED}
         env["PORT"] = str(free_port())
         second = subprocess.run(
             [sys.executable, "-m", "server"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
@@ -203,24 +213,78 @@ def test_second_launcher_on_the_same_data_dir_refuses_to_start(tmp_path: Path) -
         assert "another livecart uses DATA_DIR" in second.stderr
         assert "Traceback" not in second.stderr
         assert httpx.get(f"{first.base_url}/readyz").json() == {"ready": True}
-        assert len(redis_processes(first.process.pid)) == 1
+        assert len(first.tree().redis) == 1
+        assert len(postmaster(first)) == 1
 
 
-# --- (b) REDIS_URL: no Redis of its own ------------------------------------------------
+# --- (b) no DATABASE_URL: the embedded PostgreSQL ----------------------------------
 
 
-def test_with_redis_url_it_starts_no_redis(tmp_path: Path, redis_url: str) -> None:
-    """With REDIS_URL set the launcher only runs uvicorn: no Redis process below it, no DATA_DIR/redis."""
-    with launched(tmp_path, {"REDIS_URL": redis_url}) as server:
-        assert redis_processes(server.process.pid) == []
-        assert descendants(server.process.pid) == []  # one worker: uvicorn runs in the launcher itself
+def test_without_database_url_it_runs_its_own_postgres_and_stops_it(tmp_path: Path, redis_url: str) -> None:
+    """With no DATABASE_URL the launcher runs one PostgreSQL server child (its cluster in DATA_DIR/postgres, a unix
+    socket there, no TCP port, the schema migrated) and stops it on SIGTERM: no postgres process is left."""
+    cluster = (tmp_path / "data" / "postgres").resolve()
+    with launched(tmp_path, {"REDIS_URL": redis_url, "DATABASE_URL": ""}) as server:
+        (main,) = postmaster(server)
+        postgres = server.tree().postgres
+        assert set(postgres) <= set(procstat.children(main))  # the others are its own background processes
+        assert (cluster / ".s.PGSQL.5432").is_socket()
+        data_directory, listen, migrated = sql(
+            server.database_url,
+            "SHOW data_directory",
+            "SHOW listen_addresses",
+            "SELECT count(*) FROM schema_migrations",
+        )
+        assert (data_directory, listen, migrated) == (str(cluster), "", len(migrations()))
+        assert "embedded postgresql" in server.log()
+        assert httpx.get(f"{server.base_url}/readyz").json() == {"ready": True}
+    assert server.process.returncode == 0
+    assert all(gone(pid) for pid in postgres)  # the launcher waited for it
+    assert not (cluster / ".s.PGSQL.5432").exists()
+    assert not (cluster / "postmaster.pid").exists()  # a clean shutdown
+    assert (cluster / "PG_VERSION").exists()
+
+
+def test_unreachable_database_url_exits_with_a_clear_message(tmp_path: Path, redis_url: str, database_url: str) -> None:
+    """A DATABASE_URL with no server behind it (a missing socket, a closed port, a missing database) stops the server,
+    non-zero, with one line naming DATABASE_URL and why (no driver traceback); it starts no PostgreSQL of its own."""
+    cases = [
+        f"postgresql://livecart@/livecart?host={tmp_path / 'nowhere'}&port=5432",
+        f"postgresql://livecart:secret@127.0.0.1:{free_port()}/livecart",
+        database_url.replace("/livecart?", "/no_such_database?"),
+    ]
+    for url in cases:
+        env = {**os.environ, "SECRET_KEY": SECRET_KEY, "DATA_DIR": str(tmp_path / "data"), "PORT": str(free_port())}
+        env.update(REDIS_URL=redis_url, DATABASE_URL=url, SEED_DEMO="0")
+        result = subprocess.run(
+            [sys.executable, "-m", "server"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=seconds(60)
+        )
+        assert result.returncode != 0, result.stderr
+        assert "cannot reach PostgreSQL at DATABASE_URL" in result.stderr, result.stderr
+        assert "asyncpg" not in result.stderr, result.stderr  # not the driver's traceback
+        assert "secret" not in result.stderr  # a password in the URL is not printed
+        assert not (tmp_path / "data" / "postgres").exists()
+
+
+# --- (c) both URLs: no store of its own ---------------------------------------------
+
+
+def test_with_both_urls_it_starts_no_store_of_its_own(tmp_path: Path, stores: dict[str, str]) -> None:
+    """With REDIS_URL and DATABASE_URL set the launcher only runs uvicorn: no Redis or PostgreSQL process below it,
+    no DATA_DIR/redis or DATA_DIR/postgres."""
+    with launched(tmp_path, stores) as server:
+        tree = server.tree()
+        assert (tree.redis, tree.postgres) == ([], [])
+        assert tree.web == [server.process.pid]  # one worker: uvicorn runs in the launcher itself
         assert not (tmp_path / "data" / "redis").exists()
+        assert not (tmp_path / "data" / "postgres").exists()
         assert httpx.get(f"{server.base_url}/readyz").json() == {"ready": True}
         assert "embedded redis" not in server.log()
+        assert "embedded postgresql" not in server.log()
     assert server.process.returncode == 0
 
 
-# --- (c) several workers ------------------------------------------------------------
+# --- (d) several workers ------------------------------------------------------------
 
 
 def tcp_owner(server_port: int, client_port: int, pids: list[int]) -> int | None:
@@ -250,23 +314,28 @@ def request(connection: http.client.HTTPConnection, method: str, path: str, body
     return response.status, response.read()
 
 
-def test_two_workers_share_one_redis(tmp_path: Path) -> None:
-    """WEB_CONCURRENCY=2 runs two uvicorn workers on one embedded Redis: what one writes, the other reads."""
-    with launched(tmp_path, {"REDIS_URL": ""}, workers=2) as server:
+def test_two_workers_share_one_redis_and_one_postgres(tmp_path: Path) -> None:
+    """WEB_CONCURRENCY=2 runs two uvicorn workers on one embedded Redis and one embedded PostgreSQL: both start (each
+    migrates under the lock, the schema is applied once), and what one writes, the other reads."""
+    with launched(tmp_path, EMBEDDED, workers=2) as server:
         wait_for(lambda: server.log().count("Application startup complete.") == 2, what="both workers up")
         pid = server.process.pid
-        workers = [child for child in children(pid) if "multiprocessing.spawn" in cmdline(child)]
+        workers = [child for child in children(pid) if "multiprocessing.spawn" in procstat.command(child)]
         assert len(workers) == 2
-        assert len(redis_processes(pid)) == 1
-        assert all(redis_processes(worker) == [] for worker in workers)
+        tree = server.tree()
+        assert len(tree.redis) == 1 and tree.redis[0] in children(pid)
+        assert len(postmaster(server)) == 1
+        assert not set(tree.redis + tree.postgres) & {child for w in workers for child in procstat.children(w)}
         for worker in workers:
             assert f"Started server process [{worker}]" in server.log()
+        versions = "SELECT array_agg(version ORDER BY version) FROM schema_migrations"
+        assert sql(server.database_url, versions) == [[version for version, _, _ in migrations()]]
 
         admin = cli(tmp_path, "mint-token", "--merchant", "demo", "--role", "admin").stdout.strip()
         connections: dict[int, http.client.HTTPConnection] = {}
         opened: list[http.client.HTTPConnection] = []
         try:
-            deadline = time.monotonic() + 15
+            deadline = time.monotonic() + seconds(15)
             while len(connections) < 2:
                 assert time.monotonic() < deadline, "every connection went to the same worker"
                 connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
@@ -297,7 +366,7 @@ def test_two_workers_share_one_redis(tmp_path: Path) -> None:
     wait_for(lambda: all(gone(worker) for worker in workers), what="workers exit")
 
 
-# --- (d) the Procfile ---------------------------------------------------------------
+# --- (e) the Procfile ---------------------------------------------------------------
 
 
 def procfile_web_command() -> str:
@@ -307,9 +376,10 @@ def procfile_web_command() -> str:
     raise AssertionError("the Procfile has no web: process")
 
 
-@pytest.mark.parametrize("with_redis_url", [False, True], ids=["embedded-redis", "redis-url"])
-def test_procfile_web_process_serves_on_port(tmp_path: Path, redis_url: str, with_redis_url: bool) -> None:
-    """The Procfile's web: command, run as a platform does (bash -c, $PORT, venv first on PATH), serves /healthz."""
+@pytest.mark.parametrize("with_urls", [False, True], ids=["embedded-stores", "store-urls"])
+def test_procfile_web_process_serves_on_port(tmp_path: Path, stores: dict[str, str], with_urls: bool) -> None:
+    """The Procfile's web: command, run as a platform does (bash -c, $PORT, venv first on PATH), serves /healthz,
+    with its own Redis and PostgreSQL or with REDIS_URL and DATABASE_URL; SIGTERM to its group stops all of it."""
     port = free_port()
     env = {
         **os.environ,
@@ -317,7 +387,7 @@ def test_procfile_web_process_serves_on_port(tmp_path: Path, redis_url: str, wit
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "DATA_DIR": str(tmp_path / "data"),
         "SECRET_KEY": SECRET_KEY,
-        "REDIS_URL": redis_url if with_redis_url else "",
+        **(stores if with_urls else EMBEDDED),
     }
     log_path = tmp_path / "web.log"
     with open(log_path, "wb") as log:
@@ -341,8 +411,8 @@ def test_procfile_web_process_serves_on_port(tmp_path: Path, redis_url: str, wit
 
         wait_for(healthy, timeout=30, what="/healthz on $PORT")
         assert httpx.get(f"http://127.0.0.1:{port}/readyz").json() == {"ready": True}
-        assert len(redis_processes(process.pid)) == (0 if with_redis_url else 1)
-        redis_pids = redis_processes(process.pid)
+        tree = server.tree()
+        assert len(tree.redis) == len(postmaster(server)) == (0 if with_urls else 1)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)  # platforms signal the whole process group
@@ -352,10 +422,10 @@ def test_procfile_web_process_serves_on_port(tmp_path: Path, redis_url: str, wit
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     assert process.returncode == 0, server.log()
-    wait_for(lambda: all(gone(pid) for pid in redis_pids), what="Redis exit")
+    wait_for(lambda: all(gone(pid) for pid in tree.redis + tree.postgres), what="Redis and PostgreSQL exit")
 
 
-# --- (e) the operator CLI -----------------------------------------------------------
+# --- (f) the operator CLI -----------------------------------------------------------
 
 
 def test_cli_creates_a_merchant_and_mints_a_token_the_server_accepts(
@@ -407,7 +477,7 @@ def test_cli_refuses_bad_input_with_a_message(
     assert result.stdout == ""
 
 
-# --- (f) bad settings ---------------------------------------------------------------
+# --- (g) bad settings ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -419,6 +489,7 @@ def test_cli_refuses_bad_input_with_a_message(
         ({"WEB_CONCURRENCY": "two"}, [], "WEB_CONCURRENCY must be a whole number, got 'two'"),
         ({"WEB_CONCURRENCY": "0"}, [], "WEB_CONCURRENCY must be at least 1, got 0"),
         ({"TICK_MS": "0"}, [], "TICK_MS must be at least 1, got 0"),
+        ({"DATABASE_POOL_SIZE": "1"}, [], "DATABASE_POOL_SIZE must be 2 to 1000, got 1"),
         ({"REDIS_APPENDFSYNC": "sometimes"}, [], "REDIS_APPENDFSYNC must be always, everysec or no"),
         ({"LOG_LEVEL": "loud"}, [], "LOG_LEVEL must be one of critical, error, warning, info, debug, trace"),
         ({"REDIS_URL": "unix:///nonexistent.sock"}, [], "cannot reach Redis at REDIS_URL"),
@@ -434,7 +505,7 @@ def test_bad_setting_exits_with_a_readable_message(
         "SECRET_KEY": SECRET_KEY,
         "DATA_DIR": str(tmp_path / "data"),
         "PORT": str(free_port()),
-        "REDIS_URL": "",
+        **EMBEDDED,
         **env,
     }
     result = subprocess.run(
@@ -444,11 +515,12 @@ def test_bad_setting_exits_with_a_readable_message(
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "data" / "redis").exists()  # refused before starting anything
+    assert not (tmp_path / "data" / "postgres" / "postmaster.pid").exists()  # no PostgreSQL left running
 
 
-def test_log_level_is_case_insensitive_and_accepts_trace(tmp_path: Path, redis_url: str) -> None:
+def test_log_level_is_case_insensitive_and_accepts_trace(tmp_path: Path, stores: dict[str, str]) -> None:
     """LOG_LEVEL=WARNING and LOG_LEVEL=trace (uvicorn's own level) both start the server."""
     for level in ("WARNING", "trace"):
-        with launched(tmp_path, {"REDIS_URL": redis_url, "LOG_LEVEL": level}) as server:
+        with launched(tmp_path, {**stores, "LOG_LEVEL": level}) as server:
             assert httpx.get(f"{server.base_url}/healthz").status_code == 200
         assert server.process.returncode == 0

@@ -86,7 +86,7 @@ async def test_server_shutdown_tells_viewers_to_reconnect_with_1012(server_facto
 
 
 async def test_nothing_acknowledged_is_lost_across_a_restart(
-    server_factory: Any, redis_url: str, tmp_path: Path
+    server_factory: Any, redis_url: str, database_url: str, tmp_path: Path
 ) -> None:
     """Messages acknowledged before a restart are in the snapshot and the recovery after it."""
     first: ServerProcess = server_factory()
@@ -98,7 +98,7 @@ async def test_nothing_acknowledged_is_lost_across_a_restart(
             assert (await host.request("chat.send", text=f"acked {i}"))["type"] == "ack"
         first.process.send_signal(signal.SIGTERM)
         await host.wait_closed(timeout=10)
-    second = start_server(tmp_path, {"REDIS_URL": redis_url})
+    second = start_server(tmp_path, {"REDIS_URL": redis_url, "DATABASE_URL": database_url})
     try:
         guest = httpx.post(f"{second.base_url}/api/guest").json()["token"]
         url = f"{second.ws_url}/ws/rooms/{shop.room_id}?token={guest}&since=0&epoch={epoch}"
@@ -111,10 +111,10 @@ async def test_nothing_acknowledged_is_lost_across_a_restart(
         second.stop()
 
 
-async def test_redis_going_away_mid_show_gives_clear_errors_and_recovers(tmp_path: Path) -> None:
+async def test_redis_going_away_mid_show_gives_clear_errors_and_recovers(tmp_path: Path, database_url: str) -> None:
     """With Redis down, commands get 'unavailable' and nothing changes; when it is back, the room works again."""
     with EmbeddedRedis(tmp_path / "redis") as redis_server:
-        server = start_server(tmp_path, {"REDIS_URL": redis_server.url})
+        server = start_server(tmp_path, {"REDIS_URL": redis_server.url, "DATABASE_URL": database_url})
         try:
             shop = make_shop(server.base_url, server.ws_url, redis_server.url)
             async with (
@@ -141,11 +141,15 @@ async def test_redis_going_away_mid_show_gives_clear_errors_and_recovers(tmp_pat
             server.stop()
 
 
-async def test_sigterm_stops_the_server_in_bounded_time_while_redis_is_unreachable(tmp_path: Path) -> None:
+async def test_sigterm_stops_the_server_in_bounded_time_while_redis_is_unreachable(
+    tmp_path: Path, database_url: str
+) -> None:
     """With Redis frozen (no answers at all), SIGTERM still closes viewers with 1012 and ends the process in time."""
     shutdown = 2  # seconds, for uvicorn's graceful close and for the node's own stop
     with EmbeddedRedis(tmp_path / "redis") as redis_server:
-        server = start_server(tmp_path, {"REDIS_URL": redis_server.url, "SHUTDOWN_SECONDS": str(shutdown)})
+        server = start_server(
+            tmp_path, {"REDIS_URL": redis_server.url, "DATABASE_URL": database_url, "SHUTDOWN_SECONDS": str(shutdown)}
+        )
         assert redis_server.process is not None
         frozen = False
         try:

@@ -11,7 +11,11 @@ read each sale's audit (`GET /api/merchants/{m}/sales/{id}/invariant`) and the m
 - no user holds or has paid more than the per-user limit (in the store, and in what buyers were told);
 - every order acknowledged to a buyer is in the store, for that user and quantity, and every payment
   acknowledged to a buyer is an order the store has as paid;
-- a purchase retried with the same Idempotency-Key got back the same order.
+- a purchase retried with the same Idempotency-Key got back the same order, and a payment retried
+  with the key that paid got back the paid order.
+
+The orders are read from the export, which comes from the record (PostgreSQL), a moment behind
+Redis (the ledger backup's lag): `record_behind` says whether it has caught up with the counters.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ class Ledger:
     holds: dict[str, Ack] = field(default_factory=dict)
     payments: dict[str, Ack] = field(default_factory=dict)
     refusals: Counter[str] = field(default_factory=Counter)
-    replays: int = 0  # purchases retried with the same Idempotency-Key
+    replays: int = 0  # purchases and payments retried with the same Idempotency-Key
     replay_mismatches: list[str] = field(default_factory=list)
 
     def created(self, sale_id: str, quantity: int) -> None:
@@ -236,8 +240,28 @@ def check(
         for sale_id in sorted(ledger.sales)
     ]
     report_problems = list(problems or [])
-    report_problems += [f"a purchase retried with the same Idempotency-Key {what}" for what in ledger.replay_mismatches]
+    report_problems += [
+        f"a purchase or payment retried with the same Idempotency-Key {what}" for what in ledger.replay_mismatches
+    ]
     return Report(results, report_problems, dict(ledger.refusals), ledger.replays)
+
+
+def record_behind(audits: dict[str, dict[str, Any] | None], orders: list[dict[str, Any]]) -> list[str]:
+    """Sales whose exported orders (the record) do not yet add up to their counters (Redis): the units of held and
+    of paid orders against `held` and `paid`. Empty once the record has caught up."""
+    held: Counter[str] = Counter()
+    paid: Counter[str] = Counter()
+    for row in orders:
+        if row["status"] == "held":
+            held[row["sale_id"]] += row["quantity"]
+        elif row["status"] == "paid":
+            paid[row["sale_id"]] += row["quantity"]
+    return [
+        f"{sale_id}: the record has {held[sale_id]} held and {paid[sale_id]} paid,"
+        f" the counters {audit['held']} held and {audit['paid']} paid"
+        for sale_id, audit in sorted(audits.items())
+        if audit is not None and (held[sale_id], paid[sale_id]) != (audit["held"], audit["paid"])
+    ]
 
 
 def _check_sale(

@@ -22,7 +22,7 @@ import requests
 from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 from locust.stats import StatsEntry
 
-from loadtests.show.invariants import Ack, Ledger, Report, check
+from loadtests.show.invariants import Ack, Ledger, Report, check, record_behind
 from loadtests.show.options import RESOLVED_SECONDS, Show
 from loadtests.show.users import LEDGER, PURCHASE, LiveUser
 
@@ -31,6 +31,7 @@ log = logging.getLogger("livecart.loadtest")
 LEDGER_MESSAGE = "livecart.ledger"  # worker -> master: {"ledger": Ledger.to_dict()}
 COLLECT_MESSAGE = "livecart.collect"  # master -> worker: send your ledger now
 COLLECT_SECONDS = 30.0
+RECORD_SECONDS = 30.0  # how long the report waits for the record (PostgreSQL) to catch up with Redis
 
 
 class _Run:
@@ -148,7 +149,12 @@ def _gather(runner: Any) -> tuple[Ledger, list[str]]:
 
 
 def verify(environment: Any, ledger: Ledger, problems: list[str]) -> Report:
-    """Read each sale's audit and the merchant's orders, and check the ledger against them."""
+    """Read each sale's audit and the merchant's orders, and check the ledger against them.
+
+    The orders come from the record (PostgreSQL), which the server's backup fills a moment after Redis:
+    they are read again until their units add up to the counters (holds still expiring settle too),
+    for at most RECORD_SECONDS; a record that never catches up is a problem of its own.
+    """
     show = Show.of(environment.parsed_options)
     if show.tamper:
         sale_id = next(iter(ledger.sales), "s_0000000000")
@@ -161,17 +167,34 @@ def verify(environment: Any, ledger: Ledger, problems: list[str]) -> Report:
         return Report([], [*problems, "no --host-token or --admin-token: the store cannot be read to check the sales"])
     base = (environment.host or LiveUser.host).rstrip("/")
     headers = {"Authorization": f"Bearer {show.staff_token}"}
+    deadline = time.monotonic() + RECORD_SECONDS
+    while True:
+        read: list[str] = []
+        audits, orders = _read_store(base, show.merchant, headers, ledger, read)
+        behind = [] if read else record_behind(audits, orders)
+        if not behind or time.monotonic() >= deadline:
+            break
+        gevent.sleep(0.25)
+    problems += read
+    problems += [f"{what}, after {RECORD_SECONDS:g} s: the record did not catch up" for what in behind]
+    return check(ledger, audits, orders, problems)
+
+
+def _read_store(
+    base: str, merchant: str, headers: dict[str, str], ledger: Ledger, problems: list[str]
+) -> tuple[dict[str, dict[str, Any] | None], list[dict[str, Any]]]:
+    """The audit of each of the ledger's sales and their exported orders; what could not be read goes to `problems`."""
     audits: dict[str, dict[str, Any] | None] = {}
     orders: list[dict[str, Any]] = []
     try:
         for sale_id in ledger.sales:
-            url = f"{base}/api/merchants/{show.merchant}/sales/{sale_id}/invariant"
+            url = f"{base}/api/merchants/{merchant}/sales/{sale_id}/invariant"
             response = requests.get(url, headers=headers, timeout=30)
             if response.status_code == 200:
                 audits[sale_id] = response.json()
             elif response.status_code != 404:
                 problems.append(f"could not read the invariant of {sale_id}: {response.status_code} {response.text}")
-        url = f"{base}/api/merchants/{show.merchant}/orders.jsonl"
+        url = f"{base}/api/merchants/{merchant}/orders.jsonl"
         with requests.get(url, headers=headers, timeout=120, stream=True) as response:
             if response.status_code == 200:
                 rows = (json.loads(line) for line in response.iter_lines() if line.strip())
@@ -180,7 +203,7 @@ def verify(environment: Any, ledger: Ledger, problems: list[str]) -> Report:
                 problems.append(f"could not export the orders: {response.status_code} {response.text}")
     except requests.RequestException as problem:
         problems.append(f"could not read the store: {problem}")
-    return check(ledger, audits, orders, problems)
+    return audits, orders
 
 
 # --- the figures of the run ----------------------------------------------------------------------

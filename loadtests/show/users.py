@@ -32,9 +32,10 @@ LEDGER = Ledger()  # this process's: what the server told its buyers, and the sa
 
 GOOD_CARD = "4242424242424242"  # the sandbox provider's approved test card
 PURCHASE = "POST /api/sales/[id]/purchases"
+PAYMENT = "POST /api/orders/[id]/payment"
 # Refusals a buyer expects in a busy sale: the server said no, correctly. They count as successes.
 EXPECTED_REFUSALS = frozenset({"sold_out", "limit_reached", "ended", "not_started", "hold_expired"})
-REPLAY_SHARE = 0.1  # purchases retried with the same Idempotency-Key, as after a lost response
+REPLAY_SHARE = 0.1  # purchases and payments retried with the same Idempotency-Key, as after a lost response
 PIN_EVERY = 15.0  # seconds between the host's product changes outside the sale
 CHAT_LINES = (
     "is this available in blue?",
@@ -122,7 +123,8 @@ class BuyerUser(LiveUser):
     """Watches for a live sale, buys (hold), then pays, cancels, or walks away until the hold expires.
 
     It keeps buying until the server says limit_reached, and now and then retries a purchase with
-    the same Idempotency-Key, which must return the same order.
+    the same Idempotency-Key, which must return the same order, or a payment with the key that paid,
+    which must return the paid order (not already_paid).
     """
 
     weight = 3
@@ -187,20 +189,34 @@ class BuyerUser(LiveUser):
         return None
 
     def pay(self, order: dict[str, Any]) -> None:
+        """POST a payment with a new Idempotency-Key (one per attempt); now and then the same again, as after a
+        lost reply: it must answer with the paid order."""
+        key = secrets.token_hex(8)
+        if self._pay(order, key, PAYMENT) and random.random() < REPLAY_SHARE:
+            LEDGER.replays += 1
+            self._pay(order, key, PAYMENT + " (retry)", retry=True)
+
+    def _pay(self, order: dict[str, Any], key: str, name: str, retry: bool = False) -> bool:
+        """True when the order is paid; a retry that is not answered with the paid order is a mismatch."""
         path = f"/api/orders/{order['order_id']}/payment"
-        body = {"card_number": GOOD_CARD}
-        name = "POST /api/orders/[id]/payment"
-        with self.client.post(path, json=body, headers=self.headers, name=name, catch_response=True) as r:
+        headers = {**self.headers, "Idempotency-Key": key}
+        with self.client.post(
+            path, json={"card_number": GOOD_CARD}, headers=headers, name=name, catch_response=True
+        ) as r:
             if r.status_code == 200 and r.json().get("status") == "paid":
                 LEDGER.paid(Ack(order["order_id"], order["sale_id"], self.user_id, order["quantity"]))
                 r.success()
-                return
+                return True
             code = _error_code(r)
-            if code in EXPECTED_REFUSALS:
+            if retry:
+                LEDGER.replay_mismatches.append(f"answered {r.status_code} {code} after paying {order['order_id']}")
+                r.failure(f"{r.status_code} {code}")
+            elif code in EXPECTED_REFUSALS:
                 LEDGER.refusals[code] += 1
                 r.success()
             else:
                 r.failure(f"{r.status_code} {code}")
+        return False
 
     def cancel(self, order: dict[str, Any]) -> None:
         path = f"/api/orders/{order['order_id']}/cancel"

@@ -35,3 +35,11 @@ def cpu_seconds(pid: int) -> float:
 
 def command(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+
+
+def name(pid: int) -> str:
+    """The program's name (/proc/<pid>/comm): it stays "postgres" when PostgreSQL retitles its processes."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:  # it exited meanwhile
+        return ""

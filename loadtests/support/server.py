@@ -2,7 +2,7 @@
 
 `start_server` starts a process on a free port with its DATA_DIR and log under a directory and waits
 until it is ready; `running` wraps it for a benchmark: a temporary directory, the server's own
-embedded Redis and the demo shop, everything stopped and removed afterwards.
+embedded Redis and PostgreSQL and the demo shop, everything stopped and removed afterwards.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from loadtests.support import procstat
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
 READY_SECONDS = 30
+REDIS_PROGRAMS = ("valkey-server", "redis-server")
 
 
 def free_port() -> int:
@@ -35,6 +36,25 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Tree:
+    """A server's processes by program: its web processes (the launcher, uvicorn workers), Redis, PostgreSQL.
+
+    `.postgres` is the embedded PostgreSQL: its server process and the processes it forks. It also
+    unpacks and indexes as the pair (web, redis), as the benchmarks written before PostgreSQL read it.
+    """
+
+    web: list[int]
+    redis: list[int]
+    postgres: list[int]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter((self.web, self.redis))
+
+    def __getitem__(self, index: int) -> list[int]:
+        return (self.web, self.redis)[index]
 
 
 @dataclass
@@ -61,14 +81,21 @@ class ServerProcess:
         assert self.data_dir is not None, "started without a DATA_DIR"
         return f"unix://{self.data_dir}/redis/redis.sock"
 
+    @property
+    def database_url(self) -> str:
+        """The embedded PostgreSQL that `python -m server` starts in DATA_DIR when it has no DATABASE_URL."""
+        assert self.data_dir is not None, "started without a DATA_DIR"
+        return f"postgresql://livecart@/livecart?host={self.data_dir.resolve()}/postgres&port=5432"
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def tree(self) -> tuple[list[int], list[int]]:
-        """(web processes, Redis processes): this process and every process below it."""
-        pids = procstat.children(self.process.pid)
-        redis = [pid for pid in pids if "valkey" in procstat.command(pid) or "redis" in procstat.command(pid)]
-        return [pid for pid in pids if pid not in redis], redis
+    def tree(self) -> Tree:
+        """This process and every process below it, by program (see Tree)."""
+        names = {pid: procstat.name(pid) for pid in procstat.children(self.process.pid)}
+        redis = [pid for pid, name in names.items() if name in REDIS_PROGRAMS]
+        postgres = [pid for pid, name in names.items() if name == "postgres"]
+        return Tree([pid for pid in names if pid not in redis and pid not in postgres], redis, postgres)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
         """Send `sig`, wait up to `timeout` seconds, then kill; return the exit code."""

@@ -38,7 +38,7 @@ async def me(request: Request) -> Response:
 async def mint_token(request: Request) -> Response:
     """POST /api/merchants/{merchant_id}/tokens {role, name}: an admin mints a host or moderator token."""
     merchant_id = request.path_params["merchant_id"]
-    require(request, merchant_id, frozenset({Role.ADMIN}))
+    admin = require(request, merchant_id, frozenset({Role.ADMIN}))
     body = await json_body(request)
     try:
         role = Role(str(body.get("role")))
@@ -56,9 +56,11 @@ async def mint_token(request: Request) -> Response:
         merchant_id=merchant_id,
         ttl_seconds=node.settings.staff_token_days * 86400,
     )
-    return ok(
-        {"token": token, "user": {"id": user_id, "name": name, "role": role.value, "merchant_id": merchant_id}}, 201
+    issued = node.tokens.verify(token)
+    await node.audit.record(
+        admin, "token.issued", f"user:{user_id}", after={**_user(issued), "expires": issued.expires}
     )
+    return ok({"token": token, "user": _user(issued)}, 201)
 
 
 routes = [

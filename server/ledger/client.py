@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import asyncpg
 
+from server.errors import STORE_ERRORS
 from server.ledger.migrate import migrate
 
 Record = asyncpg.Record
+
+# What a connection attempt fails with when the server is not there or will not let us in (a wrong user,
+# password or database name in DATABASE_URL); an error in a migration's SQL is a bug and keeps its traceback.
+UNREACHABLE: tuple[type[Exception], ...] = (
+    *STORE_ERRORS,
+    asyncpg.InvalidAuthorizationSpecificationError,
+    asyncpg.InvalidCatalogNameError,
+)
 
 
 class Database:
@@ -21,11 +31,17 @@ class Database:
         self._pool: asyncpg.Pool | None = None
 
     async def open(self) -> None:
-        """Bring the schema up to date (under the migration lock) and open the pool."""
-        await migrate(self.url)
-        self._pool = await asyncpg.create_pool(
-            self.url, min_size=1, max_size=self.pool_size, timeout=self.timeout, command_timeout=self.timeout * 3
-        )
+        """Bring the schema up to date (under the migration lock) and open the pool.
+
+        A server that cannot be reached is a SystemExit saying so (the process cannot serve without it).
+        """
+        try:
+            await migrate(self.url)
+            self._pool = await asyncpg.create_pool(
+                self.url, min_size=0, max_size=self.pool_size, timeout=self.timeout, command_timeout=self.timeout * 3
+            )
+        except UNREACHABLE as problem:
+            raise SystemExit(f"cannot reach PostgreSQL at DATABASE_URL {redacted(self.url)}: {problem}") from None
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -40,6 +56,11 @@ class Database:
             except BaseException:
                 self._pool.terminate()
                 raise
+
+
+def redacted(url: str) -> str:
+    """A database URL fit for a log: its password (user:password@ or ?password=) masked."""
+    return re.sub(r"(password=)[^&]*", r"\1***", re.sub(r":[^:@/]*@", ":***@", url))
 
 
 def at(ms: int | None) -> datetime | None:

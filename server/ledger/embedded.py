@@ -52,6 +52,9 @@ class EmbeddedPostgres:
         self.max_connections = max_connections
         self.process: subprocess.Popen[bytes] | None = None
         self._user = "postgres" if os.geteuid() == 0 else None
+        # Only the postgres user's own group: with root's group kept, the group bits (none) of our
+        # root-owned folders would apply to it instead of the search bit we give to others.
+        self._extra_groups: list[str] | None = [] if self._user else None
 
     @property
     def url(self) -> str:
@@ -64,6 +67,10 @@ class EmbeddedPostgres:
     def start(self, timeout: float = 30.0) -> str:
         """Make the cluster if there is none, start the server and wait until it takes connections; return its URL."""
         self._prepare()
+        if self._accepting():
+            raise SystemExit(
+                f"A PostgreSQL server already runs on {self.data_dir}: another livecart uses this DATA_DIR"
+            )
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
         args = [
@@ -90,6 +97,8 @@ class EmbeddedPostgres:
                 stderr=log_file,
                 start_new_session=True,
                 user=self._user,
+                group=self._user,
+                extra_groups=self._extra_groups,
                 preexec_fn=lambda: stop_with_parent(signal.SIGINT),  # SIGINT: PostgreSQL's fast shutdown
             )
         finally:
@@ -127,6 +136,8 @@ class EmbeddedPostgres:
             ],
             capture_output=True,
             user=self._user,
+            group=self._user,
+            extra_groups=self._extra_groups,
         )
         if done.returncode != 0:
             raise SystemExit(f"initdb failed:\n{done.stderr.decode(errors='replace')}")
@@ -139,6 +150,8 @@ class EmbeddedPostgres:
             capture_output=True,
             check=True,
             user=self._user,
+            group=self._user,
+            extra_groups=self._extra_groups,
         )
 
     def _wait_ready(self, timeout: float) -> None:
@@ -149,16 +162,38 @@ class EmbeddedPostgres:
                 raise SystemExit(
                     f"postgres exited with {self.process.returncode}; see {self.data_dir.parent / 'postgres.log'}"
                 )
-            ready = subprocess.run(
-                [str(self.bindir / "pg_isready"), "-q", "-h", str(self.data_dir), "-p", str(PORT), "-d", DATABASE],
-                capture_output=True,
-            )
-            if ready.returncode == 0:
+            if self._accepting() and self._pid_file() == self.process.pid:  # ours, not a server already there
                 return
             if time.monotonic() > deadline:
                 self.stop()
                 raise SystemExit(f"postgres did not take connections within {timeout:.0f}s")
             time.sleep(0.05)
+
+    def _accepting(self) -> bool:
+        """A server takes connections on this folder's socket."""
+        ready = subprocess.run(
+            [
+                str(self.bindir / "pg_isready"),
+                "-q",
+                "-h",
+                str(self.data_dir),
+                "-p",
+                str(PORT),
+                "-U",
+                USER,
+                "-d",
+                DATABASE,
+            ],
+            capture_output=True,
+        )
+        return ready.returncode == 0
+
+    def _pid_file(self) -> int | None:
+        """The pid of the server that holds this cluster's lock file (postmaster.pid), if any."""
+        try:
+            return int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
 
     def stop(self, timeout: float = 10.0) -> None:
         """Fast shutdown (SIGINT: clients cut, WAL flushed), then make sure it is gone."""

@@ -46,32 +46,54 @@ async def bag_set(node: Node, room: LocalRoom, viewer: Viewer, command: Command)
 
 
 async def room_status(node: Node, room: LocalRoom, viewer: Viewer, command: Command) -> None:
-    await node.stage.set_status(room.id, command.fields["status"])
+    assert room.state is not None
+    status = command.fields["status"]
+    before, after = {"status": room.state.status}, {"status": status}
+    async with node.audit.change(viewer.identity, "room.status_changed", f"room:{room.id}", before, after):
+        await node.stage.set_status(room.id, status)
     return None
 
 
 async def chat_delete(node: Node, room: LocalRoom, viewer: Viewer, command: Command) -> None:
-    await node.chat.delete(room.id, command.fields["message_id"])
+    assert room.state is not None
+    message_id = command.fields["message_id"]
+    message = next((item for item in room.state.chat if item.get("id") == message_id), None)
+    before = None if message is None else {"room_id": room.id, **message}
+    async with node.audit.change(viewer.identity, "chat.message_deleted", f"message:{message_id}", before):
+        await node.chat.delete(room.id, message_id)
     return None
 
 
 async def chat_mute(node: Node, room: LocalRoom, viewer: Viewer, command: Command) -> None:
-    await node.chat.mute(room.id, command.fields["user_id"], command.fields["seconds"])
+    user_id, seconds = command.fields["user_id"], command.fields["seconds"]
+    after = {"room_id": room.id, "user_id": user_id, "seconds": seconds}
+    async with node.audit.change(viewer.identity, "chat.muted", f"user:{user_id}", after=after):
+        await node.chat.mute(room.id, user_id, seconds)
     return None
 
 
 async def chat_ban(node: Node, room: LocalRoom, viewer: Viewer, command: Command) -> None:
-    await node.chat.ban(room.id, command.fields["user_id"])
+    user_id = command.fields["user_id"]
+    after = {"room_id": room.id, "user_id": user_id}
+    async with node.audit.change(viewer.identity, "chat.banned", f"user:{user_id}", after=after):
+        await node.chat.ban(room.id, user_id)
     return None
 
 
 async def chat_unban(node: Node, room: LocalRoom, viewer: Viewer, command: Command) -> None:
-    await node.chat.unban(room.id, command.fields["user_id"])
+    user_id = command.fields["user_id"]
+    after = {"room_id": room.id, "user_id": user_id}
+    async with node.audit.change(viewer.identity, "chat.unbanned", f"user:{user_id}", after=after):
+        await node.chat.unban(room.id, user_id)
     return None
 
 
 async def chat_slow_mode(node: Node, room: LocalRoom, viewer: Viewer, command: Command) -> None:
-    await node.chat.set_slow_mode(room.id, command.fields["seconds"])
+    assert room.state is not None
+    seconds = command.fields["seconds"]
+    before, after = {"room_id": room.id, "slow_mode": room.state.slow_mode}, {"room_id": room.id, "slow_mode": seconds}
+    async with node.audit.change(viewer.identity, "chat.slow_mode_changed", f"room:{room.id}", before, after):
+        await node.chat.set_slow_mode(room.id, seconds)
     return None
 
 

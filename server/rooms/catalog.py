@@ -74,13 +74,13 @@ class Catalog:
         self.redis = redis
         self.records = records or RoomRecords(redis)
 
-    async def create_merchant(self, merchant_id: str, name: str) -> bool:
-        """Create the merchant, or rename it; True when it is new."""
+    async def create_merchant(self, merchant_id: str, name: str, created_at: int | None = None) -> bool:
+        """Create the merchant (`created_at`: unix seconds, now unless restoring), or rename it; True when it is new."""
         check_id(merchant_id, "merchant id")
         key = keys.merchant(merchant_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hsetnx(key, "id", merchant_id)
-            pipe.hsetnx(key, "created", int(time.time()))
+            pipe.hsetnx(key, "created", int(time.time()) if created_at is None else created_at)
             pipe.hset(key, "name", name)
             created, _, _ = await pipe.execute()
         return bool(created)

@@ -66,7 +66,7 @@ class Presence:
             await pipe.execute()
 
     async def count(self, room_id: str) -> tuple[int, int]:
-        """The room's viewers now and the highest count seen so far (raised here, atomically)."""
+        """The room's viewers now and the highest count seen since its show opened (raised here, atomically)."""
         entries = cast(dict[str, str], await self.redis.hgetall(keys.presence(room_id)))
         viewers, _ = _live_total(entries, now_ms())
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -74,3 +74,7 @@ class Presence:
             pipe.zscore(keys.room_peak(room_id), "viewers")
             _, peak = await pipe.execute()
         return viewers, int(peak or 0)
+
+    async def reset_peak(self, room_id: str) -> None:
+        """Start the room's peak afresh (a show opened: server.rooms.shows)."""
+        await self.redis.delete(keys.room_peak(room_id))

@@ -28,12 +28,13 @@ async def products(request: Request) -> Response:
     if request.method == "GET":
         require(request, merchant_id)
         return ok([product.public() for product in await catalog.list_products(merchant_id)])
-    require(request, merchant_id, PRESENTERS)
+    staff = require(request, merchant_id, PRESENTERS)
     body = await json_body(request)
     product_id = check_id(body["id"], "product id") if "id" in body else new_id("p_")
     product = product_from(merchant_id, product_id, body)
-    if not await catalog.add_product(product):
-        raise Conflict(f"product '{product_id}' exists; PUT to change it", "exists")
+    async with node_of(request).audit.change(staff, "product.created", f"product:{product_id}", after=product.public()):
+        if not await catalog.add_product(product):
+            raise Conflict(f"product '{product_id}' exists; PUT to change it", "exists")
     return ok(product.public(), 201)
 
 
@@ -42,17 +43,21 @@ async def product(request: Request) -> Response:
     merchant_id = request.path_params["merchant_id"]
     product_id = request.path_params["product_id"]
     catalog = node_of(request).catalog
-    require(request, merchant_id, STAFF if request.method == "GET" else PRESENTERS)
+    staff = require(request, merchant_id, STAFF if request.method == "GET" else PRESENTERS)
+    audit = node_of(request).audit
     existing = await catalog.get_product(merchant_id, product_id)
     if existing is None:
         raise NotFound(f"no product '{product_id}'")
     if request.method == "GET":
         return ok(existing.public())
+    subject = f"product:{product_id}"
     if request.method == "DELETE":
-        await catalog.delete_product(merchant_id, product_id)
+        async with audit.change(staff, "product.deleted", subject, before=existing.public()):
+            await catalog.delete_product(merchant_id, product_id)
         return Response(status_code=204)
     changed = product_from(merchant_id, product_id, {**existing.public(), **await json_body(request)})
-    await catalog.put_product(changed)
+    async with audit.change(staff, "product.updated", subject, before=existing.public(), after=changed.public()):
+        await catalog.put_product(changed)
     return ok(changed.public())
 
 
@@ -63,12 +68,14 @@ async def rooms(request: Request) -> Response:
     if request.method == "GET":
         require(request, merchant_id)
         return ok([room.public() for room in await catalog.list_rooms(merchant_id)])
-    require(request, merchant_id, PRESENTERS)
+    staff = require(request, merchant_id, PRESENTERS)
     body = await json_body(request)
     title = body.get("title")
     if not isinstance(title, str):
         raise BadRequest("'title' must be a string")
-    room = await catalog.create_room(merchant_id, body.get("id") or new_id("r_"), title)
+    async with node_of(request).audit.change(staff, "room.created") as entry:
+        room = await catalog.create_room(merchant_id, body.get("id") or new_id("r_"), title)
+        entry.subject, entry.after = f"room:{room.id}", room.public()
     return ok(room.public(), 201)
 
 
@@ -84,7 +91,7 @@ async def room(request: Request) -> Response:
 async def blocklist(request: Request) -> Response:
     """GET or PUT {words: [...]} the merchant's chat block list (staff)."""
     merchant_id = request.path_params["merchant_id"]
-    require(request, merchant_id)
+    staff = require(request, merchant_id)
     node = node_of(request)
     if request.method == "GET":
         return ok({"words": await node.catalog.get_blocklist(merchant_id)})
@@ -95,7 +102,10 @@ async def blocklist(request: Request) -> Response:
         or not all(isinstance(w, str) and 0 < len(w) <= 50 for w in words)
     ):
         raise BadRequest("'words' must be a list of up to 500 strings of 1-50 characters")
-    return ok({"words": await node.chat.set_blocklist(merchant_id, words)})
+    before = {"words": await node.catalog.get_blocklist(merchant_id)}
+    async with node.audit.change(staff, "blocklist.changed", f"blocklist:{merchant_id}", before=before) as entry:
+        entry.after = {"words": await node.chat.set_blocklist(merchant_id, words)}
+    return ok(entry.after)
 
 
 routes = [

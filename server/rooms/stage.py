@@ -1,4 +1,4 @@
-"""The stage: what hosts change in a room (the pinned product, the product bag, the room's and the stream's status)."""
+"""The stage: what hosts change in a room (the pinned product, the bag, the room's status and show, the stream's)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,16 @@ from server.protocol import ErrorCode, ProtocolError, event
 from server.rooms import record
 from server.rooms.catalog import Catalog, Product
 from server.rooms.record import RoomRecords
+from server.rooms.shows import Shows
 
 
 class Stage:
     """Change a room and tell every viewer, one durable event per change (see server.rooms.record)."""
 
-    def __init__(self, catalog: Catalog, records: RoomRecords) -> None:
+    def __init__(self, catalog: Catalog, records: RoomRecords, shows: Shows) -> None:
         self.catalog = catalog
         self.records = records
+        self.shows = shows
 
     async def _product(self, merchant_id: str, product_id: str) -> Product:
         product = await self.catalog.get_product(merchant_id, product_id)
@@ -33,6 +35,18 @@ class Stage:
         await self.records.publish(room_id, event("bag.changed", products=cards), record.bag(cards))
 
     async def set_status(self, room_id: str, status: str) -> None:
+        """Going live opens the room's show, any other status closes it (server.rooms.shows); then viewers hear.
+
+        The show changes first, so when the publish fails the host's retry finishes the change
+        (opening and closing are idempotent), and viewers never see a live room with no show.
+        """
+        if status == "live":
+            room = await self.catalog.get_room(room_id)
+            if room is None:
+                raise ProtocolError(ErrorCode.NOT_FOUND, f"no room '{room_id}'")
+            await self.shows.start(room)
+        else:
+            await self.shows.end(room_id)
         await self.records.publish(room_id, event("room.status", status=status), record.status(status))
 
     async def set_stream(self, room_id: str, online: bool) -> None:

@@ -12,7 +12,9 @@ scripts do); it tells rooms what happened and makes time pass for sales nobody i
   the counters and claims the publish, only if no process published in the interval.
 - Toasts ("someone just bought") are sampled: one per sale per TOAST_INTERVAL_MS per process.
 - The clock visits each sale when something is due (the start, the end, the first hold to
-  expire; a live sale at least every LIVE_REVISIT_MS), releases expired holds and announces.
+  expire; a live sale at least every LIVE_REVISIT_MS), releases expired holds and announces; a
+  sale over for SALE_ARCHIVE_GRACE_MS, with no hold left and every change in the record, is
+  archived (its keys leave Redis).
 """
 
 from __future__ import annotations
@@ -125,4 +127,9 @@ class SalesFeed:
             moments.append(min(released.ends_at, now + self.settings.live_revisit_ms))
         elif announced < len(SALE_EVENTS) - 1:
             moments.append(now + self.settings.announce_claim_ms)  # another process holds the claim to announce the end
-        await self.sales.come_back(sale_id, min(moments) if moments else None)
+        if not moments:  # over: once the grace has passed and the record has all of it, it leaves Redis
+            grace = self.settings.sale_archive_grace_ms
+            if now >= released.ends_at + grace and await self.sales.archive(sale_id, grace):
+                return
+            moments.append(max(released.ends_at + grace, now + self.settings.live_revisit_ms))
+        await self.sales.come_back(sale_id, min(moments))

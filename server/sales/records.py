@@ -200,7 +200,9 @@ class Order:
     idempotency_key: str
     paid_at: int | None = None
     closed_at: int | None = None  # when it expired or was cancelled
-    payment_ref: str | None = None
+    payment_ref: str | None = None  # the gateway's authorization id
+    payment_key: str | None = None  # the payer's idempotency key of the payment
+    version: int = 1  # 1 when held, one more with every change
 
     @classmethod
     def from_json(cls, raw: str) -> Order:
@@ -217,7 +219,30 @@ class Order:
             paid_at=int(data["paid_at"]) if "paid_at" in data else None,
             closed_at=int(data["closed_at"]) if "closed_at" in data else None,
             payment_ref=data.get("payment_ref"),
+            payment_key=data.get("payment_key"),
+            version=int(data.get("version", 1)),
         )
+
+    def to_json(self) -> str:
+        """The order as the sale scripts keep it (the inverse of from_json)."""
+        data: dict[str, Any] = {
+            "id": self.id,
+            "user_id": self.user_id,
+            "quantity": self.quantity,
+            "status": self.status,
+            "created_at": self.created_at,
+            "hold_expires_at": self.hold_expires_at,
+            "idempotency_key": self.idempotency_key,
+            "version": self.version,
+        }
+        optional = {
+            "paid_at": self.paid_at,
+            "closed_at": self.closed_at,
+            "payment_ref": self.payment_ref,
+            "payment_key": self.payment_key,
+        }
+        data.update({name: value for name, value in optional.items() if value is not None})
+        return orjson.dumps(data).decode()
 
     def public(self, sale: Sale, now: int) -> dict[str, Any]:
         """What the buyer (and the merchant) see of the order; `server_time` is the Redis clock."""
@@ -344,8 +369,8 @@ def check_idempotency_key(value: str | None) -> str:
     if value is None or not _IDEMPOTENCY_KEY.match(value):
         raise SaleRefused(
             Refusal.IDEMPOTENCY_KEY,
-            "Every purchase needs an Idempotency-Key header: 1-64 visible ASCII characters, new for each purchase "
-            "and the same when you retry it.",
+            "Every purchase and payment needs an Idempotency-Key header: 1-64 visible ASCII characters, new for "
+            "each purchase or payment and the same when you retry it.",
         )
     return value
 

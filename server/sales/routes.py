@@ -26,6 +26,7 @@ from server.http import error_response, identify, json_body, node_of, ok, requir
 from server.protocol import PRESENTERS, STAFF, Role, now_ms
 from server.sales.checkout import EXPORT_FIELDS, ORDER_STATUSES
 from server.sales.records import Refusal, Sale, check_idempotency_key, check_quantity, refused, terms_from
+from server.sales.stats import MAX_PAST_SHOWS, PAST_SHOWS
 
 log = logging.getLogger("livecart.sales")
 
@@ -60,7 +61,7 @@ async def create_sale(request: Request) -> Response:
     """POST /api/merchants/{m}/rooms/{r}/sales {product_id, price, quantity, per_user_limit,
     starts_at | countdown_seconds, duration_seconds, hold_seconds?} (admin or host)."""
     merchant_id, room_id = request.path_params["merchant_id"], request.path_params["room_id"]
-    require(request, merchant_id, PRESENTERS)
+    staff = require(request, merchant_id, PRESENTERS)
     node = node_of(request)
     body = await json_body(request)
     room = await node.catalog.get_room(room_id)
@@ -72,7 +73,10 @@ async def create_sale(request: Request) -> Response:
         raise BadRequest("'product_id' must name one of this shop's products")
     card = {key: value for key, value in product.public().items() if key != "merchant_id"}
     terms = terms_from(body, merchant_id, room_id, card, node.settings.hold_seconds, now_ms())
-    sale = await node.sales.create(terms)
+    show = await node.shows.current(room_id)
+    async with node.audit.change(staff, "sale.created") as entry:
+        sale = await node.sales.create(terms, None if show is None else show.id)
+        entry.subject, entry.after = f"sale:{sale.id}", sale.public(sale.status(now_ms()))
     await _announce(request, sale.id)
     return ok(_sale_body(sale), 201)
 
@@ -86,8 +90,12 @@ async def list_sales(request: Request) -> Response:
 
 async def end_sale(request: Request) -> Response:
     """POST /api/merchants/{m}/sales/{sale_id}/end: end it now (admin or host); holds stay payable until they expire."""
+    staff = require(request, request.path_params["merchant_id"], PRESENTERS)
     sale = await _merchant_sale(request, PRESENTERS)
-    ended = await node_of(request).sales.end(sale.id)
+    before = sale.public(sale.status(now_ms()))
+    async with node_of(request).audit.change(staff, "sale.ended", f"sale:{sale.id}", before=before) as entry:
+        ended = await node_of(request).sales.end(sale.id)
+        entry.after = ended.public(ended.status(now_ms()))
     await _announce(request, sale.id)
     return ok(_sale_body(ended))
 
@@ -113,10 +121,12 @@ async def export_jsonl(request: Request) -> Response:
 
 async def _export(request: Request, kind: str) -> Response:
     merchant_id = request.path_params["merchant_id"]
-    require(request, merchant_id, PRESENTERS)
+    staff = require(request, merchant_id, PRESENTERS)
     status = request.query_params.get("status")
     if status is not None and status not in ORDER_STATUSES:
         raise BadRequest(f"'status' must be one of {', '.join(ORDER_STATUSES)}")
+    exported = {"format": kind, "status": status}
+    await node_of(request).audit.record(staff, "orders.exported", f"orders:{merchant_id}", after=exported)
     rows = node_of(request).checkout.export(merchant_id, status)
     body: AsyncIterator[str] | AsyncIterator[bytes]
     if kind == "csv":
@@ -198,12 +208,14 @@ async def order(request: Request) -> Response:
 
 
 async def pay(request: Request) -> Response:
-    """POST /api/orders/{order_id}/payment {card_number}: paid (final), or refused with nothing charged."""
+    """POST /api/orders/{order_id}/payment {card_number} with an Idempotency-Key: paid (final), or refused with
+    nothing charged; the same key again returns the paid order."""
     identity = identify(request)
+    key = check_idempotency_key(request.headers.get("idempotency-key"))
     card = (await json_body(request, optional=True)).get("card_number")
     if not isinstance(card, str) or len(card) > 40:
         raise BadRequest("'card_number' must be the card number as a string")
-    outcome = await node_of(request).checkout.pay(request.path_params["order_id"], identity.user_id, card)
+    outcome = await node_of(request).checkout.pay(request.path_params["order_id"], identity.user_id, card, key)
     return ok(outcome.order.public(outcome.sale, outcome.now))
 
 
@@ -216,14 +228,17 @@ async def cancel(request: Request) -> Response:
 
 # POST /api/sales/{sale_id}/purchases is served by purchase_endpoint, ahead of these (see server.app).
 async def room_stats(request: Request) -> Response:
-    """GET /api/merchants/{m}/rooms/{r}/stats: viewers now and at peak, orders, units, GMV, conversion (staff)."""
+    """GET /api/merchants/{m}/rooms/{r}/stats[?past=N]: viewers now, the current show's numbers, past shows (staff)."""
     merchant_id, room_id = request.path_params["merchant_id"], request.path_params["room_id"]
     require(request, merchant_id)
+    past = request.query_params.get("past", str(PAST_SHOWS))
+    if not past.isdigit() or int(past) > MAX_PAST_SHOWS:
+        raise BadRequest(f"'past' must be a whole number from 0 to {MAX_PAST_SHOWS}")
     node = node_of(request)
     room = await node.catalog.get_room(room_id)
     if room is None or room.merchant_id != merchant_id:
         raise NotFound(f"no room '{room_id}' in this shop")
-    return ok(await node.stats.room(merchant_id, room_id))
+    return ok(await node.stats.room(room_id, int(past)))
 
 
 routes = [

@@ -1,4 +1,5 @@
-"""Flash sales in Redis: create, reserve units as expiring holds, pay, cancel, release expired holds, end, audit.
+"""Flash sales in Redis: create, reserve units as expiring holds, pay, cancel, release expired holds, end, audit,
+and, once a sale is over and backed up, archive (its keys leave Redis; it is read from PostgreSQL after).
 
 Contract: every change of a sale's stock or orders is one Lua script (server/sales/lua/sale_*.lua) on the
 sale's own keys, which share one {hash tag}. The script checks the sale window against the Redis
@@ -9,21 +10,25 @@ and appends the change to the sale's order log, all at once or not at all. So at
 
 and a user's held-or-paid units never pass the sale's per-user limit. A purchase carries the
 buyer's idempotency key: the same key returns the same order and moves stock once. Refusals
-(SaleRefused) change nothing.
+(SaleRefused) change nothing. Every order change is also an entry of the sale's order log, which
+server.sales.backup copies to PostgreSQL (server.sales.ledger) and then deletes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from typing import cast
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from server import keys
 from server.protocol import now_ms
 from server.sales.changes import SaleChanges
+from server.sales.ledger import SalesLedger
 from server.sales.records import (
     Audit,
     Order,
@@ -43,6 +48,7 @@ from server.store import scripts
 from server.store.batcher import ScriptBatcher
 
 RELEASE_BATCH = 500  # holds one release call frees at most
+LOG_GROUP = "ledger"  # the consumer group of every sale's order log (made by sale_create.lua)
 _TERMS_CACHE = 4096  # sales whose terms a process keeps
 
 
@@ -57,6 +63,11 @@ def _sale_keys(sale_id: str) -> dict[str, str]:
     }
 
 
+def _entry_order(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq)
+
+
 class Sales:
     """Flash sales of every merchant, on one Redis. See the module docstring for the guarantees.
 
@@ -64,10 +75,11 @@ class Sales:
     the rooms.
     """
 
-    def __init__(self, redis: Redis, batcher: ScriptBatcher, changes: SaleChanges) -> None:
+    def __init__(self, redis: Redis, batcher: ScriptBatcher, changes: SaleChanges, ledger: SalesLedger) -> None:
         self.redis = redis
         self.batcher = batcher
         self.changes = changes
+        self.ledger = ledger
         self._terms: dict[str, tuple[Sale, dict[str, str]]] = {}
         self._loading: dict[str, asyncio.Future[Sale | None]] = {}
         self._create = scripts.register(redis, __file__, "sale_create")
@@ -78,11 +90,14 @@ class Sales:
         self._end = scripts.register(redis, __file__, "sale_end")
         self._announce = scripts.register(redis, __file__, "sale_announce")
         self._stock = scripts.register(redis, __file__, "sale_stock")
+        self._archive = scripts.register(redis, __file__, "sale_archive")
+        self._restore = scripts.register(redis, __file__, "sale_restore")
 
     # --- sales ---------------------------------------------------------------------------
 
-    async def create(self, terms: Terms) -> Sale:
-        """A new sale with all its units available; it opens at its start time (Redis clock)."""
+    async def create(self, terms: Terms, show_id: str | None = None) -> Sale:
+        """A new sale with all its units available; it opens at its start time (Redis clock). It is in the
+        record (PostgreSQL) before anyone can buy: should that fail, the sale is taken back and the error raised."""
         sale_id = "s_" + secrets.token_hex(5)
         fields = {
             "merchant_id": terms.merchant_id,
@@ -93,14 +108,13 @@ class Sales:
             "per_user_limit": terms.per_user_limit,
             "hold_ms": terms.hold_ms,
         }
-        # Listed and scheduled first: should this process die right after, the sale is not an orphan (a
-        # listing of a sale that was never made is skipped by of_merchant() and dropped by the clock).
+        # Scheduled first: should this process die right after, the clock finds no sale and drops it.
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(keys.merchant_sales(terms.merchant_id), {sale_id: now_ms()})
             pipe.zadd(keys.sales_due(), {sale_id: now_ms() + 1000})
+            pipe.zadd(keys.sales_ledger(), {sale_id: now_ms()})
             await pipe.execute()
         await self._create(
-            keys=[keys.sale(sale_id)],
+            keys=[keys.sale(sale_id), keys.sale_log(sale_id)],
             args=[
                 sale_id,
                 orjson.dumps(fields).decode(),
@@ -112,14 +126,21 @@ class Sales:
         )
         sale = await self.get(sale_id)
         assert sale is not None
+        try:
+            await self.ledger.record_sale(sale, show_id)
+        except BaseException:
+            await self.redis.delete(*_sale_keys(sale_id).values())
+            raise
         return sale
 
     async def get(self, sale_id: str) -> Sale | None:
-        """The sale as it is now (terms, counters, end time), or None."""
+        """The sale as it is now (terms, counters, end time), or None; an archived sale from the record."""
         if not is_sale_id(sale_id):
             return None
         fields = cast(dict[str, str], await self.redis.hgetall(keys.sale(sale_id)))
-        return Sale.from_hash(fields) if fields else None
+        if fields:
+            return Sale.from_hash(fields)
+        return await self.ledger.sale(sale_id)
 
     async def terms(self, sale_id: str) -> tuple[Sale, dict[str, str]]:
         """The sale read once by this process (use only what never changes: not counters, not ends_at) and its keys."""
@@ -152,20 +173,23 @@ class Sales:
             raise
 
     async def of_merchant(self, merchant_id: str) -> list[Sale]:
-        """The merchant's sales, newest first."""
-        ids = cast(list[str], await self.redis.zrevrange(keys.merchant_sales(merchant_id), 0, -1))
-        sales = [await self.get(sale_id) for sale_id in ids]
+        """The merchant's sales, newest first (live ones as Redis has them, archived ones from the record)."""
+        sales = [await self.get(sale_id) for sale_id in await self.ledger.sale_ids(merchant_id)]
         return [sale for sale in sales if sale is not None]
 
     async def end(self, sale_id: str) -> Sale:
         """End the sale now (no effect on an ended one); holds already taken stay payable until they expire."""
         sale, k = await self.terms(sale_id)
         if not await self.batcher.call(self._end, [k["sale"]], []):
-            raise refused(Refusal.UNKNOWN_SALE)
+            archived = await self.ledger.sale(sale_id)  # ended long ago: nothing to do
+            if archived is None:
+                raise refused(Refusal.UNKNOWN_SALE)
+            return archived
         await self.redis.zadd(keys.sales_due(), {sale_id: 0})
         self.changes.stock_changed(sale_id, sale.room_id)
         ended = await self.get(sale_id)
         assert ended is not None
+        await self.ledger.ended(sale_id, ended.ends_at)
         return ended
 
     # --- orders --------------------------------------------------------------------------
@@ -182,6 +206,11 @@ class Sales:
         if verdict == "held":
             self.changes.stock_changed(sale_id, sale.room_id)
             return Outcome(Order.from_json(raw), sale, now, created=True)
+        if verdict == "unknown_sale":  # we know its terms: it ended and left Redis; the key may have an order
+            order = await self.ledger.order_by_key(sale_id, user_id, key)
+            if order is None:
+                raise refused(Refusal.ENDED)
+            verdict, raw = "existing", order.to_json()
         if verdict == "existing":
             order = Order.from_json(raw)
             if order.quantity != quantity:
@@ -192,12 +221,14 @@ class Sales:
             return Outcome(order, sale, now)
         raise refusal(verdict, sale, available, now)
 
-    async def pay(self, order_id: str, user_id: str, payment_ref: str) -> Outcome:
-        """Mark the user's held order paid (final), unless its hold expired; idempotent per payment reference."""
+    async def pay(self, order_id: str, user_id: str, payment_ref: str, payment_key: str) -> Outcome:
+        """Mark the user's held order paid (final), unless its hold expired; idempotent per payment key."""
         sale, k = await self._order_terms(order_id)
         verdict, raw, now = await self.batcher.call(
-            self._pay, [k["sale"], k["orders"], k["holds"], k["log"]], [order_id, user_id, payment_ref]
+            self._pay, [k["sale"], k["orders"], k["holds"], k["log"]], [order_id, user_id, payment_ref, payment_key]
         )
+        if verdict == "unknown_order":
+            await self._archived(order_id, user_id)
         if verdict != "paid":
             raise refusal(verdict, sale, 0, now)
         order = Order.from_json(raw)
@@ -212,23 +243,153 @@ class Sales:
         verdict, raw, now = await self.batcher.call(
             self._cancel, [k["sale"], k["orders"], k["users"], k["holds"], k["log"]], [order_id, user_id]
         )
+        if verdict == "unknown_order":
+            order = await self._archived(order_id, user_id)
+            return Outcome(order, sale, now)
         if verdict != "cancelled":
             raise refusal(verdict, sale, 0, now)
         self.changes.stock_changed(sale.id, sale.room_id)
         return Outcome(Order.from_json(raw), sale, now)
 
-    async def order(self, order_id: str) -> tuple[Order, Sale]:
-        """An order and its sale's terms (no owner check: callers check)."""
-        sale, k = await self._order_terms(order_id)
-        raw = cast(str | None, await self.redis.hget(k["orders"], order_id))
-        if raw is None:
+    async def _archived(self, order_id: str, user_id: str) -> Order:
+        """An order Redis does not have: its sale left Redis, so the record's (final) order if it is the user's
+        and was cancelled, else the refusal its state calls for."""
+        order = await self.ledger.order(order_id)
+        if order is None:
             raise refused(Refusal.UNKNOWN_ORDER)
-        return Order.from_json(raw), sale
+        if order.user_id != user_id:
+            raise refused(Refusal.NOT_YOUR_ORDER)
+        if order.status != "cancelled":
+            raise refused({"paid": Refusal.ALREADY_PAID}.get(order.status, Refusal.HOLD_EXPIRED))
+        return order
+
+    async def order(self, order_id: str) -> tuple[Order, Sale]:
+        """An order and its sale's terms (no owner check: callers check); an archived sale's from the record."""
+        sale, k = await self._order_terms(order_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(k["orders"], order_id)
+            pipe.exists(k["sale"])
+            raw, live = await pipe.execute()
+        if raw is not None:
+            return Order.from_json(raw), sale
+        order = None if live else await self.ledger.order(order_id)
+        if order is None:
+            raise refused(Refusal.UNKNOWN_ORDER)
+        return order, sale
 
     async def orders(self, sale_id: str) -> list[Order]:
-        """Every order of the sale, oldest first."""
-        raws = cast(list[str], await self.redis.hvals(keys.sale_orders(sale_id)))
+        """Every order of the sale, oldest first; an archived sale's from the record."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hvals(keys.sale_orders(sale_id))
+            pipe.exists(keys.sale(sale_id))
+            raws, live = await pipe.execute()
+        if not live:
+            return await self.ledger.orders(sale_id)
         return sorted((Order.from_json(raw) for raw in raws), key=lambda order: (order.created_at, order.id))
+
+    # --- the order log, the archive and repair ----------------------------------------------
+
+    async def unsaved(self, consumer: str, count: int, claim_ms: int) -> dict[str, list[tuple[str, dict[str, str]]]]:
+        """Order-log entries not yet confirmed in the record, per sale: those given to `consumer` before
+        (a write that failed), those another consumer left idle past `claim_ms` (it died: now ours), then
+        new ones; at most about `count` per sale."""
+        sale_ids = cast(list[str], await self.redis.zrange(keys.sales_ledger(), 0, -1))
+        if not sale_ids:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sale_id in sale_ids:
+                log = keys.sale_log(sale_id)
+                pipe.xautoclaim(log, LOG_GROUP, consumer, claim_ms, count=count, justid=True)
+                pipe.xreadgroup(LOG_GROUP, consumer, {log: "0"}, count=count)
+                pipe.xreadgroup(LOG_GROUP, consumer, {log: ">"}, count=count)
+            replies = await pipe.execute(raise_on_error=False)
+        found: dict[str, list[tuple[str, dict[str, str]]]] = {}
+        for index, sale_id in enumerate(sale_ids):
+            claimed, mine, new = replies[3 * index : 3 * index + 3]
+            if any(isinstance(reply, Exception) for reply in (claimed, mine, new)):
+                await self._lost_log(sale_id, next(r for r in (claimed, mine, new) if isinstance(r, Exception)))
+                continue
+            entries = {entry_id: fields for _, batch in [*mine, *new] for entry_id, fields in batch if fields}
+            if entries:
+                found[sale_id] = sorted(entries.items(), key=lambda item: _entry_order(item[0]))
+        return found
+
+    async def _lost_log(self, sale_id: str, error: Exception) -> None:
+        """A log without its consumer group: made again when the sale is live; else the sale left Redis."""
+        if "NOGROUP" not in str(error):
+            raise error
+        if await self.redis.exists(keys.sale(sale_id)):
+            with contextlib.suppress(ResponseError):  # BUSYGROUP: another process made it meanwhile
+                await self.redis.xgroup_create(keys.sale_log(sale_id), LOG_GROUP, "0", mkstream=True)
+        else:
+            await self.redis.zrem(keys.sales_ledger(), sale_id)
+
+    async def saved(self, entries: dict[str, list[str]]) -> None:
+        """These log entries are in the record: confirm and delete them (the log keeps only what is not)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sale_id, ids in entries.items():
+                pipe.xack(keys.sale_log(sale_id), LOG_GROUP, *ids)
+                pipe.xdel(keys.sale_log(sale_id), *ids)
+            await pipe.execute()
+
+    async def archive(self, sale_id: str, grace_ms: int) -> bool:
+        """Remove the sale's keys from Redis once it ended `grace_ms` ago, holds no units and its log is all in
+        the record; False when it is not that far yet. From then on it is read from the record."""
+        sale = await self.get(sale_id)
+        if sale is None:
+            return True
+        await self.ledger.ended(sale_id, sale.ends_at)
+        k = _sale_keys(sale_id)
+        done = int(
+            await self._archive(
+                keys=[k["sale"], k["orders"], k["users"], k["idem"], k["holds"], k["log"]], args=[grace_ms]
+            )
+        )
+        if done:
+            await self.ledger.archived(sale_id)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(keys.sales_ledger(), sale_id)
+                pipe.zrem(keys.sales_due(), sale_id)
+                await pipe.execute()
+            self._terms.pop(sale_id, None)
+        return bool(done)
+
+    async def restore(self, sale: Sale, orders: list[Order], changed: list[tuple[str, Order]]) -> Audit:
+        """Rebuild a sale's keys in Redis from the record: its terms, these orders (the newest of each) and the
+        counters they add up to. `changed` are orders the record lacked the last change of (found at the
+        gateway): they go in the log, to be written to the record. Returns the invariant, checked."""
+        k = _sale_keys(sale.id)
+        fields = {
+            "merchant_id": sale.merchant_id,
+            "room_id": sale.room_id,
+            "product": orjson.dumps(sale.product).decode(),
+            "price": sale.price,
+            "currency": sale.currency,
+            "per_user_limit": sale.per_user_limit,
+            "hold_ms": sale.hold_ms,
+            "quantity": sale.quantity,
+            "starts_at": sale.starts_at,
+            "ends_at": sale.ends_at,
+            "created_at": sale.created_at,
+        }
+        await self._restore(
+            keys=[k["sale"], k["orders"], k["users"], k["idem"], k["holds"], k["log"]],
+            args=[
+                sale.id,
+                orjson.dumps(fields).decode(),
+                orjson.dumps([order.to_json() for order in orders]).decode(),
+                orjson.dumps([[change, order.to_json()] for change, order in changed]).decode(),
+            ],
+        )
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(keys.sales_due(), {sale.id: 0})
+            pipe.zadd(keys.sales_ledger(), {sale.id: sale.created_at})
+            await pipe.execute()
+        self._terms.pop(sale.id, None)
+        self.changes.stock_changed(sale.id, sale.room_id)
+        audit = await self.audit(sale.id)
+        assert audit is not None
+        return audit
 
     # --- the clock, the feed and the merchant ----------------------------------------------
 
@@ -287,15 +448,21 @@ class Sales:
             if values[0] is not None
         }
 
+    async def now(self) -> int:
+        """The Redis clock, ms (the clock of every sale script)."""
+        seconds, micros = await self.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
     async def audit(self, sale_id: str) -> Audit | None:
-        """The invariant, checked: counters and a recount of orders and per-user units, in one transaction."""
+        """The invariant, checked: counters and a recount of orders and per-user units, in one transaction
+        (an archived sale's from the record)."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hmget(keys.sale(sale_id), ["quantity", "available", "held", "paid", "per_user_limit"])
             pipe.hvals(keys.sale_orders(sale_id))
             pipe.hvals(keys.sale_users(sale_id))
             counters, raws, users = await pipe.execute()
         if counters[0] is None:
-            return None
+            return await self.ledger.audit(sale_id)
         orders = [Order.from_json(raw) for raw in raws]
         units = [int(value) for value in users]
         return Audit(

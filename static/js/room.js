@@ -495,12 +495,18 @@ $("#pay-form").addEventListener("submit", async (submit) => {
   setStep("paying");
   text($("#pay"), "Paying…");
   $("#pay-error").hidden = true;
+  // One Idempotency-Key per payment attempt, kept for its retries after a network or server hiccup: if the
+  // first try paid but its reply was lost, the retry gets the paid order back (not already_paid), and the
+  // card is charged once. Another card after a decline is a new attempt, with a new key.
+  const key = randomKey("pay_");
+  const card = $("#card-number").value;
   try {
     const paid = await retrying(() =>
       api(`/api/orders/${encodeURIComponent(checkout.order.order_id)}/payment`, {
         method: "POST",
         token: state.guest.token,
-        body: { card_number: $("#card-number").value },
+        body: { card_number: card },
+        headers: { "Idempotency-Key": key },
       }),
     );
     done(orderOf(paid));

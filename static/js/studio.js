@@ -1,5 +1,5 @@
 // The host studio: sign in with a host token, camera preview, go live (WHIP), the product bag,
-// flash sales with live stock, chat moderation and the show's live numbers.
+// flash sales with live stock, chat moderation, the show's live numbers and past shows.
 
 import { ApiError, api } from "./api.js";
 import { appendLine, chatLine, removeLine, roleBadge, scrollToEnd } from "./chat-view.js";
@@ -23,7 +23,8 @@ const state = {
   token: null,
   me: null,
   products: [],
-  peak: 0,
+  showId: null, // the room's open show (GET …/stats), null while not live
+  peak: 0, // the open show's peak: the server's, raised by the viewer counts this socket sees
   blocklist: [],
   restricted: new Map(), // user id -> {name, kind: "muted" | "banned", until}
 };
@@ -155,6 +156,9 @@ function apply(event) {
   if (!room.apply(event)) return;
   switch (event.type) {
     case Event.ROOM_STATUS:
+      renderLive();
+      statsSoon(); // going live opens a show, ending closes it
+      break;
     case Event.STREAM_STATE:
       renderLive();
       break;
@@ -666,17 +670,58 @@ async function refreshStats() {
     const stats = await api(`/api/merchants/${merchant}/rooms/${encodeURIComponent(roomId)}/stats`, {
       token: state.token,
     });
-    state.peak = Math.max(state.peak, stats.peak_viewers);
-    setStat("#stat-peak", compact(state.peak));
-    setStat("#stat-orders", compact(stats.orders));
-    setStat("#stat-units", compact(stats.units));
-    const gmv = Object.entries(stats.gmv);
-    setStat("#stat-gmv", gmv.length ? gmv.map(([currency, amount]) => money(amount, currency)).join(" + ") : money(0));
-    const conversion = state.peak ? Math.min(1, stats.buyers / state.peak) : null;
-    setStat("#stat-conversion", conversion === null ? "—" : `${(conversion * 100).toFixed(1)}%`);
+    renderShow(stats);
+    renderPastShows(stats.shows);
   } catch {
     // the next poll tries again
   }
+}
+
+/** The open show's numbers (zeros while the room is not live: each show counts from its go-live). */
+function renderShow(stats) {
+  const showId = stats.show ? stats.show.show_id : null;
+  if (showId !== state.showId) {
+    state.showId = showId;
+    state.peak = 0;
+  }
+  if (showId) state.peak = Math.max(state.peak, stats.peak_viewers, room.viewers);
+  const since = stats.show && new Date(stats.show.started_at).toLocaleTimeString([], { timeStyle: "short" });
+  text($("#show-note"), since ? `This show, on air since ${since}` : "Not live: this show's numbers start when you go live.");
+  setStat("#stat-peak", compact(state.peak));
+  setStat("#stat-orders", compact(stats.orders));
+  setStat("#stat-units", compact(stats.units));
+  setStat("#stat-gmv", gmvText(stats.gmv));
+  const conversion = state.peak ? Math.min(1, stats.buyers / state.peak) : null;
+  setStat("#stat-conversion", conversion === null ? "—" : percent(conversion));
+}
+
+/** Ended shows, newest first: when, how long, peak, orders, GMV and conversion of each. */
+function renderPastShows(shows) {
+  $("#shows-empty").hidden = shows.length > 0;
+  $("#shows").hidden = shows.length === 0;
+  $("#shows-body").replaceChildren(
+    ...shows.map((show) =>
+      h(
+        "tr",
+        { dataset: { showId: show.show_id } },
+        h("td", {}, new Date(show.started_at).toLocaleString([], { dateStyle: "medium", timeStyle: "short" })),
+        h("td", {}, clock(show.ended_at - show.started_at)),
+        h("td.number", {}, compact(show.peak_viewers)),
+        h("td.number", {}, compact(show.orders)),
+        h("td.number", {}, gmvText(show.gmv)),
+        h("td.number", {}, show.peak_viewers ? percent(show.conversion) : "—"),
+      ),
+    ),
+  );
+}
+
+function gmvText(gmv) {
+  const amounts = Object.entries(gmv);
+  return amounts.length ? amounts.map(([currency, amount]) => money(amount, currency)).join(" + ") : money(0);
+}
+
+function percent(share) {
+  return `${(share * 100).toFixed(1)}%`;
 }
 
 function setStat(selector, value) {
@@ -690,7 +735,7 @@ function setStat(selector, value) {
 }
 
 function viewersChanged() {
-  state.peak = Math.max(state.peak, room.viewers);
+  if (state.showId) state.peak = Math.max(state.peak, room.viewers);
   setStat("#stat-viewers", compact(room.viewers));
   setStat("#stat-peak", compact(state.peak));
 }

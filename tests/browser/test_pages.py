@@ -399,7 +399,7 @@ def _chat_as(shop: Shop, token: str, text: str) -> None:
 
 
 def test_viewer_reconnects_without_losing_its_place(
-    pages: Pages, server_factory: object, redis_url: str, tmp_path: Path
+    pages: Pages, server_factory: object, redis_url: str, stores: dict[str, str], tmp_path: Path
 ) -> None:
     """The server restarts: the page says so, comes back by itself with since/epoch, and shows what it missed once."""
     server: ServerProcess = server_factory()  # type: ignore[operator]
@@ -418,7 +418,7 @@ def test_viewer_reconnects_without_losing_its_place(
     missed = {"id": "m1", "user_id": "u_host", "name": "Host", "role": "host", "text": "said while you were away"}
     in_thread(publish_direct(redis_url, shop.room_id, [event("chat.message", message=missed)]))
 
-    again = start_server(tmp_path, {"REDIS_URL": redis_url}, port=server.port)
+    again = start_server(tmp_path, stores, port=server.port)
     try:
         expect(viewer.locator("#stage")).to_have_attribute("data-connection", "open", timeout=ms(20))
         expect(viewer.locator("#connection")).to_be_hidden()

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from loadtests.bench.suite import Step, table
-from loadtests.show.invariants import Ack, Ledger, check
+from loadtests.bench.suite import COLUMNS, Step, table
+from loadtests.show.invariants import Ack, Ledger, check, record_behind
 from loadtests.show.plan import ShowPlan
 from tests.conftest import ROOT, ServerProcess, Shop, free_port
 
@@ -171,12 +171,27 @@ def test_checker_fails_acknowledgements_the_store_lacks() -> None:
 
 
 def test_checker_fails_an_unknown_sale_and_an_idempotency_mismatch() -> None:
-    """A sale the store does not know, and a retried purchase that got another order, both fail."""
+    """A sale the store does not know, a retried purchase that got another order, and a retried payment that was
+    not answered with the paid order all fail."""
     told = ledger()
-    told.replay_mismatches.append("returned x after y")
+    told.replay_mismatches += ["returned x after y", "answered 409 already_paid after paying z"]
     report = check(told, {}, [])
     assert any("does not know this sale" in problem for problem in report.all_problems())
     assert any("Idempotency-Key returned x after y" in problem for problem in report.all_problems())
+    assert any("Idempotency-Key answered 409 already_paid after paying z" in problem for problem in report.problems)
+
+
+def test_record_behind_until_the_exported_orders_add_up_to_the_counters() -> None:
+    """The export (the record) lags Redis: until its held and paid units match the counters, the sale is behind."""
+    audits = {SALE: audit(), "s_9999999999": None}  # held 2, paid 3; a sale the store does not know is not behind
+    assert record_behind(audits, ORDERS) == []
+    not_paid_yet = [ORDERS[0], {**ORDERS[1], "status": "held"}, ORDERS[2]]
+    assert record_behind(audits, not_paid_yet) == [
+        f"{SALE}: the record has 3 held and 2 paid, the counters 2 held and 3 paid"
+    ]
+    assert record_behind(audits, ORDERS[:2]) == [
+        f"{SALE}: the record has 0 held and 3 paid, the counters 2 held and 3 paid"
+    ]
 
 
 def test_ledger_travels_between_processes_intact() -> None:
@@ -214,6 +229,6 @@ def test_suite_table_marks_missing_figures_and_failures() -> None:
     """The suite's markdown table has every column, n/a where a benchmark has no figure, and flags failures."""
     rendered = table([Step("hub_bench", {"viewers": 2000, "p99 push ms": 99.8}, True), Step("locust", {}, False)])
     header, rule, hub, failed = rendered.splitlines()
-    assert header.count("|") == rule.count("|") == hub.count("|") == 10
+    assert header.count("|") == rule.count("|") == hub.count("|") == len(COLUMNS) + 1
     assert "| hub_bench | 2,000 | n/a | n/a | 99.8 |" in hub
     assert "**FAILED**" in failed

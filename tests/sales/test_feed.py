@@ -12,7 +12,17 @@ import pytest
 
 from tests.client import RoomClient
 from tests.conftest import ServerProcess, Shop, make_shop
-from tests.sale_helpers import GOOD_CARD, assert_error, auth, buy, create_sale, invariant, post_sale, viewer_token
+from tests.sale_helpers import (
+    GOOD_CARD,
+    assert_error,
+    auth,
+    buy,
+    create_sale,
+    invariant,
+    pay,
+    post_sale,
+    viewer_token,
+)
 from tests.timing import seconds
 
 pytestmark = pytest.mark.anyio
@@ -86,7 +96,9 @@ async def test_paid_orders_make_sampled_toasts(shop: Shop) -> None:
             token = viewer_token()
             order = (await _buy_async(client, sale["id"], token)).json()
             paid = await client.post(
-                f"/api/orders/{order['order_id']}/payment", json={"card_number": GOOD_CARD}, headers=auth(token)
+                f"/api/orders/{order['order_id']}/payment",
+                json={"card_number": GOOD_CARD},
+                headers={**auth(token), "Idempotency-Key": f"pay-{order['order_id']}"},
             )
             assert paid.status_code == 200
 
@@ -109,11 +121,7 @@ async def test_selling_every_unit_announces_sold_out(shop: Shop) -> None:
     async with await RoomClient.connect(shop.room_url(shop.guest())) as viewer:
         order = buy(shop.base_url, token, sale["id"], quantity=2).json()
         assert (await viewer.wait_event("stock", sale_id=sale["id"], available=0))["held"] == 2
-        assert httpx.post(
-            f"{shop.base_url}/api/orders/{order['order_id']}/payment",
-            json={"card_number": GOOD_CARD},
-            headers=auth(token),
-        ).is_success
+        assert pay(shop.base_url, token, order["order_id"]).is_success
         sold_out = await viewer.wait_event("sale.sold_out", timeout=5)
         assert sold_out["sale"]["status"] == "sold_out" and sold_out["sale"]["sold"] == 2
     assert httpx.get(f"{shop.base_url}/api/sales/{sale['id']}").json()["status"] == "sold_out"
@@ -136,9 +144,7 @@ async def test_host_ends_a_sale_early_and_held_orders_stay_payable(shop: Shop) -
             f"{shop.base_url}/api/merchants/{shop.merchant_id}/sales/{sale['id']}/end", headers=auth(shop.host)
         )
         assert again.json()["ends_at"] == ended.json()["ends_at"]
-    paid = httpx.post(
-        f"{shop.base_url}/api/orders/{order['order_id']}/payment", json={"card_number": GOOD_CARD}, headers=auth(token)
-    )
+    paid = pay(shop.base_url, token, order["order_id"])
     assert paid.status_code == 200 and paid.json()["status"] == "paid"
 
 

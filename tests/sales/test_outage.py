@@ -9,10 +9,10 @@ from tests.conftest import make_shop, start_server
 from tests.sale_helpers import GOOD_CARD, assert_error, buy, create_sale, invariant, pay, viewer_token, wait_until
 
 
-def test_purchases_while_redis_is_down_are_refused_clearly_and_lose_nothing(tmp_path: Path) -> None:
+def test_purchases_while_redis_is_down_are_refused_clearly_and_lose_nothing(tmp_path: Path, database_url: str) -> None:
     """With Redis down a purchase or payment is a 503 'unavailable'; once it is back, retries give the same orders."""
     with EmbeddedRedis(tmp_path / "redis") as redis_server:
-        server = start_server(tmp_path, {"REDIS_URL": redis_server.url})
+        server = start_server(tmp_path, {"REDIS_URL": redis_server.url, "DATABASE_URL": database_url})
         try:
             shop = make_shop(server.base_url, server.ws_url, redis_server.url)
             sale = create_sale(shop, quantity=5, per_user_limit=2)

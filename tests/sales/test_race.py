@@ -1,4 +1,5 @@
-"""A flash-sale race: 500 buyers at once for 100 units, through two server processes on one Redis."""
+"""A flash-sale race: 500 buyers at once for 100 units, through two server processes on one Redis, and the record
+(PostgreSQL) that the backup keeps of it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from tests.client import RoomClient
 from tests.conftest import ServerProcess, Shop
-from tests.sale_helpers import auth, create_sale, viewer_token
+from tests.sale_helpers import auth, create_sale, query, viewer_token, wait_recorded
 
 pytestmark = pytest.mark.anyio
 
@@ -22,8 +23,11 @@ LIMIT = 2
 TRIES = 3  # each buyer taps Buy three times (new keys): the limit must hold
 
 
-async def test_500_buyers_for_100_units_get_exactly_100_holds(shop: Shop, server_factory: Any) -> None:
-    """Exactly 100 units are held, nobody holds more than the limit, and the stock never goes below zero."""
+async def test_500_buyers_for_100_units_get_exactly_100_holds(
+    shop: Shop, server_factory: Any, database_url: str
+) -> None:
+    """Exactly 100 units are held, nobody holds more than the limit, and the stock never goes below zero; the
+    record has each of the 100 holds once, and no other order."""
     second: ServerProcess = server_factory()
     sale = create_sale(shop, quantity=UNITS, per_user_limit=LIMIT)
     buyers = {f"g_race{index}_{secrets.token_hex(3)}": "" for index in range(BUYERS)}
@@ -74,3 +78,13 @@ async def test_500_buyers_for_100_units_get_exactly_100_holds(shop: Shop, server
     assert final["max_user_units"] <= LIMIT
     assert samples and all(sample["ok"] and sample["available"] >= 0 for sample in samples)
     assert all(0 <= item["available"] <= UNITS for item in stock_seen)
+
+    held = {reply.json()["order_id"]: "held" for reply in replies if reply.status_code == 201}
+    wait_recorded(database_url, held)
+    rows = query(database_url, "SELECT order_id, user_id, quantity, status FROM orders WHERE sale_id = $1", sale["id"])
+    assert {row["order_id"]: row["status"] for row in rows} == held
+    assert max(Counter(row["user_id"] for row in rows).values()) <= LIMIT
+    changes = query(database_url, "SELECT order_id, version, change FROM order_changes WHERE sale_id = $1", sale["id"])
+    assert sorted((row["order_id"], row["version"], row["change"]) for row in changes) == [
+        (order_id, 1, "held") for order_id in sorted(held)
+    ]

@@ -1,14 +1,20 @@
-"""Property-based: random reserve / pay / expire / cancel / retry / end sequences on real Redis keep every guarantee.
+"""Property-based: random reserve / pay / expire / cancel / retry / end / back-up sequences on real Redis and
+PostgreSQL keep every guarantee.
 
-The machine calls the Lua-backed Python API (Sales, Checkout with the sandbox provider) directly and
-keeps a model of what each call must do. After every step: quantity = available + held + paid,
-the counters match the model and a recount of the orders, and nobody holds more than the limit.
+The machine calls the Lua-backed Python API (Sales, Checkout with the sandbox provider, the ledger
+backup) directly and keeps a model of what each call must do. After every step: quantity =
+available + held + paid, the counters match the model and a recount of the orders, nobody holds
+more than the limit, and the gateway's book matches the orders: a paid order's authorization
+captured, every other approved one voided, none left open, each movement on the record once.
+After each backup pass the record (PostgreSQL) has every order exactly as Redis has it, and every
+change of it once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import defaultdict
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +25,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 from redis.asyncio import Redis
 
+from server.config import Settings
+from server.ledger.client import Database
+from server.sales.backup import Backup
 from server.sales.changes import SaleChanges
 from server.sales.checkout import Checkout
+from server.sales.ledger import SalesLedger
 from server.sales.payments import SandboxProvider
 from server.sales.records import Refusal, SaleRefused, Terms, check_quantity
 from server.sales.store import Sales
@@ -42,17 +52,26 @@ class Expected:
     quantity: int
     status: str
     expires: int
+    pay_key: str | None = None  # the key of the payment that paid it
+    payment_ref: str | None = None  # its authorization
 
 
 class SaleMachine(RuleBasedStateMachine):
     redis_url: ClassVar[str]
+    database_url: ClassVar[str]
 
     def __init__(self) -> None:
         super().__init__()
         self.runner = asyncio.Runner()
         self.redis: Redis = self.run(self._connect())
-        self.sales = Sales(self.redis, ScriptBatcher(self.redis), SaleChanges())
-        self.orders = Checkout(self.sales, SandboxProvider(self.redis))
+        self.run(self.redis.flushdb())  # a clean slate: the backup reads every sale's log in this Redis
+        self.db = Database(self.database_url, pool_size=2)
+        self.run(self.db.open())
+        self.ledger = SalesLedger(self.db)
+        self.sales = Sales(self.redis, ScriptBatcher(self.redis), SaleChanges(), self.ledger)
+        self.provider = SandboxProvider(self.db)
+        self.orders = Checkout(self.sales, self.provider)
+        self.backup = Backup("property", self.sales, Settings())
         terms = Terms(
             merchant_id="prop",
             room_id="prop",
@@ -70,6 +89,7 @@ class SaleMachine(RuleBasedStateMachine):
         self.keys: dict[tuple[str, str], str] = {}
         self.model: dict[str, Expected] = {}
         self.ended = False
+        self.attempts = 0  # payment attempts: each gets a new key
 
     async def _connect(self) -> Redis:
         return Redis.from_url(self.redis_url, decode_responses=True)
@@ -78,6 +98,7 @@ class SaleMachine(RuleBasedStateMachine):
         return self.runner.run(coroutine)
 
     def teardown(self) -> None:
+        self.run(self.db.close())
         self.run(self.redis.aclose())
         self.runner.close()
 
@@ -133,18 +154,26 @@ class SaleMachine(RuleBasedStateMachine):
         self.model[outcome.order.id] = Expected(user, quantity, "held", outcome.order.hold_expires_at)
 
     @precondition(lambda self: self.model)
-    @rule(data=st.data(), good_card=MOSTLY, own=MOSTLY)
-    def pay(self, data: st.DataObject, good_card: bool, own: bool) -> None:
-        """Pay an order (someone else's, sometimes) with a good or a declined card."""
+    @rule(data=st.data(), good_card=MOSTLY, own=MOSTLY, retry=st.booleans())
+    def pay(self, data: st.DataObject, good_card: bool, own: bool, retry: bool) -> None:
+        """Pay an order (someone else's, sometimes) with a good or a declined card, with a new key or (`retry`, once
+        it is paid) the key that paid it, as after a lost reply."""
         order_id = self.draw_order(data)
         expected = self.model[order_id]
         card = next(number for number, good in CARDS.items() if good is good_card)
         payer = expected.user if own else next(user for user in USERS if user != expected.user)
+        if retry and expected.pay_key is not None:
+            key = expected.pay_key
+        else:
+            self.attempts += 1
+            key = f"pay-{self.attempts}"
         try:
-            outcome = self.run(self.orders.pay(order_id, payer, card))
+            outcome = self.run(self.orders.pay(order_id, payer, card, key))
         except SaleRefused as problem:
             if not own:
                 assert problem.code is Refusal.NOT_YOUR_ORDER
+            elif expected.status == "paid":
+                assert problem.code is Refusal.ALREADY_PAID and key != expected.pay_key
             elif expected.status == "held" and problem.code is Refusal.HOLD_EXPIRED:
                 assert self.run(self._now()) >= expected.expires
             elif expected.status == "held":
@@ -152,16 +181,16 @@ class SaleMachine(RuleBasedStateMachine):
             else:
                 assert (
                     problem.code
-                    is {
-                        "paid": Refusal.ALREADY_PAID,
-                        "cancelled": Refusal.ORDER_CANCELLED,
-                        "expired": Refusal.HOLD_EXPIRED,
-                    }[expected.status]
+                    is {"cancelled": Refusal.ORDER_CANCELLED, "expired": Refusal.HOLD_EXPIRED}[expected.status]
                 )
             return
-        assert own and CARDS[card] and expected.status == "held" and outcome.now < expected.expires
-        assert outcome.order.status == "paid"
-        expected.status = "paid"
+        assert own and outcome.order.status == "paid"
+        if expected.status == "paid":  # the retry of the payment that paid it: the same order, nothing charged again
+            assert key == expected.pay_key and outcome.order.payment_ref == expected.payment_ref
+            return
+        assert CARDS[card] and expected.status == "held" and outcome.now < expected.expires
+        assert outcome.order.payment_key == key and outcome.order.payment_ref
+        expected.status, expected.pay_key, expected.payment_ref = "paid", key, outcome.order.payment_ref
 
     @precondition(lambda self: self.model)
     @rule(data=st.data(), own=MOSTLY)
@@ -185,14 +214,14 @@ class SaleMachine(RuleBasedStateMachine):
         held = [order.expires for order in self.model.values() if order.status == "held"]
         if wait and held:
             time.sleep(max(0, max(held) - self.run(self._now()) + 5) / 1000)
-        released = self.run(self.sales.release_expired(self.sale_id))
-        assert released is not None
-        due = [order for order in self.model.values() if order.status == "held" and order.expires <= released.now]
-        assert released.count == len(due)
-        for order in due:
-            order.status = "expired"
-        again = self.run(self.sales.release_expired(self.sale_id))
-        assert again is not None and again.count == 0
+        # Twice: the second call releases none of what the first did, only a hold whose deadline fell in between.
+        for _ in range(2):
+            released = self.run(self.sales.release_expired(self.sale_id))
+            assert released is not None
+            due = [order for order in self.model.values() if order.status == "held" and order.expires <= released.now]
+            assert released.count == len(due)
+            for order in due:
+                order.status = "expired"
 
     @precondition(lambda self: not self.ended and len(self.model) >= 4)
     @rule()
@@ -200,6 +229,23 @@ class SaleMachine(RuleBasedStateMachine):
         """The host ends the sale (once a few orders exist)."""
         self.run(self.sales.end(self.sale_id))
         self.ended = True
+
+    @rule()
+    def back_up(self) -> None:
+        """The ledger backup runs a pass: the record then has every order as Redis has it, each change once."""
+        self.run(self.backup.drain())
+        live = {order.id: order for order in self.run(self.sales.orders(self.sale_id))}
+        recorded = {order.id: order for order in self.run(self.ledger.orders(self.sale_id))}
+        assert recorded == live
+        rows = self.run(
+            self.db.pool.fetch("SELECT order_id, version FROM order_changes WHERE sale_id = $1", self.sale_id)
+        )
+        versions: dict[str, list[int]] = defaultdict(list)
+        for row in rows:
+            versions[row["order_id"]].append(row["version"])
+        assert {order_id: sorted(found) for order_id, found in versions.items()} == {
+            order.id: list(range(1, order.version + 1)) for order in live.values()
+        }
 
     # --- after every step ---------------------------------------------------------------------
 
@@ -213,18 +259,54 @@ class SaleMachine(RuleBasedStateMachine):
         assert audit.max_user_units <= LIMIT
         assert all(self.units(user) <= LIMIT for user in USERS)
 
+    @invariant()
+    def money_matches_the_orders(self) -> None:
+        """The gateway's book and our payments rows, against the model: nothing charged but a paid order's
+        authorization, nothing left open, each movement recorded once."""
+        booked = self.run(
+            self.db.pool.fetch(
+                "SELECT reference, authorization_id, state FROM sandbox_authorizations WHERE reference LIKE $1",
+                f"{self.sale_id}.%",
+            )
+        )
+        moves = self.run(
+            self.db.pool.fetch(
+                "SELECT authorization_id, kind FROM payments WHERE order_id LIKE $1", f"{self.sale_id}.%"
+            )
+        )
+        kinds: dict[str, list[str]] = defaultdict(list)
+        for move in moves:
+            kinds[move["authorization_id"]].append(move["kind"])
+        captured = set()
+        for row in booked:
+            expected, state = self.model[row["reference"]], row["state"]
+            recorded = sorted(kinds.pop(row["authorization_id"], []))
+            assert state in ("captured", "voided", "declined"), row  # never left open
+            if state == "captured":
+                assert expected.status == "paid" and row["authorization_id"] == expected.payment_ref
+                assert recorded == ["authorization", "capture"]
+                captured.add(row["reference"])
+            elif state == "voided":
+                assert recorded == ["authorization", "void"]
+            else:
+                assert recorded == []
+        assert not kinds  # no movement on the record that the gateway does not know
+        assert captured == {order_id for order_id, expected in self.model.items() if expected.status == "paid"}
+
     async def _now(self) -> int:
         seconds, micros = await self.redis.time()
         return int(seconds) * 1000 + int(micros) // 1000
 
 
-def test_random_sale_operations_keep_every_guarantee(tmp_path: Path) -> None:
-    """Hypothesis drives reserve/pay/expire/cancel/retry/end on a real sale; the invariant holds after each step.
+def test_random_sale_operations_keep_every_guarantee(tmp_path: Path, database_url: str) -> None:
+    """Hypothesis drives reserve/pay/expire/cancel/retry/end/back-up on a real sale; every guarantee holds throughout.
 
-    On a Redis of its own: the sale clock of the suite's running servers would expire holds behind the model's back.
+    On a Redis of its own: the sale clock of the suite's running servers would expire holds behind the model's back
+    (the sales' rows in the suite's PostgreSQL are this test's own: new ids, read by id).
     """
     with EmbeddedRedis(tmp_path / "redis") as redis_server:
         SaleMachine.redis_url = redis_server.url
+        SaleMachine.database_url = database_url
         run_state_machine_as_test(
             SaleMachine,
             settings=settings(

@@ -35,10 +35,12 @@ def _statuses(responses: list[httpx.Response]) -> Counter[int]:
     return Counter(response.status_code for response in responses)
 
 
-async def test_a_burst_at_a_cold_process_queues_for_connections_and_gets_no_503(tmp_path: Path, redis_url: str) -> None:
+async def test_a_burst_at_a_cold_process_queues_for_connections_and_gets_no_503(
+    tmp_path: Path, redis_url: str, database_url: str
+) -> None:
     """2,000 purchases at once at a process that never saw the sale, with 4 Redis connections: every one is answered."""
-    warm = start_server(tmp_path, {"REDIS_URL": redis_url})
-    cold = start_server(tmp_path, {"REDIS_URL": redis_url, "REDIS_POOL_SIZE": "4"})
+    warm = start_server(tmp_path, {"REDIS_URL": redis_url, "DATABASE_URL": database_url})
+    cold = start_server(tmp_path, {"REDIS_URL": redis_url, "DATABASE_URL": database_url, "REDIS_POOL_SIZE": "4"})
     try:
         shop = make_shop(warm.base_url, warm.ws_url, redis_url)
         sale = create_sale(shop, quantity=100, per_user_limit=1)
@@ -53,11 +55,13 @@ async def test_a_burst_at_a_cold_process_queues_for_connections_and_gets_no_503(
         warm.stop()
 
 
-async def test_after_redis_restarts_dead_connections_are_replaced_not_handed_out(tmp_path: Path) -> None:
+async def test_after_redis_restarts_dead_connections_are_replaced_not_handed_out(
+    tmp_path: Path, database_url: str
+) -> None:
     """Redis killed and back: answers meanwhile are JSON 503s, then /readyz and every purchase succeed at once."""
     redis_server = EmbeddedRedis(tmp_path / "redis")
     redis_server.start()
-    server = start_server(tmp_path, {"REDIS_URL": redis_server.url})
+    server = start_server(tmp_path, {"REDIS_URL": redis_server.url, "DATABASE_URL": database_url})
     try:
         shop = make_shop(server.base_url, server.ws_url, redis_server.url)
         sale = create_sale(shop, quantity=10_000, per_user_limit=1)

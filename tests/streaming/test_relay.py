@@ -96,10 +96,16 @@ class Live:
         return await RoomClient.connect(f"{ws_url}/ws/rooms/{self.room_id}?token={await self.guest()}")
 
 
-async def _start(redis_url: str, tmp_path: Path, **overrides: object) -> Live:
+async def _start(stores: dict[str, str], tmp_path: Path, **overrides: object) -> Live:
     port = free_port()
     settings = Settings(
-        port=port, redis_url=redis_url, data_dir=tmp_path, secret_key=SECRET_KEY, seed_demo=False, **overrides
+        port=port,
+        redis_url=stores["REDIS_URL"],
+        database_url=stores["DATABASE_URL"],
+        data_dir=tmp_path,
+        secret_key=SECRET_KEY,
+        seed_demo=False,
+        **overrides,
     )
     entry = create_app(settings)
     app: Starlette = getattr(entry, "app", entry)  # the Starlette app inside the ASGI entry point
@@ -111,7 +117,7 @@ async def _start(redis_url: str, tmp_path: Path, **overrides: object) -> Live:
         await asyncio.sleep(0.02)
     server.task = task  # type: ignore[attr-defined]
     merchant_id = "m" + os.urandom(4).hex()
-    redis = Redis.from_url(redis_url, decode_responses=True)
+    redis = Redis.from_url(stores["REDIS_URL"], decode_responses=True)
     try:
         await Catalog(redis).create_merchant(merchant_id, "Video shop")
     finally:
@@ -132,8 +138,8 @@ async def _stop(live: Live) -> None:
 
 
 @pytest.fixture
-async def live(redis_url: str, tmp_path: Path) -> AsyncIterator[Live]:
-    started = await _start(redis_url, tmp_path)
+async def live(stores: dict[str, str], tmp_path: Path) -> AsyncIterator[Live]:
+    started = await _start(stores, tmp_path)
     yield started
     await _stop(started)
 
@@ -357,13 +363,15 @@ class StunServer(asyncio.DatagramProtocol):
             self.transport.sendto(bytes(response), addr)
 
 
-async def test_answer_lists_ice_servers_with_short_lived_turn_credentials(redis_url: str, tmp_path: Path) -> None:
+async def test_answer_lists_ice_servers_with_short_lived_turn_credentials(
+    stores: dict[str, str], tmp_path: Path
+) -> None:
     """The 201 carries one Link rel="ice-server" per server, TURN ones with REST credentials; the server uses STUN."""
     loop = asyncio.get_running_loop()
     transport, stun_server = await loop.create_datagram_endpoint(StunServer, local_addr=("127.0.0.1", 0))
     stun_port = transport.get_extra_info("sockname")[1]
     servers = (f"stun:127.0.0.1:{stun_port}", "turn:127.0.0.1:3478?transport=udp")
-    started = await _start(redis_url, tmp_path, ice_servers=servers, turn_secret="s3cret")
+    started = await _start(stores, tmp_path, ice_servers=servers, turn_secret="s3cret")
     try:
         viewer_offer = await _offer("watch")
         host = await _go_live(started)
@@ -434,9 +442,11 @@ async def test_sessions_leave_no_peers_tasks_threads_or_memory_behind(live: Live
     assert rss() - memory < 20 * 1024 * 1024
 
 
-async def test_shutdown_closes_every_peer_and_takes_the_room_offline(redis_url: str, tmp_path: Path) -> None:
+async def test_shutdown_closes_every_peer_and_takes_the_room_offline(
+    redis_url: str, stores: dict[str, str], tmp_path: Path
+) -> None:
     """Stopping the server closes the host's and viewers' peers and announces the room offline."""
-    started = await _start(redis_url, tmp_path)
+    started = await _start(stores, tmp_path)
     sessions = [await _go_live(started)]
     sessions += [await client.watch(started.whep, await started.guest()) for _ in range(2)]
     await asyncio.gather(*(session.wait_connected(seconds(10)) for session in sessions))
@@ -460,10 +470,10 @@ async def test_shutdown_closes_every_peer_and_takes_the_room_offline(redis_url: 
 
 
 async def test_viewers_and_hosts_on_another_process_reach_the_process_holding_the_room(
-    live: Live, redis_url: str, tmp_path: Path
+    live: Live, stores: dict[str, str], tmp_path: Path
 ) -> None:
     """WHEP through a second server reaches the host's server; its DELETE works there; a second publisher gets 409."""
-    other = await _start(redis_url, tmp_path / "other")
+    other = await _start(stores, tmp_path / "other")
     try:
         host = await _go_live(live)
         whep_elsewhere = f"{other.base_url}/whep/{live.room_id}"

@@ -92,6 +92,7 @@ CREATE INDEX payments_of_merchant ON payments (merchant_id, at);
 -- The sandbox gateway's own book (server/sales/payments.py): what a real gateway would keep on its side.
 CREATE TABLE sandbox_authorizations (
     authorization_id text PRIMARY KEY,
+    fingerprint      text NOT NULL,  -- of (reference, payer's key, card): one live authorization each
     reference        text NOT NULL,
     amount           bigint NOT NULL,
     currency         text NOT NULL,
@@ -102,6 +103,8 @@ CREATE TABLE sandbox_authorizations (
     updated_at       timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX sandbox_authorizations_open ON sandbox_authorizations (state, created_at);
+CREATE UNIQUE INDEX sandbox_authorizations_one_live ON sandbox_authorizations (fingerprint)
+    WHERE state IN ('declined', 'authorized', 'captured');
 CREATE INDEX sandbox_authorizations_of_reference ON sandbox_authorizations (reference);
 
 -- What staff did, per merchant: appended, never edited (server/ledger/audit.py).
@@ -118,11 +121,12 @@ CREATE TABLE audit_log (
     after       jsonb
 );
 CREATE INDEX audit_log_of_merchant ON audit_log (merchant_id, audit_id);
+CREATE INDEX audit_log_by_age ON audit_log (at);  -- the retention purge
 
 CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' AND current_setting('livecart.retention', true) = 'on' THEN
-        RETURN OLD;  -- the retention purge, and only it, removes entries past ORDER_RETENTION_DAYS
+        RETURN OLD;  -- the retention purge (AuditLog.purge), and only it, removes entries past ORDER_RETENTION_DAYS
     END IF;
     RAISE EXCEPTION 'the audit log is append-only';
 END;

@@ -27,7 +27,7 @@ end
 if order.status == 'cancelled' then
   return {'cancelled', raw, now}
 end
-local available = redis.call('HINCRBY', KEYS[1], 'available', order.quantity)
+redis.call('HINCRBY', KEYS[1], 'available', order.quantity)
 redis.call('HINCRBY', KEYS[1], 'held', -order.quantity)
 redis.call('HINCRBY', KEYS[1], 'version', 1)
 if redis.call('HINCRBY', KEYS[3], order.user_id, -order.quantity) <= 0 then
@@ -35,9 +35,9 @@ if redis.call('HINCRBY', KEYS[3], order.user_id, -order.quantity) <= 0 then
 end
 order.status = 'cancelled'
 order.closed_at = now
+order.version = (order.version or 0) + 1
 raw = cjson.encode(order)
 redis.call('HSET', KEYS[2], ARGV[1], raw)
 redis.call('ZREM', KEYS[4], ARGV[1])
-redis.call('XADD', KEYS[5], '*', 'order', ARGV[1], 'user', order.user_id, 'change', 'cancelled', 'quantity',
-  order.quantity, 'available', available)
+redis.call('XADD', KEYS[5], '*', 'order', ARGV[1], 'change', 'cancelled', 'version', order.version, 'data', raw)
 return {'cancelled', raw, now}

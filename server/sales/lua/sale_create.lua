@@ -1,5 +1,6 @@
 -- Create a flash sale: its terms, and all its units available. Times come from the Redis clock.
 -- KEYS[1] - sale hash (sale:{id})
+-- KEYS[2] - order log (stream): made here with its consumer group "ledger", which copies it to PostgreSQL
 -- ARGV[1] - sale id
 -- ARGV[2] - terms as JSON object of strings and numbers (merchant_id, room_id, product, price, currency, ...)
 -- ARGV[3] - quantity
@@ -22,4 +23,5 @@ for name, value in pairs(cjson.decode(ARGV[2])) do
 end
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'quantity', ARGV[3], 'available', ARGV[3], 'held', 0, 'paid', 0,
   'version', 0, 'starts_at', starts, 'ends_at', ends, 'created_at', now, 'announced', -1)
+redis.call('XGROUP', 'CREATE', KEYS[2], 'ledger', '0', 'MKSTREAM')
 return {now, starts, ends}

@@ -6,8 +6,9 @@
 -- ARGV[1] - order id
 -- ARGV[2] - user id of the payer
 -- ARGV[3] - payment reference (the provider's authorization id)
--- Returns {verdict, order JSON or "", now}; verdict is "paid" (also when the same
--- payment reference paid it before) or a refusal: unknown_order, not_your_order, already_paid,
+-- ARGV[4] - the payer's idempotency key for this payment
+-- Returns {verdict, order JSON or "", now}; verdict is "paid" (also when the same payment key paid
+-- it before: a retry after a lost reply) or a refusal: unknown_order, not_your_order, already_paid,
 -- order_cancelled, hold_expired (nothing moved).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -20,7 +21,7 @@ if order.user_id ~= ARGV[2] then
   return {'not_your_order', '', now}
 end
 if order.status == 'paid' then
-  return {order.payment_ref == ARGV[3] and 'paid' or 'already_paid', raw, now}
+  return {order.payment_key == ARGV[4] and 'paid' or 'already_paid', raw, now}
 end
 if order.status == 'cancelled' then
   return {'order_cancelled', raw, now}
@@ -34,10 +35,10 @@ redis.call('HINCRBY', KEYS[1], 'version', 1)
 order.status = 'paid'
 order.paid_at = now
 order.payment_ref = ARGV[3]
+order.payment_key = ARGV[4]
+order.version = (order.version or 0) + 1
 raw = cjson.encode(order)
 redis.call('HSET', KEYS[2], ARGV[1], raw)
 redis.call('ZREM', KEYS[3], ARGV[1])
-local available = tonumber(redis.call('HGET', KEYS[1], 'available'))
-redis.call('XADD', KEYS[4], '*', 'order', ARGV[1], 'user', order.user_id, 'change', 'paid', 'quantity', order.quantity,
-  'available', available, 'payment', ARGV[3])
+redis.call('XADD', KEYS[4], '*', 'order', ARGV[1], 'change', 'paid', 'version', order.version, 'data', raw)
 return {'paid', raw, now}

@@ -17,16 +17,17 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[4], '-inf', now, 'BYSCORE', 'LIMIT
   local raw = redis.call('HGET', KEYS[2], id)
   local order = raw and cjson.decode(raw)
   if order and order.status == 'held' then
-    local available = redis.call('HINCRBY', KEYS[1], 'available', order.quantity)
+    redis.call('HINCRBY', KEYS[1], 'available', order.quantity)
     redis.call('HINCRBY', KEYS[1], 'held', -order.quantity)
     if redis.call('HINCRBY', KEYS[3], order.user_id, -order.quantity) <= 0 then
       redis.call('HDEL', KEYS[3], order.user_id)
     end
     order.status = 'expired'
     order.closed_at = now
-    redis.call('HSET', KEYS[2], id, cjson.encode(order))
-    redis.call('XADD', KEYS[5], '*', 'order', id, 'user', order.user_id, 'change', 'expired', 'quantity',
-      order.quantity, 'available', available)
+    order.version = (order.version or 0) + 1
+    raw = cjson.encode(order)
+    redis.call('HSET', KEYS[2], id, raw)
+    redis.call('XADD', KEYS[5], '*', 'order', id, 'change', 'expired', 'version', order.version, 'data', raw)
     released = released + 1
   end
   redis.call('ZREM', KEYS[4], id)

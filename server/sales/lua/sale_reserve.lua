@@ -6,7 +6,7 @@
 -- KEYS[3] - units per user (hash user id -> units held or paid)
 -- KEYS[4] - idempotency keys (hash "<user id>\n<key>" -> order id)
 -- KEYS[5] - holds (sorted set order id, scored by expiry ms)
--- KEYS[6] - order log (stream)
+-- KEYS[6] - order log (stream; its consumer group "ledger" copies each change to PostgreSQL)
 -- ARGV[1] - user id
 -- ARGV[2] - idempotency key
 -- ARGV[3] - quantity
@@ -50,10 +50,9 @@ redis.call('HSET', KEYS[1], 'available', available, 'held', tonumber(sale[6]) + 
 redis.call('HINCRBY', KEYS[3], user, quantity)
 local expires = now + tonumber(sale[4])
 local order = cjson.encode({id = ARGV[4], user_id = user, quantity = quantity, status = 'held', created_at = now,
-  hold_expires_at = expires, idempotency_key = ARGV[2]})
+  hold_expires_at = expires, idempotency_key = ARGV[2], version = 1})
 redis.call('HSET', KEYS[2], ARGV[4], order)
 redis.call('HSET', KEYS[4], idem, ARGV[4])
 redis.call('ZADD', KEYS[5], expires, ARGV[4])
-redis.call('XADD', KEYS[6], '*', 'order', ARGV[4], 'user', user, 'change', 'held', 'quantity', quantity,
-  'available', available)
+redis.call('XADD', KEYS[6], '*', 'order', ARGV[4], 'change', 'held', 'version', 1, 'data', order)
 return {'held', order, available, now}

@@ -1,0 +1,382 @@
+"""The sales record in PostgreSQL: sales, orders, every order change, payments. The one writer of those tables.
+
+Redis decides (stock, holds, the order's state, in the sale scripts); this module keeps what was
+decided. An order change is a row keyed (order id, version), written once however often it is
+delivered; the order's row is replaced only by a newer version. A payment movement
+(authorization, capture, void, refund) is a row keyed (authorization id, kind): exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from server.ledger.client import Database, Record, at, ms
+from server.sales.records import Audit, Order, Sale
+
+PAYMENT_KINDS = ("authorization", "capture", "void", "refund")
+
+
+@dataclass(frozen=True)
+class OrderChange:
+    """One entry of a sale's order log: what changed, and the order after it."""
+
+    stream_id: str  # the log entry's id; its first part is the Redis clock (ms) of the change
+    change: str  # held, paid, expired or cancelled
+    order: Order
+    sale: Sale  # the sale's terms
+
+    @property
+    def at_ms(self) -> int:
+        return int(self.stream_id.partition("-")[0])
+
+
+@dataclass(frozen=True)
+class Payment:
+    authorization_id: str
+    kind: str
+    order_id: str
+    amount: int
+    currency: str
+    at: int
+    by_reconciler: bool
+
+
+@dataclass(frozen=True)
+class PaidOrder:
+    """A paid order as the reconciler needs it."""
+
+    order_id: str
+    merchant_id: str
+    authorization_id: str
+    amount: int
+    currency: str
+
+
+_ORDER_COLUMNS = (
+    "order_id, sale_id, merchant_id, user_id, quantity, unit_price, currency, status, version, idempotency_key,"
+    " created_at, hold_expires_at, paid_at, closed_at, payment_ref, payment_key"
+)
+
+
+class SalesLedger:
+    """Sales, orders and payments in PostgreSQL (see the module docstring)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # --- sales -----------------------------------------------------------------------------
+
+    async def record_sale(self, sale: Sale, show_id: str | None) -> None:
+        """A new sale's terms (a repeat changes nothing)."""
+        await self.db.pool.execute(_INSERT_SALE, *_sale_values(sale, show_id))
+
+    async def ended(self, sale_id: str, ends_at: int) -> None:
+        """The sale ended (early, by its host, or on time)."""
+        await self.db.pool.execute("UPDATE sales SET ends_at = $2 WHERE sale_id = $1", sale_id, at(ends_at))
+
+    async def archived(self, sale_id: str) -> None:
+        """The sale's Redis keys are gone: from now on it is read from here."""
+        await self.db.pool.execute(
+            "UPDATE sales SET archived_at = now() WHERE sale_id = $1 AND archived_at IS NULL", sale_id
+        )
+
+    async def sale(self, sale_id: str) -> Sale | None:
+        """The sale as the record has it, its counters recounted from its orders."""
+        row = await self.db.pool.fetchrow(
+            "SELECT s.*,"
+            " coalesce(sum(o.quantity) FILTER (WHERE o.status = 'held'), 0) AS held,"
+            " coalesce(sum(o.quantity) FILTER (WHERE o.status = 'paid'), 0) AS paid,"
+            " (SELECT count(*) FROM order_changes c WHERE c.sale_id = s.sale_id) AS changes"
+            " FROM sales s LEFT JOIN orders o USING (sale_id) WHERE s.sale_id = $1 GROUP BY s.sale_id",
+            sale_id,
+        )
+        return None if row is None else _sale(row)
+
+    async def audit(self, sale_id: str) -> Audit | None:
+        """The invariant of a sale as the record has it (an archived sale: nothing held)."""
+        row = await self.db.pool.fetchrow(
+            "SELECT s.quantity, s.per_user_limit,"
+            " coalesce(sum(o.quantity) FILTER (WHERE o.status = 'held'), 0) AS held,"
+            " coalesce(sum(o.quantity) FILTER (WHERE o.status = 'paid'), 0) AS paid,"
+            " (SELECT coalesce(max(units), 0) FROM (SELECT sum(quantity) AS units FROM orders"
+            "   WHERE sale_id = $1 AND status IN ('held', 'paid') GROUP BY user_id) AS per_user) AS max_user_units"
+            " FROM sales s LEFT JOIN orders o USING (sale_id) WHERE s.sale_id = $1 GROUP BY s.sale_id",
+            sale_id,
+        )
+        if row is None:
+            return None
+        held, paid = int(row["held"]), int(row["paid"])
+        return Audit(
+            quantity=row["quantity"],
+            available=row["quantity"] - held - paid,
+            held=held,
+            paid=paid,
+            orders_held=held,
+            orders_paid=paid,
+            users_units=held + paid,
+            max_user_units=int(row["max_user_units"]),
+            per_user_limit=row["per_user_limit"],
+        )
+
+    async def sale_ids(self, merchant_id: str) -> list[str]:
+        """The merchant's sales, newest first."""
+        rows = await self.db.pool.fetch(
+            "SELECT sale_id FROM sales WHERE merchant_id = $1 ORDER BY created_at DESC, sale_id", merchant_id
+        )
+        return [row["sale_id"] for row in rows]
+
+    # --- orders ------------------------------------------------------------------------------
+
+    async def apply(self, changes: Iterable[OrderChange]) -> list[OrderChange]:
+        """Write a batch of order changes in one transaction: each change once, each order at its newest version.
+
+        Returns the changes that contradict the record: the same (order, version) already written as
+        another change. That happens only when Redis lost acknowledged writes the backup had already
+        copied (an AOF window, a failover): the sale needs `repair-sale`.
+        """
+        changes = list(changes)
+        if not changes:
+            return []
+        newest: dict[str, OrderChange] = {}
+        for item in changes:
+            kept = newest.get(item.order.id)
+            if kept is None or item.order.version > kept.order.version:
+                newest[item.order.id] = item
+        latest = list(newest.values())
+        sales = {item.sale.id: item.sale for item in changes}
+        async with self.db.pool.acquire() as connection, connection.transaction():
+            # The sale's row is there since its creation, unless the database was restored to an earlier
+            # point: then its terms (from Redis) make it again, and the backup goes on.
+            await connection.executemany(_INSERT_SALE, [_sale_values(sale, None) for sale in sales.values()])
+            contradicted = await connection.fetch(
+                "WITH incoming (order_id, version, sale_id, change, at, stream_id) AS ("
+                " SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])),"
+                " inserted AS (INSERT INTO order_changes SELECT * FROM incoming ON CONFLICT DO NOTHING RETURNING 1)"
+                " SELECT i.order_id, i.version FROM incoming i JOIN order_changes c USING (order_id, version)"
+                " WHERE c.change <> i.change",
+                [item.order.id for item in changes],
+                [item.order.version for item in changes],
+                [item.sale.id for item in changes],
+                [item.change for item in changes],
+                [at(item.at_ms) for item in changes],
+                [item.stream_id for item in changes],
+            )
+            await connection.execute(
+                f"INSERT INTO orders ({_ORDER_COLUMNS})"
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[],"
+                " $7::text[], $8::text[], $9::int[], $10::text[], $11::timestamptz[], $12::timestamptz[],"
+                " $13::timestamptz[], $14::timestamptz[], $15::text[], $16::text[])"
+                " ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, version = excluded.version,"
+                " paid_at = excluded.paid_at, closed_at = excluded.closed_at, payment_ref = excluded.payment_ref,"
+                " payment_key = excluded.payment_key"
+                " WHERE orders.version < excluded.version",
+                *zip(*(_order_values(item.order, item.sale) for item in latest), strict=True),
+            )
+        wrong = {(row["order_id"], row["version"]) for row in contradicted}
+        return [item for item in changes if (item.order.id, item.order.version) in wrong]
+
+    async def order(self, order_id: str) -> Order | None:
+        row = await self.db.pool.fetchrow(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE order_id = $1", order_id)
+        return None if row is None else _order(row)
+
+    async def order_by_key(self, sale_id: str, user_id: str, key: str) -> Order | None:
+        """The order a buyer's purchase idempotency key made in the sale."""
+        row = await self.db.pool.fetchrow(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE sale_id = $1 AND user_id = $2 AND idempotency_key = $3",
+            sale_id,
+            user_id,
+            key,
+        )
+        return None if row is None else _order(row)
+
+    async def orders(self, sale_id: str) -> list[Order]:
+        """Every order of the sale, oldest first."""
+        rows = await self.db.pool.fetch(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE sale_id = $1 ORDER BY created_at, order_id", sale_id
+        )
+        return [_order(row) for row in rows]
+
+    async def export(self, merchant_id: str, status: str | None) -> AsyncIterator[tuple[Order, Sale]]:
+        """The merchant's orders (optionally of one status), sale by sale (newest sale first), oldest order first."""
+        for sale_id in await self.sale_ids(merchant_id):
+            sale = await self.sale(sale_id)
+            assert sale is not None
+            for order in await self.orders(sale_id):
+                if status is None or order.status == status:
+                    yield order, sale
+
+    # --- payments ----------------------------------------------------------------------------
+
+    async def record_payment(
+        self,
+        authorization_id: str,
+        kind: str,
+        order_id: str,
+        merchant_id: str,
+        amount: int,
+        currency: str,
+        *,
+        by_reconciler: bool = False,
+    ) -> bool:
+        """A money movement at the gateway, once; False when it was already recorded."""
+        assert kind in PAYMENT_KINDS
+        done = await self.db.pool.execute(
+            "INSERT INTO payments (authorization_id, kind, order_id, merchant_id, amount, currency, by_reconciler)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            authorization_id,
+            kind,
+            order_id,
+            merchant_id,
+            amount,
+            currency,
+            by_reconciler,
+        )
+        return done.endswith(" 1")
+
+    async def payments(self, order_id: str) -> list[Payment]:
+        rows = await self.db.pool.fetch(
+            "SELECT authorization_id, kind, order_id, amount, currency, at, by_reconciler FROM payments"
+            " WHERE order_id = $1 ORDER BY payment_id",
+            order_id,
+        )
+        return [
+            Payment(
+                row["authorization_id"],
+                row["kind"],
+                row["order_id"],
+                row["amount"],
+                row["currency"],
+                ms(row["at"]) or 0,
+                row["by_reconciler"],
+            )
+            for row in rows
+        ]
+
+    async def paid_without_capture(self, paid_before: datetime, since: datetime, limit: int) -> list[PaidOrder]:
+        """Orders paid in [since, paid_before) whose capture is not recorded."""
+        rows = await self.db.pool.fetch(
+            "SELECT o.order_id, o.merchant_id, o.payment_ref, o.quantity * o.unit_price AS amount, o.currency"
+            " FROM orders o WHERE o.status = 'paid' AND o.paid_at >= $1 AND o.paid_at < $2"
+            " AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.authorization_id = o.payment_ref AND p.kind = 'capture')"
+            " ORDER BY o.paid_at LIMIT $3",
+            since,
+            paid_before,
+            limit,
+        )
+        return [
+            PaidOrder(row["order_id"], row["merchant_id"], row["payment_ref"], row["amount"], row["currency"])
+            for row in rows
+        ]
+
+    # --- retention ---------------------------------------------------------------------------
+
+    async def purge(self, before: datetime) -> int:
+        """Remove sales that ended before `before`, with their orders, changes and payments; the count of sales."""
+        async with self.db.pool.acquire() as connection, connection.transaction():
+            ids = [
+                row["sale_id"]
+                for row in await connection.fetch(
+                    "SELECT sale_id FROM sales WHERE ends_at < $1 AND archived_at IS NOT NULL", before
+                )
+            ]
+            if not ids:
+                return 0
+            await connection.execute(
+                "DELETE FROM payments WHERE order_id IN (SELECT order_id FROM orders WHERE sale_id = ANY($1))", ids
+            )
+            await connection.execute("DELETE FROM order_changes WHERE sale_id = ANY($1)", ids)
+            await connection.execute("DELETE FROM orders WHERE sale_id = ANY($1)", ids)
+            await connection.execute("DELETE FROM sales WHERE sale_id = ANY($1)", ids)
+            return len(ids)
+
+
+_INSERT_SALE = (
+    "INSERT INTO sales (sale_id, merchant_id, room_id, show_id, product, price, currency, quantity,"
+    " per_user_limit, hold_ms, starts_at, ends_at, created_at)"
+    " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING"
+)
+
+
+def _sale_values(sale: Sale, show_id: str | None) -> tuple[Any, ...]:
+    return (
+        sale.id,
+        sale.merchant_id,
+        sale.room_id,
+        show_id,
+        orjson.dumps(sale.product).decode(),
+        sale.price,
+        sale.currency,
+        sale.quantity,
+        sale.per_user_limit,
+        sale.hold_ms,
+        at(sale.starts_at),
+        at(sale.ends_at),
+        at(sale.created_at),
+    )
+
+
+def _order_values(order: Order, sale: Sale) -> tuple[Any, ...]:
+    return (
+        order.id,
+        sale.id,
+        sale.merchant_id,
+        order.user_id,
+        order.quantity,
+        sale.price,
+        sale.currency,
+        order.status,
+        order.version,
+        order.idempotency_key,
+        at(order.created_at),
+        at(order.hold_expires_at),
+        at(order.paid_at),
+        at(order.closed_at),
+        order.payment_ref,
+        order.payment_key,
+    )
+
+
+def _order(row: Record) -> Order:
+    return Order(
+        id=row["order_id"],
+        sale_id=row["sale_id"],
+        user_id=row["user_id"],
+        quantity=row["quantity"],
+        status=row["status"],
+        created_at=ms(row["created_at"]) or 0,
+        hold_expires_at=ms(row["hold_expires_at"]) or 0,
+        idempotency_key=row["idempotency_key"],
+        paid_at=ms(row["paid_at"]),
+        closed_at=ms(row["closed_at"]),
+        payment_ref=row["payment_ref"],
+        payment_key=row["payment_key"],
+        version=row["version"],
+    )
+
+
+def _sale(row: Record) -> Sale:
+    held, paid = int(row["held"]), int(row["paid"])
+    return Sale(
+        id=row["sale_id"],
+        merchant_id=row["merchant_id"],
+        room_id=row["room_id"],
+        product=orjson.loads(row["product"]),
+        price=row["price"],
+        currency=row["currency"],
+        quantity=row["quantity"],
+        per_user_limit=row["per_user_limit"],
+        starts_at=ms(row["starts_at"]) or 0,
+        ends_at=ms(row["ends_at"]) or 0,
+        hold_ms=row["hold_ms"],
+        created_at=ms(row["created_at"]) or 0,
+        available=row["quantity"] - held - paid,
+        held=held,
+        paid=paid,
+        version=int(row["changes"]),
+        announced=3 if row["archived_at"] is not None else -1,
+    )

@@ -1,0 +1,138 @@
+"""The payments reconciler: finish what a crash or an outage left half done between the gateway and the record.
+
+A periodic pass (RECONCILE_INTERVAL_MS) with one owner across processes (a PostgreSQL advisory
+lock; a process that finds it taken skips the pass). It looks only at what is older than
+RECONCILE_GRACE_MS, so a payment in flight is never touched, and repairs, idempotently:
+
+- an order paid (in the record) whose capture never happened: capture it;
+- an authorization left open at the gateway: capture it when its order is paid with it, else void
+  it (the order expired, was cancelled, or was paid with another card);
+- a capture whose order is not paid with it (Redis lost the payment): refund it.
+
+Each repair is a payments row (by_reconciler), so what it did is on the record.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from server.config import Settings
+from server.ledger.client import Database
+from server.sales.ledger import SalesLedger
+from server.sales.payments import Authorization, PaymentError, PaymentProvider
+from server.tasks import Tasks
+
+log = logging.getLogger("livecart.reconciler")
+
+_LOCK = 0x72656331  # the advisory lock of the reconciler's pass ("rec1")
+LOOKBACK = timedelta(days=7)  # how far back a pass looks for captures and paid orders
+BATCH = 500
+
+
+@dataclass
+class Repairs:
+    """What one pass did."""
+
+    captured: int = 0
+    voided: int = 0
+    refunded: int = 0
+    skipped: bool = False  # another process holds the pass
+
+    @property
+    def total(self) -> int:
+        return self.captured + self.voided + self.refunded
+
+
+class Reconciler:
+    """See the module docstring."""
+
+    def __init__(self, db: Database, ledger: SalesLedger, provider: PaymentProvider, settings: Settings) -> None:
+        self.db = db
+        self.ledger = ledger
+        self.provider = provider
+        self.settings = settings
+        self.tasks = Tasks("reconciler")
+
+    def start(self) -> None:
+        self.tasks.every(self.settings.reconcile_interval_ms / 1000, self.run, "pass")
+
+    async def stop(self, timeout: float) -> None:
+        await self.tasks.stop(timeout)
+
+    async def run(self) -> Repairs:
+        """One pass, if no other process is running one."""
+        async with self.db.pool.acquire() as connection:
+            if not await connection.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK):
+                return Repairs(skipped=True)
+            try:
+                repairs = await self._pass()
+            finally:
+                await connection.execute("SELECT pg_advisory_unlock($1)", _LOCK)
+        if repairs.total:
+            log.warning("reconciled payments: %s", repairs)
+        return repairs
+
+    async def _pass(self) -> Repairs:
+        repairs = Repairs()
+        now = datetime.now(UTC)
+        settled = now - timedelta(milliseconds=self.settings.reconcile_grace_ms)
+        for paid in await self.ledger.paid_without_capture(settled, now - LOOKBACK, BATCH):
+            await self.provider.capture(paid.authorization_id)
+            await self.ledger.record_payment(
+                paid.authorization_id,
+                "capture",
+                paid.order_id,
+                paid.merchant_id,
+                paid.amount,
+                paid.currency,
+                by_reconciler=True,
+            )
+            repairs.captured += 1
+        for authorization in await self.provider.open_before(settled, BATCH):
+            if await self._paid_with(authorization):
+                await self.provider.capture(authorization.id)
+                await self._record(authorization, "capture")
+                repairs.captured += 1
+            elif await self._settled_elsewhere(authorization):
+                await self.provider.void(authorization.id)
+                await self._record(authorization, "void")
+                repairs.voided += 1
+        for authorization in await self.provider.captured_between(now - LOOKBACK, settled, BATCH):
+            if await self._paid_with(authorization):
+                await self._record(authorization, "capture")  # a capture the record missed
+            elif await self._settled_elsewhere(authorization):
+                try:
+                    await self.provider.refund(authorization.id)
+                except PaymentError as problem:
+                    log.warning("cannot refund %s: %s", authorization.id, problem)
+                    continue
+                await self._record(authorization, "refund")
+                repairs.refunded += 1
+        return repairs
+
+    async def _paid_with(self, authorization: Authorization) -> bool:
+        order = await self.ledger.order(authorization.reference)
+        return order is not None and order.status == "paid" and order.payment_ref == authorization.id
+
+    async def _settled_elsewhere(self, authorization: Authorization) -> bool:
+        """The order is in the record and will never be paid with this authorization (expired, cancelled, or paid
+        with another), so it may be undone. An order not in the record yet (the backup's lag), or still held, is
+        left for a later pass."""
+        order = await self.ledger.order(authorization.reference)
+        return order is not None and order.status != "held"
+
+    async def _record(self, authorization: Authorization, kind: str) -> None:
+        sale_id = authorization.reference.partition(".")[0]
+        sale = await self.ledger.sale(sale_id)
+        merchant_id = sale.merchant_id if sale is not None else ""
+        await self.ledger.record_payment(
+            authorization.id,
+            kind,
+            authorization.reference,
+            merchant_id,
+            authorization.amount,
+            authorization.currency,
+            by_reconciler=True,
+        )

@@ -1,0 +1,37 @@
+"""Repair after Redis lost data: rebuild a sale's keys (counters, orders, per-user units, holds) from the record
+and the gateway.
+
+Redis can lose acknowledged changes (the AOF `everysec` window, a failover to a replica that lagged).
+The record has every change the backup copied (all but the last moments); the gateway has every
+authorization. A held order the gateway holds an authorization or capture for was paid: it is
+rebuilt paid, and that change goes into the log for the record. What neither knows (a hold taken in
+the last moments before the loss) is gone: its buyer's retry makes a new one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from server.protocol import now_ms
+from server.sales.payments import PaymentProvider
+from server.sales.records import Audit, Order, Refusal, refused
+from server.sales.store import Sales
+
+
+async def repair_sale(sales: Sales, provider: PaymentProvider, sale_id: str) -> Audit:
+    """Rebuild the sale in Redis from the record and the gateway; return the invariant, checked."""
+    sale = await sales.ledger.sale(sale_id)
+    if sale is None:
+        raise refused(Refusal.UNKNOWN_SALE)
+    orders: list[Order] = []
+    changed: list[tuple[str, Order]] = []
+    for order in await sales.ledger.orders(sale_id):
+        if order.status == "held":
+            paid = [auth for auth in await provider.lookup(order.id) if auth.state in ("authorized", "captured")]
+            if paid:
+                order = replace(
+                    order, status="paid", paid_at=now_ms(), payment_ref=paid[-1].id, version=order.version + 1
+                )
+                changed.append(("paid", order))
+        orders.append(order)
+    return await sales.restore(sale, orders, changed)
