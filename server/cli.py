@@ -1,7 +1,8 @@
-"""Operator commands: create a merchant, mint a token, export and import a merchant (`python -m server.cli …`).
+"""Operator commands: create a merchant, mint a token, export and import a merchant, repair a sale
+(`python -m server.cli …`).
 
-create-merchant needs REDIS_URL, mint-token SECRET_KEY (or DATA_DIR/secret_key), export-merchant
-and import-merchant both REDIS_URL and DATABASE_URL.
+create-merchant needs REDIS_URL, mint-token SECRET_KEY (or DATA_DIR/secret_key); export-merchant,
+import-merchant and repair-sale both REDIS_URL and DATABASE_URL.
 """
 
 from __future__ import annotations

@@ -127,6 +127,12 @@ def recorded(database_url: str, order_ids: Any) -> dict[str, str]:
     return {row["order_id"]: row["status"] for row in rows}
 
 
+def record_of_sale(database_url: str, sale_id: str) -> dict[str, tuple[str, int]]:
+    """order id -> (status, version) of the sale's orders in PostgreSQL."""
+    rows = query(database_url, "SELECT order_id, status, version FROM orders WHERE sale_id = $1", sale_id)
+    return {row["order_id"]: (row["status"], row["version"]) for row in rows}
+
+
 def wait_recorded(database_url: str, statuses: dict[str, str], timeout: float = 5.0) -> None:
     """Return once every order is in the record with its status (the backup's lag is about a second at most)."""
     deadline = time.monotonic() + seconds(timeout)

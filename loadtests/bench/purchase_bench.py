@@ -6,9 +6,10 @@ connections busy with purchases (raw asyncio streams: a client library would sat
 core first), each from the next buyer with a fresh Idempotency-Key. A few WebSocket viewers of
 the room measure how old the stock they are shown is, from each stock event's server timestamp.
 Prints a table of attempts/s, p50/p99 latency, holds granted, oversold units (must be 0), stock
-staleness at viewers, the CPU used by the server, its Redis and this client, and the CPU the rest
-of the machine used meanwhile (others: on a shared box, the noise), then the answers
-(--json FILE: every figure as JSON, with the stock update rate at viewers).
+staleness at viewers, the CPU used by the server, its Redis, its PostgreSQL and this client, and the
+CPU the rest of the machine used meanwhile (others: on a shared box, the noise), then the answers
+(--json FILE: every figure as JSON, with the stock update rate at viewers). Other benchmarks reuse
+`measure` (ledger_bench: the same storm with and without the ledger backup), following it with a Watch.
 
     python -m loadtests.bench.purchase_bench --seconds 10 --connections 128 --workers 2
     python -m loadtests.bench.purchase_bench --smoke       # seconds, tiny: proves it runs
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -33,11 +35,12 @@ import orjson
 import uvloop
 
 from loadtests.bench import wsclient
-from loadtests.support import procstat, smoke, table
+from loadtests.support import smoke, table
 from loadtests.support.server import HOST, ServerProcess, running
 from server.access.tokens import Tokens
 from server.protocol import Role
 
+TICKS = os.sysconf("SC_CLK_TCK")
 SMOKE = {"seconds": 1.5, "warmup": 0.5, "workers": 1, "connections": 8, "buyers": 20_000, "viewers": 2}
 COLUMNS = (
     "workers",
@@ -50,6 +53,7 @@ COLUMNS = (
     "stock staleness p99 ms",
     "server CPU %",
     "Redis CPU %",
+    "PostgreSQL CPU %",
     "client CPU %",
     "others CPU %",
 )
@@ -64,6 +68,7 @@ FIGURES = (
     "stock_staleness_p99_ms",
     "server_cpu_percent",
     "redis_cpu_percent",
+    "postgres_cpu_percent",
     "client_cpu_percent",
     "others_cpu_percent",
 )
@@ -80,12 +85,34 @@ class Load:
 
 
 @dataclass
+class Watch:
+    """What a caller of `measure` can follow while it runs: the sale, and when the measured load starts and ends."""
+
+    sale_id: str = ""
+    measuring: asyncio.Event = field(default_factory=asyncio.Event)  # the measured seconds began
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)  # they ended: the buyers send nothing more
+    idle: asyncio.Event = field(default_factory=asyncio.Event)  # every connection closed: no order comes after
+    stopped_at: float = 0.0  # time.monotonic() when the buyers were told to stop
+
+
+@dataclass
 class Staleness:
     """What the viewers saw of the stock."""
 
     ages_ms: list[float] = field(default_factory=list)
     per_second: Counter[tuple[int, int]] = field(default_factory=Counter)  # (viewer, second) -> stock updates
     lowest: int | None = None
+
+
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """CPU seconds each of these processes has used so far, with that of its children that exited and were
+    waited for (PostgreSQL's autovacuum workers and short-lived backends); those that exited are left out."""
+    used = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            used[pid] = sum(int(value) for value in fields[11:15]) / TICKS  # utime stime cutime cstime
+    return used
 
 
 def machine_busy_seconds() -> float:
@@ -163,8 +190,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         return await measure(args, server)
 
 
-async def measure(args: argparse.Namespace, server: ServerProcess) -> dict[str, Any]:
-    """Open a sale in the demo room, keep the connections buying, then audit the sale; the figures."""
+async def measure(args: argparse.Namespace, server: ServerProcess, watch: Watch | None = None) -> dict[str, Any]:
+    """Open a sale in the demo room, keep the connections buying, then audit the sale; the figures.
+
+    CPU is read per program from the server's process tree at the start and at the end of the
+    measured seconds (a PostgreSQL backend forked meanwhile counts from its start).
+    """
+    watch = watch or Watch()
     port = server.port
     tokens = Tokens(server.secret)
     base = server.base_url
@@ -182,7 +214,7 @@ async def measure(args: argparse.Namespace, server: ServerProcess) -> dict[str, 
             },
         )
         created.raise_for_status()
-        sale_id = created.json()["id"]
+        sale_id = watch.sale_id = created.json()["id"]
         buyers = [
             tokens.mint(user_id=f"b{index}", name="Buyer", role=Role.VIEWER, merchant_id=None, ttl_seconds=3600)
             for index in range(args.buyers)
@@ -200,20 +232,26 @@ async def measure(args: argparse.Namespace, server: ServerProcess) -> dict[str, 
             for _ in range(args.connections)
         ]
         await asyncio.sleep(args.warmup)
-        web, redis_pids = server.tree()
-        cpu_before = {pid: procstat.cpu_seconds(pid) for pid in web + redis_pids}
+        tree = server.tree()
+        cpu_before = cpu_seconds(tree.web + tree.redis + tree.postgres)
         client_before = resource.getrusage(resource.RUSAGE_SELF)
         machine_before = machine_busy_seconds()
         measuring.set()
+        watch.measuring.set()
         started = time.monotonic()
         await asyncio.sleep(args.seconds)
         measuring.clear()
         elapsed = time.monotonic() - started
         client_after = resource.getrusage(resource.RUSAGE_SELF)
         machine = machine_busy_seconds() - machine_before
-        cpu = {pid: procstat.cpu_seconds(pid) - before for pid, before in cpu_before.items()}
+        tree = server.tree()
+        cpu_after = cpu_seconds(tree.web + tree.redis + tree.postgres)
+        cpu = {pid: used - cpu_before.get(pid, 0.0) for pid, used in cpu_after.items()}
         stop.set()
+        watch.stopped_at = time.monotonic()
+        watch.stopped.set()
         await asyncio.gather(*connections, return_exceptions=True)
+        watch.idle.set()
         await asyncio.sleep(0.5)  # the last stock update
         for task in viewers:
             task.cancel()
@@ -221,8 +259,10 @@ async def measure(args: argparse.Namespace, server: ServerProcess) -> dict[str, 
         audit = (await api.get(f"/api/merchants/demo/sales/{sale_id}/invariant")).json()
     attempts = len(load.latencies)
     client_cpu = sum(client_after[:2]) - sum(client_before[:2])
+    web, redis, postgres = (sum(cpu.get(pid, 0.0) for pid in pids) for pids in (tree.web, tree.redis, tree.postgres))
     return {
         "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, {platform.platform()}",
+        "sale_id": sale_id,
         "workers": args.workers,
         "connections": args.connections,
         "buyers": args.buyers,
@@ -242,8 +282,9 @@ async def measure(args: argparse.Namespace, server: ServerProcess) -> dict[str, 
         "stock_staleness_p99_ms": round(wsclient.percentile(seen.ages_ms, 0.99), 1),
         "stock_staleness_max_ms": round(max(seen.ages_ms, default=float("nan")), 1),
         "lowest_stock_seen": seen.lowest,
-        "server_cpu_percent": round(100 * sum(cpu[pid] for pid in web) / elapsed),
-        "redis_cpu_percent": round(100 * sum(cpu[pid] for pid in redis_pids) / elapsed),
+        "server_cpu_percent": round(100 * web / elapsed),
+        "redis_cpu_percent": round(100 * redis / elapsed),
+        "postgres_cpu_percent": round(100 * postgres / elapsed),
         "client_cpu_percent": round(100 * client_cpu / elapsed),
         "others_cpu_percent": round(100 * (machine - sum(cpu.values()) - client_cpu) / elapsed),
         "cpu_us_per_attempt": round(1e6 * (sum(cpu.values()) + client_cpu) / max(attempts, 1)),
@@ -264,8 +305,8 @@ def report(result: dict[str, Any]) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The storm's options (what `measure` reads), for this benchmark and those that reuse it."""
     parser.add_argument("--seconds", type=float, default=10, help="measured time (after the warm-up)")
     parser.add_argument("--warmup", type=float, default=2)
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
@@ -274,6 +315,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--units", type=int, default=1_000_000, help="units on sale (fewer than attempts: sells out)")
     parser.add_argument("--viewers", type=int, default=4, help="WebSocket viewers measuring stock staleness")
     parser.add_argument("--json", type=Path, help="also write the figures here, as JSON")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
     args = smoke.parse(parser, SMOKE, argv)
     result = uvloop.run(run(args))  # uvloop: the client's own loop is part of its cost
     if args.json:

@@ -1,13 +1,14 @@
-"""The standard benchmark suite in one command: the hub and purchase benchmarks and a short locust show,
-each against a server it starts itself on 127.0.0.1, bounded in time, summed up in one markdown table.
+"""The standard benchmark suite in one command: the hub, purchase, ledger and archive benchmarks and a short
+locust show, each against servers it starts itself on 127.0.0.1, bounded in time, summed up in one markdown table.
 
-    python -m loadtests.bench.suite            # the standard run (a few minutes)
-    python -m loadtests.bench.suite --quick    # a small run (well under a minute)
+    python -m loadtests.bench.suite            # the standard run (about 4.5 minutes)
+    python -m loadtests.bench.suite --quick    # a small run (about 90 seconds)
     python -m loadtests.bench.suite --smoke    # each step at its smoke size: proves the suite runs
 
 Every step runs in its own process with a deadline; the raw results (each benchmark's JSON, locust's
 CSV, HTML and invariant report, the logs) go to --out, and the table to its suite.md and stdout.
-Exits 1 when a step fails, an invariant fails or anything was oversold.
+Exits 1 when a step fails, an invariant fails, anything was oversold, an order did not reach PostgreSQL
+or a finished sale did not settle (archive_bench).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ COLUMNS = (
     "p99 purchase ms",
     "memory per viewer KiB",
     "oversold",
+    "ledger lag p99 s",
+    "ratio",
 )
 
 
@@ -48,6 +51,8 @@ class Sizes:
 
     hub_args: tuple[str, ...]
     purchase_args: tuple[str, ...]
+    ledger_args: tuple[str, ...]
+    archive_args: tuple[str, ...]
     locust_users: int
     locust_spawn_rate: int
     locust_seconds: int
@@ -57,6 +62,8 @@ class Sizes:
 STANDARD = Sizes(
     hub_args=("--viewers", "2000", "--workers", "2", "--seconds", "20"),
     purchase_args=("--seconds", "10", "--workers", "2", "--connections", "128"),
+    ledger_args=("--rounds", "1", "--seconds", "10", "--workers", "2", "--connections", "128"),
+    archive_args=("--first", "10", "--total", "1000"),
     locust_users=200,
     locust_spawn_rate=20,
     locust_seconds=90,
@@ -65,6 +72,8 @@ STANDARD = Sizes(
 QUICK = Sizes(
     hub_args=("--viewers", "200", "--workers", "1", "--seconds", "3"),
     purchase_args=("--seconds", "2", "--warmup", "1", "--workers", "1", "--connections", "16", "--buyers", "2000"),
+    ledger_args=("--rounds", "1", "--seconds", "2", "--warmup", "1", "--workers", "1", "--connections", "16"),
+    archive_args=("--first", "10", "--total", "100", "--idle-seconds", "1"),
     locust_users=20,
     locust_spawn_rate=20,
     locust_seconds=12,
@@ -73,6 +82,8 @@ QUICK = Sizes(
 SMOKE = Sizes(
     hub_args=("--smoke",),
     purchase_args=("--smoke",),
+    ledger_args=("--smoke",),
+    archive_args=("--smoke",),
     locust_users=10,
     locust_spawn_rate=10,
     locust_seconds=10,
@@ -138,6 +149,54 @@ def purchase_step(sizes: Sizes, out: Path) -> Step:
     workers = result["workers"]
     name = f"purchase_bench ({workers} worker{'s' if workers != 1 else ''}, {result['connections']} connections)"
     return Step(name, row, row["oversold"] == 0, result, "" if row["oversold"] == 0 else "oversold")
+
+
+def ledger_steps(sizes: Sizes, out: Path) -> list[Step]:
+    """The purchase storm with the ledger consumer off, on, and on with DURABLE_ACK: a row each."""
+    command = [sys.executable, "-m", "loadtests.bench.ledger_bench", *sizes.ledger_args]
+    result, error = run_json("ledger_bench", command, sizes.timeout, out)
+    if result is None:
+        return [Step("ledger_bench", {}, False, error=error)]
+    steps = []
+    for line in result["summary"]:
+        row = {
+            "purchase attempts/s": line["attempts_per_s_median"],
+            "p99 purchase ms": line["latency_p99_ms_median"],
+            "oversold": line["oversold"],
+            "ledger lag p99 s": None if line["lag_gauge_max_s"] is None else f"{line['lag_gauge_max_s']:.2f}",
+            "ratio": f"{line['vs_consumer_off']:.2f}x",
+        }
+        consumer = line["configuration"] != "consumer off"
+        missing = line["orders"] - line["ledger_rows"] if consumer else 0
+        problems = [f"{line['oversold']} oversold"] if line["oversold"] else []
+        problems += [f"{missing} orders not in PostgreSQL"] if missing else []
+        name = f"ledger_bench, {line['configuration']}"
+        steps.append(Step(name, row, not problems, line, "; ".join(problems)))
+    return steps
+
+
+def archive_steps(sizes: Sizes, out: Path) -> list[Step]:
+    """Redis after the first and the last of the finished sales, on a server that archives them and one that never
+    does: a row each, with the ratio of used_memory (last / first)."""
+    command = [sys.executable, "-m", "loadtests.bench.archive_bench", *sizes.archive_args]
+    result, error = run_json("archive_bench", command, sizes.timeout, out)
+    if result is None:
+        return [Step("archive_bench", {}, False, error=error)]
+    steps = []
+    for name, readings in result["servers"].items():
+        first, last = readings[0], readings[-1]
+        archives = name.startswith("archiving")
+        problems = [f"{last['sale_keys']} keys of archived sales left"] if archives and last["sale_keys"] else []
+        problems += [f"{line['unsettled']} sales not settled" for line in readings if line["unsettled"]]
+        problems += [
+            f"{2 * line['finished_sales'] - line['orders_in_postgres']} orders not in PostgreSQL"
+            for line in readings
+            if line["orders_in_postgres"] != 2 * line["finished_sales"]
+        ]
+        row = {"ratio": f"{last['used_memory'] / first['used_memory']:.2f}x"}
+        label = f"archive_bench, {name} (Redis after {last['finished_sales']:,} / {first['finished_sales']:,} sales)"
+        steps.append(Step(label, row, not problems, readings, "; ".join(problems)))
+    return steps
 
 
 def locust_step(sizes: Sizes, out: Path) -> Step:
@@ -213,7 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--smoke", action="store_true", help="each step at its smoke size: proves the suite runs")
     parser.add_argument("--out", type=Path, help="where the raw results go (default loadtests/results/suite-<time>)")
     parser.add_argument(
-        "--only", default="hub,purchase,locust", help="comma-separated steps to run (default: hub,purchase,locust)"
+        "--only",
+        default="hub,purchase,locust,ledger,archive",
+        help="comma-separated steps to run (default: hub,purchase,locust,ledger,archive)",
     )
     args = parser.parse_args(argv)
     kind = "quick" if args.quick else "smoke" if args.smoke else "standard"
@@ -233,6 +294,12 @@ def main(argv: list[str] | None = None) -> int:
     if "locust" in only:
         print(f"locust: a {sizes.locust_seconds} s show, {sizes.locust_users} users ...", file=sys.stderr, flush=True)
         steps.append(locust_step(sizes, out))
+    if "ledger" in only:
+        print(f"ledger_bench {' '.join(sizes.ledger_args)} ...", file=sys.stderr, flush=True)
+        steps.extend(ledger_steps(sizes, out))
+    if "archive" in only:
+        print(f"archive_bench {' '.join(sizes.archive_args)} ...", file=sys.stderr, flush=True)
+        steps.extend(archive_steps(sizes, out))
     rendered = table(steps)
     failures = [f"- {step.name}: {step.error or 'failed'}" for step in steps if not step.ok]
     oversold = sum(step.row.get("oversold") or 0 for step in steps)

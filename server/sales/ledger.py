@@ -99,28 +99,24 @@ class SalesLedger:
 
     async def audit(self, sale_id: str) -> Audit | None:
         """The invariant of a sale as the record has it (an archived sale: nothing held)."""
-        row = await self.db.pool.fetchrow(
-            "SELECT s.quantity, s.per_user_limit,"
-            " coalesce(sum(o.quantity) FILTER (WHERE o.status = 'held'), 0) AS held,"
-            " coalesce(sum(o.quantity) FILTER (WHERE o.status = 'paid'), 0) AS paid,"
-            " (SELECT coalesce(max(units), 0) FROM (SELECT sum(quantity) AS units FROM orders"
-            "   WHERE sale_id = $1 AND status IN ('held', 'paid') GROUP BY user_id) AS per_user) AS max_user_units"
-            " FROM sales s LEFT JOIN orders o USING (sale_id) WHERE s.sale_id = $1 GROUP BY s.sale_id",
+        sale = await self.sale(sale_id)
+        if sale is None:
+            return None
+        max_user_units = await self.db.pool.fetchval(
+            "SELECT coalesce(max(units), 0) FROM (SELECT sum(quantity) AS units FROM orders"
+            " WHERE sale_id = $1 AND status IN ('held', 'paid') GROUP BY user_id) AS per_user",
             sale_id,
         )
-        if row is None:
-            return None
-        held, paid = int(row["held"]), int(row["paid"])
         return Audit(
-            quantity=row["quantity"],
-            available=row["quantity"] - held - paid,
-            held=held,
-            paid=paid,
-            orders_held=held,
-            orders_paid=paid,
-            users_units=held + paid,
-            max_user_units=int(row["max_user_units"]),
-            per_user_limit=row["per_user_limit"],
+            quantity=sale.quantity,
+            available=sale.available,
+            held=sale.held,
+            paid=sale.paid,
+            orders_held=sale.held,
+            orders_paid=sale.paid,
+            users_units=sale.held + sale.paid,
+            max_user_units=int(max_user_units),
+            per_user_limit=sale.per_user_limit,
         )
 
     async def sale_ids(self, merchant_id: str) -> list[str]:

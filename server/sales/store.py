@@ -63,6 +63,19 @@ def _sale_keys(sale_id: str) -> dict[str, str]:
     }
 
 
+def _terms_fields(terms: Terms | Sale) -> dict[str, str | int]:
+    """The sale hash's fields for what a host set (sale_create.lua adds the counters and times)."""
+    return {
+        "merchant_id": terms.merchant_id,
+        "room_id": terms.room_id,
+        "product": orjson.dumps(terms.product).decode(),
+        "price": terms.price,
+        "currency": terms.currency,
+        "per_user_limit": terms.per_user_limit,
+        "hold_ms": terms.hold_ms,
+    }
+
+
 def _entry_order(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq)
@@ -99,19 +112,10 @@ class Sales:
         """A new sale with all its units available; it opens at its start time (Redis clock). It is in the
         record (PostgreSQL) before anyone can buy: should that fail, the sale is taken back and the error raised."""
         sale_id = "s_" + secrets.token_hex(5)
-        fields = {
-            "merchant_id": terms.merchant_id,
-            "room_id": terms.room_id,
-            "product": orjson.dumps(terms.product).decode(),
-            "price": terms.price,
-            "currency": terms.currency,
-            "per_user_limit": terms.per_user_limit,
-            "hold_ms": terms.hold_ms,
-        }
+        fields = _terms_fields(terms)
         # Scheduled first: should this process die right after, the clock finds no sale and drops it.
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zadd(keys.sales_due(), {sale_id: now_ms() + 1000})
-            pipe.zadd(keys.sales_ledger(), {sale_id: now_ms()})
             await pipe.execute()
         await self._create(
             keys=[keys.sale(sale_id), keys.sale_log(sale_id)],
@@ -124,6 +128,8 @@ class Sales:
                 terms.duration_ms,
             ],
         )
+        # Backed up once its log exists (a backup pass that finds no log and no sale drops the id).
+        await self.redis.zadd(keys.sales_ledger(), {sale_id: now_ms()})
         sale = await self.get(sale_id)
         assert sale is not None
         try:
@@ -360,13 +366,7 @@ class Sales:
         gateway): they go in the log, to be written to the record. Returns the invariant, checked."""
         k = _sale_keys(sale.id)
         fields = {
-            "merchant_id": sale.merchant_id,
-            "room_id": sale.room_id,
-            "product": orjson.dumps(sale.product).decode(),
-            "price": sale.price,
-            "currency": sale.currency,
-            "per_user_limit": sale.per_user_limit,
-            "hold_ms": sale.hold_ms,
+            **_terms_fields(sale),
             "quantity": sale.quantity,
             "starts_at": sale.starts_at,
             "ends_at": sale.ends_at,

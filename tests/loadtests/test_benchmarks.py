@@ -6,6 +6,7 @@ repository root, with a deadline.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -60,6 +61,46 @@ def test_purchase_bench_smoke_buys_without_overselling() -> None:
     assert "answers: 201 held" in printed and "its own recount agrees" in printed
 
 
+def test_ledger_bench_smoke_measures_the_storm_with_and_without_the_backup(tmp_path: Path) -> None:
+    """ledger_bench --smoke runs the purchase storm with the ledger consumer off, on, and on with DURABLE_ACK: nothing
+    oversold, every order in PostgreSQL (and the log drained) when the consumer runs, none when it does not."""
+    printed = smoke("ledger_bench", "--json", str(tmp_path / "ledger.json"), timeout=180)
+    off, on, durable = rows(printed)
+    names = [row["configuration"] for row in (off, on, durable)]
+    assert names == ["consumer off", "consumer on", "consumer on + DURABLE_ACK"]
+    for row in (off, on, durable):
+        assert number(row["median attempts/s"]) > 0 and number(row["orders"]) > 0 and row["oversold"] == "0"
+    assert off["vs consumer off"] == "1.00x" and off["in PostgreSQL"] == "0" and off["drained s"] == "n/a"
+    for row in (on, durable):
+        assert row["in PostgreSQL"] == row["orders"]
+        assert number(row["drained s"]) >= 0 and number(row["lag p99 s (gauge, max)"]) >= 0
+        assert 0 < number(row["lag ≤ 1 s %"]) <= 100
+    assert re.search(r"^ratio consumer on / consumer off: \d+\.\d\dx ", printed, re.MULTILINE)
+    runs = json.loads((tmp_path / "ledger.json").read_text())["runs"]
+    for run in runs:
+        assert run["orders"] >= run["holds_granted"] > 0 and run["sale_after"]["ok"]
+        consumer = run["configuration"] != "consumer off"
+        assert run["ledger_rows"] == (run["orders"] if consumer else 0)
+        assert run["log_entries_left"] == (0 if consumer else run["orders"])
+
+
+def test_archive_bench_smoke_leaves_no_keys_of_finished_sales(tmp_path: Path) -> None:
+    """archive_bench --smoke finishes sales on a server that archives them and on one that never does: the archived
+    sales leave no key in Redis, the others keep theirs, and PostgreSQL has every order of both."""
+    printed = smoke("archive_bench", "--json", str(tmp_path / "archive.json"), timeout=180)
+    archived_first, archived_last, kept_first, kept_last = rows(printed)
+    for row, sales in ((archived_first, 3), (archived_last, 10), (kept_first, 3), (kept_last, 10)):
+        assert number(row["finished sales"]) == sales and number(row["orders in PostgreSQL"]) == 2 * sales
+        assert row["refused"] == "0" and number(row["Redis used_memory KiB"]) > 0
+    assert archived_first["server"] == "archiving (grace 0)" and kept_first["server"] == "never archived (baseline)"
+    assert archived_first["sale keys"] == archived_last["sale keys"] == "0"
+    assert number(kept_first["sale keys"]) >= 3 and number(kept_last["sale keys"]) >= 10
+    assert re.search(r"^ratio archiving \(grace 0\): used_memory after 10 / after 3 sales \d+\.\d\dx", printed, re.M)
+    for reading in json.loads((tmp_path / "archive.json").read_text())["readings"]:
+        sales = reading["finished_sales"]
+        assert reading["unsettled"] == 0 and reading["orders_by_status"] == {"paid": sales, "expired": sales}
+
+
 def test_relay_bench_smoke_measures_both_relays_and_their_ratio() -> None:
     """relay_bench --smoke streams through the real server's pass-through relay and stock MediaRelay, with a ratio."""
     printed = smoke("relay_bench")
@@ -73,11 +114,20 @@ def test_relay_bench_smoke_measures_both_relays_and_their_ratio() -> None:
 
 
 def test_suite_smoke_runs_every_step(tmp_path: Path) -> None:
-    """The suite's --smoke runs hub_bench, purchase_bench and a locust show, and prints one table, nothing failed."""
-    printed = smoke("suite", "--out", str(tmp_path), timeout=150)
-    hub, purchase, show = rows(printed)
+    """The suite's --smoke runs hub_bench, purchase_bench, a locust show, ledger_bench and archive_bench, and prints
+    one table, nothing failed."""
+    printed = smoke("suite", "--out", str(tmp_path), timeout=300)
+    hub, purchase, show, *ledger, archived, kept = rows(printed)
     assert hub["benchmark"] == "hub_bench (1 worker)" and number(hub["delivered frames/s"]) > 0
     assert purchase["benchmark"] == "purchase_bench (1 worker, 8 connections)" and purchase["oversold"] == "0"
     assert show["benchmark"] == "locust show (10 s)" and show["oversold"] == "0"
+    assert [row["benchmark"] for row in ledger] == [
+        "ledger_bench, consumer off",
+        "ledger_bench, consumer on",
+        "ledger_bench, consumer on + DURABLE_ACK",
+    ]
+    assert all(row["oversold"] == "0" and number(row["purchase attempts/s"]) > 0 for row in ledger)
+    assert archived["benchmark"] == "archive_bench, archiving (grace 0) (Redis after 10 / 3 sales)"
+    assert kept["benchmark"] == "archive_bench, never archived (baseline) (Redis after 10 / 3 sales)"
     assert "FAILED" not in printed and "smoke run" in printed
     assert (tmp_path / "suite.md").read_text().startswith(printed.splitlines()[0])

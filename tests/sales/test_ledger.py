@@ -20,7 +20,7 @@ from loadtests.support.server import ServerProcess
 from server import keys
 from server.store.embedded import EmbeddedRedis
 from tests.conftest import Shop, make_shop, start_server
-from tests.sale_helpers import auth, buy, create_sale, invariant, pay, viewer_token, wait_until
+from tests.sale_helpers import auth, buy, create_sale, invariant, pay, query, record_of_sale, viewer_token, wait_until
 from tests.timing import seconds
 
 
@@ -29,25 +29,6 @@ def store(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     yield client
     client.close()
-
-
-def query(database_url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
-    """Rows of one query on the test's PostgreSQL (a fresh connection: callable from any thread)."""
-
-    async def run() -> list[dict[str, Any]]:
-        connection = await asyncpg.connect(database_url)
-        try:
-            return [dict(row) for row in await connection.fetch(sql, *args)]
-        finally:
-            await connection.close()
-
-    return asyncio.run(run())
-
-
-def recorded(database_url: str, sale_id: str) -> dict[str, tuple[str, int]]:
-    """order id -> (status, version) of the sale's orders in PostgreSQL."""
-    rows = query(database_url, "SELECT order_id, status, version FROM orders WHERE sale_id = $1", sale_id)
-    return {row["order_id"]: (row["status"], row["version"]) for row in rows}
 
 
 def in_redis(store: redis.Redis, sale_id: str) -> dict[str, tuple[str, int]]:
@@ -67,7 +48,7 @@ def test_every_order_change_reaches_postgresql_once(shop: Shop, store: redis.Red
     assert pay(shop.base_url, buyers[1], orders[1]["order_id"]).status_code == 200
     cancelled = httpx.post(f"{shop.base_url}/api/orders/{orders[2]['order_id']}/cancel", headers=auth(buyers[2]))
     assert cancelled.status_code == 200
-    wait_until(lambda: recorded(database_url, sale["id"]) == in_redis(store, sale["id"]))
+    wait_until(lambda: record_of_sale(database_url, sale["id"]) == in_redis(store, sale["id"]))
     changes = query(database_url, "SELECT order_id, version, change FROM order_changes WHERE sale_id = $1", sale["id"])
     assert len(changes) == 6 + 2 + 1
     assert sorted(row["change"] for row in changes if row["version"] > 1) == ["cancelled", "paid", "paid"]
@@ -131,7 +112,7 @@ def test_killing_the_consumer_mid_storm_loses_nothing_and_duplicates_nothing(
     assert store.xpending(log, "ledger")["pending"] > 0  # read by the dead consumer, never written
     second: ServerProcess = server_factory(LEDGER_CLAIM_MS="300")
     wait_until(lambda: store.xlen(log) == 0, timeout=20)
-    in_record = recorded(database_url, sale["id"])
+    in_record = record_of_sale(database_url, sale["id"])
     assert in_record == in_redis(store, sale["id"])
     assert set(acknowledged) <= set(in_record)
     changes = query(database_url, "SELECT count(*) AS n FROM order_changes WHERE sale_id = $1", sale["id"])
@@ -249,7 +230,7 @@ def test_postgresql_going_away_mid_sale_loses_nothing(tmp_path: Path) -> None:
         shop = make_shop(server.base_url, server.ws_url, redis_url)
         sale = create_sale(shop, quantity=50, per_user_limit=1)
         before = [buy(shop.base_url, viewer_token(), sale["id"]).json()["order_id"] for _ in range(5)]
-        wait_until(lambda: len(recorded(url, sale["id"])) == 5)
+        wait_until(lambda: len(record_of_sale(url, sale["id"])) == 5)
         postgres.stop()
         token = viewer_token()
         during = [buy(shop.base_url, token, sale["id"]).json()["order_id"]]
@@ -261,7 +242,7 @@ def test_postgresql_going_away_mid_sale_loses_nothing(tmp_path: Path) -> None:
         assert store.xlen(keys.sale_log(sale["id"])) == 10  # kept until PostgreSQL has them
         postgres.start()
         wait_until(lambda: store.xlen(keys.sale_log(sale["id"])) == 0, timeout=20)
-        assert set(recorded(url, sale["id"])) == set(before + during)
+        assert set(record_of_sale(url, sale["id"])) == set(before + during)
         assert pay(shop.base_url, token, during[0]).status_code == 200
         assert server.process.poll() is None
     finally:

@@ -22,8 +22,7 @@ from server.ledger.client import Database
 from server.sales.payments import SLOW_CAPTURE_CARD, SandboxProvider
 from server.store.embedded import EmbeddedRedis
 from tests.conftest import Shop, make_shop, start_server
-from tests.sale_helpers import auth, buy, create_sale, invariant, pay, viewer_token, wait_until
-from tests.sales.test_ledger import query, recorded
+from tests.sale_helpers import auth, buy, create_sale, invariant, pay, query, record_of_sale, viewer_token, wait_until
 from tests.timing import seconds
 
 RECONCILING = {"RECONCILE_INTERVAL_MS": "100", "RECONCILE_GRACE_MS": "0"}
@@ -173,7 +172,10 @@ def test_redis_killed_mid_payment_storm_leaves_no_payment_half_done(tmp_path: Pa
                     retry = pay(shop.base_url, token, orders[token], key=f"pay-{token[-8:]}")
                     assert retry.status_code == 200, retry.text
             wait_until(
-                lambda: [status for status, _ in recorded(database_url, sale["id"]).values()] == ["paid"] * len(buyers),
+                lambda: (
+                    [status for status, _ in record_of_sale(database_url, sale["id"]).values()]
+                    == ["paid"] * len(buyers)
+                ),
                 timeout=15,
             )
 

@@ -18,8 +18,17 @@ from server import keys
 from server.ledger.client import Database
 from server.sales.payments import SandboxProvider
 from tests.conftest import ROOT, SECRET_KEY, Shop
-from tests.sale_helpers import GOOD_CARD, auth, buy, create_sale, invariant, pay, viewer_token, wait_until
-from tests.sales.test_ledger import recorded
+from tests.sale_helpers import (
+    GOOD_CARD,
+    auth,
+    buy,
+    create_sale,
+    invariant,
+    pay,
+    record_of_sale,
+    viewer_token,
+    wait_until,
+)
 from tests.timing import seconds
 
 
@@ -69,7 +78,9 @@ def test_a_sale_whose_redis_keys_were_lost_is_rebuilt_and_goes_on(
     cancelled = buy(shop.base_url, canceller, sale["id"], key="c").json()
     assert httpx.post(f"{shop.base_url}/api/orders/{cancelled['order_id']}/cancel", headers=auth(canceller)).is_success
     flying = buy(shop.base_url, in_flight, sale["id"], key="f").json()
-    wait_until(lambda: len(recorded(database_url, sale["id"])) == 4 and store.xlen(keys.sale_log(sale["id"])) == 0)
+    wait_until(
+        lambda: len(record_of_sale(database_url, sale["id"])) == 4 and store.xlen(keys.sale_log(sale["id"])) == 0
+    )
     # The in-flight payment: the gateway authorized it; Redis is lost before the pay script's change is saved.
     asyncio.run(gateway_authorizes(database_url, flying["order_id"]))
     before = invariant(shop, sale["id"])
@@ -89,7 +100,7 @@ def test_a_sale_whose_redis_keys_were_lost_is_rebuilt_and_goes_on(
     assert pay(shop.base_url, holder, held["order_id"]).status_code == 200
     fresh = buy(shop.base_url, viewer_token(), sale["id"], quantity=2)
     assert fresh.status_code == 201
-    wait_until(lambda: recorded(database_url, sale["id"])[flying["order_id"]] == ("paid", 2))
+    wait_until(lambda: record_of_sale(database_url, sale["id"])[flying["order_id"]] == ("paid", 2))
     after = invariant(shop, sale["id"])
     assert after["ok"] and (after["available"], after["held"], after["paid"]) == (3, 2, 5)
     mine = httpx.get(f"{shop.base_url}/api/orders/{flying['order_id']}", headers=auth(in_flight)).json()
@@ -112,7 +123,7 @@ def test_redis_losing_a_payment_the_record_has_is_caught_and_repaired(
     token = viewer_token()
     order = buy(shop.base_url, token, sale["id"]).json()
     assert pay(shop.base_url, token, order["order_id"]).status_code == 200
-    wait_until(lambda: recorded(database_url, sale["id"]) == {order["order_id"]: ("paid", 2)})
+    wait_until(lambda: record_of_sale(database_url, sale["id"]) == {order["order_id"]: ("paid", 2)})
     # What Redis would hold had it lost the payment: the order held (its hold now past), a unit held, not paid.
     held = orjson.loads(store.hget(keys.sale_orders(sale["id"]), order["order_id"]) or "{}")
     held = {key: value for key, value in held.items() if not key.startswith(("paid", "payment"))}
@@ -128,7 +139,7 @@ def test_redis_losing_a_payment_the_record_has_is_caught_and_repaired(
         return float(lines[0].split()[-1]) if lines else 0.0
 
     wait_until(lambda: diverged() >= 1, timeout=15)
-    assert recorded(database_url, sale["id"]) == {order["order_id"]: ("paid", 2)}  # the record kept the truth
+    assert record_of_sale(database_url, sale["id"]) == {order["order_id"]: ("paid", 2)}  # the record kept the truth
     done = repair(stores, sale["id"])
     assert done.returncode == 0, done.stderr
     mine = httpx.get(f"{shop.base_url}/api/orders/{order['order_id']}", headers=auth(token)).json()
