@@ -79,6 +79,8 @@ class Settings:
     ledger_interval_ms: int = 100
     ledger_batch: int = 1000
     ledger_claim_ms: int = 5000
+    ledger_busy_changes: int = 100  # a pass that copies this many is a storm: the projection waits ...
+    ledger_project_max_ms: int = 30_000  # ... at most this long
     sale_archive_grace_ms: int = 600_000
     reconcile_interval_ms: int = 30_000
     reconcile_grace_ms: int = 60_000
@@ -170,6 +172,8 @@ def load() -> Settings:
         ledger_interval_ms=_int("LEDGER_INTERVAL_MS", 100, 1),
         ledger_batch=_int("LEDGER_BATCH", 1000, 1, 100_000),
         ledger_claim_ms=_int("LEDGER_CLAIM_MS", 5000, 10),
+        ledger_busy_changes=_int("LEDGER_BUSY_CHANGES", 100, 1),
+        ledger_project_max_ms=_int("LEDGER_PROJECT_MAX_MS", 30_000, 0),
         sale_archive_grace_ms=_int("SALE_ARCHIVE_GRACE_MS", 600_000, 0),
         reconcile_interval_ms=_int("RECONCILE_INTERVAL_MS", 30_000, 10),
         reconcile_grace_ms=_int("RECONCILE_GRACE_MS", 60_000, 0),

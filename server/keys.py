@@ -102,6 +102,11 @@ def sales_due() -> str:
     return "sales:due"
 
 
+def ledger_storm() -> str:
+    """Set (with a TTL) while a purchase storm is on: the backup's projection waits (string, server.sales.backup)."""
+    return "ledger:storm"
+
+
 def sales_ledger() -> str:
     """Sales whose order log the ledger backup reads (sorted set sale id, scored by creation ms): until archived."""
     return "sales:ledger"

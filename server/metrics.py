@@ -42,7 +42,7 @@ REDIS_SECONDS = Histogram(
 )
 LEDGER_LAG = Histogram(
     "livecart_ledger_lag_seconds",
-    "From an order change in Redis to its row committed in PostgreSQL",
+    "Per copy to PostgreSQL: from its oldest order change in Redis to the log row committed",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 LEDGER_LAG_P99 = Gauge(
@@ -50,7 +50,12 @@ LEDGER_LAG_P99 = Gauge(
     "p99 of the ledger lag over the last 10 s (the highest of the processes)",
     multiprocess_mode="livemax",
 )
-LEDGER_CHANGES = Counter("livecart_ledger_changes_total", "Order changes written to PostgreSQL")
+LEDGER_CHANGES = Counter("livecart_ledger_changes_total", "Order changes copied to PostgreSQL")
+LEDGER_UNPROJECTED = Gauge(
+    "livecart_ledger_unprojected_seconds",
+    "How long the oldest copied order change has waited to be projected into orders (0: none waits)",
+    multiprocess_mode="livemax",
+)
 LEDGER_DIVERGED = Counter(
     "livecart_ledger_diverged_total", "Order changes in Redis that contradict the record (Redis lost writes: repair)"
 )

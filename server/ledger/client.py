@@ -11,6 +11,7 @@ from server.errors import STORE_ERRORS
 from server.ledger.migrate import migrate
 
 Record = asyncpg.Record
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy  # a connection, or one of the pool's
 
 # What a connection attempt fails with when the server is not there or will not let us in (a wrong user,
 # password or database name in DATABASE_URL); an error in a migration's SQL is a bug and keeps its traceback.

@@ -38,6 +38,7 @@ from redis.asyncio import Redis
 from server.protocol import event, now_ms
 from server.rooms import record
 from server.rooms.catalog import Catalog, CatalogError, Product, check_id
+from server.sales.ledger import project_whole_log
 
 FORMAT = "livecart.merchant"
 VERSION = 1
@@ -110,6 +111,7 @@ async def export_merchant(
         out.write(line)
         counts[kind] += 1
 
+    await project_whole_log(connection)  # every order change copied so far, in the orders exported
     async with connection.transaction(isolation="repeatable_read", readonly=True):
         await connection.execute("SET LOCAL TimeZone = 'UTC'")
         header = {"format": FORMAT, "version": VERSION, "merchant_id": merchant_id}

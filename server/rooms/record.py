@@ -3,7 +3,7 @@
 A room's hash holds: id, merchant_id, title, status (scheduled, live, ended), stream (online,
 offline), pinned (the product card JSON, or ""), bag (JSON list of cards), slow_mode (seconds),
 offset (of the newest durable event), epoch (changes when the history starts over), likes, and
-one field "sale:<id>" per sale (the public sale as last announced, JSON).
+one field "sale:<id>" per sale until the sale is archived (the public sale as last announced, JSON).
 
 Contract: a durable event is given the next offset of its room, stored in the room's bounded
 history and published, all atomically with the record fields that change with it
@@ -163,6 +163,10 @@ class RoomRecords:
             if str(error).startswith("NOROOM"):
                 raise UnknownRoom(room_id) from None
             raise
+
+    async def forget_sale(self, room_id: str, sale_id: str) -> None:
+        """The sale left Redis (archived, read from the record since): the room stops listing it."""
+        await self.redis.hdel(keys.room(room_id), f"{_SALE}{sale_id}")
 
     async def publish_latest(self, room_id: str, event: dict[str, Any]) -> None:
         """Publish a latest-value event (viewer count, likes, stock, toast) to every process."""

@@ -129,7 +129,10 @@ class SalesFeed:
             moments.append(now + self.settings.announce_claim_ms)  # another process holds the claim to announce the end
         if not moments:  # over: once the grace has passed and the record has all of it, it leaves Redis
             grace = self.settings.sale_archive_grace_ms
-            if now >= released.ends_at + grace and await self.sales.archive(sale_id, grace):
-                return
+            if now >= released.ends_at + grace:
+                sale, _ = await self.sales.terms(sale_id)
+                if await self.sales.archive(sale_id, grace):
+                    await self.records.forget_sale(sale.room_id, sale_id)
+                    return
             moments.append(max(released.ends_at + grace, now + self.settings.live_revisit_ms))
         await self.sales.come_back(sale_id, min(moments))

@@ -1,38 +1,55 @@
-"""The sales record in PostgreSQL: sales, orders, every order change, payments. The one writer of those tables.
+"""The sales record in PostgreSQL: sales, the order log, orders, every order change, payments. The one writer
+of those tables.
 
 Redis decides (stock, holds, the order's state, in the sale scripts); this module keeps what was
-decided. An order change is a row keyed (order id, version), written once however often it is
-delivered; the order's row is replaced only by a newer version. A payment movement
-(authorization, capture, void, refund) is a row keyed (authorization id, kind): exactly once.
+decided, in two steps. `log` appends the order changes the backup copied, as they are (one row per
+sale and copy, no per-change index: cheap while a storm is on); `project` then moves them into
+order_changes, a row keyed (order id, version), written once however often it was copied, and
+orders, replaced only by a newer version. A payment movement (authorization, capture, void,
+refund) is a row keyed (authorization id, kind): exactly once.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
 
-from server.ledger.client import Database, Record, at, ms
+from server.ledger.client import Connection, Database, Record, at, ms
 from server.sales.records import Audit, Order, Sale
 
 PAYMENT_KINDS = ("authorization", "capture", "void", "refund")
 
 
 @dataclass(frozen=True)
-class OrderChange:
-    """One entry of a sale's order log: what changed, and the order after it."""
+class LogBatch:
+    """Entries of one sale's order log, as copied: each change's log entry id (its first part is the Redis clock,
+    ms, of the change), order version, change (held, paid, expired or cancelled) and order after it (JSON)."""
 
-    stream_id: str  # the log entry's id; its first part is the Redis clock (ms) of the change
-    change: str  # held, paid, expired or cancelled
-    order: Order
     sale: Sale  # the sale's terms
+    stream_ids: list[str]
+    versions: list[int]
+    changes: list[str]
+    entries: list[str]
 
-    @property
-    def at_ms(self) -> int:
-        return int(self.stream_id.partition("-")[0])
+
+@dataclass(frozen=True)
+class Contradiction:
+    """An order change in Redis that the record has as another change (Redis lost writes)."""
+
+    order_id: str
+    version: int
+    change: str
+    sale_id: str
+
+
+@dataclass(frozen=True)
+class Projected:
+    changes: int  # changes taken from the log (each written once, however often it was copied)
+    contradictions: list[Contradiction]
 
 
 @dataclass(frozen=True)
@@ -61,6 +78,11 @@ _ORDER_COLUMNS = (
     "order_id, sale_id, merchant_id, user_id, quantity, unit_price, currency, status, version, idempotency_key,"
     " created_at, hold_expires_at, paid_at, closed_at, payment_ref, payment_key"
 )
+
+
+def _at(ms_text: str) -> str:
+    """SQL: the time of a text holding milliseconds since the epoch (NULL stays NULL), exact to the ms."""
+    return f"to_timestamp(({ms_text})::bigint / 1000.0)"
 
 
 class SalesLedger:
@@ -128,53 +150,38 @@ class SalesLedger:
 
     # --- orders ------------------------------------------------------------------------------
 
-    async def apply(self, changes: Iterable[OrderChange]) -> list[OrderChange]:
-        """Write a batch of order changes in one transaction: each change once, each order at its newest version.
+    async def log(self, batches: list[LogBatch]) -> None:
+        """Append order changes to the log, in one transaction (executemany's): one row per sale, the orders as the
+        sale scripts wrote them (JSON, not parsed here). Durable from here on; `project` makes them orders."""
+        if not batches:
+            return
+        # One statement per sale: its row is there since its creation, unless the database was restored to an
+        # earlier point; then its terms (from Redis) make it again, and the backup goes on.
+        await self.db.pool.executemany(
+            f"WITH sale AS ({_INSERT_SALE}) INSERT INTO order_log (sale_id, stream_ids, versions, changes, entries)"
+            " VALUES ($1, $14, $15, $16, $17)",
+            [(*_sale_values(b.sale, None), b.stream_ids, b.versions, b.changes, b.entries) for b in batches],
+        )
 
-        Returns the changes that contradict the record: the same (order, version) already written as
-        another change. That happens only when Redis lost acknowledged writes the backup had already
-        copied (an AOF window, a failover): the sale needs `repair-sale`.
-        """
-        changes = list(changes)
-        if not changes:
-            return []
-        newest: dict[str, OrderChange] = {}
-        for item in changes:
-            kept = newest.get(item.order.id)
-            if kept is None or item.order.version > kept.order.version:
-                newest[item.order.id] = item
-        latest = list(newest.values())
-        sales = {item.sale.id: item.sale for item in changes}
-        async with self.db.pool.acquire() as connection, connection.transaction():
-            # The sale's row is there since its creation, unless the database was restored to an earlier
-            # point: then its terms (from Redis) make it again, and the backup goes on.
-            await connection.executemany(_INSERT_SALE, [_sale_values(sale, None) for sale in sales.values()])
-            contradicted = await connection.fetch(
-                "WITH incoming (order_id, version, sale_id, change, at, stream_id) AS ("
-                " SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])),"
-                " inserted AS (INSERT INTO order_changes SELECT * FROM incoming ON CONFLICT DO NOTHING RETURNING 1)"
-                " SELECT i.order_id, i.version FROM incoming i JOIN order_changes c USING (order_id, version)"
-                " WHERE c.change <> i.change",
-                [item.order.id for item in changes],
-                [item.order.version for item in changes],
-                [item.sale.id for item in changes],
-                [item.change for item in changes],
-                [at(item.at_ms) for item in changes],
-                [item.stream_id for item in changes],
-            )
-            await connection.execute(
-                f"INSERT INTO orders ({_ORDER_COLUMNS})"
-                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[],"
-                " $7::text[], $8::text[], $9::int[], $10::text[], $11::timestamptz[], $12::timestamptz[],"
-                " $13::timestamptz[], $14::timestamptz[], $15::text[], $16::text[])"
-                " ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, version = excluded.version,"
-                " paid_at = excluded.paid_at, closed_at = excluded.closed_at, payment_ref = excluded.payment_ref,"
-                " payment_key = excluded.payment_key"
-                " WHERE orders.version < excluded.version",
-                *zip(*(_order_values(item.order, item.sale) for item in latest), strict=True),
-            )
-        wrong = {(row["order_id"], row["version"]) for row in contradicted}
-        return [item for item in changes if (item.order.id, item.order.version) in wrong]
+    async def project(self, rows: int, *, wait: bool = False) -> Projected:
+        """Move up to `rows` rows of the log into order_changes and orders (see `project_log`)."""
+        async with self.db.pool.acquire() as connection:
+            return await project_log(connection, rows, wait=wait)
+
+    async def project_all(self) -> None:
+        """Project the whole log (before reading orders that must be complete: an export, a repair)."""
+        async with self.db.pool.acquire() as connection:
+            await project_whole_log(connection)
+
+    async def unprojected(self, sale_id: str | None = None) -> float | None:
+        """How long the oldest row of the log (of one sale, or any) has waited for the projection, in seconds;
+        None when there is none."""
+        waited: float | None = await self.db.pool.fetchval(
+            "SELECT extract(epoch FROM now() - min(logged_at))::float8 FROM order_log"
+            " WHERE $1::text IS NULL OR sale_id = $1",
+            sale_id,
+        )
+        return waited
 
     async def order(self, order_id: str) -> Order | None:
         row = await self.db.pool.fetchrow(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE order_id = $1", order_id)
@@ -198,7 +205,9 @@ class SalesLedger:
         return [_order(row) for row in rows]
 
     async def export(self, merchant_id: str, status: str | None) -> AsyncIterator[tuple[Order, Sale]]:
-        """The merchant's orders (optionally of one status), sale by sale (newest sale first), oldest order first."""
+        """The merchant's orders (optionally of one status), sale by sale (newest sale first), oldest order first;
+        the log projected first, so every change copied so far is in."""
+        await self.project_all()
         for sale_id in await self.sale_ids(merchant_id):
             sale = await self.sale(sale_id)
             assert sale is not None
@@ -298,6 +307,87 @@ _INSERT_SALE = (
 )
 
 
+# Rows of the order log into order_changes and orders, oldest first: each (order, version) once; each order's
+# row replaced only by a newer version, its fields read from the order's JSON and its sale's row. Returns the
+# count of changes taken (on every row), and the changes already written (a second delivery), which
+# _CONTRADICTED then compares: the common case (none) costs no lookup.
+_PROJECT = f"""
+WITH taken AS (
+    DELETE FROM order_log WHERE batch_id IN (SELECT batch_id FROM order_log ORDER BY batch_id LIMIT $1)
+    RETURNING sale_id, stream_ids, versions, changes, entries
+), incoming AS (
+    SELECT d->>'id' AS order_id, version, sale_id, change, stream_id, d FROM (
+        SELECT t.sale_id, e.stream_id, e.version, e.change, e.entry::jsonb AS d
+        FROM taken t, unnest(t.stream_ids, t.versions, t.changes, t.entries) AS e (stream_id, version, change, entry)
+    ) AS parsed
+), inserted AS (
+    INSERT INTO order_changes (order_id, version, sale_id, change, at, stream_id)
+    SELECT order_id, version, sale_id, change, {_at("split_part(stream_id, '-', 1)")}, stream_id FROM incoming
+    ON CONFLICT DO NOTHING RETURNING order_id, version
+), upserted AS (
+    INSERT INTO orders ({_ORDER_COLUMNS})
+    SELECT DISTINCT ON (i.order_id) i.order_id, i.sale_id, s.merchant_id, d->>'user_id', (d->>'quantity')::int,
+        s.price, s.currency, d->>'status', i.version, d->>'idempotency_key', {_at("d->>'created_at'")},
+        {_at("d->>'hold_expires_at'")}, {_at("d->>'paid_at'")}, {_at("d->>'closed_at'")},
+        d->>'payment_ref', d->>'payment_key'
+    FROM incoming i JOIN sales s USING (sale_id)
+    ORDER BY i.order_id, i.version DESC
+    ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, version = excluded.version,
+        paid_at = excluded.paid_at, closed_at = excluded.closed_at, payment_ref = excluded.payment_ref,
+        payment_key = excluded.payment_key
+    WHERE orders.version < excluded.version
+    RETURNING 1
+), again AS (
+    SELECT i.order_id, i.version, i.change, i.sale_id FROM incoming i
+    WHERE NOT EXISTS (SELECT 1 FROM inserted n WHERE (n.order_id, n.version) = (i.order_id, i.version))
+)
+SELECT (SELECT count(*) FROM incoming) AS total, again.* FROM (SELECT 1) AS one LEFT JOIN again ON true
+"""
+
+# Of the changes already written (copied again), those written as another change.
+_CONTRADICTED = """
+SELECT i.order_id, i.version, i.change, i.sale_id
+FROM unnest($1::text[], $2::int[], $3::text[], $4::text[]) AS i (order_id, version, change, sale_id)
+JOIN order_changes c USING (order_id, version) WHERE c.change <> i.change
+"""
+_PROJECTION_LOCK = 0x70726F31  # the advisory lock of the projection, one at a time ("pro1")
+_PROJECT_ROWS = 100  # log rows per projection statement when projecting all
+
+
+async def project_log(connection: Connection, rows: int, *, wait: bool = False) -> Projected:
+    """Move up to `rows` rows of the order log into order_changes and orders, oldest first, in one transaction:
+    each change once, each order at its newest version. One process at a time: when another is at it,
+    nothing (or, with `wait`, after it).
+
+    Reports the changes that contradict the record: the same (order, version) already written as another
+    change. That happens only when Redis lost acknowledged writes the backup had already copied (an AOF
+    window, a failover): the sale needs `repair-sale`.
+    """
+    async with connection.transaction():
+        if wait:
+            await connection.execute("SELECT pg_advisory_xact_lock($1)", _PROJECTION_LOCK)
+        elif not await connection.fetchval("SELECT pg_try_advisory_xact_lock($1)", _PROJECTION_LOCK):
+            return Projected(0, [])
+        again = await connection.fetch(_PROJECT, rows)
+        total = again[0]["total"] if again else 0
+        again = [row for row in again if row["order_id"] is not None]
+        contradicted = (
+            await connection.fetch(
+                _CONTRADICTED,
+                *zip(*((r["order_id"], r["version"], r["change"], r["sale_id"]) for r in again), strict=True),
+            )
+            if again
+            else []
+        )
+    return Projected(total, [Contradiction(**dict(row)) for row in contradicted])
+
+
+async def project_whole_log(connection: Connection) -> None:
+    """Project the whole order log, waiting for a projection under way."""
+    while (await project_log(connection, _PROJECT_ROWS, wait=True)).changes:
+        pass
+
+
 def _sale_values(sale: Sale, show_id: str | None) -> tuple[Any, ...]:
     return (
         sale.id,
@@ -313,27 +403,6 @@ def _sale_values(sale: Sale, show_id: str | None) -> tuple[Any, ...]:
         at(sale.starts_at),
         at(sale.ends_at),
         at(sale.created_at),
-    )
-
-
-def _order_values(order: Order, sale: Sale) -> tuple[Any, ...]:
-    return (
-        order.id,
-        sale.id,
-        sale.merchant_id,
-        order.user_id,
-        order.quantity,
-        sale.price,
-        sale.currency,
-        order.status,
-        order.version,
-        order.idempotency_key,
-        at(order.created_at),
-        at(order.hold_expires_at),
-        at(order.paid_at),
-        at(order.closed_at),
-        order.payment_ref,
-        order.payment_key,
     )
 
 

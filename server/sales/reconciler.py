@@ -79,7 +79,13 @@ class Reconciler:
         now = datetime.now(UTC)
         settled = now - timedelta(milliseconds=self.settings.reconcile_grace_ms)
         for paid in await self.ledger.paid_without_capture(settled, now - LOOKBACK, BATCH):
-            await self.provider.capture(paid.authorization_id)
+            try:
+                await self.provider.capture(paid.authorization_id)
+            except PaymentError as problem:  # one order the gateway refuses must not hold up the others
+                log.error(
+                    "order %s is paid but %s cannot be captured: %s", paid.order_id, paid.authorization_id, problem
+                )
+                continue
             await self.ledger.record_payment(
                 paid.authorization_id,
                 "capture",
@@ -91,14 +97,17 @@ class Reconciler:
             )
             repairs.captured += 1
         for authorization in await self.provider.open_before(settled, BATCH):
-            if await self._paid_with(authorization):
-                await self.provider.capture(authorization.id)
-                await self._record(authorization, "capture")
-                repairs.captured += 1
-            elif await self._settled_elsewhere(authorization):
-                await self.provider.void(authorization.id)
-                await self._record(authorization, "void")
-                repairs.voided += 1
+            try:
+                if await self._paid_with(authorization):
+                    await self.provider.capture(authorization.id)
+                    await self._record(authorization, "capture")
+                    repairs.captured += 1
+                elif await self._settled_elsewhere(authorization):
+                    await self.provider.void(authorization.id)
+                    await self._record(authorization, "void")
+                    repairs.voided += 1
+            except PaymentError as problem:  # moved meanwhile (a checkout finishing): the next pass sees it
+                log.warning("cannot settle %s: %s", authorization.id, problem)
         for authorization in await self.provider.captured_between(now - LOOKBACK, settled, BATCH):
             if await self._paid_with(authorization):
                 await self._record(authorization, "capture")  # a capture the record missed

@@ -20,6 +20,7 @@ from server.sales.store import Sales
 
 async def repair_sale(sales: Sales, provider: PaymentProvider, sale_id: str) -> Audit:
     """Rebuild the sale in Redis from the record and the gateway; return the invariant, checked."""
+    await sales.ledger.project_all()
     sale = await sales.ledger.sale(sale_id)
     if sale is None:
         raise refused(Refusal.UNKNOWN_SALE)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from dataclasses import dataclass
 from typing import cast
 
 import orjson
@@ -49,6 +50,7 @@ from server.store.batcher import ScriptBatcher
 
 RELEASE_BATCH = 500  # holds one release call frees at most
 LOG_GROUP = "ledger"  # the consumer group of every sale's order log (made by sale_create.lua)
+READ_SALES = 1000  # order logs read in one XREADGROUP
 _TERMS_CACHE = 4096  # sales whose terms a process keeps
 
 
@@ -74,6 +76,17 @@ def _terms_fields(terms: Terms | Sale) -> dict[str, str | int]:
         "per_user_limit": terms.per_user_limit,
         "hold_ms": terms.hold_ms,
     }
+
+
+LogReply = list[tuple[str, list[tuple[str, dict[str, str] | None]]]] | None  # XREADGROUP's (RESP2)
+
+
+@dataclass(frozen=True)
+class Unsaved:
+    """Order-log entries to write to the record, per sale, oldest first."""
+
+    entries: dict[str, list[tuple[str, dict[str, str]]]]
+    pending: bool  # some were given to this consumer before: more of those may follow
 
 
 def _entry_order(entry_id: str) -> tuple[int, int]:
@@ -295,30 +308,70 @@ class Sales:
 
     # --- the order log, the archive and repair ----------------------------------------------
 
-    async def unsaved(self, consumer: str, count: int, claim_ms: int) -> dict[str, list[tuple[str, dict[str, str]]]]:
-        """Order-log entries not yet confirmed in the record, per sale: those given to `consumer` before
-        (a write that failed), those another consumer left idle past `claim_ms` (it died: now ours), then
-        new ones; at most about `count` per sale."""
+    async def unsaved(self, consumer: str, count: int, *, mine: bool, claim_ms: int | None) -> Unsaved:
+        """Order-log entries not yet confirmed in the record, per sale, at most about `count` per sale: new
+        ones; with `mine`, first those given to `consumer` before and not confirmed (a write that failed, a
+        restart); with `claim_ms`, also those another consumer left idle that long (it died: now ours).
+
+        Every sale's log is read in one command (per READ_SALES sales): a log with nothing new costs
+        Redis one comparison, so sales waiting for their archive cost next to nothing."""
         sale_ids = cast(list[str], await self.redis.zrange(keys.sales_ledger(), 0, -1))
         if not sale_ids:
-            return {}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for sale_id in sale_ids:
-                log = keys.sale_log(sale_id)
-                pipe.xautoclaim(log, LOG_GROUP, consumer, claim_ms, count=count, justid=True)
-                pipe.xreadgroup(LOG_GROUP, consumer, {log: "0"}, count=count)
-                pipe.xreadgroup(LOG_GROUP, consumer, {log: ">"}, count=count)
-            replies = await pipe.execute(raise_on_error=False)
-        found: dict[str, list[tuple[str, dict[str, str]]]] = {}
-        for index, sale_id in enumerate(sale_ids):
-            claimed, mine, new = replies[3 * index : 3 * index + 3]
-            if any(isinstance(reply, Exception) for reply in (claimed, mine, new)):
-                await self._lost_log(sale_id, next(r for r in (claimed, mine, new) if isinstance(r, Exception)))
-                continue
-            entries = {entry_id: fields for _, batch in [*mine, *new] for entry_id, fields in batch if fields}
-            if entries:
-                found[sale_id] = sorted(entries.items(), key=lambda item: _entry_order(item[0]))
-        return found
+            return Unsaved({}, pending=False)
+        if claim_ms is not None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for sale_id in sale_ids:
+                    pipe.xautoclaim(keys.sale_log(sale_id), LOG_GROUP, consumer, claim_ms, count=count, justid=True)
+                claims = await pipe.execute(raise_on_error=False)
+            for sale_id, claim in zip(sale_ids, claims, strict=True):
+                if isinstance(claim, Exception):
+                    await self._lost_log(sale_id, claim)
+                elif claim:  # the ids it claimed
+                    mine = True
+        found: dict[str, dict[str, dict[str, str]]] = {}
+        pending = False
+        for start in ("0", ">") if mine else (">",):
+            for first in range(0, len(sale_ids), READ_SALES):
+                chunk = sale_ids[first : first + READ_SALES]
+                for sale_id, entries in (await self._read(consumer, chunk, start, count)).items():
+                    pending = pending or (start == "0" and bool(entries))
+                    found.setdefault(sale_id, {}).update(entries)
+        return Unsaved(
+            {
+                sale_id: sorted(entries.items(), key=lambda item: _entry_order(item[0]))
+                for sale_id, entries in found.items()
+                if entries
+            },
+            pending=pending,
+        )
+
+    async def _read(
+        self, consumer: str, sale_ids: list[str], start: str, count: int
+    ) -> dict[str, dict[str, dict[str, str]]]:
+        """XREADGROUP of these sales' logs from `start` ("0": ours not confirmed, ">": new), per sale."""
+        logs = {keys.sale_log(sale_id): sale_id for sale_id in sale_ids}
+        replies: LogReply
+        try:
+            replies = cast(
+                LogReply, await self.redis.xreadgroup(LOG_GROUP, consumer, dict.fromkeys(logs, start), count=count)
+            )
+        except ResponseError as error:
+            if "NOGROUP" not in str(error):
+                raise
+            # One log lost its group (or left Redis): read them one by one, and mend or drop that one.
+            replies = []
+            for log, sale_id in logs.items():
+                try:
+                    replies += (
+                        cast(LogReply, await self.redis.xreadgroup(LOG_GROUP, consumer, {log: start}, count=count))
+                        or []
+                    )
+                except ResponseError as lost:
+                    await self._lost_log(sale_id, lost)
+        # A deleted entry still given to us reads without fields: it is in the record (saved deletes).
+        return {
+            logs[log]: {entry_id: fields for entry_id, fields in entries if fields} for log, entries in replies or []
+        }
 
     async def _lost_log(self, sale_id: str, error: Exception) -> None:
         """A log without its consumer group: made again when the sale is live; else the sale left Redis."""
@@ -340,10 +393,13 @@ class Sales:
 
     async def archive(self, sale_id: str, grace_ms: int) -> bool:
         """Remove the sale's keys from Redis once it ended `grace_ms` ago, holds no units and its log is all in
-        the record; False when it is not that far yet. From then on it is read from the record."""
+        the record, projected into its orders; False when it is not that far yet. From then on it is read from
+        the record."""
         sale = await self.get(sale_id)
         if sale is None:
             return True
+        if await self.ledger.unprojected(sale_id) is not None:
+            return False  # its last changes are copied, not yet in its orders' rows: after the projection
         await self.ledger.ended(sale_id, sale.ends_at)
         k = _sale_keys(sale_id)
         done = int(

@@ -19,10 +19,24 @@ from loadtests.support.server import ServerProcess
 from server import keys
 from server.config import Settings
 from server.ledger.client import Database
+from server.sales.ledger import SalesLedger
 from server.sales.payments import SLOW_CAPTURE_CARD, SandboxProvider
+from server.sales.reconciler import Reconciler
 from server.store.embedded import EmbeddedRedis
 from tests.conftest import Shop, make_shop, start_server
-from tests.sale_helpers import auth, buy, create_sale, invariant, pay, query, record_of_sale, viewer_token, wait_until
+from tests.sale_helpers import (
+    GOOD_CARD,
+    auth,
+    buy,
+    create_sale,
+    invariant,
+    pay,
+    query,
+    record_of_sale,
+    viewer_token,
+    wait_until,
+)
+from tests.sales.conftest import a_sale, batch, change
 from tests.timing import seconds
 
 RECONCILING = {"RECONCILE_INTERVAL_MS": "100", "RECONCILE_GRACE_MS": "0"}
@@ -195,3 +209,24 @@ def test_redis_killed_mid_payment_storm_leaves_no_payment_half_done(tmp_path: Pa
             assert invariant(shop, sale["id"])["ok"]
         finally:
             server.stop()
+
+
+@pytest.mark.anyio
+async def test_an_order_the_gateway_cannot_capture_does_not_hold_up_the_others(
+    ledger: SalesLedger, provider: SandboxProvider
+) -> None:
+    """A paid order whose authorization the gateway does not know (a damaged record) is logged and skipped: the
+    same pass still captures the other paid-but-uncaptured order, and records it."""
+    sale = a_sale()
+    good = await provider.authorize(
+        reference=f"{sale.id}.0002", key="g", amount=500, currency="USD", card_number=GOOD_CARD
+    )
+    damaged = change(sale, 1, "paid", 2, payment_ref="auth_nobody_issued")
+    await ledger.log([batch(sale, [damaged, change(sale, 2, "paid", 2, payment_ref=good.id)])])
+    await ledger.project_all()
+    reconciler = Reconciler(ledger.db, ledger, provider, Settings(reconcile_grace_ms=0))
+    while (repairs := await reconciler.run()).skipped:  # a server's pass holds the lock a moment
+        await asyncio.sleep(0.05)
+    assert repairs.captured == 1
+    assert [auth.state for auth in await provider.lookup(f"{sale.id}.0002")] == ["captured"]
+    assert [payment.kind for payment in await ledger.payments(f"{sale.id}.0002")] == ["capture"]
