@@ -88,7 +88,6 @@ class Backup:
                 LogBatch(
                     sale,
                     [entry_id for entry_id, _ in entries],
-                    [int(fields["version"]) for _, fields in entries],
                     [fields["change"] for _, fields in entries],
                     [fields["data"] for _, fields in entries],
                 )

@@ -27,11 +27,10 @@ PAYMENT_KINDS = ("authorization", "capture", "void", "refund")
 @dataclass(frozen=True)
 class LogBatch:
     """Entries of one sale's order log, as copied: each change's log entry id (its first part is the Redis clock,
-    ms, of the change), order version, change (held, paid, expired or cancelled) and order after it (JSON)."""
+    ms, of the change), change (held, paid, expired or cancelled) and order after it (JSON, with its version)."""
 
     sale: Sale  # the sale's terms
     stream_ids: list[str]
-    versions: list[int]
     changes: list[str]
     entries: list[str]
 
@@ -158,9 +157,9 @@ class SalesLedger:
         # One statement per sale: its row is there since its creation, unless the database was restored to an
         # earlier point; then its terms (from Redis) make it again, and the backup goes on.
         await self.db.pool.executemany(
-            f"WITH sale AS ({_INSERT_SALE}) INSERT INTO order_log (sale_id, stream_ids, versions, changes, entries)"
-            " VALUES ($1, $14, $15, $16, $17)",
-            [(*_sale_values(b.sale, None), b.stream_ids, b.versions, b.changes, b.entries) for b in batches],
+            f"WITH sale AS ({_INSERT_SALE}) INSERT INTO order_log (sale_id, stream_ids, changes, entries)"
+            " VALUES ($1, $14, $15, $16)",
+            [(*_sale_values(b.sale, None), b.stream_ids, b.changes, b.entries) for b in batches],
         )
 
     async def project(self, rows: int, *, wait: bool = False) -> Projected:
@@ -314,11 +313,11 @@ _INSERT_SALE = (
 _PROJECT = f"""
 WITH taken AS (
     DELETE FROM order_log WHERE batch_id IN (SELECT batch_id FROM order_log ORDER BY batch_id LIMIT $1)
-    RETURNING sale_id, stream_ids, versions, changes, entries
+    RETURNING sale_id, stream_ids, changes, entries
 ), incoming AS (
-    SELECT d->>'id' AS order_id, version, sale_id, change, stream_id, d FROM (
-        SELECT t.sale_id, e.stream_id, e.version, e.change, e.entry::jsonb AS d
-        FROM taken t, unnest(t.stream_ids, t.versions, t.changes, t.entries) AS e (stream_id, version, change, entry)
+    SELECT d->>'id' AS order_id, (d->>'version')::int AS version, sale_id, change, stream_id, d FROM (
+        SELECT t.sale_id, e.stream_id, e.change, e.entry::jsonb AS d
+        FROM taken t, unnest(t.stream_ids, t.changes, t.entries) AS e (stream_id, change, entry)
     ) AS parsed
 ), inserted AS (
     INSERT INTO order_changes (order_id, version, sale_id, change, at, stream_id)

@@ -89,11 +89,6 @@ class Unsaved:
     pending: bool  # some were given to this consumer before: more of those may follow
 
 
-def _entry_order(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq)
-
-
 class Sales:
     """Flash sales of every merchant, on one Redis. See the module docstring for the guarantees.
 
@@ -118,6 +113,7 @@ class Sales:
         self._stock = scripts.register(redis, __file__, "sale_stock")
         self._archive = scripts.register(redis, __file__, "sale_archive")
         self._restore = scripts.register(redis, __file__, "sale_restore")
+        self._log_saved = scripts.register(redis, __file__, "sale_log_saved")
 
     # --- sales ---------------------------------------------------------------------------
 
@@ -328,26 +324,21 @@ class Sales:
                     await self._lost_log(sale_id, claim)
                 elif claim:  # the ids it claimed
                     mine = True
-        found: dict[str, dict[str, dict[str, str]]] = {}
+        # Entries given to us before ("0") are older than any new one (">"): appended in that order, a sale's
+        # entries stay oldest first.
+        found: dict[str, list[tuple[str, dict[str, str]]]] = {}
         pending = False
         for start in ("0", ">") if mine else (">",):
             for first in range(0, len(sale_ids), READ_SALES):
                 chunk = sale_ids[first : first + READ_SALES]
                 for sale_id, entries in (await self._read(consumer, chunk, start, count)).items():
                     pending = pending or (start == "0" and bool(entries))
-                    found.setdefault(sale_id, {}).update(entries)
-        return Unsaved(
-            {
-                sale_id: sorted(entries.items(), key=lambda item: _entry_order(item[0]))
-                for sale_id, entries in found.items()
-                if entries
-            },
-            pending=pending,
-        )
+                    found.setdefault(sale_id, []).extend(entries)
+        return Unsaved({sale_id: entries for sale_id, entries in found.items() if entries}, pending=pending)
 
     async def _read(
         self, consumer: str, sale_ids: list[str], start: str, count: int
-    ) -> dict[str, dict[str, dict[str, str]]]:
+    ) -> dict[str, list[tuple[str, dict[str, str]]]]:
         """XREADGROUP of these sales' logs from `start` ("0": ours not confirmed, ">": new), per sale."""
         logs = {keys.sale_log(sale_id): sale_id for sale_id in sale_ids}
         replies: LogReply
@@ -370,7 +361,7 @@ class Sales:
                     await self._lost_log(sale_id, lost)
         # A deleted entry still given to us reads without fields: it is in the record (saved deletes).
         return {
-            logs[log]: {entry_id: fields for entry_id, fields in entries if fields} for log, entries in replies or []
+            logs[log]: [(entry_id, fields) for entry_id, fields in entries if fields] for log, entries in replies or []
         }
 
     async def _lost_log(self, sale_id: str, error: Exception) -> None:
@@ -385,11 +376,12 @@ class Sales:
 
     async def saved(self, entries: dict[str, list[str]]) -> None:
         """These log entries are in the record: confirm and delete them (the log keeps only what is not)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for sale_id, ids in entries.items():
-                pipe.xack(keys.sale_log(sale_id), LOG_GROUP, *ids)
-                pipe.xdel(keys.sale_log(sale_id), *ids)
-            await pipe.execute()
+        await asyncio.gather(
+            *(
+                self.batcher.call(self._log_saved, [keys.sale_log(sale_id)], [LOG_GROUP, *ids])
+                for sale_id, ids in entries.items()
+            )
+        )
 
     async def archive(self, sale_id: str, grace_ms: int) -> bool:
         """Remove the sale's keys from Redis once it ended `grace_ms` ago, holds no units and its log is all in

@@ -57,8 +57,8 @@ def a_sale() -> Sale:
     )
 
 
-def change(sale: Sale, n: int, status: str, version: int, payment_ref: str = "") -> tuple[str, int, str, str]:
-    """A log entry as a sale script writes it: entry id, version, change, the order after it (JSON)."""
+def change(sale: Sale, n: int, status: str, version: int, payment_ref: str = "") -> tuple[str, str, str]:
+    """A log entry as a sale script writes it: entry id, change, the order after it (JSON, with its version)."""
     at = now_ms()
     order: dict[str, Any] = {
         "id": f"{sale.id}.{n:04d}",
@@ -72,9 +72,9 @@ def change(sale: Sale, n: int, status: str, version: int, payment_ref: str = "")
     }
     if status == "paid":
         order |= {"paid_at": at + 1, "payment_ref": payment_ref or f"auth_{n}", "payment_key": f"pay{n}"}
-    return f"{at}-{n}", version, status, orjson.dumps(order).decode()
+    return f"{at}-{n}", status, orjson.dumps(order).decode()
 
 
-def batch(sale: Sale, entries: list[tuple[str, int, str, str]]) -> LogBatch:
-    ids, versions, changes, data = (list(column) for column in zip(*entries, strict=True))
-    return LogBatch(sale, ids, versions, changes, data)
+def batch(sale: Sale, entries: list[tuple[str, str, str]]) -> LogBatch:
+    ids, changes, data = (list(column) for column in zip(*entries, strict=True))
+    return LogBatch(sale, ids, changes, data)

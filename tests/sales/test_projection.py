@@ -43,7 +43,7 @@ async def test_copied_changes_are_order_rows_only_once_projected(ledger: SalesLe
     paid_row = await ledger.order(f"{sale.id}.0000")
     assert paid_row is not None and (paid_row.payment_ref, paid_row.paid_at) == (
         "auth_0",
-        orjson.loads(paid[3])["paid_at"],
+        orjson.loads(paid[2])["paid_at"],
     )
 
 

@@ -6,7 +6,6 @@ CREATE TABLE order_log (
     batch_id   bigserial PRIMARY KEY,
     sale_id    text NOT NULL,
     stream_ids text[] NOT NULL,
-    versions   integer[] NOT NULL,
     changes    text[] NOT NULL,
     entries    text[] NOT NULL,
     logged_at  timestamptz NOT NULL DEFAULT now()

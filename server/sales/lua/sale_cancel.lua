@@ -39,5 +39,5 @@ order.version = (order.version or 0) + 1
 raw = cjson.encode(order)
 redis.call('HSET', KEYS[2], ARGV[1], raw)
 redis.call('ZREM', KEYS[4], ARGV[1])
-redis.call('XADD', KEYS[5], '*', 'order', ARGV[1], 'change', 'cancelled', 'version', order.version, 'data', raw)
+redis.call('XADD', KEYS[5], '*', 'change', 'cancelled', 'data', raw)
 return {'cancelled', raw, now}

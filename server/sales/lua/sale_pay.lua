@@ -40,5 +40,5 @@ order.version = (order.version or 0) + 1
 raw = cjson.encode(order)
 redis.call('HSET', KEYS[2], ARGV[1], raw)
 redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('XADD', KEYS[4], '*', 'order', ARGV[1], 'change', 'paid', 'version', order.version, 'data', raw)
+redis.call('XADD', KEYS[4], '*', 'change', 'paid', 'data', raw)
 return {'paid', raw, now}

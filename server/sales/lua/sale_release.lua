@@ -27,7 +27,7 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[4], '-inf', now, 'BYSCORE', 'LIMIT
     order.version = (order.version or 0) + 1
     raw = cjson.encode(order)
     redis.call('HSET', KEYS[2], id, raw)
-    redis.call('XADD', KEYS[5], '*', 'order', id, 'change', 'expired', 'version', order.version, 'data', raw)
+    redis.call('XADD', KEYS[5], '*', 'change', 'expired', 'data', raw)
     released = released + 1
   end
   redis.call('ZREM', KEYS[4], id)

@@ -54,5 +54,5 @@ local order = cjson.encode({id = ARGV[4], user_id = user, quantity = quantity, s
 redis.call('HSET', KEYS[2], ARGV[4], order)
 redis.call('HSET', KEYS[4], idem, ARGV[4])
 redis.call('ZADD', KEYS[5], expires, ARGV[4])
-redis.call('XADD', KEYS[6], '*', 'order', ARGV[4], 'change', 'held', 'version', 1, 'data', order)
+redis.call('XADD', KEYS[6], '*', 'change', 'held', 'data', order)
 return {'held', order, available, now}

@@ -42,7 +42,6 @@ redis.call('HSET', KEYS[1], 'id', ARGV[1], 'available', available, 'held', held,
   'announced', announced)
 redis.call('XGROUP', 'CREATE', KEYS[6], 'ledger', '0', 'MKSTREAM')
 for _, item in ipairs(cjson.decode(ARGV[4])) do
-  local order = cjson.decode(item[2])
-  redis.call('XADD', KEYS[6], '*', 'order', order.id, 'change', item[1], 'version', order.version, 'data', item[2])
+  redis.call('XADD', KEYS[6], '*', 'change', item[1], 'data', item[2])
 end
 return {available, held, paid}
