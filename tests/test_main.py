@@ -128,6 +128,19 @@ def test_without_redis_url_it_runs_its_own_redis_with_aof_and_stops_it(tmp_path:
     assert not socket.exists()
 
 
+@pytest.mark.parametrize(("durable", "hz"), [("0", "10"), ("1", "100")])
+def test_the_embedded_redis_ticks_faster_for_durable_acknowledgement(
+    tmp_path: Path, database_url: str, durable: str, hz: str
+) -> None:
+    """With DURABLE_ACK=1 the embedded Redis runs with hz 100 (a WAITAOF is answered on its timer's tick), else 10."""
+    with launched(tmp_path, {"REDIS_URL": "", "DATABASE_URL": database_url, "DURABLE_ACK": durable}):
+        client = redis.Redis(unix_socket_path=str(tmp_path / "data" / "redis" / "redis.sock"), decode_responses=True)
+        try:
+            assert client.config_get("hz") == {"hz": hz}
+        finally:
+            client.close()
+
+
 def test_without_redis_url_the_demo_shop_is_seeded_and_linked_in_the_log(tmp_path: Path) -> None:
     """A fresh install has the demo room; the log prints the viewer link and a studio link with a working host token."""
     with launched(tmp_path, EMBEDDED) as server:

@@ -10,7 +10,8 @@ in PostgreSQL; then finishes sales up to --total and reads again. Then, in the s
 baseline: a server on which no sale is archived within the run (SALE_ARCHIVE_GRACE_MS of a year:
 the code before, a sale's keys stay), the same steps, settled meaning ended with no hold left and
 its order log drained to PostgreSQL. Prints one row per reading, the ratio of Redis memory after
---total to after --first for each server, and the keys by kind (--json FILE: every figure).
+--total to after --first for each server (also without the room's history, a ring of HISTORY_SIZE
+events that fills up and stops), and the keys by kind (--json FILE: every figure).
 
     python -m loadtests.bench.archive_bench --first 10 --total 1000
     python -m loadtests.bench.archive_bench --smoke      # seconds, tiny: proves it runs
@@ -53,6 +54,7 @@ COLUMNS = (
     "sale keys",
     "memory of all keys KiB",
     "room hash KiB",
+    "room history KiB",
     "orders in PostgreSQL",
     "refused",
     "idle server CPU %",
@@ -153,13 +155,18 @@ async def unsettled(redis: Redis, sale_ids: list[str], archives: bool) -> list[s
     return waiting
 
 
-async def settle(redis: Redis, sale_ids: list[str], archives: bool, timeout: float) -> tuple[float, list[str]]:
-    """Wait until every sale is settled (see `unsettled`); (seconds waited, the sales unsettled at the deadline)."""
+async def settle(
+    redis: Redis, database: asyncpg.Connection, sale_ids: list[str], archives: bool, timeout: float
+) -> tuple[float, list[str]]:
+    """Wait until every sale is settled (see `unsettled`) and its copied changes are projected into orders;
+    (seconds waited, the sales unsettled at the deadline)."""
     started = time.monotonic()
     waiting = list(sale_ids)
-    while waiting:
+    while time.monotonic() - started <= timeout:
         waiting = await unsettled(redis, waiting, archives)
-        if not waiting or time.monotonic() - started > timeout:
+        if not waiting and not await database.fetchval(
+            "SELECT count(*) FROM order_log WHERE sale_id = ANY($1::text[])", sale_ids
+        ):
             break
         await asyncio.sleep(0.2)
     return time.monotonic() - started, waiting
@@ -243,6 +250,7 @@ async def reading(
         "sale_keys": sum(1 for key in every if key.partition("}")[0] + "}" in ours),
         "keys_bytes": sum(entry["bytes"] for entry in by_kind.values()),
         "room_hash_bytes": by_kind.get("room:{}", {}).get("bytes", 0),
+        "room_history_bytes": by_kind.get("room:{}:history", {}).get("bytes", 0),
         "orders_in_postgres": sum(statuses.values()),
         "orders_by_status": statuses,
         "by_kind": dict(sorted(by_kind.items(), key=lambda item: -item[1]["bytes"])),
@@ -269,7 +277,7 @@ async def _measure(args: argparse.Namespace, config: Config, server: ServerProce
                 began = time.monotonic()
                 await finish(shop, range(start, end), args)
                 made = time.monotonic() - began
-                settled = await settle(redis, shop.sale_ids, config.archives, args.settle_timeout)
+                settled = await settle(redis, database, shop.sale_ids, config.archives, args.settle_timeout)
                 readings.append(
                     {
                         **await reading(redis, database, shop.sale_ids, config.name, settled),
@@ -306,6 +314,7 @@ def report(result: dict[str, Any]) -> str:
             line["sale_keys"],
             round(line["keys_bytes"] / 1024),
             round(line["room_hash_bytes"] / 1024, 1),
+            round(line["room_history_bytes"] / 1024, 1),
             line["orders_in_postgres"],
             line["refused"],
             line["idle_server_cpu_percent"],
@@ -317,10 +326,12 @@ def report(result: dict[str, Any]) -> str:
     for name, readings in result["servers"].items():
         first, last = readings[0], readings[-1]
         grown = (last["used_memory"] - first["used_memory"]) / max(1, last["finished_sales"] - first["finished_sales"])
+        unbounded = [line["used_memory"] - line["room_history_bytes"] for line in (first, last)]
         lines.append(
             f"ratio {name}: used_memory after {last['finished_sales']:,} / after {first['finished_sales']:,} sales "
             f"{ratio(readings, 'used_memory'):.2f}x ({grown:+,.0f} bytes per further sale); "
-            f"keys {ratio(readings, 'dbsize'):.2f}x"
+            f"without the room's history (a ring of HISTORY_SIZE events, full after a few hundred sales) "
+            f"{unbounded[1] / unbounded[0]:.2f}x; keys {ratio(readings, 'dbsize'):.2f}x"
         )
     for name, readings in result["servers"].items():
         kinds = ", ".join(

@@ -40,9 +40,10 @@ def find_binary(configured: str | None = None) -> str:
 class EmbeddedRedis:
     """A real Redis-compatible server process owned by this process, on a unix socket."""
 
-    def __init__(self, data_dir: Path, *, fsync: str = "everysec", binary: str | None = None) -> None:
+    def __init__(self, data_dir: Path, *, fsync: str = "everysec", binary: str | None = None, hz: int = 10) -> None:
         self.data_dir = data_dir
         self.fsync = fsync
+        self.hz = hz  # its timer's rate: a WAITAOF is answered on a tick (DURABLE_ACK wants 100)
         self.binary = find_binary(binary)
         self.socket_path = data_dir / "redis.sock"
         self.process: subprocess.Popen[bytes] | None = None
@@ -77,6 +78,8 @@ class EmbeddedRedis:
             "no",
             "--maxclients",
             "10000",
+            "--hz",
+            str(self.hz),
             "--loglevel",
             "warning",
             "--logfile",
