@@ -162,10 +162,11 @@ class SalesLedger:
             [(*_sale_values(b.sale, None), b.stream_ids, b.changes, b.entries) for b in batches],
         )
 
-    async def project(self, rows: int, *, wait: bool = False) -> Projected:
-        """Move up to `rows` rows of the log into order_changes and orders (see `project_log`)."""
+    async def project(self, rows: int) -> Projected:
+        """Move up to `rows` rows of the log into order_changes and orders, unless another process is at it
+        (see `project_log`)."""
         async with self.db.pool.acquire() as connection:
-            return await project_log(connection, rows, wait=wait)
+            return await project_log(connection, rows)
 
     async def project_all(self) -> None:
         """Project the whole log (before reading orders that must be complete: an export, a repair)."""

@@ -4,6 +4,7 @@ often they were copied; a contradicting change is reported; during a storm the p
 from __future__ import annotations
 
 import threading
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -13,6 +14,8 @@ import pytest
 import redis
 
 from server import keys
+from server.ledger.client import Database
+from server.ledger.embedded import EmbeddedPostgres
 from server.sales.ledger import SalesLedger
 from tests.conftest import Shop
 from tests.sale_helpers import auth, create_sale, query, record_of_sale, viewer_token, wait_until
@@ -22,7 +25,22 @@ from tests.timing import seconds
 pytestmark = pytest.mark.anyio
 
 
-async def test_copied_changes_are_order_rows_only_once_projected(ledger: SalesLedger, database_url: str) -> None:
+@pytest.fixture(scope="module")
+def own_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL of these tests' own: no server's projection takes the rows they log before they do."""
+    with EmbeddedPostgres(tmp_path_factory.mktemp("projection") / "postgres") as embedded:
+        yield embedded.url
+
+
+@pytest.fixture
+async def ledger(own_database: str) -> AsyncIterator[SalesLedger]:
+    db = Database(own_database, pool_size=2)
+    await db.open()
+    yield SalesLedger(db)
+    await db.close()
+
+
+async def test_copied_changes_are_order_rows_only_once_projected(ledger: SalesLedger, own_database: str) -> None:
     """A logged change is in no order row until the projection; then each order is at its newest version and each
     change is one row, even when a second copy of the same changes (a redelivery) was logged too."""
     sale = a_sale()
@@ -38,7 +56,7 @@ async def test_copied_changes_are_order_rows_only_once_projected(ledger: SalesLe
     assert await ledger.unprojected(sale.id) is None
     orders = {order.id: (order.status, order.version) for order in await ledger.orders(sale.id)}
     assert orders == {f"{sale.id}.0000": ("paid", 2), f"{sale.id}.0001": ("held", 1), f"{sale.id}.0002": ("held", 1)}
-    rows = query(database_url, "SELECT count(*) AS n FROM order_changes WHERE order_id LIKE $1", f"{sale.id}.%")
+    rows = query(own_database, "SELECT count(*) AS n FROM order_changes WHERE order_id LIKE $1", f"{sale.id}.%")
     assert rows[0]["n"] == 4
     paid_row = await ledger.order(f"{sale.id}.0000")
     assert paid_row is not None and (paid_row.payment_ref, paid_row.paid_at) == (
