@@ -24,6 +24,29 @@ from server.store.embedded import EmbeddedRedis
 log = logging.getLogger("livecart")
 
 
+def _seed_demo(settings: config.Settings, base: str) -> None:
+    """Seed the demo shop; log its viewer link and a single-use studio login link (never a reusable token)."""
+    from server import cli, seed
+
+    async def run() -> tuple[bool, str]:
+        async with cli.access(settings) as (catalog, accounts, sessions):
+            created, host_id = await seed.seed_demo(catalog, accounts)
+            return created, await sessions.login_link(host_id, settings.login_link_minutes)
+
+    try:
+        created, ticket = asyncio.run(run())
+    except (RedisError, OSError) as problem:
+        raise SystemExit(f"cannot reach the stores to seed the demo shop: {problem}") from None
+    if created:
+        log.info("seeded the demo shop (merchant %r, room %r)", seed.DEMO_MERCHANT, seed.DEMO_ROOM)
+    log.info("viewer room:  %s/room.html?room=%s", base, seed.DEMO_ROOM)
+    minutes = settings.login_link_minutes
+    log.info(
+        "host studio:  %s (works once, for %d minutes)", cli.login_url(settings, ticket, base, seed.DEMO_ROOM), minutes
+    )
+    log.info("  another link: python -m server.cli login-link --email %s", seed.DEMO_HOST.value)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m server", description=__doc__)
     parser.add_argument("--host", help="address to listen on (HOST, default 127.0.0.1)")
@@ -57,18 +80,8 @@ def main(argv: list[str] | None = None) -> None:
         metrics_dir.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         if settings.seed_demo:
-            from server import cli, seed
-            from server.protocol import Role
-
-            try:
-                if asyncio.run(seed.seed_demo(os.environ["REDIS_URL"])):
-                    log.info("seeded the demo shop (merchant %r, room %r)", seed.DEMO_MERCHANT, seed.DEMO_ROOM)
-            except (RedisError, OSError) as problem:
-                raise SystemExit(f"cannot reach Redis at REDIS_URL to seed the demo shop: {problem}") from None
             base = settings.public_url or f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-            log.info("viewer room:  %s/room.html?room=%s", base, seed.DEMO_ROOM)
-            token = cli.mint(settings, seed.DEMO_MERCHANT, Role.HOST, "Demo Host", 1)
-            log.info("host studio:  %s/studio.html?room=%s#token=%s", base, seed.DEMO_ROOM, token)
+            _seed_demo(config.load(), base)
         uvicorn.run(
             "server.app:create_app",
             factory=True,

@@ -1,8 +1,8 @@
-"""Operator commands: create a merchant, mint a token, export and import a merchant, repair a sale
-(`python -m server.cli …`).
+"""Operator commands: create a merchant and its staff, a single-use login link, sign a person out everywhere,
+export and import a merchant, repair a sale (`python -m server.cli …`).
 
-create-merchant needs REDIS_URL, mint-token SECRET_KEY (or DATA_DIR/secret_key); export-merchant,
-import-merchant and repair-sale both REDIS_URL and DATABASE_URL.
+Each needs REDIS_URL and DATABASE_URL (`python -m server` prints the embedded ones' with --help
+here); login-link also SECRET_KEY (or DATA_DIR/secret_key), as the server has it.
 """
 
 from __future__ import annotations
@@ -20,16 +20,17 @@ from typing import IO
 import asyncpg
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from server import config
+from server.access.accounts import Accounts, Destination, destination_from
+from server.access.sessions import MAX_LINK_MINUTES, Sessions
 from server.access.tokens import Tokens
-from server.errors import STORE_ERRORS
+from server.errors import STORE_ERRORS, BadRequest
 from server.ledger import transfer
 from server.ledger.client import Database
 from server.ledger.migrate import migrate
 from server.protocol import Role
-from server.rooms.catalog import Catalog, CatalogError, new_id
+from server.rooms.catalog import Catalog, CatalogError
 from server.sales.changes import SaleChanges
 from server.sales.ledger import SalesLedger
 from server.sales.payments import SandboxProvider
@@ -40,13 +41,68 @@ from server.store import client
 from server.store.batcher import ScriptBatcher
 
 
-async def _create_merchant(settings: config.Settings, merchant_id: str, name: str) -> None:
+@asynccontextmanager
+async def access(settings: config.Settings) -> AsyncIterator[tuple[Catalog, Accounts, Sessions]]:
+    """The catalog, accounts and sessions on the configured stores (the schema brought up to date first)."""
     redis = Redis.from_url(settings.redis_url or "", decode_responses=True)
+    db = Database(settings.database_url or "", pool_size=2)
     try:
-        created = await Catalog(redis).create_merchant(merchant_id, name)
+        try:
+            await redis.ping()
+        except STORE_ERRORS as problem:
+            raise SystemExit(f"cannot reach Redis at REDIS_URL: {problem}") from None
+        await db.open()
+        accounts = Accounts(db)
+        yield Catalog(redis), accounts, Sessions(db, redis, Tokens(settings.secret_key), accounts, settings)
     finally:
+        await db.close()
         await redis.aclose()
-    print(f"merchant {merchant_id} {'created' if created else 'renamed'}", file=sys.stderr)
+
+
+def _destination(args: argparse.Namespace) -> Destination:
+    return destination_from({"email": args.email} if args.email else {"phone": args.phone})
+
+
+async def _create_merchant(settings: config.Settings, args: argparse.Namespace) -> None:
+    async with access(settings) as (catalog, accounts, _):
+        created = await catalog.create_merchant(args.merchant_id, args.name)
+        print(f"merchant {args.merchant_id} {'created' if created else 'renamed'}", file=sys.stderr)
+        if args.email or args.phone:
+            member = await accounts.add_staff(args.merchant_id, _destination(args), args.admin_name, Role.ADMIN, None)
+            print(f"admin {member.user_id} ({member.email or member.phone}): sign in with a code, or login-link")
+
+
+async def _add_staff(settings: config.Settings, args: argparse.Namespace) -> None:
+    async with access(settings) as (catalog, accounts, _):
+        if not await catalog.merchant_exists(args.merchant):
+            raise SystemExit(f"add-staff: no merchant {args.merchant!r}: create-merchant first")
+        member = await accounts.add_staff(args.merchant, _destination(args), args.name, Role(args.role), None)
+        print(f"{member.role.value} {member.user_id} ({member.email or member.phone}) of {args.merchant}")
+
+
+async def _login_link(settings: config.Settings, args: argparse.Namespace) -> str:
+    async with access(settings) as (_, accounts, sessions):
+        user = await accounts.by_destination(_destination(args))
+        if user is None:
+            raise SystemExit("login-link: nobody has that email or phone: add-staff first")
+        return await sessions.login_link(user.id, args.minutes)
+
+
+async def _revoke(settings: config.Settings, args: argparse.Namespace) -> int:
+    async with access(settings) as (_, accounts, sessions):
+        user_id = args.user
+        if user_id is None:
+            user = await accounts.by_destination(_destination(args))
+            if user is None:
+                raise SystemExit("revoke: nobody has that email or phone")
+            user_id = user.id
+        return len(await sessions.revoke_user(user_id, "revoked from the command line"))
+
+
+def login_url(settings: config.Settings, ticket: str, base: str = "", room: str | None = None) -> str:
+    """The studio page that signs in with a login link (the ticket in the fragment: never sent to a server log)."""
+    query = f"?room={room}" if room else ""
+    return f"{base or settings.public_url}/studio.html{query}#login={ticket}"
 
 
 _FAILURES: tuple[type[Exception], ...] = (*STORE_ERRORS, asyncpg.PostgresError)
@@ -137,23 +193,31 @@ def _stores_hint(settings: config.Settings) -> str:
     )
 
 
-def mint(settings: config.Settings, merchant_id: str, role: Role, name: str, days: int) -> str:
-    return Tokens(settings.secret_key).mint(
-        user_id=new_id("u_"), name=name, role=role, merchant_id=merchant_id, ttl_seconds=days * 86400
-    )
+def _person(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    who = parser.add_mutually_exclusive_group(required=required)
+    who.add_argument("--email")
+    who.add_argument("--phone", help="in international form, e.g. +14155550100")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m server.cli", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    create = commands.add_parser("create-merchant", help="create a merchant (needs REDIS_URL)")
+    create = commands.add_parser("create-merchant", help="create a merchant, and its first admin (--email/--phone)")
     create.add_argument("merchant_id")
     create.add_argument("--name", required=True)
-    token = commands.add_parser("mint-token", help="print a signed token for a merchant's staff")
-    token.add_argument("--merchant", required=True)
-    token.add_argument("--role", choices=[r.value for r in Role if r is not Role.VIEWER], default="host")
-    token.add_argument("--name", default="Host")
-    token.add_argument("--days", type=int, default=30)
+    _person(create, required=False)
+    create.add_argument("--admin-name", default="Admin")
+    staff = commands.add_parser("add-staff", help="give a person (made if new) a staff role for a merchant")
+    staff.add_argument("merchant")
+    _person(staff)
+    staff.add_argument("--role", choices=[r.value for r in Role if r is not Role.VIEWER], default="host")
+    staff.add_argument("--name", default="Host")
+    link = commands.add_parser("login-link", help="print a single-use studio login link for a person")
+    _person(link)
+    link.add_argument("--minutes", type=int, default=10, help=f"how long it works, 1 to {MAX_LINK_MINUTES}")
+    revoke = commands.add_parser("revoke", help="sign a person out everywhere at once (sockets and video too)")
+    _person(revoke, required=False)
+    revoke.add_argument("--user", help="a user id instead of --email/--phone")
     export = commands.add_parser(
         "export-merchant", help="write a merchant's whole data as NDJSON (needs REDIS_URL and DATABASE_URL)"
     )
@@ -169,18 +233,27 @@ def main(argv: list[str] | None = None) -> int:
     repair.add_argument("sale_id")
     args = parser.parse_args(argv)
     settings = config.load()
-    if args.command == "create-merchant":
-        if not settings.redis_url:
-            parser.error("set REDIS_URL (the embedded server's is unix://<DATA_DIR>/redis/redis.sock)")
+    if not settings.redis_url or not settings.database_url:
+        parser.error(_stores_hint(settings))
+    if args.command == "login-link" and not 1 <= args.minutes <= MAX_LINK_MINUTES:
+        parser.error(f"--minutes must be 1 to {MAX_LINK_MINUTES}, got {args.minutes}")
+    if args.command == "revoke" and not (args.user or args.email or args.phone):
+        parser.error("say who: --email, --phone or --user")
+    if args.command in ("create-merchant", "add-staff", "login-link", "revoke"):
         try:
-            asyncio.run(_create_merchant(settings, args.merchant_id, args.name))
-        except CatalogError as problem:
-            parser.error(str(problem))
-        except (RedisError, OSError) as problem:
-            raise SystemExit(f"cannot reach Redis at REDIS_URL: {problem}") from None
+            if args.command == "create-merchant":
+                asyncio.run(_create_merchant(settings, args))
+            elif args.command == "add-staff":
+                asyncio.run(_add_staff(settings, args))
+            elif args.command == "login-link":
+                print(login_url(settings, asyncio.run(_login_link(settings, args))))
+            else:
+                print(f"signed out {asyncio.run(_revoke(settings, args))} session(s)")
+        except (CatalogError, BadRequest) as problem:
+            parser.error(problem.message)
+        except _FAILURES as problem:
+            raise SystemExit(f"{args.command}: a store failed ({problem!r})") from None
     elif args.command in ("export-merchant", "import-merchant"):
-        if not settings.redis_url or not settings.database_url:
-            parser.error(_stores_hint(settings))
         try:
             if args.command == "export-merchant":
                 asyncio.run(_export(settings, args.merchant_id, args.output))
@@ -192,8 +265,6 @@ def main(argv: list[str] | None = None) -> int:
             outcome = "PostgreSQL rolled back; run it again" if args.command == "import-merchant" else "no file written"
             raise SystemExit(f"{args.command}: a store failed mid-way ({problem!r}); {outcome}") from None
     elif args.command == "repair-sale":
-        if not settings.redis_url or not settings.database_url:
-            parser.error(_stores_hint(settings))
         try:
             audit = asyncio.run(_repair_sale(settings, args.sale_id))
         except SaleRefused as problem:
@@ -203,8 +274,6 @@ def main(argv: list[str] | None = None) -> int:
         print(orjson.dumps(audit.public()).decode())
         if not audit.ok:
             raise SystemExit(f"repair-sale: {args.sale_id} was rebuilt but its invariant does not hold")
-    else:
-        print(mint(settings, args.merchant, Role(args.role), args.name, args.days))
     return 0
 
 

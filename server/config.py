@@ -33,6 +33,17 @@ def _flag(name: str, default: bool) -> bool:
     return raw in ("1", "true", "yes", "on")
 
 
+def _rule(name: str, default: tuple[int, int]) -> tuple[int, int]:
+    """A rate limit written COUNT/SECONDS (e.g. 20/600: twenty per ten minutes, all twenty at once if need be)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    count, _, seconds = raw.partition("/")
+    if not (count.isdecimal() and seconds.isdecimal() and int(count) >= 1 and int(seconds) >= 1):
+        raise SystemExit(f"{name} must be COUNT/SECONDS, both whole numbers of at least 1, e.g. 20/600, got {raw!r}")
+    return int(count), int(seconds)
+
+
 def _list(name: str, default: str = "") -> tuple[str, ...]:
     raw = os.environ.get(name, default)
     return tuple(item.strip() for item in raw.split(",") if item.strip())
@@ -62,8 +73,6 @@ class Settings:
     chat_rate_seconds: int = 5
     outbox_max_events: int = 500
     max_frame_bytes: int = 16 * 1024
-    guest_token_days: int = 30
-    staff_token_days: int = 30
     hold_seconds: int = 300
     ice_servers: tuple[str, ...] = field(default_factory=tuple)
     turn_secret: str = ""
@@ -101,6 +110,28 @@ class Settings:
     video_lease_ms: int = 10_000
     video_renew_ms: int = 1000
     video_call_seconds: int = 20
+
+    # Accounts, sessions and abuse resistance (docs/security.md lists each with its default).
+    access_token_seconds: int = 900
+    session_days: int = 30
+    staff_session_days: int = 7
+    revocation_sync_ms: int = 1000
+    auth_timeout_ms: int = 5000
+    code_ttl_seconds: int = 600
+    login_link_minutes: int = 10
+    limit_guests: tuple[int, int] = (20, 600)  # (count, per seconds): new guests per client address
+    limit_codes_destination: tuple[int, int] = (5, 3600)  # sign-in codes sent to one email or phone
+    limit_codes_address: tuple[int, int] = (20, 3600)  # sign-in codes asked for from one address
+    limit_sign_ins_address: tuple[int, int] = (30, 600)  # codes tried from one address
+    limit_payments_order: tuple[int, int] = (5, 600)  # payment attempts of one order
+    limit_payments_user: tuple[int, int] = (10, 600)
+    limit_payments_address: tuple[int, int] = (30, 600)
+    chat_address_rate_count: int = 20  # messages per CHAT_RATE_SECONDS from one address, all its users together
+    room_sockets_per_user: int = 5
+    room_sockets_per_address: int = 200
+    video_sessions_per_user: int = 2
+    video_sessions_per_address: int = 100
+    likes_per_second: int = 10  # per user
 
     @property
     def redis_dir(self) -> Path:
@@ -158,8 +189,6 @@ def load() -> Settings:
         chat_rate_seconds=_int("CHAT_RATE_SECONDS", 5),
         outbox_max_events=_int("OUTBOX_MAX_EVENTS", 500),
         max_frame_bytes=_int("MAX_FRAME_BYTES", 16 * 1024),
-        guest_token_days=_int("GUEST_TOKEN_DAYS", 30),
-        staff_token_days=_int("STAFF_TOKEN_DAYS", 30),
         hold_seconds=_int("HOLD_SECONDS", 300),
         ice_servers=_list("ICE_SERVERS", ""),
         turn_secret=os.environ.get("TURN_SECRET", ""),
@@ -192,4 +221,24 @@ def load() -> Settings:
         video_lease_ms=_int("VIDEO_LEASE_MS", 10_000, 100),
         video_renew_ms=_int("VIDEO_RENEW_MS", 1000, 10),
         video_call_seconds=_int("VIDEO_CALL_SECONDS", 20, 1),
+        access_token_seconds=_int("ACCESS_TOKEN_SECONDS", 900, 10, 86_400),
+        session_days=_int("SESSION_DAYS", 30, 1, 365),
+        staff_session_days=_int("STAFF_SESSION_DAYS", 7, 1, 90),
+        revocation_sync_ms=_int("REVOCATION_SYNC_MS", 1000, 10, 60_000),
+        auth_timeout_ms=_int("AUTH_TIMEOUT_MS", 5000, 10, 60_000),
+        code_ttl_seconds=_int("CODE_TTL_SECONDS", 600, 10, 3600),
+        login_link_minutes=_int("LOGIN_LINK_MINUTES", 10, 1, 60),
+        limit_guests=_rule("LIMIT_GUESTS", (20, 600)),
+        limit_codes_destination=_rule("LIMIT_CODES_DESTINATION", (5, 3600)),
+        limit_codes_address=_rule("LIMIT_CODES_ADDRESS", (20, 3600)),
+        limit_sign_ins_address=_rule("LIMIT_SIGN_INS_ADDRESS", (30, 600)),
+        limit_payments_order=_rule("LIMIT_PAYMENTS_ORDER", (5, 600)),
+        limit_payments_user=_rule("LIMIT_PAYMENTS_USER", (10, 600)),
+        limit_payments_address=_rule("LIMIT_PAYMENTS_ADDRESS", (30, 600)),
+        chat_address_rate_count=_int("CHAT_ADDRESS_RATE_COUNT", 20, 1),
+        room_sockets_per_user=_int("ROOM_SOCKETS_PER_USER", 5, 1),
+        room_sockets_per_address=_int("ROOM_SOCKETS_PER_ADDRESS", 200, 1),
+        video_sessions_per_user=_int("VIDEO_SESSIONS_PER_USER", 2, 1),
+        video_sessions_per_address=_int("VIDEO_SESSIONS_PER_ADDRESS", 100, 1),
+        likes_per_second=_int("LIKES_PER_SECOND", 10, 1),
     )

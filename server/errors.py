@@ -73,3 +73,13 @@ class Unavailable(DomainError):
     """A dependency (Redis, the process holding a room's video) cannot be reached: try again."""
 
     status, code = 503, "unavailable"
+
+
+class RateLimited(DomainError):
+    """Too many of these requests from this person, address or order: wait `retry_after` seconds."""
+
+    status, code = 429, "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -18,8 +18,17 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from server.access.tokens import Identity, InvalidToken
-from server.errors import STORE_ERRORS, BadRequest, DomainError, Forbidden, TooLarge, Unauthorized, UnsupportedMediaType
+from server.access.tokens import Actor, Identity, InvalidToken
+from server.errors import (
+    STORE_ERRORS,
+    BadRequest,
+    DomainError,
+    Forbidden,
+    RateLimited,
+    TooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from server.protocol import STAFF, Role
 
 if TYPE_CHECKING:
@@ -39,26 +48,38 @@ def node_of(connection: HTTPConnection) -> Node:
 
 
 def bearer(connection: HTTPConnection) -> str | None:
-    """The token from 'Authorization: Bearer …', else the 'token' query parameter (browsers' WebSockets)."""
+    """The token from 'Authorization: Bearer …' (only there: a token in a URL ends up in logs and histories)."""
     header = connection.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         return header[7:].strip()
-    return connection.query_params.get("token")
+    return None
 
 
-def identify(connection: HTTPConnection) -> Identity:
+def client_address(connection: HTTPConnection) -> str:
+    """The caller's address (uvicorn takes it from X-Forwarded-For only behind FORWARDED_ALLOW_IPS)."""
+    return connection.client.host if connection.client else "unknown"
+
+
+def verify(connection: HTTPConnection, token: str | None) -> Identity:
+    """The identity a token carries, refused when forged, expired or signed out."""
+    node = node_of(connection)
     try:
-        return node_of(connection).tokens.verify(bearer(connection))
+        return node.revocations.check(node.tokens.verify(token))
     except InvalidToken as problem:
         raise Unauthorized(str(problem)) from None
 
 
-def require(connection: HTTPConnection, merchant_id: str, roles: frozenset[Role] = STAFF) -> Identity:
-    """The caller, who must be staff of this merchant in one of these roles."""
+def identify(connection: HTTPConnection) -> Identity:
+    return verify(connection, bearer(connection))
+
+
+def require(connection: HTTPConnection, merchant_id: str, roles: frozenset[Role] = STAFF) -> Actor:
+    """The caller acting as staff of this merchant, in one of these roles (the role they have for it)."""
     identity = identify(connection)
-    if identity.merchant_id != merchant_id or identity.role not in roles:
-        raise Forbidden("this token may not do that for this merchant")
-    return identity
+    role = identity.role_in(merchant_id)
+    if role not in roles:
+        raise Forbidden("you may not do that for this merchant")
+    return Actor(identity, merchant_id, role)
 
 
 async def read_body(request: Request, media_type: str, limit: int = MAX_BODY, *, required: bool = False) -> bytes:
@@ -102,7 +123,8 @@ def _error(status: int, code: str, message: str, headers: Mapping[str, str] | No
 
 async def domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
-    return _error(exc.status, exc.code, exc.message)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    return _error(exc.status, exc.code, exc.message, headers)
 
 
 async def store_error(request: Request, exc: Exception) -> Response:

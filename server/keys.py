@@ -110,3 +110,26 @@ def ledger_storm() -> str:
 def sales_ledger() -> str:
     """Sales whose order log the ledger backup reads (sorted set sale id, scored by creation ms): until archived."""
     return "sales:ledger"
+
+
+def revoked_sessions() -> str:
+    """Sessions signed out (sorted set session id, scored by when its last access token expires, ms); also the
+    pub/sub channel that tells every process at once (server.access.sessions)."""
+    return "sessions:revoked"
+
+
+def login_link(ticket: str) -> str:
+    """A single-use sign-in link: the user it signs in (string with a TTL, server.access.sessions)."""
+    return f"login:{{{ticket}}}"
+
+
+def code(destination: str) -> str:
+    """The one-time sign-in code sent to an email or phone: its hash and attempts (hash with a TTL,
+    server.access.codes)."""
+    return f"signin:{{{destination}}}"
+
+
+def limit(name: str, subject: str) -> str:
+    """A token bucket of a limit (hash tokens, at; server.access.limits). One slot for all: a limit check may take
+    several buckets in one script."""
+    return f"limit:{{limits}}:{name}:{subject}"

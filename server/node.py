@@ -12,6 +12,10 @@ from collections.abc import Awaitable, Callable
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from server.access.accounts import Accounts
+from server.access.codes import Codes, SandboxMessenger
+from server.access.limits import Limits
+from server.access.sessions import Revocations, Sessions
 from server.access.tokens import Tokens
 from server.config import Settings
 from server.ledger.audit import AuditLog
@@ -38,9 +42,10 @@ from server.sales.stats import RoomStats
 from server.sales.store import Sales
 from server.store import client
 from server.store.batcher import ScriptBatcher
+from server.tasks import Tasks
 from streaming.ice import IceServers
 from streaming.owners import Owners
-from streaming.relay import Relay
+from streaming.relay import Relay, RelayOptions
 
 log = logging.getLogger("livecart.node")
 
@@ -67,6 +72,13 @@ class Node:
         self.db = Database(settings.database_url, pool_size=settings.database_pool_size)
         self.audit = AuditLog(self.db)
         self.tokens = Tokens(settings.secret_key)
+        self.accounts = Accounts(self.db)
+        self.sessions = Sessions(self.db, self.redis, self.tokens, self.accounts, settings)
+        self.revocations = Revocations(self.redis)
+        self.messenger = SandboxMessenger(self.db)
+        self.codes = Codes(self.redis, self.messenger, settings.secret_key, settings.code_ttl_seconds)
+        self.limits = Limits(self.redis)
+        self.tasks = Tasks("node")
 
         self.records = RoomRecords(self.redis, settings.history_size)
         self.catalog = Catalog(self.redis, self.records)
@@ -74,14 +86,14 @@ class Node:
         self.presence = Presence(self.redis, settings.presence_ttl_ms)
         self.shows = Shows(self.db, self.presence)
         self.stage = Stage(self.catalog, self.records, self.shows)
-        self.chat = Chat(self.redis, self.catalog, self.records, settings)
+        self.chat = Chat(self.redis, self.catalog, self.records, self.accounts, settings)
 
         durable_ms = settings.durable_ack_timeout_ms if settings.durable_ack else None
         batcher = ScriptBatcher(self.redis, durable_timeout_ms=durable_ms)
         self.sales = Sales(self.redis, batcher, SaleChanges(), SalesLedger(self.db))
         self.sales_feed = SalesFeed(self.id, self.sales, self.records, settings)
         self.payments = SandboxProvider(self.db, settings.sandbox_slow_card_ms)
-        self.checkout = Checkout(self.sales, self.payments)
+        self.checkout = Checkout(self.sales, self.payments, self.limits, settings)
         self.backup = Backup(self.id, self.sales, settings)
         self.reconciler = Reconciler(self.db, self.sales.ledger, self.payments, settings)
         self.retention = Retention(self.db, self.sales.ledger, self.audit, settings.order_retention_days)
@@ -89,13 +101,20 @@ class Node:
 
         loader = RoomLoader(self.records, self.history, self.sales, settings.history_size, settings.chat_recent)
         self.hub = Hub(settings, self.id, self.broker, loader, self.history, self.records, self.presence)
-        self.relay = Relay(ice, on_stream=self.stage.set_stream)
+        options = RelayOptions(
+            sessions_per_user=settings.video_sessions_per_user, sessions_per_address=settings.video_sessions_per_address
+        )
+        self.relay = Relay(ice, on_stream=self.stage.set_stream, options=options)
         self.owners = Owners(self.id, self.redis, self.broker, self.relay, settings)
+        self.revocations.on_revoked(self.hub.sign_out)
+        self.revocations.on_revoked(self.relay.sign_out)
 
     async def start(self) -> None:
         await self.db.open()
         if self.settings.durable_ack:
             await self._check_durable()
+        await self.revocations.start(self.broker)
+        self.tasks.every(self.settings.revocation_sync_ms / 1000, self.revocations.sync, "revocations")
         self.hub.start()
         self.sales_feed.start()
         if self.settings.ledger_consumer:
@@ -129,6 +148,7 @@ class Node:
             ("reconciler", self.reconciler.stop),
             ("retention", self.retention.stop),
             ("hub", self.hub.stop),
+            ("revocations", self.tasks.stop),
             ("broker", lambda _: self.broker.stop()),
             ("pub/sub client", lambda _: self.pubsub_redis.aclose()),
             ("redis client", lambda _: self.redis.aclose()),

@@ -38,8 +38,10 @@ class CloseCode(IntEnum):
     TRY_AGAIN_LATER = 1013
     TOO_SLOW = 4000
     FLOODING = 4029
+    TOO_MANY_CONNECTIONS = 4030
     INVALID_TOKEN = 4500
     FORBIDDEN_ORIGIN = 4501
+    SIGNED_OUT = 4503
     UNKNOWN_ROOM = 4504
 
     @property
@@ -54,8 +56,10 @@ _CLOSE_REASONS = {
     CloseCode.TRY_AGAIN_LATER: "the server cannot reach its store; reconnect later",
     CloseCode.TOO_SLOW: "too slow: you fell behind the room; reconnect with your last offset",
     CloseCode.FLOODING: "too many messages; reconnect later",
+    CloseCode.TOO_MANY_CONNECTIONS: "too many room connections from you; close one, then reconnect",
     CloseCode.INVALID_TOKEN: "missing, invalid or expired token",
     CloseCode.FORBIDDEN_ORIGIN: "origin not allowed",
+    CloseCode.SIGNED_OUT: "you were signed out: sign in again",
     CloseCode.UNKNOWN_ROOM: "no such room",
 }
 
@@ -86,6 +90,21 @@ class ProtocolError(DomainError):
 
 
 # --- client -> server -------------------------------------------------------------
+
+AUTH = "auth"  # the first frame a client sends: {"type": "auth", "token": "<access token>"}
+MAX_TOKEN_LENGTH = 4096
+
+
+def parse_auth(raw: str | bytes) -> str:
+    """The access token of a client's first frame; ProtocolError when it is not an auth frame."""
+    try:
+        message = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        message = None
+    token = message.get("token") if isinstance(message, dict) and message.get("type") == AUTH else None
+    if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_LENGTH:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, 'the first frame must be {"type": "auth", "token": "…"}')
+    return token
 
 
 @dataclass(frozen=True)
@@ -298,6 +317,7 @@ def wire() -> dict[str, Any]:
         "events": {"durable": sorted(DURABLE_EVENTS), "latest": dict(LATEST_VALUE_KEYS)},
         "sale_events": list(SALE_EVENTS),
         "sale_statuses": list(SALE_STATUSES),
+        "auth": AUTH,
         "commands": sorted(COMMANDS),
         "error_codes": sorted(code.value for code in ErrorCode),
         "close_codes": {code.name: code.value for code in CloseCode},

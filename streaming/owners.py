@@ -102,7 +102,9 @@ class Owners:
         """A video call, run on this process's relay."""
         if request["op"] == "watch":
             offer = parse_offer(request["offer"], sending=False)
-            peer, answer = await self.relay.watch(request["room"], request["user"], offer)
+            peer, answer = await self.relay.watch(
+                request["room"], request["user"], offer, request.get("sid", ""), request.get("address", "")
+            )
             return {"session": peer.id, "answer": answer}
         found = self.relay.find(Side(request["side"]), request["room"], request["session"])
         if found is None:

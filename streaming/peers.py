@@ -43,6 +43,8 @@ class Peer:
     room_id: str
     user_id: str
     pc: RTCPeerConnection
+    session_id: str = ""  # the signed-in session that opened it: signing that session out ends it
+    address: str = ""  # the client's address (video sessions are capped per address and per user)
     id: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     state: PeerState = PeerState.CONNECTING
     created: float = field(default_factory=time.monotonic)

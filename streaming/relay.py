@@ -28,7 +28,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import OperationError
 
 from server import metrics
-from server.errors import BadRequest, Conflict, Unavailable
+from server.errors import BadRequest, Conflict, RateLimited, Unavailable
 from server.tasks import Tasks, cancelling
 from streaming import passthrough
 from streaming.fanout import Fanout, KeyframeRequests
@@ -49,6 +49,8 @@ class RelayOptions:
     connect_timeout: float = 20.0  # seconds for a peer to connect (a host: to send its first packet)
     media_timeout: float = 5.0  # seconds without any packet from a live host before its stream ends
     sweep_interval: float = 1.0
+    sessions_per_user: int = 2  # a viewer's video sessions at once, in this process (VIDEO_SESSIONS_PER_USER)
+    sessions_per_address: int = 100  # ... from one address (VIDEO_SESSIONS_PER_ADDRESS)
 
 
 async def _nothing(room_id: str, online: bool) -> None:
@@ -91,12 +93,15 @@ class Relay:
 
     # --- sessions ---------------------------------------------------------------------
 
-    async def publish(self, room_id: str, user_id: str, offer: Offer) -> tuple[Peer, str]:
+    async def publish(
+        self, room_id: str, user_id: str, offer: Offer, session_id: str = "", address: str = ""
+    ) -> tuple[Peer, str]:
         """Start the host's session for a room; returns the peer and the SDP answer."""
         self._start()
         if room_id in self._broadcasts:
             raise Conflict("this room already has a host stream; end it (DELETE) first", "already_publishing")
-        peer = Peer(Side.PUBLISHER, room_id, user_id, RTCPeerConnection(self.ice.server_configuration()))
+        pc = RTCPeerConnection(self.ice.server_configuration())
+        peer = Peer(Side.PUBLISHER, room_id, user_id, pc, session_id, address)
         broadcast = Broadcast(peer)
         self._broadcasts[room_id] = broadcast
         self._peers[peer.id] = peer
@@ -120,9 +125,17 @@ class Relay:
         peer.log.info("publishing %s", ", ".join(describe(codec) for codec in codecs.values()))
         return peer, answer
 
-    async def watch(self, room_id: str, user_id: str, offer: Offer) -> tuple[Peer, str]:
-        """Start a viewer's session for a live room; returns the peer and the SDP answer."""
+    async def watch(
+        self, room_id: str, user_id: str, offer: Offer, session_id: str = "", address: str = ""
+    ) -> tuple[Peer, str]:
+        """Start a viewer's session for a live room; returns the peer and the SDP answer. 429 past the caps of
+        video sessions per user and per address."""
         self._start()
+        peers = self._peers.values()
+        if sum(peer.user_id == user_id for peer in peers) >= self.options.sessions_per_user:
+            raise RateLimited(f"you are watching in {self.options.sessions_per_user} places already; close one", 5)
+        if address and sum(peer.address == address for peer in peers) >= self.options.sessions_per_address:
+            raise RateLimited("too many video sessions from your network", 5)
         broadcast = self._broadcasts.get(room_id)
         if broadcast is None or not broadcast.live:
             raise Conflict("the host is not streaming: wait for the room's stream.state 'online' event", "host_offline")
@@ -130,7 +143,9 @@ class Relay:
         if not kinds:
             has = " and ".join(broadcast.fanouts)
             raise BadRequest(f"the stream has {has}; the offer asks for neither", "bad_offer")
-        peer = Peer(Side.VIEWER, room_id, user_id, RTCPeerConnection(self.ice.server_configuration()))
+        peer = Peer(
+            Side.VIEWER, room_id, user_id, RTCPeerConnection(self.ice.server_configuration()), session_id, address
+        )
         self._peers[peer.id] = peer
         broadcast.viewers.add(peer)
         for kind in kinds:
@@ -144,6 +159,11 @@ class Relay:
         stream = " and ".join(describe(broadcast.fanouts[kind].codec) for kind in kinds)
         answer = await self._answer(peer, offer, f"this stream is {stream}")
         return peer, answer
+
+    def sign_out(self, session_ids: set[str]) -> None:
+        """End the video sessions of these sessions (signed out, or revoked)."""
+        for peer in [peer for peer in self._peers.values() if peer.session_id in session_ids]:
+            self._spawn(self.end(peer, "signed out"))
 
     def find(self, side: Side, room_id: str, peer_id: str) -> Peer | None:
         peer = self._peers.get(peer_id)

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from server.access.tokens import Identity
 from server.errors import BadRequest, Conflict, Forbidden, NotFound
-from server.http import identify, node_of, read_body
+from server.http import client_address, identify, node_of, read_body
 from server.protocol import PRESENTERS
 from server.rooms.record import Room
 from streaming.offers import MAX_OFFER_BYTES, Offer, parse_offer
@@ -60,13 +60,15 @@ async def publish(request: Request) -> Response:
     """POST /whip/{room_id}: the host's offer; 201 with the answer."""
     identity = identify(request)
     room = await _room(request)
-    if identity.role not in PRESENTERS or not identity.can_manage(room.merchant_id):
+    if not identity.can_manage(room.merchant_id, PRESENTERS):
         raise Forbidden("only an admin or host of this room's merchant may publish")
     offer = await _offer(request, sending=True)
     node = node_of(request)
     if not await node.owners.claim(room.id):
         raise Conflict("this room already has a host stream; end it (DELETE) first", "already_publishing")
-    peer, answer = await node.relay.publish(room.id, identity.user_id, offer)
+    peer, answer = await node.relay.publish(
+        room.id, identity.user_id, offer, identity.session_id, client_address(request)
+    )
     return _created(request, Side.PUBLISHER, room.id, peer.id, answer, identity)
 
 
@@ -75,7 +77,14 @@ async def watch(request: Request) -> Response:
     identity = identify(request)
     room = await _room(request)
     offer = await _offer(request, sending=False)
-    call = {"op": "watch", "room": room.id, "user": identity.user_id, "offer": offer.sdp}
+    call = {
+        "op": "watch",
+        "room": room.id,
+        "user": identity.user_id,
+        "sid": identity.session_id,
+        "address": client_address(request),
+        "offer": offer.sdp,
+    }
     reply = await node_of(request).owners.run(room.id, call)
     return _created(request, Side.VIEWER, room.id, reply["session"], reply["answer"], identity)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 import websockets
@@ -30,8 +31,16 @@ class RoomClient:
 
     @classmethod
     async def connect(cls, url: str, **kwargs: Any) -> RoomClient:
+        """Connect and send the auth frame. The token is the URL's `token` parameter (tests' shorthand): taken out
+        before connecting, as a browser never puts it in the URL."""
         kwargs.setdefault("open_timeout", seconds(10))
-        connection = await websockets.connect(url, max_size=2**22, **kwargs)
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query)
+        token = next((value for key, value in query if key == "token"), None)
+        bare = urlunsplit(parts._replace(query=urlencode([(key, value) for key, value in query if key != "token"])))
+        connection = await websockets.connect(bare, max_size=2**22, **kwargs)
+        if token is not None:
+            await connection.send(orjson.dumps({"type": "auth", "token": token}).decode())
         client = cls(connection)
         await client.wait(lambda: client.first is not None or client.closed)
         return client

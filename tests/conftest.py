@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from loadtests.support import server as launcher
+from loadtests.support import tokens
 from loadtests.support.server import ServerProcess
 from loadtests.support.server import free_port as free_port  # the tests import it from here
-from server.access.tokens import Tokens
 from server.ledger.embedded import EmbeddedPostgres
 from server.protocol import Role
 from server.store.embedded import EmbeddedRedis
@@ -49,7 +49,8 @@ def stores(redis_url: str, database_url: str) -> dict[str, str]:
 
 
 def start_server(tmp: Path, env: dict[str, str], port: int | None = None, workers: int = 1) -> ServerProcess:
-    """Start a server process on the tests' SECRET_KEY and wait until /readyz answers (see loadtests.support.server)."""
+    """Start a server process on the tests' SECRET_KEY and wait until /readyz answers (see loadtests.support.server:
+    per-address limits are lifted unless `env` sets them)."""
     return launcher.start_server(tmp, {"SECRET_KEY": SECRET_KEY, **env}, port, workers)
 
 
@@ -90,24 +91,33 @@ class Shop:
     products: list[str] = field(default_factory=list)
 
     def guest(self) -> str:
-        return httpx.post(f"{self.base_url}/api/guest").json()["token"]
+        """A guest's access token, from POST /api/guest."""
+        response = httpx.post(f"{self.base_url}/api/guest")
+        assert response.status_code == 201, response.text
+        return str(response.json()["token"])
+
+    def buyer(self) -> str:
+        """A signed-in shopper's access token (flash sales admit signed-in buyers by default)."""
+        return member()
 
     def headers(self, token: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}"}
 
     def room_url(self, token: str, **params: object) -> str:
+        """The room socket URL for tests.client.RoomClient, which sends `token` as the auth frame (a token never
+        travels in a URL: the client takes it out before connecting)."""
         query = "&".join([f"token={token}", *(f"{key}={value}" for key, value in params.items())])
         return f"{self.ws_url}/ws/rooms/{self.room_id}?{query}"
 
 
 def mint(merchant_id: str, role: Role, name: str = "Staff") -> str:
-    return Tokens(SECRET_KEY).mint(
-        user_id=f"u_{role.value}_{secrets.token_hex(3)}",
-        name=name,
-        role=role,
-        merchant_id=merchant_id,
-        ttl_seconds=3600,
-    )
+    """A staff member's token: this role for this merchant (signed with the tests' key, as the servers sign)."""
+    return tokens.staff(SECRET_KEY, merchant_id, role, name)
+
+
+def member(user_id: str | None = None, name: str = "Buyer") -> str:
+    """A signed-in shopper's token (tests/access signs people in for real)."""
+    return tokens.buyer(SECRET_KEY, user_id, name)
 
 
 def make_shop(base_url: str, ws_url: str, redis_url: str) -> Shop:

@@ -12,9 +12,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from server.access.tokens import Tokens
-from server.protocol import Role
-from tests.conftest import SECRET_KEY, Shop
+from tests.conftest import Shop, member
 from tests.timing import seconds
 
 GOOD_CARD = "4242424242424242"
@@ -26,9 +24,8 @@ def auth(token: str) -> dict[str, str]:
 
 
 def viewer_token(user_id: str | None = None) -> str:
-    """A signed viewer token (like POST /api/guest's), minted here so a test can make hundreds quickly."""
-    user_id = user_id or f"g_{secrets.token_hex(6)}"
-    return Tokens(SECRET_KEY).mint(user_id=user_id, name="Buyer", role=Role.VIEWER, merchant_id=None, ttl_seconds=3600)
+    """A signed-in shopper's token, issued here so a test can make hundreds quickly."""
+    return member(user_id)
 
 
 def post_sale(shop: Shop, base_url: str | None = None, **terms: Any) -> httpx.Response:

@@ -36,10 +36,9 @@ import uvloop
 from redis.asyncio import Redis
 
 from loadtests.bench import purchase_bench
-from loadtests.support import smoke, table
+from loadtests.support import smoke, table, tokens
 from loadtests.support.server import ServerProcess, running
 from server import keys
-from server.access.tokens import Tokens
 from server.protocol import Role
 
 SMOKE = {"first": 3, "total": 10, "concurrency": 4, "idle_seconds": 1}
@@ -80,7 +79,7 @@ class Shop:
     """Who calls the server, and what the sales made so far were told."""
 
     api: httpx.AsyncClient
-    tokens: Tokens
+    secret: str  # the server's SECRET_KEY: buyers' tokens are signed with it
     host: str
     sale_ids: list[str] = field(default_factory=list)
     refused: Counter[str] = field(default_factory=Counter)
@@ -105,7 +104,7 @@ async def finish_one(shop: Shop, number: int, args: argparse.Namespace) -> None:
     sale_id = created.json()["id"]
     shop.sale_ids.append(sale_id)
     for buyer, pays in ((f"a{number}", True), (f"b{number}", False)):
-        token = shop.tokens.mint(user_id=buyer, name="Buyer", role=Role.VIEWER, merchant_id=None, ttl_seconds=3600)
+        token = tokens.buyer(shop.secret, buyer)
         auth = {"Authorization": f"Bearer {token}"}
         held = await shop.api.post(
             f"/api/sales/{sale_id}/purchases", headers={**auth, "Idempotency-Key": f"buy-{buyer}"}, json={"quantity": 1}
@@ -264,15 +263,14 @@ async def measure(args: argparse.Namespace, config: Config) -> list[dict[str, An
 
 
 async def _measure(args: argparse.Namespace, config: Config, server: ServerProcess) -> list[dict[str, Any]]:
-    tokens = Tokens(server.secret)
-    host = tokens.mint(user_id="u_bench", name="Bench Host", role=Role.HOST, merchant_id="demo", ttl_seconds=3600)
+    host = tokens.staff(server.secret, "demo", Role.HOST, "Bench Host")
     limits = httpx.Limits(max_connections=args.concurrency)
     redis = Redis.from_url(server.redis_url, decode_responses=True)
     database = await asyncpg.connect(server.database_url)
     readings = []
     try:
         async with httpx.AsyncClient(base_url=server.base_url, limits=limits, timeout=60) as api:
-            shop = Shop(api, tokens, host)
+            shop = Shop(api, server.secret, host)
             for start, end in ((0, args.first), (args.first, args.total)):
                 began = time.monotonic()
                 await finish(shop, range(start, end), args)

@@ -25,10 +25,9 @@ import orjson
 from redis.asyncio import Redis
 
 from loadtests.bench import wsclient
-from loadtests.support import procstat, smoke, table
+from loadtests.support import procstat, smoke, table, tokens
 from loadtests.support.server import HOST, ROOT, ServerProcess, running
-from server.access.tokens import Tokens
-from server.protocol import Role, event
+from server.protocol import event
 from server.rooms.record import RoomRecords
 
 SMOKE = {"viewers": 40, "workers": 1, "seconds": 2, "sampled": 20, "clients": 1}
@@ -76,10 +75,10 @@ async def publish_stock(redis_url: str, room_id: str, hz: float, stop: asyncio.E
 
 
 async def chatters(
-    host: str, port: int, room_id: str, tokens: list[str], per_second: float, stop: asyncio.Event
+    host: str, port: int, room_id: str, people: list[str], per_second: float, stop: asyncio.Event
 ) -> int:
-    """Chat through the server: len(tokens) connections sharing `per_second` messages/s."""
-    streams = [await wsclient.connect(host, port, f"/ws/rooms/{room_id}?token={token}") for token in tokens]
+    """Chat through the server: one connection per token of `people`, sharing `per_second` messages/s."""
+    streams = [await wsclient.connect(host, port, f"/ws/rooms/{room_id}", token) for token in people]
     drains = [asyncio.create_task(_drain(reader)) for reader, _ in streams]
     sent = 0
     interval = len(streams) / per_second
@@ -117,18 +116,16 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 async def measure(args: argparse.Namespace, server: ServerProcess, *, baseline: bool) -> dict[str, Any]:
     """Connect the viewers, let them settle, then --seconds of load (the hub's: stock and chat); the figures."""
     port = server.port
-    tokens = Tokens(server.secret)
     room_id = "demo"
     await asyncio.sleep(1)
     web, redis_pids = server.tree()
     rss_before = sum(procstat.rss_bytes(pid) for pid in web)
-    viewer_token = tokens.guest(3600)[0]
     started = time.monotonic()
     shares = [args.viewers // args.clients + (1 if i < args.viewers % args.clients else 0) for i in range(args.clients)]
     groups = [
         await asyncio.create_subprocess_exec(
             sys.executable, "-m", "loadtests.bench.hub_viewers", "--port", str(port), "--room", room_id,
-            "--token", viewer_token, "--count", str(share), "--sampled", str(args.sampled // args.clients),
+            "--secret", server.secret, "--count", str(share), "--sampled", str(args.sampled // args.clients),
             cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**26,
         )
         for share in shares
@@ -155,12 +152,7 @@ async def measure(args: argparse.Namespace, server: ServerProcess, *, baseline: 
     t0 = time.monotonic()
     load: list[asyncio.Task[int]] = []
     if not baseline:
-        chat_tokens = [
-            tokens.mint(
-                user_id=f"chatter{i}", name=f"Chatter {i}", role=Role.VIEWER, merchant_id=None, ttl_seconds=3600
-            )
-            for i in range(10)
-        ]
+        chat_tokens = [tokens.buyer(server.secret, f"chatter{i}", f"Chatter {i}") for i in range(10)]
         load = [
             asyncio.create_task(publish_stock(redis_url, room_id, args.hz, load_stop)),
             asyncio.create_task(chatters(HOST, port, room_id, chat_tokens, args.chat, load_stop)),

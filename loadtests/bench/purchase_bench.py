@@ -35,9 +35,8 @@ import orjson
 import uvloop
 
 from loadtests.bench import wsclient
-from loadtests.support import smoke, table
+from loadtests.support import smoke, table, tokens
 from loadtests.support.server import HOST, ServerProcess, running
-from server.access.tokens import Tokens
 from server.protocol import Role
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -167,7 +166,7 @@ async def buyer_connection(
 
 async def stock_viewer(port: int, token: str, sale_id: str, seen: Staleness, number: int, stop: asyncio.Event) -> None:
     """A room viewer that notes the age of every stock value it is shown."""
-    reader, writer = await wsclient.connect(HOST, port, f"/ws/rooms/demo?token={token}")
+    reader, writer = await wsclient.connect(HOST, port, "/ws/rooms/demo", token)
     try:
         await wsclient.read_frame(reader)  # the snapshot
         while not stop.is_set():
@@ -198,9 +197,8 @@ async def measure(args: argparse.Namespace, server: ServerProcess, watch: Watch 
     """
     watch = watch or Watch()
     port = server.port
-    tokens = Tokens(server.secret)
     base = server.base_url
-    host = tokens.mint(user_id="u_bench", name="Bench Host", role=Role.HOST, merchant_id="demo", ttl_seconds=3600)
+    host = tokens.staff(server.secret, "demo", Role.HOST, "Bench Host")
     async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {host}"}) as api:
         created = await api.post(
             "/api/merchants/demo/rooms/demo/sales",
@@ -215,15 +213,12 @@ async def measure(args: argparse.Namespace, server: ServerProcess, watch: Watch 
         )
         created.raise_for_status()
         sale_id = watch.sale_id = created.json()["id"]
-        buyers = [
-            tokens.mint(user_id=f"b{index}", name="Buyer", role=Role.VIEWER, merchant_id=None, ttl_seconds=3600)
-            for index in range(args.buyers)
-        ]
+        buyers = [tokens.buyer(server.secret, f"b{index}") for index in range(args.buyers)]
         heads = [request_head(sale_id, token) for token in buyers]
         load, seen = Load(), Staleness()
         stop, measuring = asyncio.Event(), asyncio.Event()
         viewers = [
-            asyncio.create_task(stock_viewer(port, tokens.guest(3600)[0], sale_id, seen, number, stop))
+            asyncio.create_task(stock_viewer(port, tokens.guest(server.secret), sale_id, seen, number, stop))
             for number in range(args.viewers)
         ]
         next_index = [0]

@@ -29,9 +29,8 @@ from dataclasses import dataclass
 import av
 
 from loadtests.bench import relay_clip
-from loadtests.support import loopback, procstat, smoke, table
+from loadtests.support import loopback, procstat, smoke, table, tokens
 from loadtests.support.server import ROOT, ServerProcess, running
-from server.access.tokens import Tokens
 from server.protocol import Role
 from server.seed import DEMO_MERCHANT, DEMO_ROOM
 from streaming import client
@@ -109,10 +108,7 @@ async def run_one(relay: str, count: int, args: argparse.Namespace, clip: Clip) 
 
 async def measure(relay: str, count: int, args: argparse.Namespace, clip: Clip, server: ServerProcess) -> Result:
     """Publish the clip, measure the server with the publisher alone, then with the viewers watching."""
-    tokens = Tokens(server.secret)
-    host_token = tokens.mint(
-        user_id="u_bench_host", name="Bench Host", role=Role.HOST, merchant_id=DEMO_MERCHANT, ttl_seconds=3600
-    )
+    host_token = tokens.staff(server.secret, DEMO_MERCHANT, Role.HOST, "Bench Host")
     web = server.tree()[0]
     settle = min(3.0, args.seconds / 2)
     viewers: list[asyncio.subprocess.Process] = []
@@ -129,7 +125,7 @@ async def measure(relay: str, count: int, args: argparse.Namespace, clip: Clip, 
         spread = zip(shares(count, args.client_procs), shares(args.decoders, args.client_procs), strict=True)
         for share, decoding in spread:
             if share:
-                viewers.append(await viewer_process(whep, tokens.guest(3600)[0], share, decoding))
+                viewers.append(await viewer_process(whep, server.secret, share, decoding))
         for viewer in viewers:
             assert viewer.stdout is not None
             line = await asyncio.wait_for(viewer.stdout.readline(), timeout=120)
@@ -167,9 +163,10 @@ async def measure(relay: str, count: int, args: argparse.Namespace, clip: Clip, 
     )
 
 
-async def viewer_process(url: str, token: str, count: int, decoders: int) -> asyncio.subprocess.Process:
-    """A process watching with `count` viewers, `decoders` of which decode."""
-    command = [*LOOPBACK, "loadtests.bench.relay_viewers", "--url", url, "--token", token]
+async def viewer_process(url: str, secret: str, count: int, decoders: int) -> asyncio.subprocess.Process:
+    """A process watching with `count` viewers (a guest each, signed with the server's `secret`), `decoders` of
+    which decode."""
+    command = [*LOOPBACK, "loadtests.bench.relay_viewers", "--url", url, "--secret", secret]
     command += ["--count", str(count), "--decoders", str(decoders)]
     pipe = asyncio.subprocess.PIPE
     return await asyncio.create_subprocess_exec(*command, cwd=ROOT, stdin=pipe, stdout=pipe)

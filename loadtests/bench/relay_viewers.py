@@ -18,6 +18,7 @@ import json
 import sys
 import time
 
+from loadtests.support import tokens
 from streaming import client
 
 READY_SECONDS = 30
@@ -40,7 +41,9 @@ async def main(args: argparse.Namespace) -> None:
         batch = range(start, min(start + 10, args.count))
         sessions += await asyncio.gather(
             *(
-                client.watch(args.url, args.token) if index < args.decoders else client.count(args.url, args.token)
+                client.watch(args.url, tokens.guest(args.secret))
+                if index < args.decoders
+                else client.count(args.url, tokens.guest(args.secret))
                 for index in batch
             )
         )
@@ -69,7 +72,7 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True, help="the room's WHEP URL")
-    parser.add_argument("--token", required=True)
+    parser.add_argument("--secret", required=True, help="the server's SECRET_KEY: each viewer gets a guest token")
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--decoders", type=int, default=0, help="viewers of this process that decode")
     asyncio.run(main(parser.parse_args()))

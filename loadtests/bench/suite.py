@@ -24,10 +24,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from loadtests.support import procstat
+from loadtests.support import procstat, tokens
 from loadtests.support.server import ROOT, running
 from loadtests.support.table import markdown
-from server.access.tokens import Tokens
 from server.protocol import Role
 
 COLUMNS = (
@@ -215,9 +214,7 @@ def locust_step(sizes: Sizes, out: Path) -> Step:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        admin = Tokens(server.secret).mint(
-            user_id="suite-admin", name="Suite", role=Role.ADMIN, merchant_id="demo", ttl_seconds=3600
-        )
+        admin = tokens.staff(server.secret, "demo", Role.ADMIN, "Suite")
         report = out / "locust-report.json"
         command = [sys.executable, "-m", "locust", "-f", "loadtests/show/locustfile.py", "--headless", "--only-summary"]
         command += ["--users", str(sizes.locust_users), "--spawn-rate", str(sizes.locust_spawn_rate)]

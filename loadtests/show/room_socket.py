@@ -66,7 +66,8 @@ class RoomSocket:
 
     def __init__(self, environment: Any, base_url: str, room_id: str, token: str) -> None:
         self.environment = environment
-        self.url = f"{ws_url(base_url)}/ws/rooms/{room_id}?token={token}"
+        self.url = f"{ws_url(base_url)}/ws/rooms/{room_id}"
+        self.token = token  # sent as the first frame, never in the URL
         self.offset = 0
         self.epoch = ""
         self.sales: dict[str, dict[str, Any]] = {}  # sale id -> public sale with its live stock
@@ -137,7 +138,7 @@ class RoomSocket:
     def _run(self) -> None:
         backoff = 0.5
         while not self._closing:
-            url = self.url + (f"&since={self.offset}&epoch={self.epoch}" if self.epoch else "")
+            url = self.url + (f"?since={self.offset}&epoch={self.epoch}" if self.epoch else "")
             started = time.perf_counter()
             code: int | None = None
             try:
@@ -150,6 +151,7 @@ class RoomSocket:
                     max_size=2**22,
                     proxy=None,
                 ) as connection:
+                    connection.send(orjson.dumps({"type": "auth", "token": self.token}).decode())
                     self._connection = connection
                     for raw in connection:
                         self._frame(raw, started)

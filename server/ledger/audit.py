@@ -28,12 +28,15 @@ from typing import Any
 import asyncpg
 import orjson
 
-from server.access.tokens import Identity
+from server.access.tokens import Actor
 from server.ledger.client import Database, Record, ms
 
 # Every action, by its stable dotted name. A new kind of staff action is added here first.
 ACTIONS: dict[str, str] = {
-    "token.issued": "an admin minted a staff token (after: the identity it carries, never the token)",
+    "staff.added": "a person was given a staff role, or a new one (after: the staff member)",
+    "staff.removed": "a staff member was removed; their sessions were signed out (before: the staff member)",
+    "session.revoked": "an admin signed a staff member's session out (before: the session, never its tokens)",
+    "login_link.issued": "an admin made a single-use login link for a staff member (after: {user_id, minutes})",
     "product.created": "a product was added (after: the product)",
     "product.updated": "a product or its price changed (before and after: the product)",
     "product.deleted": "a product was removed (before: the product)",
@@ -122,21 +125,21 @@ class AuditLog:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def record(self, identity: Identity, action: str, subject: str, before: Any = None, after: Any = None) -> int:
-        """Append an entry now, for the identity's merchant; return its id."""
-        return await _insert(self.db.pool, identity, action, Pending(subject, before, after))
+    async def record(self, actor: Actor, action: str, subject: str, before: Any = None, after: Any = None) -> int:
+        """Append an entry now, for the actor's merchant; return its id."""
+        return await _insert(self.db.pool, actor, action, Pending(subject, before, after))
 
     @asynccontextmanager
     async def change(
-        self, identity: Identity, action: str, subject: str = "", before: Any = None, after: Any = None
+        self, actor: Actor, action: str, subject: str = "", before: Any = None, after: Any = None
     ) -> AsyncIterator[Pending]:
         """Run a change with its entry: PostgreSQL is asked before the body runs; the entry is written
         (with the body's `subject`, `before`, `after` as they are then) only if the body succeeds."""
-        _check(identity, action)
+        _check(action)
         pending = Pending(subject, before, after)
         await self.db.pool.fetchval("SELECT 1")
         yield pending
-        await _insert(self.db.pool, identity, action, pending)
+        await _insert(self.db.pool, actor, action, pending)
 
     async def entries(self, merchant_id: str, before_id: int | None = None, limit: int = 100) -> Page:
         """The merchant's entries newest first, those older than `before_id` when given; at most `limit`."""
@@ -170,25 +173,22 @@ class AuditLog:
                 return removed
 
 
-def _check(identity: Identity, action: str) -> str:
+def _check(action: str) -> None:
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}: add it to server.ledger.audit.ACTIONS")
-    if identity.merchant_id is None:
-        raise ValueError("only a merchant's staff act on the audit log")
-    return identity.merchant_id
 
 
-async def _insert(pool: asyncpg.Pool, identity: Identity, action: str, pending: Pending) -> int:
-    merchant_id = _check(identity, action)
+async def _insert(pool: asyncpg.Pool, actor: Actor, action: str, pending: Pending) -> int:
+    _check(action)
     if not pending.subject:
         raise ValueError(f"the {action} entry needs a subject")
     audit_id: int = await pool.fetchval(
         "INSERT INTO audit_log (merchant_id, at, actor_id, actor_name, actor_role, action, subject, before, after)"
         " VALUES ($1, clock_timestamp(), $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb) RETURNING audit_id",
-        merchant_id,
-        identity.user_id,
-        identity.name,
-        identity.role.value,
+        actor.merchant_id,
+        actor.user_id,
+        actor.name,
+        actor.role.value,
         action,
         pending.subject,
         _json(pending.before),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from server.access.tokens import Actor
 from server.live.hub import LocalRoom
 from server.live.outbox import Viewer
 from server.protocol import Command
@@ -18,14 +19,22 @@ Handler = Callable[["Node", LocalRoom, Viewer, Command], Awaitable[dict[str, Any
 async def chat_send(node: Node, room: LocalRoom, viewer: Viewer, command: Command) -> dict[str, Any]:
     assert room.state is not None
     message_id = await node.chat.post(
-        room.id, room.state.merchant_id, room.state.slow_mode, viewer.identity, viewer.is_staff, command.fields["text"]
+        room.id, room.state, viewer.identity, viewer.role, viewer.address, command.fields["text"]
     )
     return {"message_id": message_id}
 
 
 async def like(node: Node, room: LocalRoom, viewer: Viewer, command: Command) -> None:
-    node.hub.like(room, command.fields["count"])
+    count = node.hub.take_likes(viewer.identity.user_id, command.fields["count"])
+    if count:
+        node.hub.like(room, count)
     return None
+
+
+def _actor(room: LocalRoom, viewer: Viewer) -> Actor:
+    """The viewer acting as staff of the room's merchant (the parser let only staff commands through)."""
+    assert room.state is not None
+    return Actor(viewer.identity, room.state.merchant_id, viewer.role)
 
 
 async def product_pin(node: Node, room: LocalRoom, viewer: Viewer, command: Command) -> None:
@@ -49,7 +58,7 @@ async def room_status(node: Node, room: LocalRoom, viewer: Viewer, command: Comm
     assert room.state is not None
     status = command.fields["status"]
     before, after = {"status": room.state.status}, {"status": status}
-    async with node.audit.change(viewer.identity, "room.status_changed", f"room:{room.id}", before, after):
+    async with node.audit.change(_actor(room, viewer), "room.status_changed", f"room:{room.id}", before, after):
         await node.stage.set_status(room.id, status)
     return None
 
@@ -59,7 +68,7 @@ async def chat_delete(node: Node, room: LocalRoom, viewer: Viewer, command: Comm
     message_id = command.fields["message_id"]
     message = next((item for item in room.state.chat if item.get("id") == message_id), None)
     before = None if message is None else {"room_id": room.id, **message}
-    async with node.audit.change(viewer.identity, "chat.message_deleted", f"message:{message_id}", before):
+    async with node.audit.change(_actor(room, viewer), "chat.message_deleted", f"message:{message_id}", before):
         await node.chat.delete(room.id, message_id)
     return None
 
@@ -67,7 +76,7 @@ async def chat_delete(node: Node, room: LocalRoom, viewer: Viewer, command: Comm
 async def chat_mute(node: Node, room: LocalRoom, viewer: Viewer, command: Command) -> None:
     user_id, seconds = command.fields["user_id"], command.fields["seconds"]
     after = {"room_id": room.id, "user_id": user_id, "seconds": seconds}
-    async with node.audit.change(viewer.identity, "chat.muted", f"user:{user_id}", after=after):
+    async with node.audit.change(_actor(room, viewer), "chat.muted", f"user:{user_id}", after=after):
         await node.chat.mute(room.id, user_id, seconds)
     return None
 
@@ -75,7 +84,7 @@ async def chat_mute(node: Node, room: LocalRoom, viewer: Viewer, command: Comman
 async def chat_ban(node: Node, room: LocalRoom, viewer: Viewer, command: Command) -> None:
     user_id = command.fields["user_id"]
     after = {"room_id": room.id, "user_id": user_id}
-    async with node.audit.change(viewer.identity, "chat.banned", f"user:{user_id}", after=after):
+    async with node.audit.change(_actor(room, viewer), "chat.banned", f"user:{user_id}", after=after):
         await node.chat.ban(room.id, user_id)
     return None
 
@@ -83,7 +92,7 @@ async def chat_ban(node: Node, room: LocalRoom, viewer: Viewer, command: Command
 async def chat_unban(node: Node, room: LocalRoom, viewer: Viewer, command: Command) -> None:
     user_id = command.fields["user_id"]
     after = {"room_id": room.id, "user_id": user_id}
-    async with node.audit.change(viewer.identity, "chat.unbanned", f"user:{user_id}", after=after):
+    async with node.audit.change(_actor(room, viewer), "chat.unbanned", f"user:{user_id}", after=after):
         await node.chat.unban(room.id, user_id)
     return None
 
@@ -92,7 +101,7 @@ async def chat_slow_mode(node: Node, room: LocalRoom, viewer: Viewer, command: C
     assert room.state is not None
     seconds = command.fields["seconds"]
     before, after = {"room_id": room.id, "slow_mode": room.state.slow_mode}, {"room_id": room.id, "slow_mode": seconds}
-    async with node.audit.change(viewer.identity, "chat.slow_mode_changed", f"room:{room.id}", before, after):
+    async with node.audit.change(_actor(room, viewer), "chat.slow_mode_changed", f"room:{room.id}", before, after):
         await node.chat.set_slow_mode(room.id, seconds)
     return None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -20,6 +21,7 @@ from redis.exceptions import RedisError
 
 from server import keys, metrics, protocol
 from server.config import Settings
+from server.errors import DomainError
 from server.live.broker import Broker
 from server.live.history import History
 from server.live.outbox import Batch, Viewer
@@ -34,6 +36,10 @@ log = logging.getLogger("livecart.hub")
 Loader = Callable[[str], Awaitable[RoomState | None]]
 
 
+class TooManyConnections(DomainError):
+    """This user or address already holds as many room sockets on this process as it may."""
+
+
 class LocalRoom:
     """A room with viewers on this process: its state, viewers and the events waiting for the next tick."""
 
@@ -42,6 +48,7 @@ class LocalRoom:
         self.state: RoomState | None = None
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.viewers: set[Viewer] = set()
+        self.users: Counter[str] = Counter()  # user id -> sockets: the room's viewers are people, not sockets
         self.incoming: list[tuple[dict[str, Any], str, int]] = []  # (event, as clients see it, offset or 0)
         self.received_offset = 0
         self.likes_pending = 0
@@ -118,6 +125,9 @@ class Hub:
         self.presence = presence
         self.rooms: dict[str, LocalRoom] = {}
         self.tasks = Tasks("hub")
+        self._sockets_of_user: Counter[str] = Counter()
+        self._sockets_of_address: Counter[str] = Counter()
+        self._likes: dict[str, tuple[int, int]] = {}  # user id -> (second, likes taken in it)
 
     def start(self) -> None:
         self.tasks.every(self.settings.presence_interval_ms / 1000, self.refresh, "presence")
@@ -163,9 +173,18 @@ class Hub:
         return room
 
     def add(self, room: LocalRoom, viewer: Viewer) -> tuple[str, int]:
-        """Register a viewer; return the snapshot and the offset it starts from (no await inside)."""
+        """Register a viewer; return the snapshot and the offset it starts from (no await inside).
+        TooManyConnections when its user or address has as many room sockets here as it may."""
         assert room.state is not None
+        user, address = viewer.identity.user_id, viewer.address
+        if self._sockets_of_user[user] >= self.settings.room_sockets_per_user:
+            raise TooManyConnections(f"you have {self.settings.room_sockets_per_user} room connections open already")
+        if self._sockets_of_address[address] >= self.settings.room_sockets_per_address:
+            raise TooManyConnections("too many room connections from your network")
+        self._sockets_of_user[user] += 1
+        self._sockets_of_address[address] += 1
         room.viewers.add(viewer)
+        room.users[user] += 1
         room.empty_since = None
         metrics.CONNECTIONS.inc()
         return room.snapshot_frame(), room.state.offset
@@ -174,9 +193,38 @@ class Hub:
         room = self.rooms.get(viewer.room_id)
         if room is not None and viewer in room.viewers:
             room.viewers.discard(viewer)
+            _decrement(room.users, viewer.identity.user_id)
+            _decrement(self._sockets_of_user, viewer.identity.user_id)
+            _decrement(self._sockets_of_address, viewer.address)
             metrics.CONNECTIONS.dec()
             if not room.viewers:
                 room.empty_since = time.monotonic()
+
+    def sign_out(self, session_ids: set[str]) -> None:
+        """Close the sockets of these sessions (signed out, or revoked by an admin or the CLI)."""
+        for viewer in [v for room in self.rooms.values() for v in room.viewers if v.identity.session_id in session_ids]:
+            log.info("%s closed: signed out", viewer.log_prefix)
+            self.remove(viewer)
+            viewer.stop(CloseCode.SIGNED_OUT)
+
+    def take_likes(self, user_id: str, count: int) -> int:
+        """How many of `count` likes the user may still add this second (LIKES_PER_SECOND, over all their sockets)."""
+        second = int(time.monotonic())
+        start, taken = self._likes.get(user_id, (second, 0))
+        if start != second:
+            taken = 0
+        allowed = min(count, self.settings.likes_per_second - taken)
+        self._likes[user_id] = (second, taken + max(allowed, 0))
+        return max(allowed, 0)
+
+    def _close_expired(self) -> None:
+        """Close the sockets whose access token expired (4500: the client refreshes it and comes back)."""
+        now = time.time()
+        for viewer in [v for room in self.rooms.values() for v in room.viewers if v.identity.expires < now]:
+            self.remove(viewer)
+            viewer.stop(CloseCode.INVALID_TOKEN)
+        second = int(time.monotonic())
+        self._likes = {user: taken for user, taken in self._likes.items() if taken[0] == second}
 
     async def recover(self, room: LocalRoom, since: int, epoch: str, until: int) -> str | None:
         """The frame with what a returning viewer missed, or None when only a fresh snapshot will do."""
@@ -280,7 +328,9 @@ class Hub:
     # --- presence, catching up, unloading -----------------------------------------------
 
     async def refresh(self) -> None:
-        """Publish local viewer counts, read the totals, catch up rooms that missed events, unload idle rooms."""
+        """Close expired sockets, publish local viewer counts, read the totals, catch up rooms that missed events,
+        unload idle rooms."""
+        self._close_expired()
         now = time.monotonic()
         idle_after = self.settings.room_idle_seconds
         idle = [r for r in self.rooms.values() if r.empty_since is not None and now - r.empty_since > idle_after]
@@ -296,7 +346,7 @@ class Hub:
         loaded = [room for room in self.rooms.values() if room.state is not None]
         if not loaded:
             return
-        counts = {room.id: len(room.viewers) for room in loaded}
+        counts = {room.id: len(room.users) for room in loaded}
         totals = await self.presence.refresh(self.process_id, counts)
         offsets = await self.records.offsets(list(counts))
         for room in loaded:
@@ -312,3 +362,9 @@ class Hub:
             await self.broker.unsubscribe(keys.channel(room_id))
         except (RedisError, OSError) as error:
             log.warning("unsubscribe from %s failed: %s", room_id, error)
+
+
+def _decrement(counter: Counter[str], key: str) -> None:
+    counter[key] -= 1
+    if counter[key] <= 0:
+        del counter[key]

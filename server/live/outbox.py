@@ -43,6 +43,7 @@ class Viewer:
         "_queued_events",
         "_send",
         "_sending",
+        "address",
         "closing",
         "identity",
         "log_prefix",
@@ -52,9 +53,10 @@ class Viewer:
     )
 
     def __init__(
-        self, websocket: WebSocket, send: Send, identity: Identity, role: Role, room_id: str, limit: int
+        self, websocket: WebSocket, send: Send, identity: Identity, role: Role, room_id: str, limit: int, address: str
     ) -> None:
         self.websocket = websocket
+        self.address = address
         # the server's ASGI send (a coroutine function): the hot path skips Starlette's per-call checks
         self._send = cast(Callable[[Message], Coroutine[Any, Any, None]], send)
         self.identity = identity

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from urllib.parse import urlsplit
@@ -10,14 +11,14 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from server import metrics
-from server.access.tokens import InvalidToken
+from server.access.tokens import Identity, InvalidToken
 from server.errors import STORE_ERRORS, DomainError
-from server.http import bearer, node_of
+from server.http import client_address, node_of
 from server.live.commands import HANDLERS
-from server.live.hub import LocalRoom
+from server.live.hub import LocalRoom, TooManyConnections
 from server.live.outbox import Viewer
 from server.node import Node
-from server.protocol import CloseCode, ErrorCode, ProtocolError, Role, ack, error, parse_command
+from server.protocol import CloseCode, ErrorCode, ProtocolError, ack, error, parse_auth, parse_command
 from server.rooms.record import UnknownRoom
 
 log = logging.getLogger("livecart.transport")
@@ -41,8 +42,24 @@ def _int_param(websocket: WebSocket, name: str) -> int | None:
     return int(raw) if raw is not None and raw.isascii() and raw.isdigit() else None
 
 
+async def _authenticate(node: Node, websocket: WebSocket) -> Identity:
+    """The identity of the first frame's token, sent within AUTH_TIMEOUT_MS; InvalidToken otherwise."""
+    try:
+        async with asyncio.timeout(node.settings.auth_timeout_ms / 1000):
+            message = await websocket.receive()
+    except TimeoutError:
+        raise InvalidToken('send {"type": "auth", "token": "…"} first') from None
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    try:
+        token = parse_auth(message.get("text") or message.get("bytes") or b"")
+    except ProtocolError as problem:
+        raise InvalidToken(problem.message) from None
+    return node.revocations.check(node.tokens.verify(token))
+
+
 async def room_socket(scope: Scope, receive: Receive, send: Send) -> None:
-    """GET /ws/rooms/{room_id}?token=…[&since=<offset>&epoch=<epoch>] (an ASGI app: see server.app.LiveCart)"""
+    """GET /ws/rooms/{room_id}[?since=<offset>&epoch=<epoch>], then the auth frame (an ASGI app: server.app.LiveCart)"""
     websocket = WebSocket(scope, receive, send)
     node = node_of(websocket)
     room_id = websocket.path_params["room_id"]
@@ -51,9 +68,11 @@ async def room_socket(scope: Scope, receive: Receive, send: Send) -> None:
         await websocket.close(CloseCode.FORBIDDEN_ORIGIN, CloseCode.FORBIDDEN_ORIGIN.reason)
         return
     try:
-        identity = node.tokens.verify(bearer(websocket))
+        identity = await _authenticate(node, websocket)
     except InvalidToken as problem:
         await websocket.close(CloseCode.INVALID_TOKEN, str(problem))
+        return
+    except WebSocketDisconnect:
         return
     try:
         room = await node.hub.open_room(room_id)
@@ -65,9 +84,14 @@ async def room_socket(scope: Scope, receive: Receive, send: Send) -> None:
         await websocket.close(CloseCode.TRY_AGAIN_LATER, CloseCode.TRY_AGAIN_LATER.reason)
         return
     assert room.state is not None
-    role = identity.role if identity.can_manage(room.state.merchant_id) else Role.VIEWER
-    viewer = Viewer(websocket, send, identity, role, room_id, node.settings.outbox_max_events)
-    snapshot, offset = node.hub.add(room, viewer)
+    role = identity.role_in(room.state.merchant_id)
+    address = client_address(websocket)
+    viewer = Viewer(websocket, send, identity, role, room_id, node.settings.outbox_max_events, address)
+    try:
+        snapshot, offset = node.hub.add(room, viewer)
+    except TooManyConnections as problem:
+        await websocket.close(CloseCode.TOO_MANY_CONNECTIONS, problem.message)
+        return
     try:
         since = _int_param(websocket, "since")
         first = None
@@ -97,6 +121,9 @@ async def _read(node: Node, room: LocalRoom, viewer: Viewer) -> None:
         if window_count > FLOOD_MESSAGES:
             log.info("%s closed: flooding", viewer.log_prefix)
             viewer.stop(CloseCode.FLOODING)
+            return
+        if viewer.identity.expires < time.time():  # the sweep (server.live.hub) may not have come by yet
+            viewer.stop(CloseCode.INVALID_TOKEN)
             return
         raw: str | bytes = message.get("text") or message.get("bytes") or b""
         reply = await handle(node, room, viewer, raw)

@@ -8,12 +8,15 @@ import time
 from redis.asyncio import Redis
 
 from server import keys
+from server.access.accounts import Accounts
 from server.access.tokens import Identity
 from server.config import Settings
-from server.protocol import ErrorCode, ProtocolError, event, now_ms
+from server.protocol import STAFF, ErrorCode, ProtocolError, Role, event, now_ms
 from server.rooms import record
 from server.rooms.catalog import Catalog
 from server.rooms.record import RoomRecords
+from server.rooms.state import RoomState
+from server.rooms.text import Blocklist, clean
 from server.store import scripts
 
 _REFUSALS = {
@@ -27,43 +30,50 @@ _REFUSALS = {
 class Chat:
     """Post and moderate chat messages in rooms."""
 
-    def __init__(self, redis: Redis, catalog: Catalog, records: RoomRecords, settings: Settings) -> None:
+    def __init__(
+        self, redis: Redis, catalog: Catalog, records: RoomRecords, accounts: Accounts, settings: Settings
+    ) -> None:
         self.redis = redis
         self.catalog = catalog
         self.records = records
+        self.accounts = accounts
         self.settings = settings
         self._check = scripts.register(redis, __file__, "chat_check")
-        self._blocklists: dict[str, tuple[float, list[str]]] = {}
+        self._blocklists: dict[str, tuple[float, Blocklist]] = {}
 
-    async def post(
-        self, room_id: str, merchant_id: str, slow_mode: int, author: Identity, staff: bool, text: str
-    ) -> str:
-        """Post a message; return its id. Staff skip the rate limit and slow mode."""
-        text = text.strip()
+    async def post(self, room_id: str, room: RoomState, author: Identity, role: Role, address: str, text: str) -> str:
+        """Post a message as the author's role in this room; return its id. Staff skip the rate limits and slow
+        mode. The text is stored cleaned (server.rooms.text): one that is empty then is refused."""
+        if len(text) > self.settings.chat_max_length * 4:
+            raise ProtocolError(
+                ErrorCode.TOO_LONG, f"messages are limited to {self.settings.chat_max_length} characters"
+            )
+        text = clean(text)
         if not text:
             raise ProtocolError(ErrorCode.BAD_REQUEST, "the message is empty")
         if len(text) > self.settings.chat_max_length:
             raise ProtocolError(
                 ErrorCode.TOO_LONG, f"messages are limited to {self.settings.chat_max_length} characters"
             )
-        lowered = text.casefold()
-        for word in await self._blocklist(merchant_id):
-            if word in lowered:
-                raise ProtocolError(ErrorCode.BLOCKED_WORD, "the message contains a blocked word")
-        if not staff:
+        if (await self._blocklist(room.merchant_id)).find(text) is not None:
+            raise ProtocolError(ErrorCode.BLOCKED_WORD, "the message contains a blocked word")
+        if role not in STAFF:
             verdict = await self._check(
                 keys=[
                     keys.banned(room_id),
                     keys.muted(room_id),
                     keys.chat_rate(room_id, author.user_id),
                     keys.chat_slow(room_id, author.user_id),
+                    keys.chat_rate(room_id, f"address:{address}"),
                 ],
                 args=[
                     author.user_id,
+                    author.device_id or "",
                     now_ms(),
                     self.settings.chat_rate_count,
                     self.settings.chat_rate_seconds,
-                    slow_mode,
+                    room.slow_mode,
+                    self.settings.chat_address_rate_count,
                 ],
             )
             if verdict != "ok":
@@ -75,7 +85,7 @@ class Chat:
             "id": message_id,
             "user_id": author.user_id,
             "name": author.name,
-            "role": author.role.value,
+            "role": role.value,
             "text": text,
         }
         await self.records.publish(room_id, event("chat.message", message=body))
@@ -87,26 +97,33 @@ class Chat:
     async def set_slow_mode(self, room_id: str, seconds: int) -> None:
         await self.records.publish(room_id, event("chat.slow_mode", seconds=seconds), record.slow_mode(seconds))
 
+    async def _person(self, user_id: str) -> list[str]:
+        """Who a ban or mute of `user_id` covers: the account, and the device a guest uses (a new guest on it too)."""
+        device_id = await self.accounts.device_of(user_id)
+        return [user_id] if device_id is None else [user_id, device_id]
+
     async def mute(self, room_id: str, user_id: str, seconds: int) -> None:
-        await self.redis.hset(keys.muted(room_id), user_id, now_ms() + seconds * 1000)
+        until = now_ms() + seconds * 1000
+        await self.redis.hset(keys.muted(room_id), mapping=dict.fromkeys(await self._person(user_id), until))
 
     async def ban(self, room_id: str, user_id: str) -> None:
-        await self.redis.sadd(keys.banned(room_id), user_id)
+        await self.redis.sadd(keys.banned(room_id), *await self._person(user_id))
 
     async def unban(self, room_id: str, user_id: str) -> None:
+        person = await self._person(user_id)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.srem(keys.banned(room_id), user_id)
-            pipe.hdel(keys.muted(room_id), user_id)
+            pipe.srem(keys.banned(room_id), *person)
+            pipe.hdel(keys.muted(room_id), *person)
             await pipe.execute()
 
-    async def _blocklist(self, merchant_id: str) -> list[str]:
+    async def _blocklist(self, merchant_id: str) -> Blocklist:
         """The merchant's block list, kept for BLOCKLIST_CACHE_MS (a change on another process shows after that)."""
         cached = self._blocklists.get(merchant_id)
         if cached is not None and time.monotonic() - cached[0] < self.settings.blocklist_cache_ms / 1000:
             return cached[1]
-        words = [word.casefold() for word in await self.catalog.get_blocklist(merchant_id)]
-        self._blocklists[merchant_id] = (time.monotonic(), words)
-        return words
+        blocklist = Blocklist(await self.catalog.get_blocklist(merchant_id))
+        self._blocklists[merchant_id] = (time.monotonic(), blocklist)
+        return blocklist
 
     async def set_blocklist(self, merchant_id: str, words: list[str]) -> list[str]:
         """Replace the merchant's block list; it applies at once on this process. Returns the stored list."""

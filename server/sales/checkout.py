@@ -13,13 +13,17 @@ not captured, authorized but never paid) the reconciler (server.sales.reconciler
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+from server.access.limits import Limits, Rule
+from server.access.tokens import Identity
+from server.config import Settings
 from server.sales.payments import PaymentProvider
-from server.sales.records import Order, Outcome, Refusal, Sale, SaleRefused, refused
+from server.sales.records import Order, Outcome, Refusal, Sale, SaleRefused, check_buyer, refused
 from server.sales.store import Sales
 
 log = logging.getLogger("livecart.orders")
@@ -54,25 +58,36 @@ _DECLINES = {
 class Checkout:
     """A buyer's orders and a merchant's export, on top of Sales and a payment provider."""
 
-    def __init__(self, sales: Sales, provider: PaymentProvider) -> None:
+    def __init__(self, sales: Sales, provider: PaymentProvider, limits: Limits, settings: Settings) -> None:
         self.sales = sales
         self.provider = provider
+        self.limits = limits
+        self._payment_rules = (
+            Rule("pay-order", *settings.limit_payments_order),
+            Rule("pay-user", *settings.limit_payments_user),
+            Rule("pay-address", *settings.limit_payments_address),
+        )
 
-    async def buy(self, sale_id: str, user_id: str, key: str, quantity: int) -> Outcome:
-        """Hold units for the buyer (a new order), or return the order this idempotency key made before."""
-        return await self.sales.reserve(sale_id, user_id, key, quantity)
+    async def buy(self, sale_id: str, buyer: Identity, key: str, quantity: int) -> Outcome:
+        """Hold units for the buyer (a new order), or return the order this idempotency key made before.
+        Only buyers the sale admits (its `buyers` rule: signed in by default) may."""
+        sale, _ = await self.sales.terms(sale_id)
+        check_buyer(sale, buyer.guest, buyer.phone_verified)
+        return await self.sales.reserve(sale_id, buyer.user_id, key, quantity)
 
-    async def get(self, order_id: str, user_id: str) -> tuple[Order, Sale]:
-        """The user's own order; another user's is refused with not_your_order."""
+    async def get(self, order_id: str, buyer: Identity) -> tuple[Order, Sale]:
+        """The buyer's own order (or one they made as a guest before signing in); another's is not_your_order."""
         order, sale = await self.sales.order(order_id)
-        if order.user_id != user_id:
+        if not buyer.owns(order.user_id):
             raise refused(Refusal.NOT_YOUR_ORDER)
         return order, sale
 
-    async def pay(self, order_id: str, user_id: str, card_number: str, key: str) -> Outcome:
+    async def pay(self, order_id: str, buyer: Identity, card_number: str, key: str, address: str) -> Outcome:
         """Authorize the card, mark the order paid, capture; or refuse, voiding the authorization.
-        The same key again returns the order this payment paid."""
-        order, sale = await self.get(order_id, user_id)
+        The same key again returns the order this payment paid. Each new attempt counts against the payment
+        limits of the order, the buyer and their address (card testing stops there)."""
+        order, sale = await self.get(order_id, buyer)
+        user_id = order.user_id
         if order.status == "paid" and order.payment_key == key and order.payment_ref:
             await self._capture(order, sale, order.payment_ref)  # the first attempt may have died before it
             return Outcome(order, sale, await self.sales.now())
@@ -81,6 +96,15 @@ class Checkout:
                 order.status, Refusal.HOLD_EXPIRED
             )
             raise refused(code)
+        order_rule, user_rule, address_rule = self._payment_rules
+        attempt = hashlib.sha256(f"{order_id}\n{key}\n{card_number}".encode()).hexdigest()[:24]
+        await self.limits.take(
+            "too many payment attempts",
+            (order_rule, order_id),
+            (user_rule, buyer.user_id),
+            (address_rule, address),
+            attempt=attempt,  # the same payment again (a retry, a double tap) is not another attempt
+        )
         amount = sale.price * order.quantity
         authorization = await self.provider.authorize(
             reference=order_id, key=key, amount=amount, currency=sale.currency, card_number=card_number
@@ -116,8 +140,9 @@ class Checkout:
             authorization_id, kind, order.id, sale.merchant_id, sale.price * order.quantity, sale.currency
         )
 
-    async def cancel(self, order_id: str, user_id: str) -> Outcome:
-        return await self.sales.cancel(order_id, user_id)
+    async def cancel(self, order_id: str, buyer: Identity) -> Outcome:
+        order, _ = await self.get(order_id, buyer)
+        return await self.sales.cancel(order_id, order.user_id)
 
     async def export(self, merchant_id: str, status: str | None = None) -> AsyncIterator[dict[str, Any]]:
         """The merchant's orders (optionally of one status) from the record, sale by sale, oldest first within a

@@ -158,7 +158,7 @@ class SalesLedger:
         # earlier point; then its terms (from Redis) make it again, and the backup goes on.
         await self.db.pool.executemany(
             f"WITH sale AS ({_INSERT_SALE}) INSERT INTO order_log (sale_id, stream_ids, changes, entries)"
-            " VALUES ($1, $14, $15, $16)",
+            " VALUES ($1, $15, $16, $17)",
             [(*_sale_values(b.sale, None), b.stream_ids, b.changes, b.entries) for b in batches],
         )
 
@@ -302,8 +302,8 @@ class SalesLedger:
 
 _INSERT_SALE = (
     "INSERT INTO sales (sale_id, merchant_id, room_id, show_id, product, price, currency, quantity,"
-    " per_user_limit, hold_ms, starts_at, ends_at, created_at)"
-    " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING"
+    " per_user_limit, hold_ms, starts_at, ends_at, created_at, buyers)"
+    " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING"
 )
 
 
@@ -403,6 +403,7 @@ def _sale_values(sale: Sale, show_id: str | None) -> tuple[Any, ...]:
         at(sale.starts_at),
         at(sale.ends_at),
         at(sale.created_at),
+        sale.buyers,
     )
 
 
@@ -435,6 +436,7 @@ def _sale(row: Record) -> Sale:
         currency=row["currency"],
         quantity=row["quantity"],
         per_user_limit=row["per_user_limit"],
+        buyers=row["buyers"],
         starts_at=ms(row["starts_at"]) or 0,
         ends_at=ms(row["ends_at"]) or 0,
         hold_ms=row["hold_ms"],

@@ -20,6 +20,7 @@ MIN_COUNTDOWN, MAX_COUNTDOWN = 10, 300  # seconds
 MAX_DURATION = 24 * 3600  # seconds
 MAX_HOLD = 3600  # seconds
 MAX_LEAD_DAYS = 30  # how far ahead a sale may be scheduled
+BUYERS = ("anyone", "signed_in", "verified_phone")  # who may buy in a sale; signed_in unless the host says
 _SALE_ID = re.compile(r"^s_[0-9a-f]{10}$")
 _ORDER_ID = re.compile(r"^(s_[0-9a-f]{10})\.[0-9a-f]{12}$")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,64}$")
@@ -42,6 +43,8 @@ class Refusal(StrEnum):
     ALREADY_PAID = "already_paid"
     ORDER_CANCELLED = "order_cancelled"
     PAYMENT_DECLINED = "payment_declined"
+    SIGN_IN_REQUIRED = "sign_in_required"
+    PHONE_REQUIRED = "phone_required"
 
     @property
     def status(self) -> int:
@@ -57,6 +60,8 @@ _STATUS = {
     Refusal.UNKNOWN_ORDER: 404,
     Refusal.NOT_YOUR_ORDER: 403,
     Refusal.PAYMENT_DECLINED: 402,
+    Refusal.SIGN_IN_REQUIRED: 403,
+    Refusal.PHONE_REQUIRED: 403,
 }
 
 
@@ -109,6 +114,7 @@ class Terms:
     currency: str
     quantity: int
     per_user_limit: int
+    buyers: str  # one of BUYERS
     starts_at: int  # ms since the epoch; 0 = start after countdown_ms
     countdown_ms: int
     duration_ms: int
@@ -125,6 +131,7 @@ class Sale:
     currency: str
     quantity: int
     per_user_limit: int
+    buyers: str
     starts_at: int
     ends_at: int
     hold_ms: int
@@ -146,6 +153,7 @@ class Sale:
             currency=fields["currency"],
             quantity=int(fields["quantity"]),
             per_user_limit=int(fields["per_user_limit"]),
+            buyers=fields.get("buyers", "signed_in"),
             starts_at=int(fields["starts_at"]),
             ends_at=int(fields["ends_at"]),
             hold_ms=int(fields["hold_ms"]),
@@ -180,6 +188,7 @@ class Sale:
             "currency": self.currency,
             "quantity": self.quantity,
             "per_user_limit": self.per_user_limit,
+            "buyers": self.buyers,
             "starts_at": self.starts_at,
             "ends_at": self.ends_at,
             "hold_seconds": self.hold_ms / 1000,
@@ -352,11 +361,28 @@ def terms_from(
         currency=product["currency"],
         quantity=quantity,
         per_user_limit=_int_field(body, "per_user_limit", 1, min(quantity, MAX_UNITS), default=1),
+        buyers=_buyers(body.get("buyers", "signed_in")),
         starts_at=starts_at,
         countdown_ms=countdown * 1000,
         duration_ms=_int_field(body, "duration_seconds", 1, MAX_DURATION) * 1000,
         hold_ms=_int_field(body, "hold_seconds", 1, MAX_HOLD, default=hold_seconds) * 1000,
     )
+
+
+def _buyers(value: object) -> str:
+    if not isinstance(value, str) or value not in BUYERS:
+        raise SaleRefused(Refusal.BAD_REQUEST, f"'buyers' must be one of {', '.join(BUYERS)}")
+    return value
+
+
+def check_buyer(sale: Sale, guest: bool, phone_verified: bool) -> None:
+    """May this buyer buy in this sale (its `buyers` rule)? A refusal that says what to do otherwise."""
+    if sale.buyers == "anyone":
+        return
+    if guest:
+        raise refused(Refusal.SIGN_IN_REQUIRED)
+    if sale.buyers == "verified_phone" and not phone_verified:
+        raise refused(Refusal.PHONE_REQUIRED)
 
 
 def check_quantity(value: object) -> int:
@@ -417,4 +443,6 @@ _MESSAGES = {
     ),
     Refusal.ALREADY_PAID: "This order is already paid.",
     Refusal.ORDER_CANCELLED: "This order was cancelled.",
+    Refusal.SIGN_IN_REQUIRED: "Sign in to buy in this sale: it is for signed-in shoppers only.",
+    Refusal.PHONE_REQUIRED: "Sign in with your phone number to buy in this sale: it is for verified phones only.",
 }

@@ -22,7 +22,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from server.errors import STORE_ERRORS, BadRequest, NotFound
-from server.http import error_response, identify, json_body, node_of, ok, require
+from server.http import client_address, error_response, identify, json_body, node_of, ok, require
 from server.protocol import PRESENTERS, STAFF, Role, now_ms
 from server.sales.checkout import EXPORT_FIELDS, ORDER_STATUSES
 from server.sales.records import Refusal, Sale, check_idempotency_key, check_quantity, refused, terms_from
@@ -196,14 +196,14 @@ async def purchase(request: Request) -> Response:
     identity = identify(request)
     key = check_idempotency_key(request.headers.get("idempotency-key"))
     quantity = check_quantity((await json_body(request, optional=True)).get("quantity", 1))
-    outcome = await node_of(request).checkout.buy(request.path_params["sale_id"], identity.user_id, key, quantity)
+    outcome = await node_of(request).checkout.buy(request.path_params["sale_id"], identity, key, quantity)
     return ok(outcome.order.public(outcome.sale, outcome.now), 201 if outcome.created else 200)
 
 
 async def order(request: Request) -> Response:
     """GET /api/orders/{order_id}: the caller's own order."""
     identity = identify(request)
-    found, sale_terms = await node_of(request).checkout.get(request.path_params["order_id"], identity.user_id)
+    found, sale_terms = await node_of(request).checkout.get(request.path_params["order_id"], identity)
     return ok(found.public(sale_terms, now_ms()))
 
 
@@ -215,14 +215,15 @@ async def pay(request: Request) -> Response:
     card = (await json_body(request, optional=True)).get("card_number")
     if not isinstance(card, str) or len(card) > 40:
         raise BadRequest("'card_number' must be the card number as a string")
-    outcome = await node_of(request).checkout.pay(request.path_params["order_id"], identity.user_id, card, key)
+    order_id = request.path_params["order_id"]
+    outcome = await node_of(request).checkout.pay(order_id, identity, card, key, client_address(request))
     return ok(outcome.order.public(outcome.sale, outcome.now))
 
 
 async def cancel(request: Request) -> Response:
     """POST /api/orders/{order_id}/cancel: give a held order up; its units go back on sale."""
     identity = identify(request)
-    outcome = await node_of(request).checkout.cancel(request.path_params["order_id"], identity.user_id)
+    outcome = await node_of(request).checkout.cancel(request.path_params["order_id"], identity)
     return ok(outcome.order.public(outcome.sale, outcome.now))
 
 

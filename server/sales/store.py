@@ -74,6 +74,7 @@ def _terms_fields(terms: Terms | Sale) -> dict[str, str | int]:
         "price": terms.price,
         "currency": terms.currency,
         "per_user_limit": terms.per_user_limit,
+        "buyers": terms.buyers,
         "hold_ms": terms.hold_ms,
     }
 

@@ -56,6 +56,9 @@ export const LATEST_VALUE_KEYS = Object.freeze({
 });
 
 /** Client -> server commands (docs/protocol.md, "Client -> server"). */
+/** The first frame a client sends on a room socket: {type: AUTH, token}. A token never goes in the URL. */
+export const AUTH = "auth";
+
 export const Command = Object.freeze({
   CHAT_SEND: "chat.send",
   LIKE: "like",
@@ -101,8 +104,10 @@ export const CloseCode = Object.freeze({
   TRY_AGAIN_LATER: 1013,
   TOO_SLOW: 4000,
   FLOODING: 4029,
+  TOO_MANY_CONNECTIONS: 4030,
   INVALID_TOKEN: 4500,
   FORBIDDEN_ORIGIN: 4501,
+  SIGNED_OUT: 4503,
   UNKNOWN_ROOM: 4504,
 });
 
@@ -112,6 +117,8 @@ const CLOSE_MEANINGS = {
   [CloseCode.TRY_AGAIN_LATER]: "the server is briefly unavailable",
   [CloseCode.TOO_SLOW]: "the connection fell behind",
   [CloseCode.FLOODING]: "too many messages were sent",
+  [CloseCode.TOO_MANY_CONNECTIONS]: "this room is open in too many tabs or devices",
+  [CloseCode.SIGNED_OUT]: "you were signed out",
   [CloseCode.INVALID_TOKEN]: "the sign-in expired or is not valid",
   [CloseCode.FORBIDDEN_ORIGIN]: "this page may not join the room",
   [CloseCode.UNKNOWN_ROOM]: "this room does not exist",
@@ -133,6 +140,7 @@ export function wire() {
     events: { durable: [...DURABLE_EVENTS].sort(), latest: { ...LATEST_VALUE_KEYS } },
     sale_events: [...SALE_EVENTS],
     sale_statuses: [...SALE_STATUSES],
+    auth: AUTH,
     commands: Object.values(Command).sort(),
     error_codes: Object.values(ErrorCode)
       .filter((code) => !CLIENT_ERROR_CODES.has(code))

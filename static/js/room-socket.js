@@ -1,7 +1,7 @@
 // One room WebSocket that stays open: it reconnects with backoff and jitter, resumes with
 // since/epoch, drops durable events it already applied (by offset) and reports everything else.
 
-import { CloseCode, ErrorCode, Event, mayReconnect } from "./protocol.js";
+import { AUTH, CloseCode, ErrorCode, Event, mayReconnect } from "./protocol.js";
 
 /** Connection states of a RoomSocket. */
 export const SocketState = Object.freeze({
@@ -31,7 +31,8 @@ export function backoffDelay(attempt, floor = 0) {
  *  - onEvent(event): one event to apply, in order; durable events arrive exactly once
  *  - onState(state, detail): SocketState changes; detail has {code, reason, delay, attempt}
  *  - onReply(reply): every ack/error (requests resolve their own promises too)
- *  - refreshToken(): called after close 4500; may return a new token (or a promise of one)
+ *  - refreshToken(rejected): called after close 4500 with the token the server refused; returns a fresh one (or a
+ *    promise of one); without one the socket closes
  */
 export class RoomSocket {
   constructor({ roomId, token, base = location, onSnapshot, onEvent, onState, onReply, refreshToken }) {
@@ -111,12 +112,13 @@ export class RoomSocket {
 
   _url() {
     const scheme = this.base.protocol === "https:" ? "wss:" : "ws:";
-    const query = new URLSearchParams({ token: this.token });
+    const query = new URLSearchParams();
     if (this.offset !== null && this.epoch !== null) {
       query.set("since", String(this.offset));
       query.set("epoch", this.epoch);
     }
-    return `${scheme}//${this.base.host}/ws/rooms/${encodeURIComponent(this.roomId)}?${query}`;
+    const search = query.toString() ? `?${query}` : "";
+    return `${scheme}//${this.base.host}/ws/rooms/${encodeURIComponent(this.roomId)}${search}`;
   }
 
   _connect() {
@@ -125,6 +127,7 @@ export class RoomSocket {
     const ws = new WebSocket(this._url());
     this._ws = ws;
     let first = true;
+    ws.onopen = () => ws.send(JSON.stringify({ type: AUTH, token: this.token })); // never in the URL
     ws.onmessage = (message) => {
       if (ws !== this._ws) return;
       let frame;
@@ -154,13 +157,23 @@ export class RoomSocket {
     if (this.state === SocketState.CLOSED) return;
     if (code === CloseCode.INVALID_TOKEN && this.refreshToken) {
       this._setState(SocketState.RECONNECTING, { code, reason, delay: 0, attempt: this.attempt });
-      Promise.resolve(this.refreshToken())
-        .then((token) => {
-          if (!token) throw new Error("no token");
-          this.token = token;
-          this._schedule(backoffDelay(this.attempt++, 0), code, reason);
-        })
-        .catch(() => this._setState(SocketState.CLOSED, { code, reason }));
+      Promise.resolve()
+        .then(() => this.refreshToken(this.token))
+        .then(
+          (token) => {
+            if (this.state === SocketState.CLOSED) return;
+            if (!token) {
+              this._setState(SocketState.CLOSED, { code, reason }); // signed out: nothing to come back with
+              return;
+            }
+            this.token = token;
+            this._schedule(backoffDelay(this.attempt++, 0), code, reason);
+          },
+          () => {
+            // the refresh itself failed (offline, server busy): come back later and be refused again, then retry it
+            if (this.state !== SocketState.CLOSED) this._schedule(backoffDelay(this.attempt++, 1000), code, reason);
+          },
+        );
       return;
     }
     if (!mayReconnect(code)) {

@@ -1,6 +1,6 @@
 // The viewer room: video, the "now presenting" card with its flash sale, checkout, the bag, chat and hearts.
 
-import { ApiError, api, guest, randomKey } from "./api.js";
+import { ApiError, Session, api, destinationOf, randomKey, storage } from "./api.js";
 import { appendLine, chatLine, removeLine, scrollToEnd } from "./chat-view.js";
 import {
   CloseCode,
@@ -13,7 +13,7 @@ import {
 } from "./protocol.js";
 import { RoomSocket, SocketState } from "./room-socket.js";
 import { RoomState, saleStatus } from "./room-state.js";
-import { $, clock, compact, copyText, h, money, safeImage, text, toast } from "./ui.js";
+import { $, clock, compact, copyText, h, money, safeImage, sentence, text, toast } from "./ui.js";
 import { watch } from "./webrtc.js";
 
 const roomId = new URLSearchParams(location.search).get("room") || "demo";
@@ -27,44 +27,73 @@ const HEART_SHADES = 6; // --heart-1 … --heart-6 in base.css
 const STATUS_LABELS = { live: "Live", scheduled: "Soon", ended: "Ended" };
 
 const room = new RoomState({ chatLimit: MAX_CHAT_NODES });
-const state = { guest: null, quantity: 1 };
+// switching: the shopper signs in or out on purpose; the old session's end (socket 4503) is not news
+const state = { quantity: 1, switching: false };
+// The shopper's session (localStorage: it outlives the tab); a guest one until they sign in.
+const session = new Session(storage("local"), "livecart.session");
 
 let socket = null;
 
 // --- start -----------------------------------------------------------------------------------
 
+/** A fresh access token of the shopper's session; a new guest session when there is none (or it ended). */
+async function viewerToken({ rejected } = {}) {
+  const token = await session.token({ rejected });
+  if (token) return token;
+  await session.guest();
+  return session.token();
+}
+
 async function start() {
+  renderAccount();
+  let token;
   try {
-    state.guest = await guest();
+    token = await viewerToken();
   } catch (error) {
     showPoster("We couldn't reach the shop", error.message);
     return;
   }
+  openSocket(token);
+  window.livecart = { get socket() { return socket; }, room, session };
+  setInterval(tick, 250);
+}
+
+/** (Re)join the room on a new socket with this token: a fresh snapshot. */
+function openSocket(token) {
+  socket?.close();
   socket = new RoomSocket({
     roomId,
-    token: state.guest.token,
+    token,
     onSnapshot: render,
     onEvent: apply,
     onState: connectionChanged,
-    refreshToken: async () => {
-      state.guest = await guest({ renew: true });
-      return state.guest.token;
-    },
+    refreshToken: (rejected) => viewerToken({ rejected }),
   });
-  window.livecart = { socket, room, state };
   socket.open();
-  setInterval(tick, 250);
+}
+
+/** The shopper changed (signed in or out): the room socket and the video carry the new session's token. */
+async function rejoin() {
+  openSocket(await viewerToken());
+  if (viewing.session) {
+    stopWatching();
+    renderStream();
+  }
 }
 
 function connectionChanged(status, detail) {
   stage.dataset.connection = status;
   const banner = $("#connection");
   banner.classList.toggle("failed", status === SocketState.CLOSED);
+  $("#connection-actions").hidden = true;
   if (status === SocketState.RECONNECTING) {
-    text($("#connection-text"), "Reconnecting…");
+    const crowded = detail.code === CloseCode.TOO_MANY_CONNECTIONS;
+    text($("#connection-text"), crowded ? "This room is open in too many tabs: retrying…" : "Reconnecting…");
     banner.hidden = false;
   } else if (status === SocketState.OPEN) {
     banner.hidden = true;
+  } else if (status === SocketState.CLOSED && detail.code === CloseCode.SIGNED_OUT) {
+    signedOut();
   } else if (status === SocketState.CLOSED && detail.code !== CloseCode.NORMAL) {
     if (detail.code === CloseCode.UNKNOWN_ROOM) {
       showPoster("This show doesn't exist", "Check the link you were given.");
@@ -75,6 +104,28 @@ function connectionChanged(status, detail) {
     }
   }
 }
+
+/** The server ended this socket's session: carry on if this browser has signed in since, else say so. */
+async function signedOut() {
+  if (state.switching) return; // signing in ends the guest's session: the new one rejoins
+  const closed = socket;
+  const token = await session.token().catch(() => null);
+  if (socket !== closed) return;
+  if (token && token !== closed.token) {
+    rejoin(); // signed in (or out) meanwhile, in this tab or another
+    return;
+  }
+  state.switching = true; // the banner says it: no toast too
+  session.forget();
+  state.switching = false;
+  stopWatching();
+  text($("#connection-text"), "You were signed out.");
+  $("#connection-actions").hidden = false;
+  $("#connection").hidden = false;
+}
+
+$("#connection-signin").addEventListener("click", () => openSignIn());
+$("#connection-guest").addEventListener("click", () => rejoin().catch((error) => toast(toasts, error.message)));
 
 function showPoster(title, note) {
   text($("#poster-title"), title);
@@ -195,22 +246,22 @@ async function startWatching() {
   viewing.starting = true;
   clearTimeout(viewing.retry);
   try {
-    const session = await watch(roomId, state.guest.token, (stream) => {
+    const watching = await watch(roomId, viewerToken, (stream) => {
       if (video.srcObject !== stream) video.srcObject = stream;
       play();
     });
-    viewing.session = session;
+    viewing.session = watching;
     let lost = null;
-    session.pc.addEventListener("connectionstatechange", () => {
-      const pcState = session.pc.connectionState;
+    watching.pc.addEventListener("connectionstatechange", () => {
+      const pcState = watching.pc.connectionState;
       if (pcState === "connected") {
         viewing.attempt = 0;
         clearTimeout(lost);
       } else if (pcState === "failed") {
-        restartWatching(session);
+        restartWatching(watching);
       } else if (pcState === "disconnected") {
         clearTimeout(lost);
-        lost = setTimeout(() => restartWatching(session), 4000);
+        lost = setTimeout(() => restartWatching(watching), 4000);
       }
     });
   } catch (error) {
@@ -372,9 +423,32 @@ function renderBuyButton(sale, status) {
   const labels = { scheduled: "Soon", sold_out: "Sold out" };
   if (status === "live" && sale.available <= 0) labels.live = "Claimed";
   const label = labels[status] || "Buy";
+  const needs = label === "Buy" ? buyerNeeds(sale) : null;
   button.disabled = label !== "Buy";
-  text(button, label);
+  button.dataset.needs = needs || "";
+  text(button, needs ? NEEDS[needs].button : label);
 }
+
+/** What the shopper must do before buying in this sale: "sign_in", "phone", or null (they may buy). */
+function buyerNeeds(sale) {
+  const user = session.user;
+  if (sale.buyers === "anyone") return null;
+  if (!user || user.guest) return "sign_in";
+  if (sale.buyers === "verified_phone" && !user.phone_verified) return "phone";
+  return null;
+}
+
+const NEEDS = {
+  sign_in: {
+    button: "Sign in to buy",
+    reason: "This deal is for signed-in shoppers. Sign in with your email or phone number to buy: we send you a code.",
+  },
+  phone: {
+    button: "Verify phone to buy",
+    reason: "This deal is for verified phone numbers. Sign in with your phone number to buy: we text you a code.",
+  },
+};
+const REFUSED_NEEDS = { sign_in_required: "sign_in", phone_required: "phone" };
 
 function tick() {
   if (!socket || !room.id) return;
@@ -419,6 +493,11 @@ const REFUSAL_TITLES = {
 
 async function buy(sale, quantity) {
   if (checkout.step === "reserving") return;
+  const needs = buyerNeeds(sale);
+  if (needs) {
+    askToSignIn(needs, sale, quantity);
+    return;
+  }
   Object.assign(checkout, { sale, order: null, key: randomKey("buy_"), quantity });
   setStep("reserving");
   const product = sale.product;
@@ -432,15 +511,26 @@ async function buy(sale, quantity) {
     const order = await retrying(() =>
       api(`/api/sales/${encodeURIComponent(sale.id)}/purchases`, {
         method: "POST",
-        token: state.guest.token,
+        session,
         body: { quantity },
         headers: { "Idempotency-Key": checkout.key },
       }),
     );
     holdStarted(orderOf(order));
   } catch (error) {
-    failed(error);
+    if (REFUSED_NEEDS[error.code]) {
+      resetCheckout();
+      closeSheets();
+      askToSignIn(REFUSED_NEEDS[error.code], sale, quantity);
+    } else {
+      failed(error);
+    }
   }
+}
+
+/** Open the sign-in dialog saying why; once signed in, the purchase is tried again. */
+function askToSignIn(needs, sale, quantity) {
+  openSignIn({ reason: NEEDS[needs].reason, then: () => buy(room.sales.get(sale.id) || sale, quantity) });
 }
 
 /** Retry a request that is safe to repeat (same Idempotency-Key) when the network or server hiccups. */
@@ -504,7 +594,7 @@ $("#pay-form").addEventListener("submit", async (submit) => {
     const paid = await retrying(() =>
       api(`/api/orders/${encodeURIComponent(checkout.order.order_id)}/payment`, {
         method: "POST",
-        token: state.guest.token,
+        session,
         body: { card_number: card },
         headers: { "Idempotency-Key": key },
       }),
@@ -530,7 +620,7 @@ $("#cancel-order").addEventListener("click", async () => {
   closeSheets();
   if (!order) return;
   try {
-    await api(`/api/orders/${encodeURIComponent(order.order_id)}/cancel`, { method: "POST", token: state.guest.token });
+    await api(`/api/orders/${encodeURIComponent(order.order_id)}/cancel`, { method: "POST", session });
     toast(toasts, "Reservation cancelled: you were not charged.");
   } catch {
     // it expires by itself
@@ -647,7 +737,7 @@ $("#ended-bag").addEventListener("click", () => openSheet("#bag-sheet"));
 // --- chat ------------------------------------------------------------------------------------------
 
 function addChat(message) {
-  const mine = Boolean(state.guest) && message.user_id === state.guest.user.id;
+  const mine = Boolean(session.user) && message.user_id === session.user.id;
   appendLine(chatList, chatLine(message, { mine }), MAX_CHAT_NODES);
 }
 
@@ -672,9 +762,7 @@ const CHAT_REFUSALS = {
 };
 
 function chatRefusal(error) {
-  if (CHAT_REFUSALS[error.code]) return CHAT_REFUSALS[error.code];
-  const message = error.message || "Not sent.";
-  return message.charAt(0).toUpperCase() + message.slice(1) + ".";
+  return CHAT_REFUSALS[error.code] || sentence(error.message || "Not sent");
 }
 
 $("#chat-form").addEventListener("submit", async (submit) => {
@@ -751,6 +839,139 @@ $("#share").addEventListener("click", async () => {
   const link = `${location.origin}/room.html?room=${encodeURIComponent(roomId)}`;
   const copied = await copyText(link);
   toast(toasts, copied ? "Link copied: share it with a friend" : link, { kind: copied ? "ok" : "info" });
+});
+
+// --- signing in: the header's account button and the sign-in dialog ----------------------------------------
+
+const dialog = $("#signin");
+const signin = { destination: null, then: null }; // where the code went; what to do once signed in
+const SIGN_IN_REASON = "Sign in with your email or phone number: we send you a code, no password needed.";
+
+function renderAccount() {
+  const user = session.user;
+  const member = Boolean(user && !user.guest);
+  const button = $("#account");
+  button.dataset.signedIn = String(member);
+  text($("#account-name"), member ? user.name : "Sign in");
+  text($("#account-initial"), member ? user.name.trim().charAt(0).toUpperCase() : "");
+  button.setAttribute("aria-label", member ? `Signed in as ${user.name}: account` : "Sign in");
+  if (room.id) renderCard();
+}
+
+let account = session.user;
+session.onChange((user) => {
+  const wasMember = Boolean(account && !account.guest);
+  account = user;
+  renderAccount();
+  if (wasMember && !user && !state.switching) toast(toasts, "You were signed out.", { kind: "error" });
+});
+
+$("#account").addEventListener("click", () => {
+  const user = session.user;
+  if (user && !user.guest) {
+    text($("#signin-who"), user.name);
+    showSignInStep("account");
+    dialog.showModal();
+  } else {
+    openSignIn();
+  }
+});
+
+/** Open the dialog at its first step; `then` runs once the shopper has signed in. */
+function openSignIn({ reason = SIGN_IN_REASON, then = null } = {}) {
+  text($("#signin-reason"), reason);
+  showSignInStep("destination");
+  if (!dialog.open) dialog.showModal();
+  signin.then = then;
+  $("#signin-destination").focus();
+}
+
+function showSignInStep(step) {
+  dialog.dataset.step = step;
+  $("#signin-error").hidden = true;
+}
+
+function signInError(error) {
+  text($("#signin-error"), sentence(error.message || "That didn't work"));
+  $("#signin-error").hidden = false;
+}
+
+/** Run a form's action with its submit button disabled; errors are shown in the dialog. */
+async function submitting(form, action) {
+  const button = form.querySelector("button[type=submit]");
+  button.disabled = true;
+  $("#signin-error").hidden = true;
+  try {
+    await action();
+  } catch (error) {
+    signInError(error);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+dialog.addEventListener("close", () => {
+  signin.then = null;
+});
+dialog.addEventListener("click", (click) => {
+  if (click.target === dialog) dialog.close(); // a tap on the backdrop
+});
+$("#signin-close").addEventListener("click", () => dialog.close());
+
+$("#signin-send").addEventListener("submit", (submit) => {
+  submit.preventDefault();
+  submitting(submit.currentTarget, async () => {
+    const destination = destinationOf($("#signin-destination").value);
+    const sent = await session.sendCode(destination);
+    signin.destination = destination;
+    const minutes = Math.max(1, Math.round(sent.expires_in / 60));
+    text($("#signin-sent"), `We sent a 6-digit code to ${sent.sent_to}. It works for ${minutes} minutes.`);
+    $("#inbox-link").href = `/inbox.html?${new URLSearchParams(destination)}`;
+    $("#signin-code").value = "";
+    showSignInStep("code");
+    $("#signin-code").focus();
+  });
+});
+
+$("#signin-verify").addEventListener("submit", async (submit) => {
+  submit.preventDefault();
+  let signedIn = null;
+  let then = null;
+  state.switching = true; // signing in ends the guest's session, and closes its socket: not news to show
+  try {
+    await submitting(submit.currentTarget, async () => {
+      signedIn = await session.signIn(signin.destination, $("#signin-code").value);
+      then = signin.then;
+      dialog.close();
+    });
+    if (!signedIn) return;
+    toast(toasts, `Signed in as ${signedIn.user.name}`, { kind: "ok" });
+    await rejoin();
+    then?.();
+  } catch (error) {
+    toast(toasts, error.message, { kind: "error" });
+  } finally {
+    state.switching = false;
+  }
+});
+
+$("#signin-back").addEventListener("click", () => {
+  showSignInStep("destination");
+  $("#signin-destination").focus();
+});
+
+$("#sign-out").addEventListener("click", async () => {
+  dialog.close();
+  state.switching = true; // signing out on purpose: no "you were signed out" notice
+  try {
+    await session.signOut();
+    await rejoin(); // as a new guest
+    toast(toasts, "Signed out");
+  } catch (error) {
+    toast(toasts, error.message, { kind: "error" });
+  } finally {
+    state.switching = false;
+  }
 });
 
 start();

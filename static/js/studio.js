@@ -1,27 +1,30 @@
-// The host studio: sign in with a host token, camera preview, go live (WHIP), the product bag,
+// The host studio: sign in (a single-use login link, or a code), camera preview, go live (WHIP), the product bag,
 // flash sales with live stock, chat moderation, the show's live numbers and past shows.
 
-import { ApiError, api } from "./api.js";
+import { ApiError, Session, api, destinationOf, storage } from "./api.js";
 import { appendLine, chatLine, removeLine, roleBadge, scrollToEnd } from "./chat-view.js";
 import { CloseCode, Command, Event, SALE_EVENTS, closeMeaning } from "./protocol.js";
 import { RoomSocket, SocketState } from "./room-socket.js";
 import { RoomState, saleStatus } from "./room-state.js";
-import { $, clock, compact, h, minorPerUnit, money, safeImage, text, toast } from "./ui.js";
+import { $, clock, compact, h, minorPerUnit, money, safeImage, sentence, text, toast } from "./ui.js";
 import { publish } from "./webrtc.js";
 
-const TOKEN_KEY = "livecart.hostToken";
 const STATS_INTERVAL_MS = 4000;
 const REPUBLISH_WINDOW_MS = 15000; // how long Go live retries while the previous stream is still ending
 const MAX_CHAT_NODES = 300;
 const SALE_LABELS = { scheduled: "Starts soon", live: "Live", sold_out: "Sold out", ended: "Ended" };
+const BUYER_LABELS = { anyone: "anyone", signed_in: "signed-in shoppers", verified_phone: "verified phones" };
 
 const roomId = new URLSearchParams(location.search).get("room") || "demo";
 const toasts = $("#toasts");
 
 const room = new RoomState({ chatLimit: MAX_CHAT_NODES });
+// The staff member's session: sessionStorage, so it ends with the tab (a shared computer in a shop).
+const session = new Session(storage("session"), "livecart.studio");
 const state = {
-  token: null,
   me: null,
+  role: null, // the signed-in person's role in this room's shop: admin, host or moderator
+  destination: null, // where the sign-in code went
   products: [],
   showId: null, // the room's open show (GET …/stats), null while not live
   peak: 0, // the open show's peak: the server's, raised by the viewer counts this socket sees
@@ -33,75 +36,136 @@ let socket = null;
 
 // --- signing in ----------------------------------------------------------------------------------
 
-function takeToken() {
+const LINK_REFUSED =
+  "This login link can't be used: it was used already, has expired, or isn't valid. Ask your shop's admin for a new " +
+  "one, or sign in with a code below.";
+
+/** The single-use login ticket in the address's fragment (#login=…), taken out of the address bar and history. */
+function takeTicket() {
   const fragment = new URLSearchParams(location.hash.slice(1));
-  const fromUrl = fragment.get("token");
-  if (fromUrl) {
-    sessionStorage.setItem(TOKEN_KEY, fromUrl);
-    history.replaceState(null, "", location.pathname + location.search); // out of the address bar and history
+  if (fragment.has("login") || fragment.has("token")) {
+    history.replaceState(null, "", location.pathname + location.search);
   }
-  return sessionStorage.getItem(TOKEN_KEY);
+  return fragment.get("login");
 }
 
-function showSignIn(message) {
+/** Show the sign-in card at a step: "email", "code", "busy" or "refused" (signed in, but not staff here). */
+function showSignIn(step, message) {
   $("#studio").hidden = true;
   $("#signin").hidden = false;
+  $("#signin-card").dataset.step = step;
   $("#signin-error").hidden = !message;
   text($("#signin-error"), message || "");
-  $("#signin-token").focus();
+  if (step === "email") $("#signin-destination").focus();
+  if (step === "code") $("#signin-code").focus();
 }
 
-$("#signin-form").addEventListener("submit", (submit) => {
+/** Run a sign-in form's action with its button disabled; errors shown on the card. */
+async function submitting(form, action) {
+  const button = form.querySelector("button[type=submit]");
+  button.disabled = true;
+  $("#signin-error").hidden = true;
+  try {
+    await action();
+  } catch (error) {
+    text($("#signin-error"), sentence(error.message || "That didn't work"));
+    $("#signin-error").hidden = false;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+$("#signin-send").addEventListener("submit", (submit) => {
   submit.preventDefault();
-  const token = $("#signin-token").value.trim();
-  if (!token) return;
-  sessionStorage.setItem(TOKEN_KEY, token);
-  $("#signin-token").value = "";
-  start();
+  submitting(submit.currentTarget, async () => {
+    const destination = destinationOf($("#signin-destination").value);
+    const sent = await session.sendCode(destination);
+    state.destination = destination;
+    const minutes = Math.max(1, Math.round(sent.expires_in / 60));
+    text($("#signin-sent"), `We sent a 6-digit code to ${sent.sent_to}. It works for ${minutes} minutes.`);
+    $("#inbox-link").href = `/inbox.html?${new URLSearchParams(destination)}`;
+    $("#signin-code").value = "";
+    showSignIn("code");
+  });
+});
+
+$("#signin-verify").addEventListener("submit", (submit) => {
+  submit.preventDefault();
+  submitting(submit.currentTarget, async () => {
+    await session.signIn(state.destination, $("#signin-code").value);
+    signedIn();
+  });
+});
+
+$("#signin-back").addEventListener("click", () => showSignIn("email"));
+
+$("#signin-other").addEventListener("click", async () => {
+  await session.signOut();
+  showSignIn("email");
 });
 
 $("#sign-out").addEventListener("click", async () => {
   await goOffline({ end: false });
-  sessionStorage.removeItem(TOKEN_KEY);
+  await session.signOut();
   location.reload();
 });
 
+addEventListener("hashchange", () => {
+  if (new URLSearchParams(location.hash.slice(1)).has("login")) location.reload(); // a login link pasted in
+});
+
+/** Signed in from the card: start the studio (a fresh page when it had started before, as someone else). */
+function signedIn() {
+  if (socket) location.reload();
+  else start();
+}
+
 async function start() {
-  state.token = takeToken();
-  if (!state.token) {
-    showSignIn();
+  const ticket = takeTicket();
+  if (ticket) {
+    showSignIn("busy");
+    try {
+      await session.redeemLink(ticket);
+    } catch (error) {
+      showSignIn("email", error.status === 401 || error.status === 400 ? LINK_REFUSED : sentence(error.message));
+      return;
+    }
+  }
+  if (!session.user) {
+    showSignIn("email");
     return;
   }
+  showSignIn("busy");
   try {
-    state.me = await api("/api/me", { token: state.token });
+    state.me = await api("/api/me", { session });
     room.load({ room: await api(`/api/rooms/${encodeURIComponent(roomId)}`) });
   } catch (error) {
     if (error.status === 401) {
-      sessionStorage.removeItem(TOKEN_KEY);
-      showSignIn("This token isn't valid or has expired. Ask your shop's admin for a new one.");
+      session.forget();
+      showSignIn("email", "Your sign-in has ended. Sign in again.");
     } else if (error.status === 404) {
-      showSignIn(`There is no room "${roomId}".`);
+      showSignIn("refused", `There is no room "${roomId}".`);
     } else {
-      showSignIn(error.message);
+      showSignIn("email", sentence(error.message));
     }
     return;
   }
-  if (state.me.role === "viewer" || state.me.merchant_id !== room.merchantId) {
-    sessionStorage.removeItem(TOKEN_KEY);
-    showSignIn(`This token can't host "${room.title}": it isn't a host token of this room's shop.`);
+  state.role = state.me.roles[room.merchantId] || null;
+  if (!state.role) {
+    showSignIn("refused", `You're not on the staff of this shop (@${room.merchantId}), signed in as ${state.me.name}.`);
     return;
   }
   $("#signin").hidden = true;
   $("#studio").hidden = false;
   text($("#room-title"), room.title);
-  text($("#room-meta"), `${state.me.name} · @${room.merchantId} · room ${roomId}`);
+  text($("#room-meta"), `${state.me.name} (${state.role}) · @${room.merchantId} · room ${roomId}`);
   $("#open-room").href = `/room.html?room=${encodeURIComponent(roomId)}`;
   document.title = `${room.title} · Studio · livecart`;
 
   const merchant = encodeURIComponent(room.merchantId);
   const [products, blocklist] = await Promise.all([
-    api(`/api/merchants/${merchant}/products`, { token: state.token }).catch(() => []),
-    api(`/api/merchants/${merchant}/blocklist`, { token: state.token }).catch(() => ({ words: [] })),
+    api(`/api/merchants/${merchant}/products`, { session }).catch(() => []),
+    api(`/api/merchants/${merchant}/blocklist`, { session }).catch(() => ({ words: [] })),
   ]);
   state.products = products;
   state.blocklist = blocklist.words;
@@ -109,12 +173,13 @@ async function start() {
 
   socket = new RoomSocket({
     roomId,
-    token: state.token,
+    token: await session.token(),
     onSnapshot: render,
     onEvent: apply,
     onState: connectionChanged,
+    refreshToken: (rejected) => session.token({ rejected }),
   });
-  window.livecart = { socket, room, state };
+  window.livecart = { socket, room, state, session };
   socket.open();
   startCamera();
   refreshStats();
@@ -129,8 +194,12 @@ function connectionChanged(status, detail) {
   } else if (status === SocketState.OPEN && socket.reconnects) {
     toast(toasts, "Reconnected", { kind: "ok" });
   } else if (status === SocketState.CLOSED && detail.code === CloseCode.INVALID_TOKEN) {
-    sessionStorage.removeItem(TOKEN_KEY);
-    showSignIn("Your token expired. Sign in again.");
+    goOffline({ end: false });
+    showSignIn("email", "Your sign-in has ended. Sign in again.");
+  } else if (status === SocketState.CLOSED && detail.code === CloseCode.SIGNED_OUT) {
+    session.forget();
+    goOffline({ end: false });
+    showSignIn("email", "You were signed out. Sign in again to go on.");
   } else if (status === SocketState.CLOSED && detail.code !== CloseCode.NORMAL) {
     toast(toasts, `Disconnected: ${closeMeaning(detail.code)}.`, { kind: "error", ms: 10000 });
   }
@@ -277,7 +346,7 @@ async function goLive() {
   const deadline = Date.now() + REPUBLISH_WINDOW_MS;
   for (let attempt = 0; live.intent; attempt++) {
     try {
-      live.session = await publish(roomId, state.token, live.stream);
+      live.session = await publish(roomId, () => session.token(), live.stream);
       break;
     } catch (error) {
       const busy = error instanceof ApiError && error.code === "already_publishing";
@@ -529,12 +598,13 @@ $("#sale-form").addEventListener("submit", async (submit) => {
     per_user_limit: Math.min(Number($("#sale-limit").value), quantity),
     countdown_seconds: Number($("#sale-countdown").value),
     duration_seconds: Number($("#sale-duration").value),
+    buyers: $("#sale-buyers").value,
   };
   try {
     const merchant = encodeURIComponent(room.merchantId);
     const sale = await api(`/api/merchants/${merchant}/rooms/${encodeURIComponent(roomId)}/sales`, {
       method: "POST",
-      token: state.token,
+      session,
       body,
     });
     room.putSale(sale);
@@ -555,7 +625,7 @@ async function endSale(sale) {
     const merchant = encodeURIComponent(room.merchantId);
     const ended = await api(`/api/merchants/${merchant}/sales/${encodeURIComponent(sale.id)}/end`, {
       method: "POST",
-      token: state.token,
+      session,
     });
     room.putSale(ended);
     renderSales();
@@ -615,6 +685,7 @@ function saleItem(sale) {
           {},
           h("strong", {}, money(sale.price, sale.currency)),
           ` · was ${money(sale.product.price, sale.currency)} · limit ${sale.per_user_limit} each`,
+          ` · ${BUYER_LABELS[sale.buyers] || sale.buyers}`,
         ),
       ),
       parts.status,
@@ -668,7 +739,7 @@ async function refreshStats() {
   try {
     const merchant = encodeURIComponent(room.merchantId);
     const stats = await api(`/api/merchants/${merchant}/rooms/${encodeURIComponent(roomId)}/stats`, {
-      token: state.token,
+      session,
     });
     renderShow(stats);
     renderPastShows(stats.shows);
@@ -867,7 +938,7 @@ async function saveBlocklist(words) {
   try {
     const saved = await api(`/api/merchants/${encodeURIComponent(room.merchantId)}/blocklist`, {
       method: "PUT",
-      token: state.token,
+      session,
       body: { words },
     });
     state.blocklist = saved.words;

@@ -109,3 +109,10 @@ export async function copyText(value) {
     return copied;
   }
 }
+
+/** A server message as a sentence: "that code isn't right" -> "That code isn't right." */
+export function sentence(message) {
+  const value = String(message || "").trim();
+  if (!value) return "";
+  return value.charAt(0).toUpperCase() + value.slice(1) + (/[.!?…]$/.test(value) ? "" : ".");
+}

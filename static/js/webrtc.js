@@ -1,5 +1,6 @@
 // WHIP (publish) and WHEP (watch) from the browser: one SDP offer with every ICE candidate in it,
 // POSTed as application/sdp; 201 brings the answer and the session URL (Location) to DELETE at the end.
+// `auth` is a function that resolves with a fresh access token (Session.token): asked for each request.
 
 import { ApiError, readResponse } from "./api.js";
 
@@ -63,9 +64,10 @@ function gathered(pc) {
   });
 }
 
-async function negotiate(pc, url, token) {
+async function negotiate(pc, url, auth) {
   await pc.setLocalDescription(await pc.createOffer());
   await gathered(pc);
+  const token = await auth();
   let response;
   try {
     response = await fetch(url, {
@@ -88,10 +90,10 @@ async function negotiate(pc, url, token) {
 
 /** A WHIP or WHEP session: its peer connection and the URL that ends it. */
 export class StreamSession {
-  constructor(pc, location, token) {
+  constructor(pc, location, auth) {
     this.pc = pc;
     this.location = location;
-    this.token = token;
+    this.auth = auth;
     this.stopped = false;
   }
 
@@ -101,7 +103,8 @@ export class StreamSession {
     this.stopped = true;
     this.pc.close();
     try {
-      await fetch(this.location, { method: "DELETE", headers: { Authorization: `Bearer ${this.token}` }, keepalive });
+      const token = await this.auth();
+      await fetch(this.location, { method: "DELETE", headers: { Authorization: `Bearer ${token}` }, keepalive });
     } catch {
       // the server ends sessions whose peer went away by itself
     }
@@ -109,12 +112,12 @@ export class StreamSession {
 }
 
 /** Publish a camera/microphone stream to a room (the host). */
-export async function publish(roomId, token, stream) {
+export async function publish(roomId, auth, stream) {
   const pc = new RTCPeerConnection({ iceServers: iceServers() });
   for (const track of stream.getTracks()) pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
   try {
-    const location = await negotiate(pc, `/whip/${encodeURIComponent(roomId)}`, token);
-    return new StreamSession(pc, location, token);
+    const location = await negotiate(pc, `/whip/${encodeURIComponent(roomId)}`, auth);
+    return new StreamSession(pc, location, auth);
   } catch (error) {
     pc.close();
     throw error;
@@ -122,7 +125,7 @@ export async function publish(roomId, token, stream) {
 }
 
 /** Watch a room's stream (a viewer); `onStream(mediaStream)` is called when the media arrives. */
-export async function watch(roomId, token, onStream) {
+export async function watch(roomId, auth, onStream) {
   const pc = new RTCPeerConnection({ iceServers: iceServers() });
   pc.addTransceiver("video", { direction: "recvonly" });
   pc.addTransceiver("audio", { direction: "recvonly" });
@@ -132,8 +135,8 @@ export async function watch(roomId, token, onStream) {
     onStream(stream);
   });
   try {
-    const location = await negotiate(pc, `/whep/${encodeURIComponent(roomId)}`, token);
-    return new StreamSession(pc, location, token);
+    const location = await negotiate(pc, `/whep/${encodeURIComponent(roomId)}`, auth);
+    return new StreamSession(pc, location, auth);
   } catch (error) {
     pc.close();
     throw error;

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import secrets
 import signal
 from collections.abc import Coroutine, Iterator
@@ -212,8 +213,41 @@ def demo_shop(base_url: str, ws_url: str, redis_url: str, title: str = "Sneaker 
     return shop
 
 
-def studio_url(shop: Shop, token: str | None = None) -> str:
-    return f"{shop.base_url}/studio.html?room={shop.room_id}#token={token or shop.host}"
+def login_link(shop: Shop, name: str = "Maya", role: str = "host") -> str:
+    """A single-use studio login link for a new staff member of the shop, as its admin gets one (REST API)."""
+    email = f"staff-{secrets.token_hex(4)}@example.com"
+    with httpx.Client(base_url=shop.base_url, headers=shop.headers(shop.admin)) as client:
+        added = client.post(
+            f"/api/merchants/{shop.merchant_id}/staff", json={"email": email, "name": name, "role": role}
+        )
+        assert added.status_code == 201, added.text
+        link = client.post(f"/api/merchants/{shop.merchant_id}/staff/{added.json()['user_id']}/login-link")
+        assert link.status_code == 201, link.text
+    return f"{shop.base_url}/studio.html?room={shop.room_id}#login={link.json()['ticket']}"
+
+
+def inbox_code(base_url: str, email: str) -> str:
+    """The newest sign-in code the sandbox messenger sent to this email (read through its REST inbox)."""
+    messages = httpx.get(f"{base_url}/api/sandbox/inbox", params={"email": email}).json()["messages"]
+    found = re.search(r"\b(\d{6})\b", messages[0]["text"])
+    assert found, messages
+    return found.group(1)
+
+
+def new_email(who: str) -> str:
+    return f"{who}-{secrets.token_hex(3)}@example.com"
+
+
+def send_code(page: Page, email: str) -> None:
+    """In an open sign-in dialog (viewer) or card (studio): ask for a code to `email`."""
+    page.fill("#signin-destination", email)
+    page.click("#signin-send button[type=submit]")
+    expect(page.locator("#signin-sent")).to_contain_text(f"We sent a 6-digit code to {email}")
+
+
+def enter_code(page: Page, code: str) -> None:
+    page.fill("#signin-code", code)
+    page.click("#signin-verify button[type=submit]")
 
 
 def room_url(shop: Shop) -> str:
@@ -257,11 +291,15 @@ def test_whole_show(pages: Pages, server_factory: object, redis_url: str) -> Non
     whip = httpx.post(f"{server.base_url}/whip/{shop.room_id}")
     assert whip.status_code == 401, "this server does not serve WHIP: server/app.py must mount streaming.routes"
 
-    # The host signs in from the link's fragment: the token leaves the address bar at once.
-    studio = pages.open(studio_url(shop), **DESKTOP)
+    # The host signs in with a single-use login link: the ticket leaves the address bar at once, and the session is
+    # kept in this tab only.
+    studio = pages.open(login_link(shop), **DESKTOP)
     expect(studio.locator("#studio")).to_be_visible()
-    assert "token" not in studio.url
-    assert studio.evaluate("sessionStorage.getItem('livecart.hostToken')") == shop.host
+    assert "login" not in studio.url
+    kept = orjson.loads(studio.evaluate("sessionStorage.getItem('livecart.studio')"))
+    assert kept["user"]["name"] == "Maya" and kept["user"]["roles"] == {shop.merchant_id: "host"}
+    assert studio.evaluate("localStorage.getItem('livecart.studio')") is None
+    expect(studio.locator("#room-meta")).to_contain_text("Maya (host)")
     expect(studio.locator("#preview-box")).to_have_attribute("data-camera", "on")
     studio.click("#bag-all")
     expect(studio.locator("#bag-note")).to_contain_text("4 of 4 products")
@@ -305,6 +343,20 @@ def test_whole_show(pages: Pages, server_factory: object, redis_url: str) -> Non
     expect(first.locator("#toasts")).to_contain_text("Link copied")
     assert first.evaluate("navigator.clipboard.readText()") == room_url(shop)
 
+    # The second viewer signs in from the header, with a code sent to an email address; the room carries on.
+    expect(second.locator("#account-name")).to_have_text("Sign in")
+    second.click("#account")
+    expect(second.locator("#signin")).to_be_visible()
+    second_email = new_email("sam")
+    send_code(second, second_email)
+    enter_code(second, inbox_code(server.base_url, second_email))
+    expect(second.locator("#signin")).to_be_hidden()
+    expect(second.locator("#account")).to_have_attribute("data-signed-in", "true")
+    expect(second.locator("#account-name")).to_have_text(second_email.partition("@")[0])
+    expect(second.locator("#stage")).to_have_attribute("data-connection", "open")
+    expect(second.locator("#chat li.mine .text")).to_have_text(["Love this colorway"])
+    expect(studio.locator("#stat-viewers")).to_have_text("3")
+
     # A flash sale: a countdown on every screen, then Buy.
     studio.fill("#sale-price", "39")
     studio.fill("#sale-quantity", "10")
@@ -315,15 +367,40 @@ def test_whole_show(pages: Pages, server_factory: object, redis_url: str) -> Non
         expect(viewer.locator("#card-price")).to_have_text("$39.00")
         expect(viewer.locator("#card-regular")).to_have_text("$59.00")
         expect(viewer.locator("#buy")).to_be_disabled()
+    # The sale is for signed-in shoppers (the default): the guest is told so before tapping.
+    expect(first.locator("#buy")).to_have_text("Sign in to buy", timeout=ms(15))
+    expect(second.locator("#buy")).to_have_text("Buy")
     for viewer in viewers:
-        expect(viewer.locator("#buy")).to_have_text("Buy", timeout=ms(15))
+        expect(viewer.locator("#buy")).to_be_enabled()
         expect(viewer.locator("#card-timer")).to_contain_text("Ends in")
     for _ in range(6):
         first.click("#like")
     screenshot(first, "viewer.png")
 
-    # Both buy: each gets a hold with its own countdown, and stock falls on every screen.
+    # The guest taps it: the sign-in dialog says why; the code is read in the dev inbox page its hint links to.
     first.click("#buy")
+    expect(first.locator("#signin")).to_be_visible()
+    expect(first.locator("#signin-reason")).to_contain_text("for signed-in shoppers")
+    first_email = new_email("ana")
+    send_code(first, first_email)
+    screenshot(first, "viewer-sign-in.png")
+    href = first.locator("#inbox-link").get_attribute("href")
+    assert href == f"/inbox.html?email={first_email.replace('@', '%40')}", href
+    inbox = pages.open(server.base_url + href, **PHONE)
+    expect(inbox.locator("h1")).to_have_text("Sandbox inbox — development only")
+    expect(inbox.locator("#inbox-address")).to_have_text(first_email)
+    expect(inbox.locator("#messages .code")).to_have_count(1)
+    code = inbox.locator("#messages .code").first.inner_text()
+    assert re.fullmatch(r"\d{6}", code), code
+    enter_code(first, "000000" if code != "000000" else "111111")
+    expect(first.locator("#signin-error")).to_contain_text("That code isn't right")
+    enter_code(first, code)
+    expect(first.locator("#signin")).to_be_hidden()
+    expect(first.locator("#account-name")).to_have_text(first_email.partition("@")[0])
+
+    # Signed in, the purchase goes through by itself; the second buys too. Each gets a hold with its own countdown,
+    # and stock falls on every screen.
+    expect(first.locator("#checkout")).to_have_attribute("data-step", "hold")
     second.click("#buy")
     for viewer in viewers:
         expect(viewer.locator("#checkout")).to_have_attribute("data-step", "hold")
@@ -368,6 +445,18 @@ def test_whole_show(pages: Pages, server_factory: object, redis_url: str) -> Non
     expect(studio.locator("#stat-conversion")).to_have_text("33.3%")
     screenshot(studio, "studio.png")
 
+    # A shopper signs out from the header: the session ends on the server, and the page carries on as a guest.
+    signed_in = orjson.loads(first.evaluate("localStorage.getItem('livecart.session')"))
+    first.click("#account")
+    expect(first.locator("#signin-who")).to_have_text(first_email.partition("@")[0])
+    first.click("#sign-out")
+    expect(first.locator("#account-name")).to_have_text("Sign in")
+    expect(first.locator("#stage")).to_have_attribute("data-connection", "open")
+    refreshed = httpx.post(
+        f"{server.base_url}/api/sessions/refresh", json={"refresh_token": signed_in["refresh_token"]}
+    )
+    assert refreshed.status_code == 401, refreshed.text
+
     # A viewer's markup is shown as the text it is, on every screen, and never runs.
     say(second, XSS)
     for page in (first, second, studio):
@@ -387,8 +476,9 @@ def test_whole_show(pages: Pages, server_factory: object, redis_url: str) -> Non
 
 
 def _chat_as(shop: Shop, token: str, text: str) -> None:
-    """Post a chat message through a plain WebSocket and wait for its ack."""
-    with connect(shop.room_url(token)) as socket:
+    """Post a chat message through a plain WebSocket (the token in its first frame) and wait for its ack."""
+    with connect(f"{shop.ws_url}/ws/rooms/{shop.room_id}") as socket:
+        socket.send(orjson.dumps({"type": "auth", "token": token}).decode())
         socket.recv(timeout=seconds(5))  # the snapshot
         socket.send(orjson.dumps({"type": "chat.send", "id": 1, "text": text}).decode())
         while True:
@@ -443,7 +533,7 @@ def test_viewer_reconnects_without_losing_its_place(
 def test_studio_moderates_chat(pages: Pages, server: ServerProcess, redis_url: str) -> None:
     """Delete, slow mode, block list and ban reach the viewer, who is told why a message didn't go out."""
     shop = demo_shop(server.base_url, server.ws_url, redis_url, "Moderation show")
-    studio = pages.open(studio_url(shop), **DESKTOP)
+    studio = pages.open(login_link(shop), **DESKTOP)
     viewer = pages.open(room_url(shop), **PHONE)
     expect(viewer.locator("#stage")).to_have_attribute("data-connection", "open")
     expect(studio.locator("#studio")).to_have_attribute("data-connection", "open")
@@ -496,8 +586,7 @@ def test_names_and_titles_are_text(pages: Pages, server: ServerProcess, redis_ur
     title = '<img src=x onerror="window.__pwned = 3">Scarf'
     with httpx.Client(base_url=shop.base_url, headers=shop.headers(shop.admin)) as client:
         client.post(f"/api/merchants/{shop.merchant_id}/products", json={"id": "odd", "title": title, "price": 900})
-    host = mint(shop.merchant_id, Role.HOST, "<b>Host</b>")
-    studio = pages.open(studio_url(shop, host), **DESKTOP)
+    studio = pages.open(login_link(shop, "<b>Host</b>"), **DESKTOP)
     expect(studio.locator("li.product-row[data-product-id=odd] .title")).to_have_text(title)
     studio.locator("li.product-row[data-product-id=odd] .present-button").click()
     studio.fill("#chat-input", "hello")
@@ -514,16 +603,72 @@ def test_names_and_titles_are_text(pages: Pages, server: ServerProcess, redis_ur
         )
 
 
-def test_studio_refuses_a_bad_token(pages: Pages, server: ServerProcess, redis_url: str) -> None:
-    """A forged or viewer token gets the sign-in form with a reason, and is not kept."""
+def test_studio_refuses_a_bad_login_link(pages: Pages, server: ServerProcess, redis_url: str) -> None:
+    """A used or forged login link, and someone who is not on the shop's staff, get a clear message and no studio."""
     shop = demo_shop(server.base_url, server.ws_url, redis_url, "Closed show")
-    studio = pages.open(studio_url(shop, "forged.token"), **DESKTOP)
-    expect(studio.locator("#signin-error")).to_contain_text("isn't valid")
-    assert studio.evaluate("sessionStorage.getItem('livecart.hostToken')") is None
-    studio.fill("#signin-token", shop.guest())
-    studio.click("#signin-form button[type=submit]")
-    expect(studio.locator("#signin-error")).to_contain_text("isn't a host token of this room's shop")
-    studio.fill("#signin-token", shop.host)
-    studio.click("#signin-form button[type=submit]")
+    link = login_link(shop)
+    used = pages.open(link, **DESKTOP)
+    expect(used.locator("#studio")).to_be_visible()
+
+    # The same link again (another browser): it was used.
+    studio = pages.open(link, **DESKTOP)
+    expect(studio.locator("#signin-error")).to_contain_text("This login link can't be used")
+    expect(studio.locator("#studio")).to_be_hidden()
+    assert "login" not in studio.url
+    assert studio.evaluate("sessionStorage.getItem('livecart.studio')") is None
+
+    # A forged one.
+    studio.goto("about:blank")
+    studio.goto(f"{shop.base_url}/studio.html?room={shop.room_id}#login=forged-ticket-0123456789")
+    expect(studio.locator("#signin-error")).to_contain_text("This login link can't be used")
+    expect(studio.locator("#studio")).to_be_hidden()
+
+    # A shopper who signs in with a code is not on this shop's staff: told so, and offered to sign out.
+    email = new_email("shopper")
+    send_code(studio, email)
+    enter_code(studio, inbox_code(server.base_url, email))
+    expect(studio.locator("#signin-error")).to_contain_text("You're not on the staff of this shop")
+    expect(studio.locator("#studio")).to_be_hidden()
+    studio.click("#signin-other")
+    expect(studio.locator("#signin-destination")).to_be_visible()
+    assert studio.evaluate("sessionStorage.getItem('livecart.studio')") is None
+
+    # A fresh link works.
+    studio.goto("about:blank")
+    studio.goto(login_link(shop, "Kim"))
     expect(studio.locator("#studio")).to_be_visible()
     expect(studio.locator("#room-title")).to_have_text("Closed show")
+    expect(studio.locator("#room-meta")).to_contain_text("Kim (host)")
+
+
+def test_sessions_refresh_in_the_page(pages: Pages, server_factory: object, redis_url: str) -> None:
+    """With short-lived access tokens, the page refreshes its session (one refresh for concurrent callers), and its
+    room socket, closed when its token expires, comes back with a fresh one."""
+    server: ServerProcess = server_factory(ACCESS_TOKEN_SECONDS="10")  # type: ignore[operator]
+    shop = demo_shop(server.base_url, server.ws_url, redis_url, "Short tokens")
+    viewer = pages.open(room_url(shop), **PHONE)
+    expect(viewer.locator("#stage")).to_have_attribute("data-connection", "open")
+    first = orjson.loads(viewer.evaluate("localStorage.getItem('livecart.session')"))
+
+    # Three callers at once, each told their token was refused: one refresh, one new pair of tokens.
+    tokens = viewer.evaluate(
+        """(rejected) => Promise.all([1, 2, 3].map(() => window.livecart.session.token({rejected})))""",
+        first["token"],
+    )
+    assert len(set(tokens)) == 1 and tokens[0], tokens
+    kept = orjson.loads(viewer.evaluate("localStorage.getItem('livecart.session')"))
+    assert kept["token"] == tokens[0] and kept["refresh_token"] != first["refresh_token"]
+    assert kept["user"]["id"] == first["user"]["id"]
+    # The session is alive: a second refresh among the three would have used the rotated refresh token again, which
+    # signs the session out (and the next refresh would fail).
+    assert viewer.evaluate("(rejected) => window.livecart.session.token({rejected})", tokens[0])
+    assert orjson.loads(viewer.evaluate("localStorage.getItem('livecart.session')"))["refresh_token"] not in (
+        first["refresh_token"],
+        kept["refresh_token"],
+    )
+
+    # The socket's token expires: the server closes it (4500), the page comes back with a fresh token.
+    viewer.wait_for_function("() => window.livecart.socket.reconnects > 0", timeout=ms(20))
+    expect(viewer.locator("#stage")).to_have_attribute("data-connection", "open", timeout=ms(10))
+    say(viewer, "still here")
+    assert viewer.evaluate("window.livecart.session.user.id") == first["user"]["id"]

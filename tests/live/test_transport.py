@@ -9,8 +9,7 @@ import orjson
 import pytest
 import websockets
 
-from server.access.tokens import Tokens
-from server.protocol import Role
+from server.access.tokens import Identity, Tokens
 from tests.client import RoomClient
 from tests.conftest import SECRET_KEY, Shop
 from tests.timing import seconds
@@ -71,29 +70,37 @@ async def test_oversized_frame_closes_with_1009(shop: Shop) -> None:
         assert (await host.request("chat.send", text="still here"))["type"] == "ack"
 
 
-async def _close_code(url: str, **kwargs: object) -> tuple[int | None, str | None]:
+async def _close_code(url: str, first: str | None = None, **kwargs: object) -> tuple[int | None, str | None]:
+    """Connect, send `first` as the first frame (if any), read until the server closes."""
     connection = await websockets.connect(url, **kwargs)  # type: ignore[arg-type]
+    if first is not None:
+        await connection.send(first)
     with contextlib.suppress(websockets.ConnectionClosed):
         await connection.recv()
     return connection.close_code, connection.close_reason
 
 
+def _auth(token: str) -> str:
+    return orjson.dumps({"type": "auth", "token": token}).decode()
+
+
 async def test_unknown_room_closes_with_4504(shop: Shop) -> None:
     """Joining a room that does not exist closes with 4504 and says so."""
-    code, reason = await _close_code(f"{shop.ws_url}/ws/rooms/no-such-room?token={shop.guest()}")
+    code, reason = await _close_code(f"{shop.ws_url}/ws/rooms/no-such-room", _auth(shop.guest()))
     assert code == 4504 and reason == "no such room"
 
 
 async def test_missing_forged_and_expired_tokens_close_with_4500(shop: Shop) -> None:
-    """No token, a tampered token and an expired token each close with 4500 and a reason naming the problem."""
+    """A first frame that is not an auth frame, a tampered token and an expired token each close with 4500 and a
+    reason naming the problem."""
     base = f"{shop.ws_url}/ws/rooms/{shop.room_id}"
-    code, reason = await _close_code(base)
-    assert (code, reason) == (4500, "a token is required")
+    code, reason = await _close_code(base, orjson.dumps({"type": "chat.send", "text": "hi"}).decode())
+    assert code == 4500 and "auth" in (reason or "")
     token = shop.guest()
-    code, reason = await _close_code(f"{base}?token={token[:-3]}abc")
+    code, reason = await _close_code(base, _auth(f"{token[:-3]}abc"))
     assert code == 4500 and "signature" in (reason or "")
-    expired = Tokens(SECRET_KEY).mint(user_id="u1", name="Old", role=Role.VIEWER, merchant_id=None, ttl_seconds=-10)
-    code, reason = await _close_code(f"{base}?token={expired}")
+    old = Tokens(SECRET_KEY).issue(Identity("u1", "Old", "ses_old", int(time.time()) - 10))
+    code, reason = await _close_code(base, _auth(old))
     assert (code, reason) == (4500, "the token has expired")
 
 

@@ -45,6 +45,7 @@ def a_sale() -> Sale:
         currency="USD",
         quantity=10,
         per_user_limit=2,
+        buyers="signed_in",
         starts_at=now,
         ends_at=now + 60_000,
         hold_ms=60_000,

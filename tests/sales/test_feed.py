@@ -38,7 +38,7 @@ async def _buy_async(client: httpx.AsyncClient, sale_id: str, token: str, quanti
 
 async def test_room_sees_the_countdown_then_the_sale_open(shop: Shop) -> None:
     """A sale starting in a moment is announced as scheduled, then as live when its start time comes."""
-    async with await RoomClient.connect(shop.room_url(shop.guest())) as viewer:
+    async with await RoomClient.connect(shop.room_url(shop.buyer())) as viewer:
         starts_at = int(time.time() * 1000) + int(seconds(1.5) * 1000)
         sale = create_sale(shop, starts_at=starts_at, quantity=5)
         assert sale["status"] == "scheduled"
@@ -60,7 +60,7 @@ async def test_countdown_start_opens_the_sale_that_many_seconds_later(shop: Shop
     assert before + 10_000 - 50 <= sale["starts_at"] <= int(time.time() * 1000) + 10_000 + 50
     assert sale["status"] == "scheduled"
     assert sale["ends_at"] == sale["starts_at"] + 600_000
-    refused = buy(shop.base_url, shop.guest(), sale["id"])
+    refused = buy(shop.base_url, shop.buyer(), sale["id"])
     assert "opens in 10 seconds" in assert_error(refused, 409, "not_started")
 
 
@@ -68,7 +68,7 @@ async def test_stock_reaches_viewers_coalesced_with_a_server_timestamp(shop: Sho
     """60 purchases in a burst reach viewers as a few stock events, at least 100 ms apart, ending at the true stock."""
     sale = create_sale(shop, quantity=100, per_user_limit=1)
     async with (
-        await RoomClient.connect(shop.room_url(shop.guest())) as viewer,
+        await RoomClient.connect(shop.room_url(shop.buyer())) as viewer,
         httpx.AsyncClient(base_url=shop.base_url, timeout=seconds(10)) as client,
     ):
         started = time.monotonic()
@@ -89,7 +89,7 @@ async def test_paid_orders_make_sampled_toasts(shop: Shop) -> None:
     """Five payments in a row reach the room as one or two 'someone just bought' toasts counting them all."""
     sale = create_sale(shop, quantity=10, per_user_limit=1)
     async with (
-        await RoomClient.connect(shop.room_url(shop.guest())) as viewer,
+        await RoomClient.connect(shop.room_url(shop.buyer())) as viewer,
         httpx.AsyncClient(base_url=shop.base_url, timeout=seconds(10)) as client,
     ):
         for _ in range(5):
@@ -118,7 +118,7 @@ async def test_selling_every_unit_announces_sold_out(shop: Shop) -> None:
     """When the last held unit is paid the room hears sale.sold_out; the sale reads sold_out."""
     sale = create_sale(shop, quantity=2, per_user_limit=2)
     token = viewer_token()
-    async with await RoomClient.connect(shop.room_url(shop.guest())) as viewer:
+    async with await RoomClient.connect(shop.room_url(shop.buyer())) as viewer:
         order = buy(shop.base_url, token, sale["id"], quantity=2).json()
         assert (await viewer.wait_event("stock", sale_id=sale["id"], available=0))["held"] == 2
         assert pay(shop.base_url, token, order["order_id"]).is_success
@@ -132,7 +132,7 @@ async def test_host_ends_a_sale_early_and_held_orders_stay_payable(shop: Shop) -
     sale = create_sale(shop, quantity=5)
     token = viewer_token()
     order = buy(shop.base_url, token, sale["id"]).json()
-    async with await RoomClient.connect(shop.room_url(shop.guest())) as viewer:
+    async with await RoomClient.connect(shop.room_url(shop.buyer())) as viewer:
         ended = httpx.post(
             f"{shop.base_url}/api/merchants/{shop.merchant_id}/sales/{sale['id']}/end", headers=auth(shop.host)
         )
@@ -150,7 +150,7 @@ async def test_host_ends_a_sale_early_and_held_orders_stay_payable(shop: Shop) -
 
 async def test_sale_ends_by_itself_at_its_end_time(shop: Shop) -> None:
     """A one-second sale is announced ended by the sale clock without anyone touching it."""
-    async with await RoomClient.connect(shop.room_url(shop.guest())) as viewer:
+    async with await RoomClient.connect(shop.room_url(shop.buyer())) as viewer:
         sale = create_sale(shop, duration_seconds=1)
         await viewer.wait_event("sale.started")
         ended = await viewer.wait_event("sale.ended", timeout=5)
@@ -161,16 +161,16 @@ async def test_sale_ends_by_itself_at_its_end_time(shop: Shop) -> None:
 async def test_joining_viewers_see_current_sales_and_stock(shop: Shop, server_factory: Any) -> None:
     """A viewer joining on a process that already has the room, and one on a fresh process, both see live stock."""
     sale = create_sale(shop, quantity=10, per_user_limit=3)
-    async with await RoomClient.connect(shop.room_url(shop.guest())) as early:
+    async with await RoomClient.connect(shop.room_url(shop.buyer())) as early:
         buy(shop.base_url, viewer_token(), sale["id"], quantity=3)
         await early.wait_event("stock", sale_id=sale["id"], available=7)
-        async with await RoomClient.connect(shop.room_url(shop.guest())) as late:
+        async with await RoomClient.connect(shop.room_url(shop.buyer())) as late:
             assert late.first is not None
             [seen] = [item for item in late.first["sales"] if item["id"] == sale["id"]]
             assert (seen["status"], seen["available"], seen["held"], seen["sold"]) == ("live", 7, 3, 0)
     fresh: ServerProcess = server_factory()
     buy(shop.base_url, viewer_token(), sale["id"], quantity=2)  # no flush needed: a fresh process reads the stock
-    async with await RoomClient.connect(f"{fresh.ws_url}/ws/rooms/{shop.room_id}?token={shop.guest()}") as other:
+    async with await RoomClient.connect(f"{fresh.ws_url}/ws/rooms/{shop.room_id}?token={shop.buyer()}") as other:
         assert other.first is not None
         [seen] = [item for item in other.first["sales"] if item["id"] == sale["id"]]
         assert (seen["status"], seen["available"], seen["held"]) == ("live", 5, 5)
@@ -231,12 +231,12 @@ def test_only_the_merchants_hosts_and_admins_run_sales(shop: Shop, server: Serve
     other = make_shop(server.base_url, server.ws_url, redis_url)
     url = f"{shop.base_url}/api/merchants/{shop.merchant_id}/rooms/{shop.room_id}/sales"
     body = {"product_id": shop.products[0], "price": 1, "quantity": 1, "countdown_seconds": 10, "duration_seconds": 9}
-    for token in (shop.guest(), shop.moderator, other.host, other.admin):
+    for token in (shop.buyer(), shop.moderator, other.host, other.admin):
         assert_error(httpx.post(url, json=body, headers=auth(token)), 403, "forbidden")
     assert_error(httpx.post(url, json=body), 401, "invalid_token")
     sale = create_sale(shop)
     end_url = f"{shop.base_url}/api/merchants/{shop.merchant_id}/sales/{sale['id']}/end"
-    for token in (shop.guest(), shop.moderator, other.host):
+    for token in (shop.buyer(), shop.moderator, other.host):
         assert httpx.post(end_url, headers=auth(token)).status_code == 403
     # another merchant cannot reach this sale through its own merchant path either
     foreign = f"{shop.base_url}/api/merchants/{other.merchant_id}/sales/{sale['id']}"

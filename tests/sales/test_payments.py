@@ -327,7 +327,7 @@ async def test_expired_holds_go_back_on_sale_exactly_once(shop: Shop, server_fac
     nothing after), and viewers see the stock come back."""
     second: ServerProcess = server_factory()
     sale = create_sale(shop, quantity=6, per_user_limit=2, hold_seconds=1)
-    async with await RoomClient.connect(f"{second.ws_url}/ws/rooms/{shop.room_id}?token={shop.guest()}") as viewer:
+    async with await RoomClient.connect(f"{second.ws_url}/ws/rooms/{shop.room_id}?token={shop.buyer()}") as viewer:
         orders = [buy(base, viewer_token(), sale["id"], quantity=2).json() for base in (shop.base_url, second.base_url)]
         await viewer.wait_event("stock", sale_id=sale["id"], available=2)
         back = await viewer.wait_event("stock", sale_id=sale["id"], available=6, timeout=5)

@@ -51,7 +51,7 @@ async def test_500_buyers_for_100_units_get_exactly_100_holds(
 
     limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)  # per process
     async with (
-        await RoomClient.connect(shop.room_url(shop.guest())) as viewer,
+        await RoomClient.connect(shop.room_url(shop.buyer())) as viewer,
         httpx.AsyncClient(base_url=shop.base_url, timeout=30, limits=limits) as first,
         httpx.AsyncClient(base_url=second.base_url, timeout=30, limits=limits) as other,
         httpx.AsyncClient(timeout=30) as auditor,

@@ -29,7 +29,7 @@ async def test_new_room_has_no_show_yet(shop: Shop) -> None:
 async def test_stats_are_for_the_merchants_staff_only(shop: Shop) -> None:
     """Viewers get 403; another merchant's room is 404; no token is 401; a bad `past` is 400."""
     async with httpx.AsyncClient() as client:
-        assert (await client.get(_stats_url(shop), headers=shop.headers(shop.guest()))).status_code == 403
+        assert (await client.get(_stats_url(shop), headers=shop.headers(shop.buyer()))).status_code == 403
         assert (await client.get(_stats_url(shop))).status_code == 401
         missing = await client.get(_stats_url(shop, "nosuchroom"), headers=shop.headers(shop.host))
         assert missing.status_code == 404
@@ -46,8 +46,8 @@ async def test_viewers_and_peak_follow_presence(shop: Shop) -> None:
             return (await client.get(_stats_url(shop), headers=shop.headers(shop.host))).json()  # type: ignore[no-any-return]
 
         assert (await host.request("room.status", status="live"))["type"] == "ack"
-        one = await RoomClient.connect(shop.room_url(shop.guest()))
-        two = await RoomClient.connect(shop.room_url(shop.guest()))
+        one = await RoomClient.connect(shop.room_url(shop.buyer()))
+        two = await RoomClient.connect(shop.room_url(shop.buyer()))
         async with one, two:
             await one.wait_event("viewers", count=3)
             await two.wait_event("viewers", count=3)

@@ -29,6 +29,8 @@ from server.config import Settings
 from server.ledger.client import Database
 from server.sales.backup import Backup
 from server.sales.changes import SaleChanges
+from server.access.limits import Limits
+from server.access.tokens import Identity
 from server.sales.checkout import Checkout
 from server.sales.ledger import SalesLedger
 from server.sales.payments import SandboxProvider
@@ -44,6 +46,11 @@ USERS = ("alice", "bob", "carol")
 CARDS = {"4242424242424242": True, "4000000000000002": False}
 MOSTLY = st.sampled_from((True, True, True, False))  # own order / good card, most of the time
 T = TypeVar("T")
+
+
+def person(user_id: str) -> Identity:
+    """A signed-in buyer with this id."""
+    return Identity(user_id, "Buyer", f"ses_{user_id}", int(time.time()) + 3600, guest=False)
 
 
 @dataclass
@@ -70,7 +77,11 @@ class SaleMachine(RuleBasedStateMachine):
         self.ledger = SalesLedger(self.db)
         self.sales = Sales(self.redis, ScriptBatcher(self.redis), SaleChanges(), self.ledger)
         self.provider = SandboxProvider(self.db)
-        self.orders = Checkout(self.sales, self.provider)
+        unlimited = (1_000_000, 1)  # the payment limits are tests/access's; here every attempt goes through
+        settings = Settings(
+            limit_payments_order=unlimited, limit_payments_user=unlimited, limit_payments_address=unlimited
+        )
+        self.orders = Checkout(self.sales, self.provider, Limits(self.redis), settings)
         self.backup = Backup("property", self.sales, Settings())
         terms = Terms(
             merchant_id="prop",
@@ -80,6 +91,7 @@ class SaleMachine(RuleBasedStateMachine):
             currency="USD",
             quantity=QUANTITY,
             per_user_limit=LIMIT,
+            buyers="signed_in",
             starts_at=int(time.time() * 1000) - 1000,
             countdown_ms=0,
             duration_ms=600_000,
@@ -168,7 +180,7 @@ class SaleMachine(RuleBasedStateMachine):
             self.attempts += 1
             key = f"pay-{self.attempts}"
         try:
-            outcome = self.run(self.orders.pay(order_id, payer, card, key))
+            outcome = self.run(self.orders.pay(order_id, person(payer), card, key, "127.0.0.1"))
         except SaleRefused as problem:
             if not own:
                 assert problem.code is Refusal.NOT_YOUR_ORDER
@@ -199,7 +211,7 @@ class SaleMachine(RuleBasedStateMachine):
         order_id = self.draw_order(data)
         expected = self.model[order_id]
         caller = expected.user if own else next(user for user in USERS if user != expected.user)
-        code = self.refusal(self.orders.cancel(order_id, caller))
+        code = self.refusal(self.orders.cancel(order_id, person(caller)))
         if not own:
             assert code is Refusal.NOT_YOUR_ORDER
         elif expected.status in ("held", "cancelled"):

@@ -32,7 +32,8 @@ from aiortc.mediastreams import AudioStreamTrack
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 
-from server.access.tokens import Tokens
+from loadtests.support import tokens
+from server.access.tokens import Identity, Tokens
 from server.app import create_app
 from server.config import Settings
 from server.protocol import Role
@@ -82,10 +83,11 @@ class Live:
         return f"{self.base_url}/whep/{self.room_id}"
 
     def token(self, role: Role, merchant_id: str | None = None, ttl: int = 3600) -> str:
-        merchant = merchant_id if role is not Role.VIEWER else None
-        return Tokens(SECRET_KEY).mint(
-            user_id=f"u_{role.value}", name="T", role=role, merchant_id=merchant, ttl_seconds=ttl
-        )
+        """A token of someone new in this role (staff of `merchant_id`), valid `ttl` seconds."""
+        roles = {merchant_id: role} if merchant_id and role is not Role.VIEWER else {}
+        who = Identity(f"u_{role.value}_{os.urandom(3).hex()}", "T", "ses_" + os.urandom(8).hex(),
+                       int(time.time()) + ttl, guest=False, roles=roles)  # fmt: skip
+        return Tokens(SECRET_KEY).issue(who)
 
     async def guest(self) -> str:
         async with httpx.AsyncClient(base_url=self.base_url) as http:
@@ -105,7 +107,7 @@ async def _start(stores: dict[str, str], tmp_path: Path, **overrides: object) ->
         data_dir=tmp_path,
         secret_key=SECRET_KEY,
         seed_demo=False,
-        **overrides,
+        **{"limit_guests": (100_000, 1), "video_sessions_per_address": 100_000, **overrides},  # all from 127.0.0.1
     )
     entry = create_app(settings)
     app: Starlette = getattr(entry, "app", entry)  # the Starlette app inside the ASGI entry point
@@ -122,9 +124,8 @@ async def _start(stores: dict[str, str], tmp_path: Path, **overrides: object) ->
         await Catalog(redis).create_merchant(merchant_id, "Video shop")
     finally:
         await redis.aclose()
-    tokens = Tokens(SECRET_KEY)
-    admin = tokens.mint(user_id="u_admin", name="Admin", role=Role.ADMIN, merchant_id=merchant_id, ttl_seconds=3600)
-    host = tokens.mint(user_id="u_host", name="Host", role=Role.HOST, merchant_id=merchant_id, ttl_seconds=3600)
+    admin = tokens.staff(SECRET_KEY, merchant_id, Role.ADMIN, "Admin")
+    host = tokens.staff(SECRET_KEY, merchant_id, Role.HOST, "Host")
     base_url = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {admin}"}) as http:
         room = await http.post(f"/api/merchants/{merchant_id}/rooms", json={"title": "Live video"})
@@ -225,6 +226,25 @@ async def test_viewer_asking_only_for_video_gets_only_video(live: Live) -> None:
     assert set(viewer.counters) == {"video"}
     await viewer.stop()
     await host.stop()
+
+
+async def test_a_viewer_holds_two_video_sessions_and_signing_out_ends_them(live: Live) -> None:
+    """One guest's third video session is refused (429: VIDEO_SESSIONS_PER_USER); signing that guest out ends its
+    sessions within 2 s while another viewer watches on."""
+    host = await _go_live(live)
+    guest = await live.guest()
+    mine = [await client.watch(live.whep, guest, decode=False) for _ in range(2)]
+    with pytest.raises(WhipError) as refused:
+        await client.watch(live.whep, guest, decode=False)
+    assert refused.value.status == 429 and "rate_limited" in str(refused.value)
+    other = await client.watch(live.whep, await live.guest(), decode=False)
+    assert live.relay.stats()["viewers"] == 3
+    async with httpx.AsyncClient(base_url=live.base_url) as http:
+        signed_out = await http.post("/api/sessions/sign-out", headers={"Authorization": f"Bearer {guest}"})
+        assert signed_out.status_code == 204
+    await until(lambda: live.relay.stats()["viewers"] == 1, timeout=2, what="the guest's sessions to end")
+    for session in (*mine, other, host):
+        await session.stop()
 
 
 # --- room status ------------------------------------------------------------------------
@@ -483,7 +503,7 @@ async def test_viewers_and_hosts_on_another_process_reach_the_process_holding_th
         assert viewer.counters["video"].sizes == {(WIDTH, HEIGHT)}
         assert live.relay.stats()["viewers"] == 1 and other.relay.stats()["peers"] == 0
 
-        with pytest.raises(client.WhipError) as refused:
+        with pytest.raises(WhipError) as refused:
             await client.publish(f"{other.base_url}/whip/{live.room_id}", live.host, PatternTrack(WIDTH, HEIGHT))
         assert refused.value.status == 409 and "already_publishing" in refused.value.body
 

@@ -1,0 +1,79 @@
+"""Servers with the real per-address limits (the shared test server lifts them), and signing people in for real:
+a code asked for, read from the sandbox messenger's inbox, and signed in with."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from loadtests.support.server import LOOPBACK_LIMITS, ServerProcess
+from server.config import Settings
+from tests.conftest import Shop, make_shop, start_server
+from tests.timing import seconds
+
+Strict = Callable[..., ServerProcess]
+
+
+def _default(name: str) -> str:
+    """A setting's default as its environment variable writes it (COUNT/SECONDS for a rate)."""
+    value = next(field.default for field in fields(Settings) if field.name == name.lower())
+    return f"{value[0]}/{value[1]}" if isinstance(value, tuple) else str(value)
+
+
+REAL_LIMITS = {name: _default(name) for name in LOOPBACK_LIMITS}
+
+
+@pytest.fixture
+def strict(stores: dict[str, str], tmp_path: Path) -> Iterator[Strict]:
+    """Start servers on the session's Redis and PostgreSQL with the limits a real server keeps (`env` on top)."""
+    started: list[ServerProcess] = []
+
+    def factory(**env: str) -> ServerProcess:
+        process = start_server(tmp_path, {**stores, **REAL_LIMITS, **env})
+        started.append(process)
+        return process
+
+    yield factory
+    for process in started:
+        process.stop()
+
+
+def strict_shop(server: ServerProcess, redis_url: str) -> Shop:
+    return make_shop(server.base_url, server.ws_url, redis_url)
+
+
+def new_email() -> str:
+    return f"p-{secrets.token_hex(5)}@people.example"
+
+
+def code_for(base_url: str, destination: dict[str, str]) -> str:
+    """The newest code the sandbox messenger sent there."""
+    inbox = httpx.get(f"{base_url}/api/sandbox/inbox", params=destination, timeout=seconds(10))
+    assert inbox.status_code == 200, inbox.text
+    found = re.search(r"code is (\d{6})", inbox.json()["messages"][0]["text"])
+    assert found is not None
+    return found[1]
+
+
+def sign_in(base_url: str, destination: dict[str, str] | None = None, token: str | None = None) -> dict[str, Any]:
+    """Sign in as a member (a new email unless given), from the guest `token` when there is one; the session."""
+    destination = destination or {"email": new_email()}
+    sent = httpx.post(f"{base_url}/api/sign-in/code", json=destination, timeout=seconds(10))
+    assert sent.status_code == 202, sent.text
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    body = {**destination, "code": code_for(base_url, destination)}
+    signed = httpx.post(f"{base_url}/api/sign-in", json=body, headers=headers, timeout=seconds(10))
+    assert signed.status_code == 200, signed.text
+    session: dict[str, Any] = signed.json()
+    return session
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
