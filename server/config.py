@@ -101,6 +101,10 @@ class Settings:
     video_lease_ms: int = 10_000
     video_renew_ms: int = 1000
     video_call_seconds: int = 20
+    # The HTTP edge: how long a request's headers and its body may take to arrive; the token that may read /metrics.
+    header_timeout_ms: int = 10_000
+    body_timeout_ms: int = 10_000
+    metrics_token: str = ""
 
     @property
     def redis_dir(self) -> Path:
@@ -192,4 +196,7 @@ def load() -> Settings:
         video_lease_ms=_int("VIDEO_LEASE_MS", 10_000, 100),
         video_renew_ms=_int("VIDEO_RENEW_MS", 1000, 10),
         video_call_seconds=_int("VIDEO_CALL_SECONDS", 20, 1),
+        header_timeout_ms=_int("HEADER_TIMEOUT_MS", 10_000, 1),
+        body_timeout_ms=_int("BODY_TIMEOUT_MS", 10_000, 1),
+        metrics_token=os.environ.get("METRICS_TOKEN", "").strip(),
     )
