@@ -14,7 +14,7 @@ import sys
 import uvicorn
 from redis.exceptions import RedisError
 
-from server import config
+from server import config, webserver
 from server.ledger.embedded import EmbeddedPostgres
 from server.store.embedded import EmbeddedRedis
 
@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
             timeout_graceful_shutdown=settings.shutdown_seconds,
             access_log=False,
             proxy_headers=True,
+            http=webserver.PROTOCOL,
         )
     finally:
         for embedded in (postgres, redis):

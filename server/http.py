@@ -8,6 +8,7 @@ for every route (the exception handlers) and for the routes served ahead of Star
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -19,7 +20,16 @@ from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from server.access.tokens import Identity, InvalidToken
-from server.errors import STORE_ERRORS, BadRequest, DomainError, Forbidden, TooLarge, Unauthorized, UnsupportedMediaType
+from server.errors import (
+    STORE_ERRORS,
+    BadRequest,
+    DomainError,
+    Forbidden,
+    RequestTimeout,
+    TooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from server.protocol import STAFF, Role
 
 if TYPE_CHECKING:
@@ -63,15 +73,21 @@ def require(connection: HTTPConnection, merchant_id: str, roles: frozenset[Role]
 
 async def read_body(request: Request, media_type: str, limit: int = MAX_BODY, *, required: bool = False) -> bytes:
     """The request body, at most `limit` bytes (never more is buffered): 413 past it, 415 for another
-    Content-Type (a missing one is taken as `media_type` unless `required`)."""
+    Content-Type (a missing one is taken as `media_type` unless `required`), 408 when the whole body has not
+    arrived within BODY_TIMEOUT_MS (and the connection is closed)."""
     given = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if (given or required) and given != media_type:
         raise UnsupportedMediaType(f"send the body with Content-Type: {media_type}")
     body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise TooLarge(f"the body is limited to {limit} bytes")
+    timeout_ms = node_of(request).settings.body_timeout_ms
+    try:
+        async with asyncio.timeout(timeout_ms / 1000):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise TooLarge(f"the body is limited to {limit} bytes")
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {timeout_ms} ms") from None
     return body
 
 
@@ -102,6 +118,8 @@ def _error(status: int, code: str, message: str, headers: Mapping[str, str] | No
 
 async def domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
+    if isinstance(exc, RequestTimeout):  # the rest of the body may never come: nothing more to read on this connection
+        return _error(exc.status, exc.code, exc.message, {"Connection": "close"})
     return _error(exc.status, exc.code, exc.message)
 
 
