@@ -14,7 +14,7 @@ import sys
 import uvicorn
 from redis.exceptions import RedisError
 
-from server import config, webserver
+from server import config, datadir, webserver
 from server.ledger.embedded import EmbeddedPostgres
 from server.store.embedded import EmbeddedRedis
 
@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, help="port (PORT, default 8000)")
     parser.add_argument("--workers", type=int, help="uvicorn worker processes (WEB_CONCURRENCY, default 1)")
     args = parser.parse_args(argv)
+    os.umask(datadir.UMASK)  # what this process and its children (workers, Redis, PostgreSQL) create is private
     settings = config.load()
+    datadir.make_private(settings.data_dir)  # and what an older install left there
     level = logging.DEBUG if settings.log_level == "trace" else settings.log_level.upper()  # trace is uvicorn's own
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host = args.host or settings.host
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
             os.environ["DATABASE_URL"] = postgres.start()
         metrics_dir = settings.data_dir / f"metrics-{port}"
         shutil.rmtree(metrics_dir, ignore_errors=True)
-        metrics_dir.mkdir(parents=True)
+        metrics_dir.mkdir(mode=datadir.FOLDER_MODE, parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         if settings.seed_demo:
             from server import cli, seed

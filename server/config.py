@@ -7,6 +7,8 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from server.datadir import FOLDER_MODE, private_opener
+
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
@@ -121,9 +123,9 @@ def _secret_key(data_dir: Path) -> str:
     if configured:
         return configured
     path = data_dir / "secret_key"
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
     try:
-        with open(path, "x") as handle:
+        with open(path, "x", opener=private_opener) as handle:
             handle.write(secrets.token_urlsafe(32))
     except FileExistsError:
         pass

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import stat
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 
 import orjson
 import pytest
 
 from loadtests.support.server import ServerProcess
 from server.protocol import Role
-from tests.conftest import mint, start_server
-from tests.sale_helpers import viewer_token
+from tests.conftest import SECRET_KEY, make_shop, mint, start_server
+from tests.sale_helpers import buy, create_sale, pay, recorded, viewer_token, wait_until
 from tests.timing import seconds
 
 pytestmark = pytest.mark.anyio
@@ -141,3 +143,47 @@ async def test_hundreds_of_half_open_connections_are_all_closed_after_the_header
                 writer.write(b"POST /api/guest HTTP/1.1\r\nHost: edge\r\nContent-")
         closed = await asyncio.gather(*(_closed_after(reader, started) for reader, _ in connections))
     assert len(closed) == 300 and max(closed) <= HEADER_TIMEOUT + SLACK
+
+
+# --- F10: files -----------------------------------------------------------------------------------
+
+
+def _readable_by_others(root: Path) -> list[str]:
+    """Every file under `root` the group or others may read, write or run, and every folder they may list or
+    write (a folder's search bit alone is allowed: the embedded PostgreSQL's user needs it above its cluster)."""
+    found = []
+    for path in [root, *root.rglob("*")]:
+        mode = path.lstat().st_mode
+        if stat.S_ISLNK(mode):
+            continue
+        others = 0o066 if stat.S_ISDIR(mode) else 0o077
+        if mode & others:
+            found.append(f"{path.relative_to(root.parent)} {stat.filemode(mode)}")
+    return found
+
+
+def test_everything_the_server_writes_in_data_dir_is_private(tmp_path: Path) -> None:
+    """A server with its own Redis and PostgreSQL, on an old install's world-readable DATA_DIR, takes a purchase and a
+    payment: no file or folder in DATA_DIR is then readable by the group or others (the old ones were tightened)."""
+    data = tmp_path / "data"
+    (data / "redis").mkdir(parents=True)
+    for path in (tmp_path, data, data / "redis"):
+        path.chmod(0o755)
+    (data / "secret_key").write_text(SECRET_KEY)  # the old install's key: the tests' tokens stay valid
+    (data / "redis" / "appendonly.aof.old").write_text("")
+    for path in (data / "secret_key", data / "redis" / "appendonly.aof.old"):
+        path.chmod(0o644)
+    server = start_server(tmp_path, {"REDIS_URL": "", "DATABASE_URL": "", "SECRET_KEY": "", "SEED_DEMO": "0"})
+    try:
+        shop = make_shop(server.base_url, server.ws_url, server.redis_url)
+        sale = create_sale(shop, quantity=5)
+        token = viewer_token()
+        bought = buy(server.base_url, token, sale["id"])
+        assert bought.status_code == 201, bought.text
+        order_id = bought.json()["order_id"]
+        assert pay(server.base_url, token, order_id).status_code == 200
+        wait_until(lambda: recorded(server.database_url, [order_id]) == {order_id: "paid"}, timeout=10)
+        assert _readable_by_others(data) == []
+    finally:
+        server.stop()
+    assert _readable_by_others(data) == []
