@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> None:
             access_log=False,
             proxy_headers=True,
             http=webserver.PROTOCOL,
+            headers=webserver.security_headers(settings),
         )
     finally:
         for embedded in (postgres, redis):

@@ -7,17 +7,19 @@ import asyncio
 import secrets
 import stat
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
+import websockets
 
 from loadtests.support.server import ServerProcess
 from server.protocol import Role
-from tests.conftest import SECRET_KEY, make_shop, mint, start_server
-from tests.sale_helpers import buy, create_sale, pay, recorded, viewer_token, wait_until
+from tests.conftest import ROOT, SECRET_KEY, make_shop, mint, start_server
+from tests.sale_helpers import auth, buy, create_sale, pay, recorded, viewer_token, wait_until
 from tests.timing import seconds
 
 pytestmark = pytest.mark.anyio
@@ -187,3 +189,77 @@ def test_everything_the_server_writes_in_data_dir_is_private(tmp_path: Path) -> 
     finally:
         server.stop()
     assert _readable_by_others(data) == []
+
+
+# --- F11: security headers ------------------------------------------------------------------------
+
+SECURITY_HEADERS = {
+    "content-security-policy": (
+        "default-src 'self'; frame-ancestors 'none'; connect-src 'self'; img-src 'self' data: blob: https:; "
+        "media-src 'self' blob:; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; "
+        "form-action 'self'"
+    ),
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+    "cross-origin-opener-policy": "same-origin",
+    "permissions-policy": "camera=(self), microphone=(self), geolocation=()",
+}
+
+
+def _security_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {name: headers.get(name, "") for name in SECURITY_HEADERS}
+
+
+async def test_every_kind_of_answer_carries_the_security_headers(edge: ServerProcess) -> None:
+    """Pages, static files, an API answer, an API error, a 404, the purchase hot path, uvicorn's own 400 and the
+    room socket's handshake all carry the CSP and the browser switches."""
+    sale_path = "/api/sales/s_0000000000/purchases"
+    async with httpx.AsyncClient(base_url=edge.base_url) as http:
+        answers = {
+            "/": await http.get("/"),
+            "/room.html": await http.get("/room.html"),
+            "/js/room.js": await http.get("/js/room.js"),
+            "POST /api/guest": await http.post("/api/guest"),
+            "GET /api/me without a token": await http.get("/api/me"),
+            "GET /api/nothing-here": await http.get("/api/nothing-here"),
+            "GET /nothing-here.html": await http.get("/nothing-here.html"),
+            "POST purchase": await http.post(
+                sale_path, json={}, headers={**auth(viewer_token()), "Idempotency-Key": "k1"}
+            ),
+        }
+    statuses = {name: answer.status_code for name, answer in answers.items()}
+    assert statuses == {
+        "/": 200,
+        "/room.html": 200,
+        "/js/room.js": 200,
+        "POST /api/guest": 201,
+        "GET /api/me without a token": 401,
+        "GET /api/nothing-here": 404,
+        "GET /nothing-here.html": 404,
+        "POST purchase": 404,  # unknown_sale: the answer of the hot path's handler
+    }
+    for name, answer in answers.items():
+        assert _security_headers(answer.headers) == SECURITY_HEADERS, name
+    async with _connection(edge) as (reader, writer):
+        writer.write(b"GET / HTTP/1.1\r\nHost: edge\r\nContent-Length: nope\r\n\r\n")  # uvicorn's own 400
+        status, headers, _ = await _answer(reader)
+    assert status == 400 and _security_headers(headers) == SECURITY_HEADERS
+    url = f"{edge.ws_url}/ws/rooms/no-such-room?token={viewer_token()}"
+    async with websockets.connect(url, open_timeout=seconds(10)) as socket:
+        assert socket.response is not None
+        assert _security_headers(socket.response.headers) == SECURITY_HEADERS
+
+
+def test_the_pages_carry_no_policy_of_their_own() -> None:
+    """The pages leave the policy to the header (a <meta> policy would be a second one, applied on top)."""
+    for page in (ROOT / "static").glob("*.html"):
+        html = page.read_text()
+        assert "Content-Security-Policy" not in html and "<script>" not in html and " style=" not in html, page
+
+
+def test_the_policy_lets_pages_reach_public_url(server_factory: Callable[..., ServerProcess]) -> None:
+    """With PUBLIC_URL set (where WHIP and WHEP sessions' Locations point), the pages may connect there too."""
+    public = server_factory(PUBLIC_URL="https://shop.example/")
+    policy = httpx.get(f"{public.base_url}/").headers["content-security-policy"]
+    assert "; connect-src 'self' https://shop.example;" in policy
