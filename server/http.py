@@ -101,7 +101,7 @@ async def json_body(request: Request, *, optional: bool = False) -> dict[str, An
     except orjson.JSONDecodeError:
         try:
             data = json.loads(raw)  # orjson refuses integers past 64 bits: say what is wrong with the number instead
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack (orjson stops at 1024)
             raise BadRequest("the body is not valid JSON", "bad_json") from None
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object")
@@ -137,6 +137,7 @@ async def internal_error(request: Request, exc: Exception) -> Response:
 
 async def client_gone(request: Request, exc: Exception) -> Response:
     """The client hung up mid-request: nobody to answer (and nothing worth a traceback)."""
+    log.debug("%s %s: the client hung up before its body was read", request.method, request.url.path)
     return Response(status_code=400)
 
 

@@ -4,12 +4,17 @@ headers on every answer, /metrics behind a token, room ids chosen by the server.
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
+import socket
 import stat
+import struct
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -18,9 +23,10 @@ import websockets
 
 from loadtests.support.server import ServerProcess
 from server.protocol import Role
-from tests.conftest import ROOT, SECRET_KEY, make_shop, mint, start_server
+from tests.client import RoomClient
+from tests.conftest import ROOT, SECRET_KEY, Shop, make_shop, mint, start_server
 from tests.sale_helpers import auth, buy, create_sale, pay, recorded, viewer_token, wait_until
-from tests.timing import seconds
+from tests.timing import seconds, until
 
 pytestmark = pytest.mark.anyio
 
@@ -263,3 +269,155 @@ def test_the_policy_lets_pages_reach_public_url(server_factory: Callable[..., Se
     public = server_factory(PUBLIC_URL="https://shop.example/")
     policy = httpx.get(f"{public.base_url}/").headers["content-security-policy"]
     assert "; connect-src 'self' https://shop.example;" in policy
+
+
+# --- F12: bad input -------------------------------------------------------------------------------
+
+# A value of every JSON type, and two that only look right ("²" is a digit to str.isdigit, not to int()).
+WRONG: dict[str, Any] = {
+    "list": [],
+    "object": {},
+    "null": None,
+    "bool": True,
+    "float": 1.5,
+    "huge int": 10**30,
+    "string": "x",
+    "superscript digits": "²" * 16,
+    "negative": -1,
+}
+WRONG_BODIES = (
+    b"[]",
+    b'"x"',
+    b"1",
+    b"null",
+    b"true",
+    b"{broken",
+    b"[" * 30_000 + b"]" * 30_000,  # deeper than orjson (1024) and Python's json (its stack) go
+    b'{"quantity": 100000000000000000000000, "price": NaN, "title": Infinity}',  # orjson refuses: json parses it
+)
+
+
+JSON_FIELDS_OF_PRODUCT: dict[str, type] = {"title": str, "price": int, "currency": str, "image_url": str}
+
+
+@dataclass
+class Endpoint:
+    """A REST endpoint with a JSON body: a valid body, and the JSON type of each field it reads."""
+
+    method: str
+    path: str
+    token: str
+    body: dict[str, Any]
+    fields: dict[str, type]
+
+
+def _endpoints(base_url: str, shop: Shop) -> list[Endpoint]:
+    """Every REST endpoint of the rooms and sales APIs that takes a JSON body, with a sale and an order to act on."""
+    m, r = shop.merchant_id, shop.room_id
+    sale = create_sale(shop, base_url, quantity=1000, per_user_limit=1000)
+    buyer = viewer_token()
+    order = buy(base_url, buyer, sale["id"]).json()
+    product = {"title": "Hat", "price": 100, "currency": "USD", "image_url": "/img/mug.svg"}
+    new_sale = {
+        "product_id": shop.products[0],
+        "price": 500,
+        "quantity": 10,
+        "per_user_limit": 2,
+        "starts_at": int(time.time() * 1000),
+        "duration_seconds": 600,
+        "hold_seconds": 60,
+    }
+    countdown = {**{k: v for k, v in new_sale.items() if k != "starts_at"}, "countdown_seconds": 30}
+    sale_fields = {name: str if name == "product_id" else int for name in new_sale}
+    return [
+        Endpoint("POST", f"/api/merchants/{m}/products", shop.admin, product, {"id": str, **JSON_FIELDS_OF_PRODUCT}),
+        Endpoint("PUT", f"/api/merchants/{m}/products/{shop.products[1]}", shop.host, product, JSON_FIELDS_OF_PRODUCT),
+        Endpoint("POST", f"/api/merchants/{m}/rooms", shop.admin, {"title": "Show"}, {"title": str}),
+        Endpoint("PUT", f"/api/merchants/{m}/blocklist", shop.moderator, {"words": ["spam"]}, {"words": list}),
+        Endpoint("POST", f"/api/merchants/{m}/rooms/{r}/sales", shop.host, new_sale, sale_fields),
+        Endpoint("POST", f"/api/merchants/{m}/rooms/{r}/sales", shop.host, countdown, {"countdown_seconds": int}),
+        Endpoint("POST", f"/api/sales/{sale['id']}/purchases", buyer, {"quantity": 1}, {"quantity": int}),
+        Endpoint("POST", f"/api/orders/{order['order_id']}/payment", buyer, {}, {"card_number": str}),
+    ]
+
+
+def _cases(kind: type, value: Any) -> list[tuple[Any, bool]]:
+    """What to send a field of this JSON type for one wrong value, and whether that is of the wrong type."""
+    if kind is list:  # the value itself, and a list of it
+        return [(value, not isinstance(value, list)), ([value], not isinstance(value, str))]
+    return [(value, not isinstance(value, kind) or isinstance(value, bool))]
+
+
+def test_no_wrong_json_type_in_any_field_of_any_endpoint_is_a_500(edge: ServerProcess, redis_url: str) -> None:
+    """Every JSON field of every REST endpoint, given a value of every wrong JSON type: never a 500; a value of the
+    wrong type is a 400 whose message names the field. Bodies that are not a JSON object, or not JSON, are 400s."""
+    shop = make_shop(edge.base_url, edge.ws_url, redis_url)
+    sent = 0
+    with httpx.Client(base_url=edge.base_url, timeout=seconds(10)) as http:
+        for endpoint in _endpoints(edge.base_url, shop):
+            headers = {**auth(endpoint.token), "Content-Type": "application/json"}
+            for name, kind in endpoint.fields.items():
+                for label, value in WRONG.items():
+                    for given, wrong_type in _cases(kind, value):
+                        body = json.dumps({**endpoint.body, name: given}).encode()  # orjson refuses 10**30
+                        answer = http.request(endpoint.method, endpoint.path, content=body, headers=_keyed(headers))
+                        case = f"{endpoint.method} {endpoint.path} {name}={label}: {answer.text}"
+                        assert answer.status_code < 500, case
+                        if wrong_type:
+                            assert answer.status_code == 400, case
+                            message = answer.json()["error"]["message"].replace("_", " ").lower()
+                            assert name.replace("_", " ") in message, case
+                        sent += 1
+            for content in WRONG_BODIES:
+                answer = http.request(endpoint.method, endpoint.path, content=content, headers=_keyed(headers))
+                assert answer.status_code == 400, (endpoint.path, content[:40], answer.text)
+    assert sent > 150
+
+
+def _keyed(headers: dict[str, str]) -> dict[str, str]:
+    """The headers with a fresh Idempotency-Key (the purchase and the payment need one; the others ignore it)."""
+    return {**headers, "Idempotency-Key": secrets.token_hex(8)}
+
+
+def test_a_bad_query_number_is_a_400_not_a_500(edge: ServerProcess, redis_url: str) -> None:
+    """`?past=²` on a room's stats ("²".isdigit() is true, int() refuses it) is a 400 naming the parameter."""
+    shop = make_shop(edge.base_url, edge.ws_url, redis_url)
+    for past in ("²", "٣", "-1", "1.5", "99999999999999999999999"):
+        answer = httpx.get(
+            f"{edge.base_url}/api/merchants/{shop.merchant_id}/rooms/{shop.room_id}/stats",
+            params={"past": past},
+            headers=auth(shop.admin),
+        )
+        assert answer.status_code == 400 and "'past'" in answer.json()["error"]["message"], (past, answer.text)
+
+
+async def test_a_room_socket_with_a_bad_since_is_served_a_snapshot(edge: ServerProcess, redis_url: str) -> None:
+    """`since` and `epoch` that are not an offset and an epoch ("²", text, a huge number) are ignored: the socket
+    gets a fresh snapshot, as a first visit does."""
+    shop = make_shop(edge.base_url, edge.ws_url, redis_url)
+    for since in ("%C2%B2", "abc", "-5", "9" * 40):
+        async with await RoomClient.connect(shop.room_url(shop.guest(), since=since, epoch="%C2%B2")) as viewer:
+            assert viewer.first is not None and viewer.first["type"] == "snapshot", since
+
+
+async def test_a_purchase_body_cut_off_by_the_client_logs_no_traceback(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    """A buyer that hangs up mid-body (closing, or resetting the connection) is noted at debug level only: no
+    traceback, nothing at warning or above, on the hot path or behind Starlette."""
+    server = server_factory(LOG_LEVEL="debug")
+    staff_route = (
+        "PUT /api/merchants/edge-shop/blocklist HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {mint('edge-shop', Role.ADMIN)}\r\nContent-Length: 100\r\n\r\n"
+    ).encode()
+    heads = [_purchase_head(100), _purchase_head(100), staff_route]
+    for number, head in enumerate(heads):
+        async with _connection(server) as (_, writer):
+            writer.write(head + b'{"quantity')
+            await writer.drain()
+            if number == 1:  # a reset rather than a close
+                writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    await until(lambda: server.log().count("hung up before its body was read") == len(heads), what="the hang-ups")
+    log = server.log()
+    assert "Traceback" not in log and "ClientDisconnect" not in log
+    assert not [line for line in log.splitlines() if " WARNING " in line or " ERROR " in line or "ERROR:" in line]
