@@ -421,3 +421,26 @@ async def test_a_purchase_body_cut_off_by_the_client_logs_no_traceback(
     log = server.log()
     assert "Traceback" not in log and "ClientDisconnect" not in log
     assert not [line for line in log.splitlines() if " WARNING " in line or " ERROR " in line or "ERROR:" in line]
+
+
+# --- F13: /metrics and room ids -------------------------------------------------------------------
+
+
+def test_metrics_are_served_only_with_the_metrics_token(edge: ServerProcess) -> None:
+    """/metrics without a token, with a wrong one or another scheme is 401; with METRICS_TOKEN it is the metrics."""
+    url = f"{edge.base_url}/metrics"
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {edge.metrics_token}"}):
+        answer = httpx.get(url, headers=headers)
+        assert answer.status_code == 401 and answer.json()["error"]["code"] == "invalid_token", headers
+        assert "livecart_" not in answer.text
+    assert httpx.get(url, params={"token": edge.metrics_token}).status_code == 401  # the header only
+    answer = httpx.get(url, headers=edge.metrics_headers)
+    assert answer.status_code == 200 and "livecart_connections" in answer.text
+
+
+def test_metrics_are_off_without_a_metrics_token(server_factory: Callable[..., ServerProcess]) -> None:
+    """A server without METRICS_TOKEN answers /metrics 404, saying what to set."""
+    closed = server_factory(METRICS_TOKEN="")
+    for headers in ({}, {"Authorization": "Bearer"}, {"Authorization": "Bearer anything"}):
+        answer = httpx.get(f"{closed.base_url}/metrics", headers=headers)
+        assert answer.status_code == 404 and "METRICS_TOKEN" in answer.json()["error"]["message"], headers
