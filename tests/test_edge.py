@@ -444,3 +444,24 @@ def test_metrics_are_off_without_a_metrics_token(server_factory: Callable[..., S
     for headers in ({}, {"Authorization": "Bearer"}, {"Authorization": "Bearer anything"}):
         answer = httpx.get(f"{closed.base_url}/metrics", headers=headers)
         assert answer.status_code == 404 and "METRICS_TOKEN" in answer.json()["error"]["message"], headers
+
+
+def test_room_ids_are_the_servers_so_merchants_cannot_squat_or_collide(edge: ServerProcess, redis_url: str) -> None:
+    """A room body with an `id` is refused (400, nothing created); two merchants creating rooms of the same title get
+    rooms of their own, under ids the server picked."""
+    shops = [make_shop(edge.base_url, edge.ws_url, redis_url) for _ in range(2)]
+    created = []
+    with httpx.Client(base_url=edge.base_url) as http:
+        for shop in shops:
+            rooms = f"/api/merchants/{shop.merchant_id}/rooms"
+            squat = http.post(rooms, headers=auth(shop.admin), json={"id": "big-sale", "title": "Big sale"})
+            assert squat.status_code == 400 and "'id'" in squat.json()["error"]["message"]
+            answer = http.post(rooms, headers=auth(shop.admin), json={"title": "Big sale"})
+            assert answer.status_code == 201
+            created.append(answer.json())
+            listed = {room["id"] for room in http.get(rooms, headers=auth(shop.admin)).json()}
+            assert listed == {shop.room_id, answer.json()["id"]}
+        assert http.get("/api/rooms/big-sale").status_code == 404
+    first, second = created
+    assert first["id"] != second["id"] and all(room["id"].startswith("r_") for room in created)
+    assert [room["merchant_id"] for room in created] == [shop.merchant_id for shop in shops]
