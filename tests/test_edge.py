@@ -374,6 +374,18 @@ def test_no_wrong_json_type_in_any_field_of_any_endpoint_is_a_500(edge: ServerPr
     assert sent > 150
 
 
+def test_garbage_sdp_offers_are_400s(edge: ServerProcess, redis_url: str) -> None:
+    """WHIP and WHEP bodies that are not SDP offers (not UTF-8, empty, noise, an offer without media) are 400s."""
+    shop = make_shop(edge.base_url, edge.ws_url, redis_url)
+    offers = (b"\xff\xfe\x00", b"", b"v=0\r\n" * 5000, b"m=video 9 UDP/TLS/RTP/SAVPF 96\r\n", b"{}", "²".encode())
+    for path, token in ((f"/whip/{shop.room_id}", shop.host), (f"/whep/{shop.room_id}", shop.guest())):
+        for offer in offers:
+            answer = httpx.post(
+                f"{edge.base_url}{path}", content=offer, headers={**auth(token), "Content-Type": "application/sdp"}
+            )
+            assert answer.status_code == 400, (path, offer[:20], answer.text)
+
+
 def _keyed(headers: dict[str, str]) -> dict[str, str]:
     """The headers with a fresh Idempotency-Key (the purchase and the payment need one; the others ignore it)."""
     return {**headers, "Idempotency-Key": secrets.token_hex(8)}
