@@ -132,13 +132,18 @@ async def test_kept_alive_connection_idles_under_the_keep_alive_timeout_not_the_
     edge: ServerProcess,
 ) -> None:
     """A normal client keeps its connection: a request, an idle pause longer than the header timeout (shorter than
-    uvicorn's 5 s keep-alive), and the next request on the same connection is answered."""
+    uvicorn's 5 s keep-alive), and the next request on the same connection is answered. A next request whose head
+    stops halfway is closed after the header timeout, counted from its first byte."""
     async with _connection(edge) as (reader, writer):
         for _ in range(3):
             writer.write(b"GET /healthz HTTP/1.1\r\nHost: edge\r\n\r\n")
             status, _, body = await _answer(reader)
             assert (status, body) == (200, b"ok")
             await asyncio.sleep(HEADER_TIMEOUT * 1.5)  # the idle pause between requests is the scenario itself
+        started = time.monotonic()
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: ed")
+        elapsed = await _closed_after(reader, started)
+    assert HEADER_TIMEOUT * 0.9 <= elapsed <= HEADER_TIMEOUT + SLACK
 
 
 async def test_hundreds_of_half_open_connections_are_all_closed_after_the_header_timeout(edge: ServerProcess) -> None:
