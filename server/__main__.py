@@ -14,7 +14,7 @@ import sys
 import uvicorn
 from redis.exceptions import RedisError
 
-from server import config
+from server import config, datadir, webserver
 from server.ledger.embedded import EmbeddedPostgres
 from server.store.embedded import EmbeddedRedis
 
@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, help="port (PORT, default 8000)")
     parser.add_argument("--workers", type=int, help="uvicorn worker processes (WEB_CONCURRENCY, default 1)")
     args = parser.parse_args(argv)
+    os.umask(datadir.UMASK)  # what this process and its children (workers, Redis, PostgreSQL) create is private
     settings = config.load()
+    datadir.make_private(settings.data_dir)  # and what an older install left there
     level = logging.DEBUG if settings.log_level == "trace" else settings.log_level.upper()  # trace is uvicorn's own
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host = args.host or settings.host
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
             os.environ["DATABASE_URL"] = postgres.start()
         metrics_dir = settings.data_dir / f"metrics-{port}"
         shutil.rmtree(metrics_dir, ignore_errors=True)
-        metrics_dir.mkdir(parents=True)
+        metrics_dir.mkdir(mode=datadir.FOLDER_MODE, parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         if settings.seed_demo:
             base = settings.public_url or f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
@@ -94,6 +96,8 @@ def main(argv: list[str] | None = None) -> None:
             timeout_graceful_shutdown=settings.shutdown_seconds,
             access_log=False,
             proxy_headers=True,
+            http=webserver.PROTOCOL,
+            headers=webserver.security_headers(settings),
         )
     finally:
         for embedded in (postgres, redis):

@@ -7,6 +7,8 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from server.datadir import FOLDER_MODE, private_opener
+
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
@@ -110,6 +112,10 @@ class Settings:
     video_lease_ms: int = 10_000
     video_renew_ms: int = 1000
     video_call_seconds: int = 20
+    # The HTTP edge: how long a request's headers and its body may take to arrive; the token that may read /metrics.
+    header_timeout_ms: int = 10_000
+    body_timeout_ms: int = 10_000
+    metrics_token: str = ""
 
     # Accounts, sessions and abuse resistance (docs/security.md lists each with its default).
     access_token_seconds: int = 900
@@ -148,9 +154,9 @@ def _secret_key(data_dir: Path) -> str:
     if configured:
         return configured
     path = data_dir / "secret_key"
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
     try:
-        with open(path, "x") as handle:
+        with open(path, "x", opener=private_opener) as handle:
             handle.write(secrets.token_urlsafe(32))
     except FileExistsError:
         pass
@@ -241,4 +247,7 @@ def load() -> Settings:
         video_sessions_per_user=_int("VIDEO_SESSIONS_PER_USER", 2, 1),
         video_sessions_per_address=_int("VIDEO_SESSIONS_PER_ADDRESS", 100, 1),
         likes_per_second=_int("LIKES_PER_SECOND", 10, 1),
+        header_timeout_ms=_int("HEADER_TIMEOUT_MS", 10_000, 1),
+        body_timeout_ms=_int("BODY_TIMEOUT_MS", 10_000, 1),
+        metrics_token=os.environ.get("METRICS_TOKEN", "").strip(),
     )

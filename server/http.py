@@ -8,6 +8,7 @@ for every route (the exception handlers) and for the routes served ahead of Star
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -25,6 +26,7 @@ from server.errors import (
     DomainError,
     Forbidden,
     RateLimited,
+    RequestTimeout,
     TooLarge,
     Unauthorized,
     UnsupportedMediaType,
@@ -84,15 +86,21 @@ def require(connection: HTTPConnection, merchant_id: str, roles: frozenset[Role]
 
 async def read_body(request: Request, media_type: str, limit: int = MAX_BODY, *, required: bool = False) -> bytes:
     """The request body, at most `limit` bytes (never more is buffered): 413 past it, 415 for another
-    Content-Type (a missing one is taken as `media_type` unless `required`)."""
+    Content-Type (a missing one is taken as `media_type` unless `required`), 408 when the whole body has not
+    arrived within BODY_TIMEOUT_MS (and the connection is closed)."""
     given = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if (given or required) and given != media_type:
         raise UnsupportedMediaType(f"send the body with Content-Type: {media_type}")
     body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise TooLarge(f"the body is limited to {limit} bytes")
+    timeout_ms = node_of(request).settings.body_timeout_ms
+    try:
+        async with asyncio.timeout(timeout_ms / 1000):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise TooLarge(f"the body is limited to {limit} bytes")
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {timeout_ms} ms") from None
     return body
 
 
@@ -106,7 +114,7 @@ async def json_body(request: Request, *, optional: bool = False) -> dict[str, An
     except orjson.JSONDecodeError:
         try:
             data = json.loads(raw)  # orjson refuses integers past 64 bits: say what is wrong with the number instead
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack (orjson stops at 1024)
             raise BadRequest("the body is not valid JSON", "bad_json") from None
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object")
@@ -125,6 +133,9 @@ async def domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
     return _error(exc.status, exc.code, exc.message, headers)
+    if isinstance(exc, RequestTimeout):  # the rest of the body may never come: nothing more to read on this connection
+        return _error(exc.status, exc.code, exc.message, {"Connection": "close"})
+    return _error(exc.status, exc.code, exc.message)
 
 
 async def store_error(request: Request, exc: Exception) -> Response:
@@ -141,6 +152,7 @@ async def internal_error(request: Request, exc: Exception) -> Response:
 
 async def client_gone(request: Request, exc: Exception) -> Response:
     """The client hung up mid-request: nobody to answer (and nothing worth a traceback)."""
+    log.debug("%s %s: the client hung up before its body was read", request.method, request.url.path)
     return Response(status_code=400)
 
 

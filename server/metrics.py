@@ -1,7 +1,12 @@
-"""Prometheus metrics of this process (summed across uvicorn workers when PROMETHEUS_MULTIPROC_DIR is set)."""
+"""Prometheus metrics of this process (summed across uvicorn workers when PROMETHEUS_MULTIPROC_DIR is set).
+
+GET /metrics serves them to a scraper that sends `Authorization: Bearer <METRICS_TOKEN>`; while
+METRICS_TOKEN is unset it answers 404 (the numbers tell outsiders how busy the shop is).
+"""
 
 from __future__ import annotations
 
+import hmac
 import os
 import time
 from collections.abc import Iterator
@@ -19,6 +24,8 @@ from prometheus_client import (
 from starlette.requests import Request
 from starlette.responses import Response
 
+from server.errors import NotFound, Unauthorized
+from server.http import node_of
 from server.protocol import COMMANDS, ErrorCode
 
 CONNECTIONS = Gauge("livecart_connections", "Open room WebSocket connections", multiprocess_mode="livesum")
@@ -77,7 +84,13 @@ def redis_timer(op: str) -> Iterator[None]:
 
 
 async def endpoint(request: Request) -> Response:
-    """GET /metrics in the Prometheus text format."""
+    """GET /metrics in the Prometheus text format, with `Authorization: Bearer <METRICS_TOKEN>`."""
+    expected = node_of(request).settings.metrics_token
+    if not expected:
+        raise NotFound("/metrics is off: set METRICS_TOKEN and scrape with 'Authorization: Bearer <METRICS_TOKEN>'")
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        raise Unauthorized("/metrics needs 'Authorization: Bearer <METRICS_TOKEN>'")
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

@@ -26,9 +26,9 @@ METRICS = (
 )
 
 
-def metric_samples(base_url: str) -> dict[str, float]:
+def metric_samples(server: ServerProcess) -> dict[str, float]:
     """GET /metrics, parsed with Prometheus' own parser: {'name{label="v"}': value} (labels sorted)."""
-    response = httpx.get(f"{base_url}/metrics", timeout=5)
+    response = httpx.get(f"{server.base_url}/metrics", headers=server.metrics_headers, timeout=5)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=")
     samples: dict[str, float] = {}
@@ -56,10 +56,10 @@ def test_readyz_answers_ready_when_redis_is_reachable(server: ServerProcess) -> 
 def test_fresh_server_exports_every_livecart_metric(server_factory: Callable[..., ServerProcess]) -> None:
     """Before any viewer comes, /metrics already has every livecart series, counters at 0 (rate() works at once)."""
     fresh = server_factory()
-    text = httpx.get(f"{fresh.base_url}/metrics").text
+    text = httpx.get(f"{fresh.base_url}/metrics", headers=fresh.metrics_headers).text
     for name in METRICS:
         assert f"\n{name}" in text, name
-    samples = metric_samples(fresh.base_url)
+    samples = metric_samples(fresh)
     assert samples["livecart_connections"] == 0
     assert samples["livecart_rooms"] == 0
     assert samples["livecart_frames_out_total"] == 0
@@ -75,20 +75,20 @@ def test_fresh_server_exports_every_livecart_metric(server_factory: Callable[...
 @pytest.mark.anyio
 async def test_metrics_count_a_connected_viewer_and_its_traffic(server: ServerProcess, shop: Shop) -> None:
     """While a viewer is connected livecart_connections and livecart_rooms count it; its like and frames are counted."""
-    before = metric_samples(server.base_url)
+    before = metric_samples(server)
     async with await RoomClient.connect(shop.room_url(shop.guest())) as viewer:
-        text = httpx.get(f"{server.base_url}/metrics").text
+        text = httpx.get(f"{server.base_url}/metrics", headers=server.metrics_headers).text
         for name in METRICS:
             assert f"\n{name}" in text, name
         assert viewer.first is not None and viewer.first["type"] == "snapshot"
-        during = metric_samples(server.base_url)
+        during = metric_samples(server)
         assert during["livecart_connections"] >= 1
         assert during["livecart_rooms"] >= 1
         await viewer.send_raw('{"type":"like","count":3}')
         await viewer.wait_event("likes")
 
         def counted() -> bool:
-            now = metric_samples(server.base_url)
+            now = metric_samples(server)
             return (
                 now.get('livecart_events_in_total{type="like"}', 0)
                 >= before.get('livecart_events_in_total{type="like"}', 0) + 1
@@ -96,7 +96,7 @@ async def test_metrics_count_a_connected_viewer_and_its_traffic(server: ServerPr
             )
 
         await until(counted)
-    await until(lambda: metric_samples(server.base_url)["livecart_connections"] <= before["livecart_connections"])
+    await until(lambda: metric_samples(server)["livecart_connections"] <= before["livecart_connections"])
 
 
 def test_readyz_is_503_while_redis_is_down_and_recovers_when_it_returns(tmp_path: Path, database_url: str) -> None:

@@ -60,7 +60,7 @@ async def test_viewer_that_cannot_keep_up_is_closed_and_nobody_waits_for_it(
             ]
             await publish_direct(redis_url, shop.room_id, messages)
         await healthy.wait(lambda: sum(1 for e in healthy.events if e["type"] == "chat.message") == 4000, timeout=30)
-        metrics = httpx.get(f"{server.base_url}/metrics").text
+        metrics = httpx.get(f"{server.base_url}/metrics", headers=server.metrics_headers).text
         assert "livecart_viewers_closed_slow_total 1.0" in metrics
         assert not healthy.closed
     # the slow viewer finally reads: what was already in flight, then the close frame with 4000

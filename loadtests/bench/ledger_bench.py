@@ -155,7 +155,7 @@ async def drain(server: ServerProcess, watch: purchase_bench.Watch, config: Conf
 
 async def follow(server: ServerProcess, watch: purchase_bench.Watch, config: Config, timeout: float) -> dict[str, Any]:
     """Read /metrics as the storm runs (once a second) and around it, then wait for the drain; the ledger's figures."""
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=server.base_url, headers=server.metrics_headers, timeout=10) as http:
         await watch.measuring.wait()
         before, _ = await scrape(http)
         readings: list[float] = []

@@ -2,7 +2,8 @@
 
 `start_server` starts a process on a free port with its DATA_DIR and log under a directory and waits
 until it is ready; `running` wraps it for a benchmark: a temporary directory, the server's own
-embedded Redis and PostgreSQL and the demo shop, everything stopped and removed afterwards.
+embedded Redis and PostgreSQL and the demo shop, everything stopped and removed afterwards. Each
+gets a random METRICS_TOKEN: send `ServerProcess.metrics_headers` to read its /metrics.
 """
 
 from __future__ import annotations
@@ -73,13 +74,15 @@ class Tree:
 
 @dataclass
 class ServerProcess:
-    """A server process on 127.0.0.1: its port, its process, the file its output goes to, its DATA_DIR and secret."""
+    """A server process on 127.0.0.1: its port, its process, the file its output goes to, its DATA_DIR, secret and
+    METRICS_TOKEN."""
 
     port: int
     process: subprocess.Popen[bytes]
     log_path: Path
     data_dir: Path | None = None
     secret: str = ""
+    metrics_token: str = ""
 
     @property
     def base_url(self) -> str:
@@ -88,6 +91,11 @@ class ServerProcess:
     @property
     def ws_url(self) -> str:
         return f"ws://{HOST}:{self.port}"
+
+    @property
+    def metrics_headers(self) -> dict[str, str]:
+        """The headers that may read /metrics."""
+        return {"Authorization": f"Bearer {self.metrics_token}"}
 
     @property
     def redis_url(self) -> str:
@@ -135,8 +143,8 @@ def start_server(
     """Start `python -m server` (or `command`, "{port}" filled in) and wait until `ready` answers 200.
 
     Its DATA_DIR is tmp/data and its output goes to tmp/server-<port>.log. `env` is added to this
-    process's environment and wins over the defaults: a random SECRET_KEY, PORT, WEB_CONCURRENCY,
-    LOG_LEVEL info, HOLD_SECONDS 300. Raises RuntimeError, with the log, when it exits or is not
+    process's environment and wins over the defaults: a random SECRET_KEY and METRICS_TOKEN, PORT,
+    WEB_CONCURRENCY, LOG_LEVEL info, HOLD_SECONDS 300. Raises RuntimeError, with the log, when it exits or is not
     ready within READY_SECONDS.
     """
     port = port or free_port()
@@ -144,6 +152,7 @@ def start_server(
     full_env = {
         **os.environ,
         "SECRET_KEY": secrets.token_urlsafe(16),
+        "METRICS_TOKEN": secrets.token_urlsafe(16),
         "DATA_DIR": str(tmp / "data"),
         "PORT": str(port),
         "WEB_CONCURRENCY": str(workers),
@@ -155,7 +164,9 @@ def start_server(
     argv = [part.replace("{port}", str(port)) for part in command or [sys.executable, "-m", "server"]]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
-    server = ServerProcess(port, process, log_path, Path(full_env["DATA_DIR"]), full_env["SECRET_KEY"])
+    server = ServerProcess(
+        port, process, log_path, Path(full_env["DATA_DIR"]), full_env["SECRET_KEY"], full_env["METRICS_TOKEN"]
+    )
     deadline = time.monotonic() + READY_SECONDS
     while True:
         if process.poll() is not None:

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from server.children import stop_with_parent
+from server.datadir import FOLDER_MODE, UMASK, private_opener
 
 log = logging.getLogger("livecart.postgres")
 
@@ -86,9 +87,11 @@ class EmbeddedPostgres:
             "-c",
             f"max_connections={self.max_connections}",
             "-c",
+            "unix_socket_permissions=0700",
+            "-c",
             "logging_collector=off",
         ]
-        log_file = open(self.data_dir.parent / "postgres.log", "ab")  # noqa: SIM115 (the child keeps it)
+        log_file = open(self.data_dir.parent / "postgres.log", "ab", opener=private_opener)  # noqa: SIM115 (the child keeps it)
         try:
             self.process = subprocess.Popen(
                 args,
@@ -100,6 +103,7 @@ class EmbeddedPostgres:
                 group=self._user,
                 extra_groups=self._extra_groups,
                 preexec_fn=lambda: stop_with_parent(signal.SIGINT),  # SIGINT: PostgreSQL's fast shutdown
+                umask=UMASK,
             )
         finally:
             log_file.close()
@@ -108,8 +112,8 @@ class EmbeddedPostgres:
         return self.url
 
     def _prepare(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.data_dir.chmod(0o700)
+        self.data_dir.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+        self.data_dir.chmod(FOLDER_MODE)
         if self._user is None:
             return
         account = pwd.getpwnam(self._user)
@@ -138,6 +142,7 @@ class EmbeddedPostgres:
             user=self._user,
             group=self._user,
             extra_groups=self._extra_groups,
+            umask=UMASK,
         )
         if done.returncode != 0:
             raise SystemExit(f"initdb failed:\n{done.stderr.decode(errors='replace')}")

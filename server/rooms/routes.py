@@ -62,7 +62,8 @@ async def product(request: Request) -> Response:
 
 
 async def rooms(request: Request) -> Response:
-    """GET: the merchant's rooms. POST {id?, title}: create one (admin or host)."""
+    """GET: the merchant's rooms. POST {title}: create one (admin or host), under an id the server picks: room ids are
+    one namespace for every merchant, so a chosen id could squat another shop's name (400 when one is sent)."""
     merchant_id = request.path_params["merchant_id"]
     catalog = node_of(request).catalog
     if request.method == "GET":
@@ -70,11 +71,13 @@ async def rooms(request: Request) -> Response:
         return ok([room.public() for room in await catalog.list_rooms(merchant_id)])
     staff = require(request, merchant_id, PRESENTERS)
     body = await json_body(request)
+    if "id" in body:
+        raise BadRequest("a room's 'id' is chosen by the server: leave it out")
     title = body.get("title")
     if not isinstance(title, str):
         raise BadRequest("'title' must be a string")
     async with node_of(request).audit.change(staff, "room.created") as entry:
-        room = await catalog.create_room(merchant_id, body.get("id") or new_id("r_"), title)
+        room = await catalog.create_room(merchant_id, new_id("r_"), title)
         entry.subject, entry.after = f"room:{room.id}", room.public()
     return ok(room.public(), 201)
 

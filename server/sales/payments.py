@@ -93,7 +93,7 @@ class SandboxProvider:
         self, *, reference: str, key: str, amount: int, currency: str, card_number: str
     ) -> Authorization:
         digits = card_digits(card_number)
-        if not (digits.isdigit() and 12 <= len(digits) <= 19 and _luhn(digits)):
+        if not (digits.isascii() and digits.isdigit() and 12 <= len(digits) <= 19 and _luhn(digits)):  # "²" is a digit
             return Authorization("", False, "incorrect_number", reference, amount, currency, "declined")
         if digits == SLOW_CARD:
             await asyncio.sleep(self.slow_seconds)

@@ -233,7 +233,7 @@ async def room_stats(request: Request) -> Response:
     merchant_id, room_id = request.path_params["merchant_id"], request.path_params["room_id"]
     require(request, merchant_id)
     past = request.query_params.get("past", str(PAST_SHOWS))
-    if not past.isdigit() or int(past) > MAX_PAST_SHOWS:
+    if not (past.isascii() and past.isdigit()) or int(past) > MAX_PAST_SHOWS:  # "²".isdigit(), but int() refuses it
         raise BadRequest(f"'past' must be a whole number from 0 to {MAX_PAST_SHOWS}")
     node = node_of(request)
     room = await node.catalog.get_room(room_id)

@@ -13,6 +13,7 @@ from pathlib import Path
 import redis
 
 from server.children import stop_with_parent
+from server.datadir import FOLDER_MODE, UMASK
 
 log = logging.getLogger("livecart.redis")
 
@@ -54,7 +55,7 @@ class EmbeddedRedis:
 
     def start(self, timeout: float = 10.0) -> str:
         """Start the server (AOF on) and wait until it answers PING; return its URL."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
         if self.socket_path.exists():
             self._refuse_if_running()
             self.socket_path.unlink()
@@ -86,7 +87,7 @@ class EmbeddedRedis:
             str(self.data_dir / "redis.log"),
         ]
         self.process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=stop_with_parent
+            args, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=stop_with_parent, umask=UMASK
         )
         client = redis.Redis(unix_socket_path=str(self.socket_path))
         deadline = time.monotonic() + timeout

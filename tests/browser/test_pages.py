@@ -141,7 +141,8 @@ def browser(playwright: Playwright, camera_scene: Path) -> Iterator[Browser]:
 
 
 class Pages:
-    """Browser contexts (one per person) that report page errors and close at the end of a test."""
+    """Browser contexts (one per person) that report page errors and what the CSP refused, and close at the end of
+    a test."""
 
     def __init__(self, browser: Browser) -> None:
         self.browser = browser
@@ -153,8 +154,14 @@ class Pages:
         self.contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda error: self.errors.append(f"{url}: {error}"))
+        page.on("console", lambda message: self._refused(url, message.text))
         page.goto(url)
         return page
+
+    def _refused(self, url: str, text: str) -> None:
+        """Chromium logs what the Content-Security-Policy refused to the console: each one is an error too."""
+        if "Content Security Policy" in text:
+            self.errors.append(f"{url}: {text}")
 
     def close(self) -> None:
         for context in self.contexts:

@@ -17,7 +17,7 @@ import redis
 from server import keys
 from server.ledger.client import Database
 from server.sales.payments import SandboxProvider
-from tests.conftest import ROOT, SECRET_KEY, Shop
+from tests.conftest import ROOT, SECRET_KEY, ServerProcess, Shop
 from tests.sale_helpers import (
     GOOD_CARD,
     auth,
@@ -114,7 +114,7 @@ def test_repairing_an_unknown_sale_says_so(stores: dict[str, str]) -> None:
 
 
 def test_redis_losing_a_payment_the_record_has_is_caught_and_repaired(
-    shop: Shop, store: redis.Redis, stores: dict[str, str], database_url: str
+    server: ServerProcess, shop: Shop, store: redis.Redis, stores: dict[str, str], database_url: str
 ) -> None:
     """Redis loses a payment after the backup copied it (the AOF window): Redis then expires the hold, which
     contradicts the record. The backup counts it on /metrics and logs the repair to run; the repair makes the
@@ -134,7 +134,7 @@ def test_redis_losing_a_payment_the_record_has_is_caught_and_repaired(
     store.zadd(keys.sales_due(), {sale["id"]: 0})
 
     def diverged() -> float:
-        text = httpx.get(f"{shop.base_url}/metrics").text
+        text = httpx.get(f"{server.base_url}/metrics", headers=server.metrics_headers).text
         lines = [line for line in text.splitlines() if line.startswith("livecart_ledger_diverged_total")]
         return float(lines[0].split()[-1]) if lines else 0.0
 

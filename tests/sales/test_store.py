@@ -25,12 +25,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 from redis.asyncio import Redis
 
+from server.access.limits import Limits
+from server.access.tokens import Identity
 from server.config import Settings
 from server.ledger.client import Database
 from server.sales.backup import Backup
 from server.sales.changes import SaleChanges
-from server.access.limits import Limits
-from server.access.tokens import Identity
 from server.sales.checkout import Checkout
 from server.sales.ledger import SalesLedger
 from server.sales.payments import SandboxProvider

@@ -49,6 +49,7 @@ from tests.timing import seconds, until
 pytestmark = pytest.mark.anyio
 
 WIDTH, HEIGHT = 320, 240
+METRICS_TOKEN = "livecart-test-metrics"
 LOOPBACK_ONLY = "import aioice.ice; aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ['127.0.0.1']"
 
 
@@ -107,6 +108,7 @@ async def _start(stores: dict[str, str], tmp_path: Path, **overrides: object) ->
         data_dir=tmp_path,
         secret_key=SECRET_KEY,
         seed_demo=False,
+        metrics_token=METRICS_TOKEN,
         **{"limit_guests": (100_000, 1), "video_sessions_per_address": 100_000, **overrides},  # all from 127.0.0.1
     )
     entry = create_app(settings)
@@ -529,7 +531,7 @@ async def test_metrics_count_live_video_rooms_and_viewers(live: Live) -> None:
     viewer = await client.watch(live.whep, await live.guest())
     await viewer.wait_connected(seconds(10))
     deadline = asyncio.get_running_loop().time() + seconds(6)
-    async with httpx.AsyncClient(base_url=live.base_url) as http:
+    async with httpx.AsyncClient(base_url=live.base_url, headers={"Authorization": f"Bearer {METRICS_TOKEN}"}) as http:
         while True:
             text = (await http.get("/metrics")).text
             if sample("livecart_video_viewers", text) >= 1 or asyncio.get_running_loop().time() > deadline:
