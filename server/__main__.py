@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> None:
             log_level=settings.log_level,
             timeout_graceful_shutdown=settings.shutdown_seconds,
             access_log=False,
+            log_config=webserver.log_config(),
             proxy_headers=True,
             http=webserver.PROTOCOL,
             headers=webserver.security_headers(settings),

@@ -227,7 +227,7 @@ def load() -> Settings:
         video_lease_ms=_int("VIDEO_LEASE_MS", 10_000, 100),
         video_renew_ms=_int("VIDEO_RENEW_MS", 1000, 10),
         video_call_seconds=_int("VIDEO_CALL_SECONDS", 20, 1),
-        access_token_seconds=_int("ACCESS_TOKEN_SECONDS", 900, 10, 86_400),
+        access_token_seconds=_int("ACCESS_TOKEN_SECONDS", 900, 2, 86_400),
         session_days=_int("SESSION_DAYS", 30, 1, 365),
         staff_session_days=_int("STAFF_SESSION_DAYS", 7, 1, 90),
         revocation_sync_ms=_int("REVOCATION_SYNC_MS", 1000, 10, 60_000),

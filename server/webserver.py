@@ -18,6 +18,7 @@ answer, so these cost nothing per request in the app.
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import logging
 from typing import Any
@@ -130,3 +131,24 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             log.debug("%s: request headers not complete within %g s: closed", self.client, self.header_timeout)
             self.transport.close()
+
+
+class HideQueryStrings(logging.Filter):
+    """uvicorn's log lines with the request's path but never its query string: a client may still put a secret
+    there (an old page's ?token=), and a log is read by more people than the server's users."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and '"WebSocket %s"' in str(record.msg):
+            record.args = tuple(arg.split("?", 1)[0] if index == 1 else arg for index, arg in enumerate(record.args))
+        return True
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's logging configuration with HideQueryStrings on its handlers (applied in every worker process)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    configured = copy.deepcopy(LOGGING_CONFIG)
+    configured["filters"] = {"hide_query_strings": {"()": f"{__name__}.HideQueryStrings"}}
+    for handler in configured["handlers"].values():
+        handler["filters"] = ["hide_query_strings"]
+    return configured

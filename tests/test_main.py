@@ -23,7 +23,8 @@ import redis
 
 from loadtests.support import procstat
 from server.ledger.migrate import migrations
-from tests.conftest import ROOT, SECRET_KEY, ServerProcess, free_port, start_server
+from server.protocol import Role
+from tests.conftest import ROOT, SECRET_KEY, ServerProcess, free_port, mint, start_server
 from tests.timing import seconds
 
 EMBEDDED = {"REDIS_URL": "", "DATABASE_URL": ""}  # a fresh install: the server runs both stores itself
@@ -141,8 +142,22 @@ def test_the_embedded_redis_ticks_faster_for_durable_acknowledgement(
             client.close()
 
 
+def studio_ticket(server: ServerProcess) -> str:
+    """The single-use login link's ticket the start-up log prints."""
+    found = re.search(
+        re.escape(f"host studio:  {server.base_url}/studio.html?room=demo#login=") + r"(\S+)", server.log()
+    )
+    assert found is not None, server.log()
+    return found[1]
+
+
+def redeem(server: ServerProcess, ticket: str) -> httpx.Response:
+    return httpx.post(f"{server.base_url}/api/sign-in/link", json={"ticket": ticket})
+
+
 def test_without_redis_url_the_demo_shop_is_seeded_and_linked_in_the_log(tmp_path: Path) -> None:
-    """A fresh install has the demo room; the log prints the viewer link and a studio link with a working host token."""
+    """A fresh install has the demo room; the log prints the viewer link and a single-use studio login link (no
+    reusable token) that signs the demo host in once."""
     with launched(tmp_path, EMBEDDED) as server:
         room = httpx.get(f"{server.base_url}/api/rooms/demo")
         assert room.status_code == 200
@@ -150,20 +165,18 @@ def test_without_redis_url_the_demo_shop_is_seeded_and_linked_in_the_log(tmp_pat
         log = server.log()
         assert "seeded the demo shop" in log
         assert f"viewer room:  {server.base_url}/room.html?room=demo" in log
-        studio = re.search(re.escape(f"host studio:  {server.base_url}/studio.html?room=demo#token=") + r"(\S+)", log)
-        assert studio is not None
-        me = httpx.get(f"{server.base_url}/api/me", headers=auth(studio[1]))
-        assert me.status_code == 200
-        assert me.json()["role"] == "host"
-        assert me.json()["merchant_id"] == "demo"
+        assert "#token=" not in log
+        signed = redeem(server, studio_ticket(server))
+        assert signed.status_code == 200
+        assert signed.json()["user"]["roles"] == {"demo": "host"} and signed.json()["user"]["name"] == "Demo Host"
+        assert signed.json()["token"] not in server.log()
+        assert redeem(server, studio_ticket(server)).status_code == 401
 
 
 def test_data_survives_a_restart_on_the_same_data_dir(tmp_path: Path) -> None:
     """A product (Redis AOF) and a table row (the PostgreSQL cluster) outlive SIGTERM and a restart; the cluster is
     reused, not made or migrated again, and the demo is not seeded again."""
-    minted = cli(tmp_path, "mint-token", "--merchant", "demo", "--role", "admin")
-    assert minted.returncode == 0, minted.stderr
-    admin = minted.stdout.strip()
+    admin = mint("demo", Role.ADMIN)
     product = {"id": "survivor", "title": "Survivor mug", "price": 777, "currency": "EUR"}
     cluster = "SELECT system_identifier FROM pg_control_system()"
     applied = "SELECT array_agg((version, applied_at)::text ORDER BY version) FROM schema_migrations"
@@ -185,20 +198,20 @@ def test_data_survives_a_restart_on_the_same_data_dir(tmp_path: Path) -> None:
 
 
 def test_without_secret_key_one_is_generated_in_data_dir_and_shared(tmp_path: Path) -> None:
-    """With no SECRET_KEY the server keeps a generated key in DATA_DIR: CLI tokens work and outlive a restart."""
+    """With no SECRET_KEY the server keeps a generated key in DATA_DIR: its tokens work and outlive a restart; one
+    signed with another key does not."""
     no_key = {**EMBEDDED, "SECRET_KEY": ""}
     with launched(tmp_path, no_key) as first:
         key_file = tmp_path / "data" / "secret_key"
         assert len(key_file.read_text().strip()) >= 32
-        minted = cli(tmp_path, "mint-token", "--merchant", "demo", "--role", "moderator", SECRET_KEY="")
-        token = minted.stdout.strip()
-        assert httpx.get(f"{first.base_url}/api/me", headers=auth(token)).json()["role"] == "moderator"
-        foreign = cli(tmp_path, "mint-token", "--merchant", "demo")  # the tests' SECRET_KEY: not this server's
-        assert httpx.get(f"{first.base_url}/api/me", headers=auth(foreign.stdout.strip())).status_code == 401
+        token = redeem(first, studio_ticket(first)).json()["token"]
+        assert httpx.get(f"{first.base_url}/api/me", headers=auth(token)).json()["roles"] == {"demo": "host"}
+        foreign = mint("demo", Role.HOST)  # the tests' SECRET_KEY: not this server's
+        assert httpx.get(f"{first.base_url}/api/me", headers=auth(foreign)).status_code == 401
     key = key_file.read_text()
     with launched(tmp_path, no_key) as second:
         assert key_file.read_text() == key
-        assert httpx.get(f"{second.base_url}/api/me", headers=auth(token)).json()["role"] == "moderator"
+        assert httpx.get(f"{second.base_url}/api/me", headers=auth(token)).json()["roles"] == {"demo": "host"}
 
 
 def test_killed_launcher_takes_its_redis_and_postgres_with_it(tmp_path: Path) -> None:
@@ -344,7 +357,7 @@ def test_two_workers_share_one_redis_and_one_postgres(tmp_path: Path) -> None:
         versions = "SELECT array_agg(version ORDER BY version) FROM schema_migrations"
         assert sql(server.database_url, versions) == [[version for version, _, _ in migrations()]]
 
-        admin = cli(tmp_path, "mint-token", "--merchant", "demo", "--role", "admin").stdout.strip()
+        admin = mint("demo", Role.ADMIN)
         connections: dict[int, http.client.HTTPConnection] = {}
         opened: list[http.client.HTTPConnection] = []
         try:
@@ -441,53 +454,72 @@ def test_procfile_web_process_serves_on_port(tmp_path: Path, stores: dict[str, s
 # --- (f) the operator CLI -----------------------------------------------------------
 
 
-def test_cli_creates_a_merchant_and_mints_a_token_the_server_accepts(
-    tmp_path: Path, server: ServerProcess, redis_url: str
+def test_cli_creates_a_merchant_its_staff_and_login_links_and_signs_people_out(
+    tmp_path: Path, server: ServerProcess, stores: dict[str, str]
 ) -> None:
-    """create-merchant adds the merchant to Redis; mint-token prints a host token the server accepts for it."""
+    """create-merchant (with its first admin) and add-staff make accounts with roles; login-link prints a single-use
+    studio link that signs that person in; revoke signs them out everywhere at once."""
     merchant = f"acme-{secrets.token_hex(3)}"
-    created = cli(tmp_path, "create-merchant", merchant, "--name", "Acme", REDIS_URL=redis_url)
+    admin_email, host_email = f"ada-{merchant}@acme.example", f"hal-{merchant}@acme.example"
+    created = cli(tmp_path, "create-merchant", merchant, "--name", "Acme", "--email", admin_email, **stores)
     assert created.returncode == 0, created.stderr
-    assert f"merchant {merchant} created" in created.stderr
+    assert f"merchant {merchant} created" in created.stderr and "admin u_" in created.stdout
+    added = cli(tmp_path, "add-staff", merchant, "--email", host_email, "--role", "host", "--name", "Hal", **stores)
+    assert added.returncode == 0, added.stderr
 
-    minted = cli(tmp_path, "mint-token", "--merchant", merchant, "--name", "Ada")
-    assert minted.returncode == 0, minted.stderr
-    token = minted.stdout.strip()
-    assert "\n" not in token
-    me = httpx.get(f"{server.base_url}/api/me", headers=auth(token))
-    assert me.status_code == 200
-    assert me.json()["role"] == "host"
-    assert me.json()["merchant_id"] == merchant
-    assert me.json()["name"] == "Ada"
+    link = cli(tmp_path, "login-link", "--email", host_email, "--minutes", "5", **stores)
+    assert link.returncode == 0, link.stderr
+    ticket = link.stdout.strip().split("#login=")[1]
+    signed = redeem(server, ticket)
+    assert signed.status_code == 200
+    user = signed.json()["user"]
+    assert user["roles"] == {merchant: "host"} and user["name"] == "Hal"
+    token = signed.json()["token"]
     shown = httpx.get(f"{server.base_url}/api/merchants/{merchant}", headers=auth(token))
-    assert shown.status_code == 200
-    assert shown.json()["name"] == "Acme"
+    assert shown.status_code == 200 and shown.json()["name"] == "Acme"
+    assert redeem(server, ticket).status_code == 401
 
-    renamed = cli(tmp_path, "create-merchant", merchant, "--name", "Acme Inc", REDIS_URL=redis_url)
-    assert renamed.returncode == 0
-    assert f"merchant {merchant} renamed" in renamed.stderr
-    assert httpx.get(f"{server.base_url}/api/merchants/{merchant}", headers=auth(token)).json()["name"] == "Acme Inc"
+    revoked = cli(tmp_path, "revoke", "--email", host_email, **stores)
+    assert revoked.returncode == 0 and "signed out 1 session" in revoked.stdout
+    assert httpx.get(f"{server.base_url}/api/me", headers=auth(token)).status_code == 401
 
 
 @pytest.mark.parametrize(
-    ("args", "env", "message"),
+    ("args", "message"),
     [
-        (["create-merchant", "Not Valid", "--name", "X"], {"REDIS_URL": "redis://127.0.0.1:1"}, "merchant id must be"),
-        (["create-merchant", "acme", "--name", "X"], {}, "set REDIS_URL"),
-        (["create-merchant", "acme", "--name", "X"], {"REDIS_URL": "unix:///nonexistent.sock"}, "cannot reach Redis"),
-        (["mint-token", "--merchant", "acme", "--role", "viewer"], {}, "invalid choice: 'viewer'"),
-        (["mint-token"], {}, "--merchant"),
+        (["create-merchant", "Not Valid", "--name", "X"], "merchant id must be"),
+        (["add-staff", "no-such-merchant", "--email", "a@b.example"], "no merchant 'no-such-merchant'"),
+        (["add-staff", "acme", "--email", "a@b.example", "--role", "viewer"], "invalid choice: 'viewer'"),
+        (["login-link", "--email", "a@b.example", "--minutes", "-1"], "--minutes must be 1 to 60"),
+        (["login-link", "--email", "a@b.example", "--minutes", "100000"], "--minutes must be 1 to 60"),
+        (["login-link", "--email", "nobody@nowhere.example"], "nobody has that email"),
+        (["login-link"], "one of the arguments --email --phone is required"),
+        (["revoke"], "say who"),
+        (["mint-token", "--merchant", "acme"], "invalid choice: 'mint-token'"),
     ],
 )
 def test_cli_refuses_bad_input_with_a_message(
-    tmp_path: Path, args: list[str], env: dict[str, str], message: str
+    tmp_path: Path, stores: dict[str, str], args: list[str], message: str
 ) -> None:
-    """A bad id, a missing REDIS_URL, an unreachable Redis or a viewer token exits non-zero saying why, no traceback."""
-    result = cli(tmp_path, *args, **env)
+    """A bad id, a merchant that does not exist, a viewer role, a login link of a negative or absurd lifetime or for
+    nobody, and the old mint-token each exit non-zero saying why, no traceback."""
+    result = cli(tmp_path, *args, **stores)
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [({}, "set REDIS_URL and DATABASE_URL"), ({"REDIS_URL": "unix:///nonexistent.sock"}, "cannot reach Redis")],
+)
+def test_cli_without_its_stores_says_so(
+    tmp_path: Path, stores: dict[str, str], env: dict[str, str], message: str
+) -> None:
+    """A missing URL or an unreachable Redis exits non-zero saying which, no traceback."""
+    result = cli(tmp_path, "create-merchant", "acme", "--name", "X", **({**stores, **env} if env else {}))
+    assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
 
 
 # --- (g) bad settings ---------------------------------------------------------------

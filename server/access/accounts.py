@@ -172,17 +172,23 @@ class Accounts:
                     name,
                 )
             else:
-                user_id = await self._create_member(connection, destination, None)
+                user_id = await self._create_member(connection, destination, None, verified=True)
             return await self.user(user_id, connection)
 
-    async def _create_member(self, connection: Connection, destination: Destination, name: str | None) -> str:
+    async def _create_member(
+        self, connection: Connection, destination: Destination, name: str | None, *, verified: bool
+    ) -> str:
+        """A new member at `destination`: verified when they proved it with a code (not when staff added them)."""
         user_id = new_user_id(guest=False)
         default = destination.value.partition("@")[0][:60] if destination.kind == "email" else "Member"
+        column = destination.kind
         await connection.execute(
-            f"INSERT INTO users (user_id, name, {destination.kind}) VALUES ($1, $2, $3)",
+            f"INSERT INTO users (user_id, name, {column}, {column}_verified_at)"
+            " VALUES ($1, $2, $3, CASE WHEN $4 THEN now() END)",
             user_id,
             name or default,
             destination.value,
+            verified,
         )
         return user_id
 
@@ -199,7 +205,7 @@ class Accounts:
                 f"SELECT user_id FROM users WHERE {destination.kind} = $1 FOR UPDATE", destination.value
             )
             if user_id is None:
-                user_id = await self._create_member(connection, destination, name)
+                user_id = await self._create_member(connection, destination, name, verified=False)
             await connection.execute(
                 "INSERT INTO staff (merchant_id, user_id, role, added_by) VALUES ($1, $2, $3, $4)"
                 " ON CONFLICT (merchant_id, user_id) DO UPDATE SET role = excluded.role",

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from loadtests.support.server import LOOPBACK_LIMITS, ServerProcess
 from server.config import Settings
@@ -32,7 +33,14 @@ REAL_LIMITS = {name: _default(name) for name in LOOPBACK_LIMITS}
 
 @pytest.fixture
 def strict(stores: dict[str, str], tmp_path: Path) -> Iterator[Strict]:
-    """Start servers on the session's Redis and PostgreSQL with the limits a real server keeps (`env` on top)."""
+    """Start servers on the session's Redis and PostgreSQL with the limits a real server keeps (`env` on top), their
+    buckets empty (every test's clients come from 127.0.0.1)."""
+    client = redis.Redis.from_url(stores["REDIS_URL"])
+    try:
+        for key in client.scan_iter("limit:*", count=1000):
+            client.delete(key)
+    finally:
+        client.close()
     started: list[ServerProcess] = []
 
     def factory(**env: str) -> ServerProcess:

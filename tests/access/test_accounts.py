@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import httpx
+import pytest
 
 from loadtests.support.server import ServerProcess
 from tests.access.conftest import auth, code_for, new_email, sign_in
@@ -13,6 +14,8 @@ from tests.client import RoomClient
 from tests.conftest import Shop
 from tests.sale_helpers import assert_error, buy, create_sale, pay
 from tests.timing import seconds
+
+pytestmark = pytest.mark.anyio
 
 
 def test_a_code_signs_a_member_in_and_a_wrong_one_is_refused(server: ServerProcess) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 import websockets
 
 from loadtests.support.server import ServerProcess
@@ -21,6 +22,8 @@ from tests.client import RoomClient
 from tests.conftest import Shop, mint
 from tests.sale_helpers import assert_error, buy, create_sale, invariant, pay, query
 from tests.timing import seconds, until
+
+pytestmark = pytest.mark.anyio
 
 
 def test_1_no_one_mints_a_token_for_another_user(shop: Shop, database_url: str) -> None:
@@ -178,7 +181,7 @@ async def test_7_one_person_holds_a_few_sockets_and_counts_once(strict: Strict, 
         for client in clients:
             for _ in range(10):
                 await client.send_raw(orjson.dumps({"type": "like", "count": 50}).decode())
-            assert (await client.request("chat.send", text="done liking"))["type"] == "ack"  # its likes were taken
+            assert (await client.request("like", count=1))["type"] == "ack"  # its likes before were taken
         assert (await watcher.request("chat.send", text="last"))["type"] == "ack"
         await watcher.wait_event("likes")
         await until(lambda: any(item["message"]["text"] == "last" for item in _chat(watcher)), what="the last echo")
@@ -197,8 +200,8 @@ def _chat(client: RoomClient) -> list[dict[str, Any]]:
 
 async def test_9_bans_follow_the_device_and_the_address_limit_holds(strict: Strict, redis_url: str) -> None:
     """A banned guest's next guest from the same browser (device) is still banned; fifteen guests from one address
-    cannot send 75 messages past its limit (20 per window)."""
-    server = strict()
+    cannot send 75 messages past its limit (20 per window, the troll's first message among them)."""
+    server = strict(CHAT_RATE_SECONDS="60")  # one window for the whole test, however slow the machine
     shop = strict_shop(server, redis_url)
     first = httpx.post(f"{server.base_url}/api/guest").json()
     async with (
@@ -217,7 +220,7 @@ async def test_9_bans_follow_the_device_and_the_address_limit_holds(strict: Stri
         async with await RoomClient.connect(shop.room_url(token)) as chatter:
             for number in range(5):
                 accepted += (await chatter.request("chat.send", text=f"spam {number}"))["type"] == "ack"
-    assert accepted == 20
+    assert accepted == 20 - 1
 
 
 async def test_9_the_block_list_sees_through_disguises(shop: Shop) -> None:

@@ -11,7 +11,8 @@ import httpx
 import pytest
 from itsdangerous import URLSafeSerializer
 
-from server.access.tokens import Tokens
+from loadtests.support import tokens
+from server.access.tokens import Identity, Tokens
 from server.http import MAX_BODY
 from server.protocol import Role
 from tests.conftest import SECRET_KEY, ServerProcess, Shop, make_shop, mint
@@ -54,13 +55,14 @@ def products_url(shop: Shop, product_id: str | None = None) -> str:
 
 
 def test_guest_token_identifies_an_anonymous_viewer(api: httpx.Client) -> None:
-    """POST /api/guest returns a token for a viewer of no merchant, and /api/me returns the same identity."""
+    """POST /api/guest returns a guest's session (a token, a refresh token, a device), staff of no merchant, and
+    /api/me returns the same identity."""
     created = api.post("/api/guest")
     assert created.status_code == 201
     body = created.json()
+    assert body["refresh_token"] and body["device"] and body["expires_at"] > time.time()
     user = body["user"]
-    assert user["role"] == "viewer"
-    assert user["merchant_id"] is None
+    assert user["guest"] is True and user["roles"] == {}
     assert user["id"].startswith("g_")
     assert user["name"] == f"Guest {user['id'][-4:].upper()}"
     me = api.get("/api/me", headers=auth(body["token"]))
@@ -82,20 +84,17 @@ def test_guest_tokens_are_only_handed_out_by_post(api: httpx.Client) -> None:
     assert "token" not in response.text
 
 
-def test_me_shows_a_staff_tokens_role_and_merchant(api: httpx.Client, shop: Shop) -> None:
-    """/api/me with a staff token names its role and merchant."""
+def test_me_shows_a_staff_tokens_role_per_merchant(api: httpx.Client, shop: Shop) -> None:
+    """/api/me with a staff token names the user's role for the merchant."""
     for token, role in ((shop.admin, "admin"), (shop.host, "host"), (shop.moderator, "moderator")):
         me = api.get("/api/me", headers=auth(token))
         assert me.status_code == 200
-        assert me.json()["role"] == role
-        assert me.json()["merchant_id"] == shop.merchant_id
+        assert me.json()["roles"] == {shop.merchant_id: role}
 
 
-def test_token_in_the_query_string_is_accepted(api: httpx.Client, shop: Shop) -> None:
-    """?token=… identifies the caller like the Authorization header (browsers' WebSockets need it)."""
-    me = api.get("/api/me", params={"token": shop.host})
-    assert me.status_code == 200
-    assert me.json()["role"] == "host"
+def test_token_in_the_query_string_is_ignored(api: httpx.Client, shop: Shop) -> None:
+    """?token=… identifies nobody (a token in a URL ends up in logs and histories): only Authorization does."""
+    assert_error(api.get("/api/me", params={"token": shop.host}), 401, "invalid_token", "a token is required")
 
 
 # --- invalid tokens -----------------------------------------------------------------
@@ -126,9 +125,7 @@ def test_token_with_a_rewritten_payload_is_refused(api: httpx.Client, shop: Shop
 
 def test_token_signed_with_another_key_is_refused(api: httpx.Client, shop: Shop) -> None:
     """A well-formed token signed with a different secret key gets 401."""
-    foreign = Tokens("not-the-server-key").mint(
-        user_id="u_x", name="Eve", role=Role.ADMIN, merchant_id=shop.merchant_id, ttl_seconds=3600
-    )
+    foreign = tokens.staff("not-the-server-key", shop.merchant_id, Role.ADMIN, "Eve")
     assert_error(api.get(products_url(shop), headers=auth(foreign)), 401, "invalid_token", "bad signature")
 
 
@@ -140,9 +137,8 @@ def test_garbage_token_is_refused(api: httpx.Client, garbage: str) -> None:
 
 def test_expired_token_is_refused_saying_it_expired(api: httpx.Client, shop: Shop) -> None:
     """A correctly signed token past its expiry gets 401 'the token has expired'."""
-    expired = Tokens(SECRET_KEY).mint(
-        user_id="u_old", name="Old", role=Role.ADMIN, merchant_id=shop.merchant_id, ttl_seconds=-10
-    )
+    old = Identity("u_old", "Old", "ses_old", int(time.time()) - 10, guest=False, roles={shop.merchant_id: Role.ADMIN})
+    expired = Tokens(SECRET_KEY).issue(old)
     assert_error(api.get("/api/me", headers=auth(expired)), 401, "invalid_token", "expired")
     assert_error(api.get(products_url(shop), headers=auth(expired)), 401, "invalid_token", "expired")
 
@@ -150,15 +146,18 @@ def test_expired_token_is_refused_saying_it_expired(api: httpx.Client, shop: Sho
 @pytest.mark.parametrize(
     "payload",
     [
-        {"sub": "u", "name": "X", "role": "superuser", "mid": None, "exp": 2**31},
-        {"sub": "u", "name": "X", "role": "admin", "mid": None},
-        {"sub": "u", "name": "X", "role": "admin", "mid": None, "exp": "soon"},
+        {"sub": "u", "name": "X", "sid": "s", "roles": {"m": "superuser"}, "exp": 2**31},
+        {"sub": "u", "name": "X", "sid": "s", "roles": ["admin"], "exp": 2**31},
+        {"sub": "u", "name": "X", "sid": "s"},
+        {"sub": "u", "name": "X", "exp": 2**31},
+        {"sub": "u", "name": "X", "sid": "s", "exp": "soon"},
         ["not", "an", "object"],
     ],
 )
 def test_signed_but_malformed_token_is_refused(api: httpx.Client, payload: Any) -> None:
-    """A token with a valid signature but an unknown role, no expiry or a bad shape gets 401 'malformed'."""
-    token = URLSafeSerializer(SECRET_KEY, salt="livecart.token.v1").dumps(payload)
+    """A token with a valid signature but an unknown role, no expiry, no session or a bad shape gets 401
+    'malformed'."""
+    token = URLSafeSerializer(SECRET_KEY, salt="livecart.access.v2").dumps(payload)
     assert_error(api.get("/api/me", headers=auth(token)), 401, "invalid_token", "malformed")
 
 
@@ -307,7 +306,7 @@ def test_body_that_is_not_a_json_object_is_refused(
         ("PUT", products_url(shop, "p0")),
         ("POST", f"/api/merchants/{m}/rooms"),
         ("PUT", f"/api/merchants/{m}/blocklist"),
-        ("POST", f"/api/merchants/{m}/tokens"),
+        ("POST", f"/api/merchants/{m}/staff"),
     ):
         assert_error(api.request(method, url, headers=headers, content=content), 400, code, message)
 
@@ -453,60 +452,44 @@ def test_unknown_room_is_404(api: httpx.Client) -> None:
     assert_error(api.get("/api/rooms/no-such-room"), 404, "not_found", "no-such-room")
 
 
-# --- staff tokens -------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("role", ["host", "moderator", "admin"])
-def test_admin_mints_a_working_staff_token(api: httpx.Client, shop: Shop, role: str) -> None:
-    """An admin mints a token for a role; the server accepts it as that role of that merchant."""
-    minted = api.post(
-        f"/api/merchants/{shop.merchant_id}/tokens", headers=auth(shop.admin), json={"role": role, "name": "Kim"}
-    )
-    assert minted.status_code == 201
-    body = minted.json()
-    assert body["user"]["role"] == role
-    assert body["user"]["merchant_id"] == shop.merchant_id
-    assert body["user"]["name"] == "Kim"
-    assert body["user"]["id"].startswith("u_")
-    assert api.get("/api/me", headers=auth(body["token"])).json() == body["user"]
-
-
-def test_minted_host_token_can_present_and_moderator_token_cannot(api: httpx.Client, shop: Shop) -> None:
-    """The minted roles carry their rights: the host may create a product, the moderator may not."""
-    url = f"/api/merchants/{shop.merchant_id}/tokens"
-    host = api.post(url, headers=auth(shop.admin), json={"role": "host", "name": "H"}).json()["token"]
-    moderator = api.post(url, headers=auth(shop.admin), json={"role": "moderator", "name": "M"}).json()["token"]
-    assert api.post(products_url(shop), headers=auth(host), json={"title": "Hat", "price": 1}).status_code == 201
-    assert_error(
-        api.post(products_url(shop), headers=auth(moderator), json={"title": "Hat", "price": 1}), 403, "forbidden"
-    )
-
-
-def test_only_an_admin_may_mint_tokens(api: httpx.Client, shop: Shop) -> None:
-    """A host, a moderator and a guest each get 403 when minting a token."""
-    url = f"/api/merchants/{shop.merchant_id}/tokens"
-    for token in (shop.host, shop.moderator, shop.guest()):
-        assert_error(api.post(url, headers=auth(token), json={"role": "host", "name": "Sneaky"}), 403, "forbidden")
+# --- staff ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     "body",
     [
-        {"role": "viewer", "name": "V"},
-        {"role": "owner", "name": "V"},
-        {"role": None, "name": "V"},
-        {"name": "V"},
-        {"role": ["host"], "name": "V"},
-        {"role": "host"},
-        {"role": "host", "name": ""},
-        {"role": "host", "name": "n" * 61},
-        {"role": "host", "name": 5},
+        {"email": "kim@shop.example", "role": "viewer", "name": "V"},
+        {"email": "kim@shop.example", "role": "owner", "name": "V"},
+        {"email": "kim@shop.example", "role": None, "name": "V"},
+        {"email": "kim@shop.example", "role": ["host"], "name": "V"},
+        {"email": "kim@shop.example", "role": "host"},
+        {"email": "kim@shop.example", "role": "host", "name": ""},
+        {"email": "kim@shop.example", "role": "host", "name": "n" * 61},
+        {"email": "kim@shop.example", "role": "host", "name": 5},
+        {"role": "host", "name": "V"},
+        {"email": ["kim@shop.example"], "role": "host", "name": "V"},
+        {"email": "kim", "role": "host", "name": "V"},
+        {"email": "kim@shop.example", "phone": "+14155550100", "role": "host", "name": "V"},
     ],
 )
-def test_minting_refuses_a_viewer_role_or_bad_name(api: httpx.Client, shop: Shop, body: dict[str, Any]) -> None:
-    """Minting a viewer (or unknown) role, or without a 1-60 character name, is 400 bad_request."""
-    response = api.post(f"/api/merchants/{shop.merchant_id}/tokens", headers=auth(shop.admin), json=body)
-    assert_error(response, 400, "bad_request", "'role' must be admin, host or moderator")
+def test_adding_staff_refuses_a_viewer_role_a_bad_name_or_address(
+    api: httpx.Client, shop: Shop, body: dict[str, Any]
+) -> None:
+    """Adding staff with a viewer (or unknown) role, without a 1-60 character name, or without exactly one valid
+    email or phone is 400 bad_request, and adds no one."""
+    response = api.post(f"/api/merchants/{shop.merchant_id}/staff", headers=auth(shop.admin), json=body)
+    assert_error(response, 400, "bad_request")
+    assert api.get(f"/api/merchants/{shop.merchant_id}/staff", headers=auth(shop.admin)).json() == []
+
+
+def test_only_an_admin_manages_staff(api: httpx.Client, shop: Shop) -> None:
+    """A host, a moderator and a guest each get 403 adding staff, listing staff or their sessions."""
+    url = f"/api/merchants/{shop.merchant_id}/staff"
+    body = {"email": "sneaky@shop.example", "role": "admin", "name": "Sneaky"}
+    for token in (shop.host, shop.moderator, shop.guest()):
+        assert_error(api.post(url, headers=auth(token), json=body), 403, "forbidden")
+        assert_error(api.get(url, headers=auth(token)), 403, "forbidden")
+        assert_error(api.get(f"/api/merchants/{shop.merchant_id}/sessions", headers=auth(token)), 403, "forbidden")
 
 
 # --- block lists --------------------------------------------------------------------
@@ -609,12 +592,14 @@ def test_staff_of_one_merchant_get_403_on_every_endpoint_of_another(api: httpx.C
         ("POST", f"{b}/rooms", {"title": "Planted"}),
         ("GET", f"{b}/blocklist", None),
         ("PUT", f"{b}/blocklist", {"words": []}),
-        ("POST", f"{b}/tokens", {"role": "admin", "name": "Mallory"}),
+        ("GET", f"{b}/staff", None),
+        ("POST", f"{b}/staff", {"email": "m@evil.example", "role": "admin", "name": "Mallory"}),
+        ("GET", f"{b}/sessions", None),
     ]
     for token in (shop.admin, shop.host, shop.moderator):
         for method, url, body in calls:
             response = api.request(method, url, headers=auth(token), json=body)
-            assert_error(response, 403, "forbidden", "this token may not do that for this merchant")
+            assert_error(response, 403, "forbidden", "you may not do that for this merchant")
     assert snapshot(api, other) == before
 
 
