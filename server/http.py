@@ -131,11 +131,12 @@ def _error(status: int, code: str, message: str, headers: Mapping[str, str] | No
 
 async def domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    headers: dict[str, str] | None = None
+    if isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after)}
+    elif isinstance(exc, RequestTimeout):  # the rest of the body may never come: nothing more to read on this connection
+        headers = {"Connection": "close"}
     return _error(exc.status, exc.code, exc.message, headers)
-    if isinstance(exc, RequestTimeout):  # the rest of the body may never come: nothing more to read on this connection
-        return _error(exc.status, exc.code, exc.message, {"Connection": "close"})
-    return _error(exc.status, exc.code, exc.message)
 
 
 async def store_error(request: Request, exc: Exception) -> Response:

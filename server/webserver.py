@@ -139,7 +139,10 @@ class HideQueryStrings(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and '"WebSocket %s"' in str(record.msg):
-            record.args = tuple(arg.split("?", 1)[0] if index == 1 else arg for index, arg in enumerate(record.args))
+            record.args = tuple(
+                arg.split("?", 1)[0] if index == 1 and isinstance(arg, str) else arg
+                for index, arg in enumerate(record.args)
+            )
         return True
 
 

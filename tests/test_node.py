@@ -33,10 +33,11 @@ async def _never_reading_viewer(server: ServerProcess, shop: Shop) -> tuple[asyn
     reader, writer = await asyncio.open_connection(sock=sock)
     key = "dGhlIHNhbXBsZSBub25jZQ=="
     writer.write(
-        f"GET /ws/rooms/{shop.room_id}?token={shop.guest()} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        f"GET /ws/rooms/{shop.room_id} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
     )
     await reader.readuntil(b"\r\n\r\n")
+    writer.write(wsclient.auth_frame(shop.guest()))
     await wsclient.read_frame(reader)  # the snapshot
     return reader, writer
 

@@ -28,7 +28,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import orjson
@@ -184,21 +184,34 @@ async def stock_viewer(port: int, token: str, sale_id: str, seen: Staleness, num
         writer.close()
 
 
+
+class Signer(Protocol):
+    """Makes a benchmark's tokens for a server, given its SECRET_KEY (loadtests.support.tokens)."""
+
+    def staff(self, secret: str, merchant_id: str, role: Role, name: str = ...) -> str: ...
+
+    def buyer(self, secret: str, user_id: str | None = ..., name: str = ...) -> str: ...
+
+    def guest(self, secret: str) -> str: ...
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     with running(workers=args.workers) as server:
         return await measure(args, server)
 
 
-async def measure(args: argparse.Namespace, server: ServerProcess, watch: Watch | None = None) -> dict[str, Any]:
+async def measure(
+    args: argparse.Namespace, server: ServerProcess, watch: Watch | None = None, sign: Signer = tokens
+) -> dict[str, Any]:
     """Open a sale in the demo room, keep the connections buying, then audit the sale; the figures.
 
     CPU is read per program from the server's process tree at the start and at the end of the
-    measured seconds (a PostgreSQL backend forked meanwhile counts from its start).
+    measured seconds (a PostgreSQL backend forked meanwhile counts from its start). `sign` makes the
+    tokens (another server's code may want another kind: access_bench's baseline).
     """
     watch = watch or Watch()
     port = server.port
     base = server.base_url
-    host = tokens.staff(server.secret, "demo", Role.HOST, "Bench Host")
+    host = sign.staff(server.secret, "demo", Role.HOST, "Bench Host")
     async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {host}"}) as api:
         created = await api.post(
             "/api/merchants/demo/rooms/demo/sales",
@@ -213,12 +226,12 @@ async def measure(args: argparse.Namespace, server: ServerProcess, watch: Watch 
         )
         created.raise_for_status()
         sale_id = watch.sale_id = created.json()["id"]
-        buyers = [tokens.buyer(server.secret, f"b{index}") for index in range(args.buyers)]
+        buyers = [sign.buyer(server.secret, f"b{index}") for index in range(args.buyers)]
         heads = [request_head(sale_id, token) for token in buyers]
         load, seen = Load(), Staleness()
         stop, measuring = asyncio.Event(), asyncio.Event()
         viewers = [
-            asyncio.create_task(stock_viewer(port, tokens.guest(server.secret), sale_id, seen, number, stop))
+            asyncio.create_task(stock_viewer(port, sign.guest(server.secret), sale_id, seen, number, stop))
             for number in range(args.viewers)
         ]
         next_index = [0]

@@ -139,13 +139,15 @@ def start_server(
     *,
     command: list[str] | None = None,
     ready: str = "/readyz",
+    cwd: Path = ROOT,
 ) -> ServerProcess:
     """Start `python -m server` (or `command`, "{port}" filled in) and wait until `ready` answers 200.
 
     Its DATA_DIR is tmp/data and its output goes to tmp/server-<port>.log. `env` is added to this
     process's environment and wins over the defaults: a random SECRET_KEY and METRICS_TOKEN, PORT,
-    WEB_CONCURRENCY, LOG_LEVEL info, HOLD_SECONDS 300. Raises RuntimeError, with the log, when it exits or is not
-    ready within READY_SECONDS.
+    WEB_CONCURRENCY, LOG_LEVEL info, HOLD_SECONDS 300, LOOPBACK_LIMITS. It runs in `cwd` (another checkout runs
+    other code: a benchmark's baseline). Raises RuntimeError, with the log, when it exits or is not ready within
+    READY_SECONDS.
     """
     port = port or free_port()
     log_path = tmp / f"server-{port}.log"
@@ -163,7 +165,7 @@ def start_server(
     }
     argv = [part.replace("{port}", str(port)) for part in command or [sys.executable, "-m", "server"]]
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(argv, cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT)
     server = ServerProcess(
         port, process, log_path, Path(full_env["DATA_DIR"]), full_env["SECRET_KEY"], full_env["METRICS_TOKEN"]
     )
@@ -190,6 +192,7 @@ def running(
     env: dict[str, str] | None = None,
     ready: str = "/readyz",
     log: Path | None = None,
+    cwd: Path = ROOT,
 ) -> Iterator[ServerProcess]:
     """A fresh server for a benchmark, stopped and its directory removed when the block ends.
 
@@ -199,7 +202,8 @@ def running(
     tmp = Path(tempfile.mkdtemp(prefix="livecart-bench-"))
     try:
         defaults = {"REDIS_URL": "", "DATABASE_URL": "", "SEED_DEMO": "1", "LOG_LEVEL": "warning"}
-        server = start_server(tmp, {**defaults, **(env or {})}, workers=workers, command=command, ready=ready)
+        env = {**defaults, **(env or {})}
+        server = start_server(tmp, env, workers=workers, command=command, ready=ready, cwd=cwd)
         try:
             yield server
         finally:

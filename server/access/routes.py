@@ -60,16 +60,15 @@ async def sign_in(request: Request) -> Response:
     await node.limits.take(
         "too many sign-in attempts", (Rule("sign-ins", *node.settings.limit_sign_ins_address), address)
     )
-    guest_id = None
     token = bearer(request)
-    if token is not None:
-        current = verify(request, token)
-        guest_id = current.user_id if current.guest else None
+    guest = None if token is None else verify(request, token)
+    if guest is not None and not guest.guest:
+        guest = None  # a member signing in again (another account, say): nothing to merge
     await node.codes.check(destination, body.get("code"))
-    user = await node.accounts.sign_in(destination, guest_id)
+    user = await node.accounts.sign_in(destination, None if guest is None else guest.user_id)
     issued = await node.sessions.start(user, address, _agent(request))
-    if token is not None and guest_id is not None:
-        await node.sessions.revoke([current.session_id], "signed in as a member")
+    if guest is not None:
+        await node.sessions.revoke([guest.session_id], "signed in as a member")
     return ok(issued.public())
 
 

@@ -60,11 +60,16 @@ def clean(text: str) -> str:
         category = unicodedata.category(char)
         if category[0] == "Z" or char in _SPACES:
             kept.append(" ")
-        elif category not in _INVISIBLE_CATEGORIES and char not in _INVISIBLE_LETTERS:
+        elif (category not in _INVISIBLE_CATEGORIES or _newer_emoji(char, category)) and char not in _INVISIBLE_LETTERS:
             kept.append(char)
     cleaned = " ".join(unicodedata.normalize("NFKC", "".join(kept)).split())
     # Combining marks or variation selectors with no base character show nothing either.
     return cleaned if any(unicodedata.category(char)[0] not in "MZ" for char in cleaned) else ""
+
+
+def _newer_emoji(char: str, category: str) -> bool:
+    """An emoji newer than this Python's Unicode tables (unassigned to it, in the emoji blocks): kept, not dropped."""
+    return category == "Cn" and 0x1F000 <= ord(char) <= 0x1FAFF
 
 
 def skeleton(text: str) -> str:

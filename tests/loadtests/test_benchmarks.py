@@ -61,6 +61,21 @@ def test_purchase_bench_smoke_buys_without_overselling() -> None:
     assert "answers: 201 held" in printed and "its own recount agrees" in printed
 
 
+def test_access_bench_smoke_measures_this_code_beside_the_code_before(tmp_path: Path) -> None:
+    """access_bench --smoke runs the storm on the code before accounts and limits (a git worktree of it) and on this
+    code, and prints both rates and their ratio, with nothing oversold and no worktree left behind."""
+    printed = smoke("access_bench", "--json", str(tmp_path / "access.json"), timeout=150)
+    before, now = rows(printed)
+    assert (before["code"], now["code"]) == ("before", "now") and before["now / before"] == "1.00x"
+    for row in (before, now):
+        assert number(row["median attempts/s"]) > 0
+    assert re.search(r"now \d+\.\d\dx of before: (meets|MISSES) the target", printed)
+    result = json.loads((tmp_path / "access.json").read_text())
+    assert all(line["oversold"] == 0 for line in result["summary"])
+    worktrees = subprocess.run(["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True).stdout
+    assert "livecart-before-" not in worktrees
+
+
 def test_ledger_bench_smoke_measures_the_storm_with_and_without_the_backup(tmp_path: Path) -> None:
     """ledger_bench --smoke runs the purchase storm with the ledger consumer off, on, and on with DURABLE_ACK: nothing
     oversold, every change copied and every order projected into PostgreSQL (the log drained) when the consumer

@@ -196,3 +196,10 @@ def test_clean_is_idempotent_and_leaves_nothing_invisible(message: str) -> None:
     assert clean(cleaned) == cleaned
     assert not any(unicodedata.category(char) in ("Cc", "Cf", "Co", "Cs", "Cn") for char in cleaned)
     assert cleaned == " ".join(cleaned.split())
+
+
+def test_an_emoji_newer_than_pythons_unicode_tables_is_kept() -> None:
+    """An emoji this Python does not know yet (U+1FAE8, Unicode 15) stays in the message; an unassigned code point
+    outside the emoji blocks does not."""
+    assert clean("new emoji \U0001fae8 ok") == "new emoji \U0001fae8 ok"
+    assert clean("odd \U000e0080 one") == "odd one"
