@@ -134,7 +134,9 @@ async def domain_error(request: Request, exc: Exception) -> Response:
     headers: dict[str, str] | None = None
     if isinstance(exc, RateLimited):
         headers = {"Retry-After": str(exc.retry_after)}
-    elif isinstance(exc, RequestTimeout):  # the rest of the body may never come: nothing more to read on this connection
+    elif isinstance(
+        exc, RequestTimeout
+    ):  # the rest of the body may never come: nothing more to read on this connection
         headers = {"Connection": "close"}
     return _error(exc.status, exc.code, exc.message, headers)
 

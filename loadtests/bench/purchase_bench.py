@@ -184,7 +184,6 @@ async def stock_viewer(port: int, token: str, sale_id: str, seen: Staleness, num
         writer.close()
 
 
-
 class Signer(Protocol):
     """Makes a benchmark's tokens for a server, given its SECRET_KEY (loadtests.support.tokens)."""
 
@@ -193,6 +192,7 @@ class Signer(Protocol):
     def buyer(self, secret: str, user_id: str | None = ..., name: str = ...) -> str: ...
 
     def guest(self, secret: str) -> str: ...
+
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     with running(workers=args.workers) as server:

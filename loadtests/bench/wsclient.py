@@ -161,9 +161,7 @@ class _Viewer(asyncio.Protocol):
         self.transport.close()
 
 
-async def viewer(
-    host: str, port: int, path: str, token: str, stats: Stats, measure: bool, stop: asyncio.Event
-) -> None:
+async def viewer(host: str, port: int, path: str, token: str, stats: Stats, measure: bool, stop: asyncio.Event) -> None:
     """Count frames until `stop`; when `measure`, record each event's delay from its server timestamp
     (the first frame, the snapshot, is only counted)."""
     loop = asyncio.get_running_loop()
