@@ -14,7 +14,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from server import config, http, metrics
+from server import config, http, metrics, webserver
 from server.access import routes as access_routes
 from server.config import Settings
 from server.errors import STORE_ERRORS
@@ -48,6 +48,19 @@ async def readyz(request: Request) -> Response:
     except STORE_ERRORS as problem:
         return JSONResponse({"ready": True, "degraded": f"postgresql unreachable: {problem}"})
     return JSONResponse({"ready": True})
+
+
+class Pages(StaticFiles):
+    """The pages and their files (static/), each with the headers a document needs (server.webserver)."""
+
+    def __init__(self, headers: list[tuple[str, str]]) -> None:
+        super().__init__(directory=STATIC_DIR, html=True, check_dir=False)
+        self.extra_headers = dict(headers)
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers.update(self.extra_headers)
+        return response
 
 
 ROOM_SOCKET = re.compile(r"/ws/rooms/([^/]+)")
@@ -110,6 +123,6 @@ def create_app(settings: Settings | None = None) -> LiveCart:
         *sales_routes.routes,
         *ledger_routes.routes,
         *streaming_routes.routes,
-        Mount("/", StaticFiles(directory=STATIC_DIR, html=True, check_dir=False), name="static"),
+        Mount("/", Pages(webserver.page_headers(settings)), name="static"),
     ]
     return LiveCart(Starlette(routes=routes, lifespan=lifespan, exception_handlers=dict(http.HANDLERS)))

@@ -61,12 +61,6 @@ class Conflict(DomainError):
     status, code = 409, "conflict"
 
 
-class RequestTimeout(DomainError):
-    """The request's body did not arrive in time (BODY_TIMEOUT_MS); the edge closes the connection after answering."""
-
-    status, code = 408, "timeout"
-
-
 class TooLarge(DomainError):
     status, code = 413, "too_large"
 

@@ -8,7 +8,6 @@ for every route (the exception handlers) and for the routes served ahead of Star
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -26,7 +25,6 @@ from server.errors import (
     DomainError,
     Forbidden,
     RateLimited,
-    RequestTimeout,
     TooLarge,
     Unauthorized,
     UnsupportedMediaType,
@@ -86,21 +84,16 @@ def require(connection: HTTPConnection, merchant_id: str, roles: frozenset[Role]
 
 async def read_body(request: Request, media_type: str, limit: int = MAX_BODY, *, required: bool = False) -> bytes:
     """The request body, at most `limit` bytes (never more is buffered): 413 past it, 415 for another
-    Content-Type (a missing one is taken as `media_type` unless `required`), 408 when the whole body has not
-    arrived within BODY_TIMEOUT_MS (and the connection is closed)."""
+    Content-Type (a missing one is taken as `media_type` unless `required`). A body that does not come
+    within BODY_TIMEOUT_MS is the HTTP protocol's to answer (408) and close (server/webserver.py)."""
     given = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if (given or required) and given != media_type:
         raise UnsupportedMediaType(f"send the body with Content-Type: {media_type}")
     body = b""
-    timeout_ms = node_of(request).settings.body_timeout_ms
-    try:
-        async with asyncio.timeout(timeout_ms / 1000):
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > limit:
-                    raise TooLarge(f"the body is limited to {limit} bytes")
-    except TimeoutError:
-        raise RequestTimeout(f"the request body did not arrive within {timeout_ms} ms") from None
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise TooLarge(f"the body is limited to {limit} bytes")
     return body
 
 
@@ -131,13 +124,7 @@ def _error(status: int, code: str, message: str, headers: Mapping[str, str] | No
 
 async def domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
-    headers: dict[str, str] | None = None
-    if isinstance(exc, RateLimited):
-        headers = {"Retry-After": str(exc.retry_after)}
-    elif isinstance(
-        exc, RequestTimeout
-    ):  # the rest of the body may never come: nothing more to read on this connection
-        headers = {"Connection": "close"}
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
     return _error(exc.status, exc.code, exc.message, headers)
 
 

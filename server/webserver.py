@@ -1,18 +1,20 @@
 """uvicorn's side of the HTTP edge: its HTTP protocol with a deadline on request headers, the headers on every answer.
 
-**Request headers.** uvicorn has a keep-alive timeout but none on a request's headers: a client
-that opens a connection and sends half a request line, or one header byte now and then, holds the
-connection forever. The protocol here closes a connection whose request headers are not complete
-within HEADER_TIMEOUT_MS of the connection being made or of the first byte of its next request.
-Between requests a kept-alive connection is uvicorn's (`timeout_keep_alive`); once the headers are
-in, the body is the app's (BODY_TIMEOUT_MS, server.http.read_body). `python -m server` passes it
-to uvicorn.run as `http=PROTOCOL` (an import string, so each worker process imports it).
+**Slow requests.** uvicorn has a keep-alive timeout but none on a request's headers or body: a
+client that opens a connection and sends half a request line, one header byte now and then, or a
+body shorter than its Content-Length, holds the connection forever. The protocol here closes a
+connection whose request headers are not complete within HEADER_TIMEOUT_MS of the connection being
+made or of the first byte of its next request, or whose body is not within BODY_TIMEOUT_MS of its
+headers (answering 408 first when the app has not answered). Between requests a kept-alive
+connection is uvicorn's (`timeout_keep_alive`). `python -m server` passes it to uvicorn.run as
+`http=PROTOCOL` (an import string, so each worker process imports it).
 
-**Security headers.** `security_headers` is the list `python -m server` gives uvicorn.run as
-`headers=`: uvicorn writes it on every answer it sends, pages, static files, the API and its
-errors, the purchase hot path and the room socket's handshake (both served ahead of Starlette),
-even its own 400s. It is built once; uvicorn already adds its Date and Server headers to every
-answer, so these cost nothing per request in the app.
+**Security headers.** `EVERY_ANSWER` is the list `python -m server` gives uvicorn.run as `headers=`:
+uvicorn writes it on every answer it sends, pages, static files, the API and its errors, the
+purchase hot path and the room socket's handshake (both served ahead of Starlette), even its own
+400s. `page_headers` (the Content-Security-Policy and the framing and feature switches) go on the
+pages and their files only (server.app): they mean something to a document, and on the purchase
+hot path they would cost a few microseconds each for nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from server import config
@@ -31,11 +34,17 @@ from server.config import Settings
 
 log = logging.getLogger("livecart.http")
 
-PROTOCOL = "server.webserver:HeaderDeadlineProtocol"
+PROTOCOL = "server.webserver:DeadlineProtocol"
 
 
-def security_headers(settings: Settings) -> list[tuple[str, str]]:
-    """The headers every answer carries: a Content-Security-Policy the pages work under, and the browser switches.
+# What every answer carries (uvicorn writes them, `python -m server` gives it this list as `headers=`): cheap, and
+# what matters for JSON, files and errors alike.
+EVERY_ANSWER = [("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer")]
+
+
+def page_headers(settings: Settings) -> list[tuple[str, str]]:
+    """What the pages and the files they load carry on top (server.app serves them): the policy they work under and
+    the browser switches; an API answer is no document, and the purchase hot path spends nothing on them.
 
     The pages load only their own scripts, styles and images, plus product images from any https
     host (a product's image_url); they connect only to their own origin (the room socket, the API,
@@ -62,8 +71,6 @@ def security_headers(settings: Settings) -> list[tuple[str, str]]:
     }
     return [
         ("Content-Security-Policy", "; ".join(f"{name} {value}" for name, value in policy.items())),
-        ("X-Content-Type-Options", "nosniff"),
-        ("Referrer-Policy", "no-referrer"),
         ("X-Frame-Options", "DENY"),
         ("Cross-Origin-Opener-Policy", "same-origin"),
         ("Permissions-Policy", "camera=(self), microphone=(self), geolocation=()"),
@@ -71,66 +78,96 @@ def security_headers(settings: Settings) -> list[tuple[str, str]]:
 
 
 @functools.cache
-def _header_timeout() -> float:
-    """HEADER_TIMEOUT_MS in seconds, read once per process (uvicorn builds the protocol, not us)."""
-    return config.load().header_timeout_ms / 1000
+def _timeouts() -> tuple[float, float]:
+    """HEADER_TIMEOUT_MS and BODY_TIMEOUT_MS in seconds, read once per process (uvicorn builds the protocol, not us)."""
+    settings = config.load()
+    return settings.header_timeout_ms / 1000, settings.body_timeout_ms / 1000
 
 
-class HeaderDeadlineProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol (what its `http="auto"` picks), closing a connection whose request headers are late.
+class DeadlineProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol (what its `http="auto"` picks) with deadlines on what a request has begun to send.
 
-    The deadline runs from the connection being made, and on a kept-alive connection from the first
-    byte of the next request (bytes between requests included: a trickle of blank lines counts), to
-    the end of that request's headers.
+    A request's headers must be complete within HEADER_TIMEOUT_MS of the connection being made or of
+    the first byte of the request (bytes between requests included: a trickle of blank lines counts);
+    its body within BODY_TIMEOUT_MS of its headers. Past a deadline the connection is closed, after
+    a 408 when the app has not answered yet. A timer runs only while something is still to come: a
+    request whose head and body arrive in one read (nearly every one, the purchase hot path's) sets
+    none.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.header_timeout = _header_timeout()
-        self.header_deadline: asyncio.TimerHandle | None = None
-        self.reading_headers = True  # the next bytes belong to a request's head
+        self.timeouts = _timeouts()
+        self.deadline: asyncio.TimerHandle | None = None
+        self.waiting: str | None = None  # "headers" or "body": begun, not all here yet
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm()
+        self.waiting = "headers"
+        self._arm()  # a connection that never sends a byte
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self.reading_headers:
-            self._arm()
+        if self.waiting is None:
+            self.waiting = "headers"  # the first bytes of a next request (blank lines before it included)
         super().data_received(data)
+        if self.transport.get_protocol() is not self:  # upgraded to a WebSocket: its protocol's business now
+            self._disarm()
+        elif self.waiting is not None and self.deadline is None:
+            self._arm()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self.reading_headers = True
-        self._arm()  # a next request in the same read as the previous one's end
+        self.waiting = "headers"
 
     def on_headers_complete(self) -> None:
-        self.reading_headers = False
-        self._disarm()
+        self._disarm()  # the body gets its own deadline, if it has not all come with the headers
+        self.waiting = "body"
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        self.reading_headers = True  # until more bytes come, the connection idles under the keep-alive timeout
+        self.waiting = None
+        self._disarm()
 
     def _arm(self) -> None:
-        if self.header_deadline is None:
-            self.header_deadline = self.loop.call_later(self.header_timeout, self._headers_late)
+        header_timeout, body_timeout = self.timeouts
+        self.deadline = self.loop.call_later(body_timeout if self.waiting == "body" else header_timeout, self._late)
 
     def _disarm(self) -> None:
-        if self.header_deadline is not None:
-            self.header_deadline.cancel()
-            self.header_deadline = None
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
 
-    def _headers_late(self) -> None:
-        self.header_deadline = None
-        if not self.transport.is_closing():
-            log.debug("%s: request headers not complete within %g s: closed", self.client, self.header_timeout)
-            self.transport.close()
+    def _late(self) -> None:
+        self.deadline = None
+        if self.transport.is_closing():
+            return
+        body_timeout = self.timeouts[1]
+        if self.waiting == "body" and self.cycle is not None and not self.cycle.response_started:
+            log.debug("%s: request body not complete within %g s: 408, closed", self.client, body_timeout)
+            message = f"the request body did not arrive within {round(body_timeout * 1000)} ms"
+            self._answer_408(orjson.dumps({"error": {"code": "timeout", "message": message}}))
+        else:
+            log.debug("%s: request %s not complete in time: closed", self.client, self.waiting)
+        self.transport.close()
+
+    def _answer_408(self, body: bytes) -> None:
+        content = [b"HTTP/1.1 408 Request Timeout\r\n"]
+        for name, value in self.server_state.default_headers:
+            content.extend([name, b": ", value, b"\r\n"])
+        content.extend(
+            [
+                b"content-type: application/json\r\n",
+                b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+                b"connection: close\r\n\r\n",
+                body,
+            ]
+        )
+        self.transport.write(b"".join(content))
 
 
 class HideQueryStrings(logging.Filter):

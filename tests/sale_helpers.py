@@ -28,8 +28,8 @@ def viewer_token(user_id: str | None = None) -> str:
     return member(user_id)
 
 
-def post_sale(shop: Shop, base_url: str | None = None, **terms: Any) -> httpx.Response:
-    """POST a sale of the shop's first product, open now, as the host (a term set to None is left out)."""
+def sale_terms(shop: Shop, **terms: Any) -> dict[str, Any]:
+    """A new sale's body: the shop's first product, open now (override any term; one set to None is left out)."""
     body = {
         "product_id": shop.products[0],
         "price": 500,
@@ -39,7 +39,12 @@ def post_sale(shop: Shop, base_url: str | None = None, **terms: Any) -> httpx.Re
         "duration_seconds": 600,
         **terms,
     }
-    body = {key: value for key, value in body.items() if value is not None}
+    return {key: value for key, value in body.items() if value is not None}
+
+
+def post_sale(shop: Shop, base_url: str | None = None, **terms: Any) -> httpx.Response:
+    """POST a sale of the shop's first product, open now, as the host (a term set to None is left out)."""
+    body = sale_terms(shop, **terms)
     return httpx.post(
         f"{base_url or shop.base_url}/api/merchants/{shop.merchant_id}/rooms/{shop.room_id}/sales",
         json=body,

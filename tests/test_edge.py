@@ -25,7 +25,7 @@ from loadtests.support.server import ServerProcess
 from server.protocol import Role
 from tests.client import RoomClient
 from tests.conftest import ROOT, SECRET_KEY, Shop, make_shop, mint, start_server
-from tests.sale_helpers import auth, buy, create_sale, pay, recorded, viewer_token, wait_until
+from tests.sale_helpers import auth, buy, create_sale, pay, recorded, sale_terms, viewer_token, wait_until
 from tests.timing import seconds, until
 
 pytestmark = pytest.mark.anyio
@@ -204,33 +204,36 @@ def test_everything_the_server_writes_in_data_dir_is_private(tmp_path: Path) -> 
 
 # --- F11: security headers ------------------------------------------------------------------------
 
-SECURITY_HEADERS = {
+EVERY_ANSWER = {"x-content-type-options": "nosniff", "referrer-policy": "no-referrer"}
+PAGE_HEADERS = {
     "content-security-policy": (
         "default-src 'self'; frame-ancestors 'none'; connect-src 'self'; img-src 'self' data: blob: https:; "
         "media-src 'self' blob:; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; "
         "form-action 'self'"
     ),
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
     "x-frame-options": "DENY",
     "cross-origin-opener-policy": "same-origin",
     "permissions-policy": "camera=(self), microphone=(self), geolocation=()",
 }
 
 
-def _security_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {name: headers.get(name, "") for name in SECURITY_HEADERS}
+def _headers(headers: Mapping[str, str], names: Mapping[str, str]) -> dict[str, str]:
+    return {name: headers.get(name, "") for name in names}
 
 
 async def test_every_kind_of_answer_carries_the_security_headers(edge: ServerProcess) -> None:
-    """Pages, static files, an API answer, an API error, a 404, the purchase hot path, uvicorn's own 400 and the
-    room socket's handshake all carry the CSP and the browser switches."""
+    """Every answer (pages, static files, an API answer, an API error, a 404, the purchase hot path, uvicorn's own
+    400 and the room socket's handshake) says nosniff and no referrer; the pages and their files also carry the
+    policy and the framing and feature switches."""
     sale_path = "/api/sales/s_0000000000/purchases"
     async with httpx.AsyncClient(base_url=edge.base_url) as http:
-        answers = {
+        pages = {
             "/": await http.get("/"),
             "/room.html": await http.get("/room.html"),
             "/js/room.js": await http.get("/js/room.js"),
+        }
+        answers = {
+            **pages,
             "POST /api/guest": await http.post("/api/guest"),
             "GET /api/me without a token": await http.get("/api/me"),
             "GET /api/nothing-here": await http.get("/api/nothing-here"),
@@ -251,15 +254,16 @@ async def test_every_kind_of_answer_carries_the_security_headers(edge: ServerPro
         "POST purchase": 404,  # unknown_sale: the answer of the hot path's handler
     }
     for name, answer in answers.items():
-        assert _security_headers(answer.headers) == SECURITY_HEADERS, name
+        assert _headers(answer.headers, EVERY_ANSWER) == EVERY_ANSWER, name
+    for name, answer in pages.items():
+        assert _headers(answer.headers, PAGE_HEADERS) == PAGE_HEADERS, name
     async with _connection(edge) as (reader, writer):
         writer.write(b"GET / HTTP/1.1\r\nHost: edge\r\nContent-Length: nope\r\n\r\n")  # uvicorn's own 400
         status, headers, _ = await _answer(reader)
-    assert status == 400 and _security_headers(headers) == SECURITY_HEADERS
-    url = f"{edge.ws_url}/ws/rooms/no-such-room?token={viewer_token()}"
-    async with websockets.connect(url, open_timeout=seconds(10)) as socket:
+    assert status == 400 and _headers(headers, EVERY_ANSWER) == EVERY_ANSWER
+    async with websockets.connect(f"{edge.ws_url}/ws/rooms/no-such-room", open_timeout=seconds(10)) as socket:
         assert socket.response is not None
-        assert _security_headers(socket.response.headers) == SECURITY_HEADERS
+        assert _headers(socket.response.headers, EVERY_ANSWER) == EVERY_ANSWER
 
 
 def test_the_pages_carry_no_policy_of_their_own() -> None:
@@ -323,15 +327,7 @@ def _endpoints(base_url: str, shop: Shop) -> list[Endpoint]:
     buyer = viewer_token()
     order = buy(base_url, buyer, sale["id"]).json()
     product = {"title": "Hat", "price": 100, "currency": "USD", "image_url": "/img/mug.svg"}
-    new_sale = {
-        "product_id": shop.products[0],
-        "price": 500,
-        "quantity": 10,
-        "per_user_limit": 2,
-        "starts_at": int(time.time() * 1000),
-        "duration_seconds": 600,
-        "hold_seconds": 60,
-    }
+    new_sale = sale_terms(shop, hold_seconds=60)
     countdown = {**{k: v for k, v in new_sale.items() if k != "starts_at"}, "countdown_seconds": 30}
     sale_fields = {name: str if name == "product_id" else int for name in new_sale}
     return [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from functools import cache
 
 from server.access.tokens import Identity, Tokens
 from server.protocol import Role
@@ -16,7 +17,12 @@ def issue(secret: str, user_id: str, name: str, *, guest: bool = False, roles: d
     """A token of a session of its own: a member (signed in) unless `guest`, staff where `roles` says."""
     session = "ses_" + secrets.token_hex(8)
     expires = int(time.time()) + TTL_SECONDS
-    return Tokens(secret).issue(Identity(user_id, name, session, expires, guest=guest, roles=roles or {}))
+    return _signer(secret).issue(Identity(user_id, name, session, expires, guest=guest, roles=roles or {}))
+
+
+@cache
+def _signer(secret: str) -> Tokens:
+    return Tokens(secret)
 
 
 def staff(secret: str, merchant_id: str, role: Role, name: str = "Staff") -> str:

@@ -1,6 +1,6 @@
 // The viewer room: video, the "now presenting" card with its flash sale, checkout, the bag, chat and hearts.
 
-import { ApiError, Session, api, destinationOf, randomKey, storage } from "./api.js";
+import { ApiError, Session, api, randomKey, storage } from "./api.js";
 import { appendLine, chatLine, removeLine, scrollToEnd } from "./chat-view.js";
 import {
   CloseCode,
@@ -12,6 +12,7 @@ import {
   closeMeaning,
 } from "./protocol.js";
 import { RoomSocket, SocketState } from "./room-socket.js";
+import { sendCode } from "./sign-in.js";
 import { RoomState, saleStatus } from "./room-state.js";
 import { $, clock, compact, copyText, h, money, safeImage, sentence, text, toast } from "./ui.js";
 import { watch } from "./webrtc.js";
@@ -921,13 +922,7 @@ $("#signin-close").addEventListener("click", () => dialog.close());
 $("#signin-send").addEventListener("submit", (submit) => {
   submit.preventDefault();
   submitting(submit.currentTarget, async () => {
-    const destination = destinationOf($("#signin-destination").value);
-    const sent = await session.sendCode(destination);
-    signin.destination = destination;
-    const minutes = Math.max(1, Math.round(sent.expires_in / 60));
-    text($("#signin-sent"), `We sent a 6-digit code to ${sent.sent_to}. It works for ${minutes} minutes.`);
-    $("#inbox-link").href = `/inbox.html?${new URLSearchParams(destination)}`;
-    $("#signin-code").value = "";
+    signin.destination = await sendCode(session);
     showSignInStep("code");
     $("#signin-code").focus();
   });

@@ -1,10 +1,11 @@
 // The host studio: sign in (a single-use login link, or a code), camera preview, go live (WHIP), the product bag,
 // flash sales with live stock, chat moderation, the show's live numbers and past shows.
 
-import { ApiError, Session, api, destinationOf, storage } from "./api.js";
+import { ApiError, Session, api, storage } from "./api.js";
 import { appendLine, chatLine, removeLine, roleBadge, scrollToEnd } from "./chat-view.js";
 import { CloseCode, Command, Event, SALE_EVENTS, closeMeaning } from "./protocol.js";
 import { RoomSocket, SocketState } from "./room-socket.js";
+import { sendCode } from "./sign-in.js";
 import { RoomState, saleStatus } from "./room-state.js";
 import { $, clock, compact, h, minorPerUnit, money, safeImage, sentence, text, toast } from "./ui.js";
 import { publish } from "./webrtc.js";
@@ -78,13 +79,7 @@ async function submitting(form, action) {
 $("#signin-send").addEventListener("submit", (submit) => {
   submit.preventDefault();
   submitting(submit.currentTarget, async () => {
-    const destination = destinationOf($("#signin-destination").value);
-    const sent = await session.sendCode(destination);
-    state.destination = destination;
-    const minutes = Math.max(1, Math.round(sent.expires_in / 60));
-    text($("#signin-sent"), `We sent a 6-digit code to ${sent.sent_to}. It works for ${minutes} minutes.`);
-    $("#inbox-link").href = `/inbox.html?${new URLSearchParams(destination)}`;
-    $("#signin-code").value = "";
+    state.destination = await sendCode(session);
     showSignIn("code");
   });
 });

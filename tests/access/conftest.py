@@ -85,3 +85,17 @@ def sign_in(base_url: str, destination: dict[str, str] | None = None, token: str
 
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def add_staff(shop: Shop, role: str = "host", name: str = "Hana") -> dict[str, Any]:
+    """A new person added to the shop's staff by its admin (through the API): the staff member, with `email`."""
+    email = new_email()
+    added = httpx.post(
+        f"{shop.base_url}/api/merchants/{shop.merchant_id}/staff",
+        json={"email": email, "name": name, "role": role},
+        headers=auth(shop.admin),
+        timeout=seconds(10),
+    )
+    assert added.status_code == 201, added.text
+    member: dict[str, Any] = {**added.json(), "email": email}
+    return member

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from loadtests.support.server import ServerProcess
-from tests.access.conftest import auth, code_for, new_email, sign_in
+from tests.access.conftest import add_staff, auth, code_for, new_email, sign_in
 from tests.client import RoomClient
 from tests.conftest import Shop
 from tests.sale_helpers import assert_error, buy, create_sale, pay
@@ -142,13 +142,7 @@ async def test_an_admin_revokes_a_staff_session_and_its_socket_closes(shop: Shop
     """An admin signs one of the host's sessions out: its room socket closes (4503) within 2 s, its token is
     refused; the audit log names the session."""
     base, merchant = shop.base_url, shop.merchant_id
-    email = new_email()
-    httpx.post(
-        f"{base}/api/merchants/{merchant}/staff",
-        json={"email": email, "name": "Hana", "role": "host"},
-        headers=auth(shop.admin),
-    ).raise_for_status()
-    session = sign_in(base, {"email": email})
+    session = sign_in(base, {"email": add_staff(shop)["email"]})
     async with await RoomClient.connect(shop.room_url(session["token"])) as host:
         assert (await host.request("product.pin", product_id="p0"))["type"] == "ack"
         listed = httpx.get(f"{base}/api/merchants/{merchant}/sessions", headers=auth(shop.admin)).json()
@@ -165,11 +159,7 @@ def test_a_login_link_signs_in_once(shop: Shop) -> None:
     """An admin's login link for a staff member signs in once; used again, or forged, it is refused; its minutes
     are bounded; a link for someone not on the staff is refused."""
     base, merchant = shop.base_url, shop.merchant_id
-    member = httpx.post(
-        f"{base}/api/merchants/{merchant}/staff",
-        json={"email": new_email(), "name": "Hana", "role": "moderator"},
-        headers=auth(shop.admin),
-    ).json()
+    member = add_staff(shop, "moderator")
     link_url = f"{base}/api/merchants/{merchant}/staff/{member['user_id']}/login-link"
     link = httpx.post(link_url, headers=auth(shop.admin))
     assert link.status_code == 201 and link.json()["path"].endswith(link.json()["ticket"])

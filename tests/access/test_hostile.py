@@ -17,7 +17,7 @@ import websockets
 
 from loadtests.support.server import ServerProcess
 from server.protocol import Role
-from tests.access.conftest import Strict, auth, new_email, sign_in, strict_shop
+from tests.access.conftest import Strict, add_staff, auth, sign_in, strict_shop
 from tests.client import RoomClient
 from tests.conftest import Shop, mint
 from tests.sale_helpers import assert_error, buy, create_sale, invariant, pay, query
@@ -123,13 +123,7 @@ async def test_5_an_expired_token_cannot_act_over_an_open_socket(strict: Strict,
     and comes back), and nothing it sends after the expiry is done."""
     server = strict(ACCESS_TOKEN_SECONDS="2", PRESENCE_INTERVAL_MS="200")
     shop = strict_shop(server, redis_url)
-    email = new_email()
-    httpx.post(
-        f"{server.base_url}/api/merchants/{shop.merchant_id}/staff",
-        json={"email": email, "name": "Hana", "role": "host"},
-        headers=auth(shop.admin),
-    ).raise_for_status()
-    session = sign_in(server.base_url, {"email": email})
+    session = sign_in(server.base_url, {"email": add_staff(shop)["email"]})
     async with await RoomClient.connect(shop.room_url(session["token"])) as host:
         assert (await host.request("product.pin", product_id="p0"))["type"] == "ack"
         code, _ = await host.wait_closed(5)
