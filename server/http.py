@@ -17,6 +17,7 @@ import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.types import Send
 
 from server.access.tokens import Actor, Identity, InvalidToken
 from server.errors import (
@@ -118,14 +119,29 @@ def ok(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
+async def send_json(send: Send, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> None:
+    """A JSON answer written straight to the ASGI server: the purchase hot path's (no Response object to build)."""
+    head = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    if headers:
+        head.extend((name.lower().encode(), value.encode()) for name, value in headers.items())
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body})
+
+
+def refusal(exc: DomainError) -> tuple[int, bytes, dict[str, str] | None]:
+    """A domain error as the API answers it: status, `{"error": {"code", "message"}}`, headers."""
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    return exc.status, orjson.dumps({"error": {"code": exc.code, "message": exc.message}}), headers
+
+
 def _error(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> Response:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
 async def domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
-    return _error(exc.status, exc.code, exc.message, headers)
+    status, body, headers = refusal(exc)
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
 async def store_error(request: Request, exc: Exception) -> Response:

@@ -71,9 +71,9 @@ class Checkout:
     async def buy(self, sale_id: str, buyer: Identity, key: str, quantity: int) -> Outcome:
         """Hold units for the buyer (a new order), or return the order this idempotency key made before.
         Only buyers the sale admits (its `buyers` rule: signed in by default) may."""
-        sale, _ = await self.sales.terms(sale_id)
-        check_buyer(sale, buyer.guest, buyer.phone_verified)
-        return await self.sales.reserve(sale_id, buyer.user_id, key, quantity)
+        return await self.sales.reserve(
+            sale_id, buyer.user_id, key, quantity, lambda sale: check_buyer(sale, buyer.guest, buyer.phone_verified)
+        )
 
     async def get(self, order_id: str, buyer: Identity) -> tuple[Order, Sale]:
         """The buyer's own order (or one they made as a guest before signing in); another's is not_your_order."""

@@ -21,8 +21,18 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from server.errors import STORE_ERRORS, BadRequest, NotFound
-from server.http import client_address, error_response, identify, json_body, node_of, ok, require
+from server.errors import STORE_ERRORS, BadRequest, DomainError, NotFound
+from server.http import (
+    client_address,
+    error_response,
+    identify,
+    json_body,
+    node_of,
+    ok,
+    refusal,
+    require,
+    send_json,
+)
 from server.protocol import PRESENTERS, STAFF, Role, now_ms
 from server.sales.checkout import EXPORT_FIELDS, ORDER_STATUSES
 from server.sales.records import Refusal, Sale, check_idempotency_key, check_quantity, refused, terms_from
@@ -184,20 +194,25 @@ async def purchase_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
     scope["path_params"]; errors are answered as everywhere else in the API (server.http).
     """
     request = Request(scope, receive)
+    headers = None
     try:
-        response = await purchase(request)
+        status, body = await purchase(request)
+    except DomainError as problem:  # sold_out, limit_reached...: most answers of a storm
+        status, body, headers = refusal(problem)
     except Exception as problem:
         response = await error_response(request, problem)
-    await response(scope, receive, send)
+        await response(scope, receive, send)
+        return
+    await send_json(send, status, body, headers)
 
 
-async def purchase(request: Request) -> Response:
+async def purchase(request: Request) -> tuple[int, bytes]:
     """POST /api/sales/{sale_id}/purchases {quantity?=1} with Idempotency-Key: 201 a new hold, 200 the key's order."""
     identity = identify(request)
     key = check_idempotency_key(request.headers.get("idempotency-key"))
     quantity = check_quantity((await json_body(request, optional=True)).get("quantity", 1))
     outcome = await node_of(request).checkout.buy(request.path_params["sale_id"], identity, key, quantity)
-    return ok(outcome.order.public(outcome.sale, outcome.now), 201 if outcome.created else 200)
+    return 201 if outcome.created else 200, orjson.dumps(outcome.order.public(outcome.sale, outcome.now))
 
 
 async def order(request: Request) -> Response:

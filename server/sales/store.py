@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -210,9 +211,14 @@ class Sales:
 
     # --- orders --------------------------------------------------------------------------
 
-    async def reserve(self, sale_id: str, user_id: str, key: str, quantity: int) -> Outcome:
-        """Hold `quantity` units for the user until the sale's hold time passes; or return the key's earlier order."""
+    async def reserve(
+        self, sale_id: str, user_id: str, key: str, quantity: int, admit: Callable[[Sale], None] | None = None
+    ) -> Outcome:
+        """Hold `quantity` units for the user until the sale's hold time passes; or return the key's earlier order.
+        `admit` may refuse the buyer on the sale's terms first (its `buyers` rule: server.sales.checkout)."""
         sale, k = await self.terms(sale_id)
+        if admit is not None:
+            admit(sale)
         order_id = f"{sale_id}.{secrets.token_hex(6)}"
         verdict, raw, available, now = await self.batcher.call(
             self._reserve,
