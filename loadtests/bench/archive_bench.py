@@ -197,8 +197,10 @@ async def stuck(redis: Redis, sale_ids: list[str]) -> list[dict[str, Any]]:
 
 
 def kind(key: str) -> str:
-    """A key's kind: its name with every {hash tag} blanked (sale:{s_1}:orders -> sale:{}:orders)."""
-    return re.sub(r"\{[^}]*\}", "{}", key)
+    """A key's kind: its name with every {hash tag} blanked (sale:{s_1}:orders -> sale:{}:orders); a rate limit's
+    bucket by its rule (limit:{limits}:pay-order:s_1.2 -> limit:{}:pay-order)."""
+    blanked = re.sub(r"\{[^}]*\}", "{}", key)
+    return ":".join(blanked.split(":")[:3]) if blanked.startswith("limit:") else blanked
 
 
 async def idle_cpu(server: ServerProcess, seconds: float) -> dict[str, float]:
@@ -250,6 +252,7 @@ async def reading(
         "keys_bytes": sum(entry["bytes"] for entry in by_kind.values()),
         "room_hash_bytes": by_kind.get("room:{}", {}).get("bytes", 0),
         "room_history_bytes": by_kind.get("room:{}:history", {}).get("bytes", 0),
+        "limit_bytes": sum(entry["bytes"] for name, entry in by_kind.items() if name.startswith("limit:")),
         "orders_in_postgres": sum(statuses.values()),
         "orders_by_status": statuses,
         "by_kind": dict(sorted(by_kind.items(), key=lambda item: -item[1]["bytes"])),
@@ -325,11 +328,13 @@ def report(result: dict[str, Any]) -> str:
         first, last = readings[0], readings[-1]
         grown = (last["used_memory"] - first["used_memory"]) / max(1, last["finished_sales"] - first["finished_sales"])
         unbounded = [line["used_memory"] - line["room_history_bytes"] for line in (first, last)]
+        kept = [memory - line["limit_bytes"] for memory, line in zip(unbounded, (first, last), strict=True)]
         lines.append(
             f"ratio {name}: used_memory after {last['finished_sales']:,} / after {first['finished_sales']:,} sales "
             f"{ratio(readings, 'used_memory'):.2f}x ({grown:+,.0f} bytes per further sale); "
             f"without the room's history (a ring of HISTORY_SIZE events, full after a few hundred sales) "
-            f"{unbounded[1] / unbounded[0]:.2f}x; keys {ratio(readings, 'dbsize'):.2f}x"
+            f"{unbounded[1] / unbounded[0]:.2f}x; without it and the payment limits' buckets (they lapse with "
+            f"their window, LIMIT_PAYMENTS_*) {kept[1] / kept[0]:.2f}x; keys {ratio(readings, 'dbsize'):.2f}x"
         )
     for name, readings in result["servers"].items():
         kinds = ", ".join(
