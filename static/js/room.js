@@ -12,7 +12,7 @@ import {
   closeMeaning,
 } from "./protocol.js";
 import { RoomSocket, SocketState } from "./room-socket.js";
-import { sendCode } from "./sign-in.js";
+import { sendCode, submitting } from "./sign-in.js";
 import { RoomState, saleStatus } from "./room-state.js";
 import { $, clock, compact, copyText, h, money, safeImage, sentence, text, toast } from "./ui.js";
 import { watch } from "./webrtc.js";
@@ -890,25 +890,6 @@ function openSignIn({ reason = SIGN_IN_REASON, then = null } = {}) {
 function showSignInStep(step) {
   dialog.dataset.step = step;
   $("#signin-error").hidden = true;
-}
-
-function signInError(error) {
-  text($("#signin-error"), sentence(error.message || "That didn't work"));
-  $("#signin-error").hidden = false;
-}
-
-/** Run a form's action with its submit button disabled; errors are shown in the dialog. */
-async function submitting(form, action) {
-  const button = form.querySelector("button[type=submit]");
-  button.disabled = true;
-  $("#signin-error").hidden = true;
-  try {
-    await action();
-  } catch (error) {
-    signInError(error);
-  } finally {
-    button.disabled = false;
-  }
 }
 
 dialog.addEventListener("close", () => {

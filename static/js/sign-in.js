@@ -1,7 +1,22 @@
-// The sign-in card's one shared step, on both pages (the same element ids): a code sent to what was typed.
+// The sign-in card's shared parts, on both pages (the same element ids): its forms' submitting, a code sent.
 
 import { destinationOf } from "./api.js";
-import { $, text } from "./ui.js";
+import { $, sentence, text } from "./ui.js";
+
+/** Run a sign-in form's action with its submit button disabled; an error is shown on the card (#signin-error). */
+export async function submitting(form, action) {
+  const button = form.querySelector("button[type=submit]");
+  button.disabled = true;
+  $("#signin-error").hidden = true;
+  try {
+    await action();
+  } catch (error) {
+    text($("#signin-error"), sentence(error.message || "That didn't work"));
+    $("#signin-error").hidden = false;
+  } finally {
+    button.disabled = false;
+  }
+}
 
 /** Send a one-time code to the email or phone typed in #signin-destination; show where it went (and the dev
  *  inbox that has it, with the sandbox messenger); return the destination to sign in with. */

@@ -5,7 +5,7 @@ import { ApiError, Session, api, storage } from "./api.js";
 import { appendLine, chatLine, removeLine, roleBadge, scrollToEnd } from "./chat-view.js";
 import { CloseCode, Command, Event, SALE_EVENTS, closeMeaning } from "./protocol.js";
 import { RoomSocket, SocketState } from "./room-socket.js";
-import { sendCode } from "./sign-in.js";
+import { sendCode, submitting } from "./sign-in.js";
 import { RoomState, saleStatus } from "./room-state.js";
 import { $, clock, compact, h, minorPerUnit, money, safeImage, sentence, text, toast } from "./ui.js";
 import { publish } from "./webrtc.js";
@@ -59,21 +59,6 @@ function showSignIn(step, message) {
   text($("#signin-error"), message || "");
   if (step === "email") $("#signin-destination").focus();
   if (step === "code") $("#signin-code").focus();
-}
-
-/** Run a sign-in form's action with its button disabled; errors shown on the card. */
-async function submitting(form, action) {
-  const button = form.querySelector("button[type=submit]");
-  button.disabled = true;
-  $("#signin-error").hidden = true;
-  try {
-    await action();
-  } catch (error) {
-    text($("#signin-error"), sentence(error.message || "That didn't work"));
-    $("#signin-error").hidden = false;
-  } finally {
-    button.disabled = false;
-  }
 }
 
 $("#signin-send").addEventListener("submit", (submit) => {
