@@ -1,1 +1,2 @@
-"""Who is calling: signed tokens and identities, and the routes that hand them out."""
+"""Who is calling and how much they may: accounts, sessions and their tokens, one-time codes, rate limits, and the
+routes that sign people in and out."""

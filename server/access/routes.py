@@ -125,7 +125,8 @@ async def list_staff(request: Request) -> Response:
 
 async def add_staff(request: Request) -> Response:
     """POST /api/merchants/{m}/staff {email | phone, name, role}: that person (an account made if none) gets the
-    role; they sign in with a code sent there."""
+    role; they sign in with a code sent there. A staff member given another role is signed out everywhere (their
+    tokens carry the old one)."""
     merchant_id = request.path_params["merchant_id"]
     admin = require(request, merchant_id, frozenset({Role.ADMIN}))
     body = await json_body(request)
@@ -136,9 +137,12 @@ async def add_staff(request: Request) -> Response:
     except ValueError:
         raise BadRequest("'role' must be admin, host or moderator") from None
     node = node_of(request)
+    before = {member.user_id: member.role for member in await node.accounts.staff(merchant_id)}
     async with node.audit.change(admin, "staff.added") as entry:
         member = await node.accounts.add_staff(merchant_id, destination, name, role, admin.user_id)
         entry.subject, entry.after = f"user:{member.user_id}", member.public()
+    if before.get(member.user_id, role) is not role:
+        await node.sessions.revoke_user(member.user_id, f"their role in {merchant_id} changed")
     return ok(member.public(), 201)
 
 

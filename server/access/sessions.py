@@ -238,7 +238,7 @@ class Revocations:
         await self.sync()
 
     async def _heard(self, message: str) -> None:
-        until = (int(time.time()) + 24 * 3600) * 1000  # until the next sync reads the real time
+        until = (int(time.time()) + 24 * 3600) * 1000  # a sync puts the real time (a day is past any token's)
         self._add({session_id: until for session_id in message.split()})
 
     async def sync(self) -> None:
@@ -247,9 +247,9 @@ class Revocations:
             pipe.zremrangebyscore(keys.revoked_sessions(), "-inf", now)
             pipe.zrange(keys.revoked_sessions(), 0, -1, withscores=True)
             _, entries = await pipe.execute()
-        current = {session_id: int(score) for session_id, score in entries}
-        self._add(current)
-        self._revoked = current
+        self._add({session_id: int(score) for session_id, score in entries})
+        # Only what has lapsed goes: one heard while this read was on its way is not in it, and stays.
+        self._revoked = {session_id: until for session_id, until in self._revoked.items() if until > now}
 
     def _add(self, revoked: dict[str, int]) -> None:
         new = {session_id for session_id in revoked if session_id not in self._revoked}

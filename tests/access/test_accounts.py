@@ -173,3 +173,20 @@ def test_a_login_link_signs_in_once(shop: Shop) -> None:
     stranger = sign_in(base)["user"]["id"]
     outsider = f"{base}/api/merchants/{merchant}/staff/{stranger}/login-link"
     assert_error(httpx.post(outsider, headers=auth(shop.admin)), 403, "forbidden")
+
+
+def test_a_staff_member_given_another_role_is_signed_out(shop: Shop) -> None:
+    """An admin who turns a host into a moderator signs the host's sessions out (their tokens said host); signed in
+    again, they are a moderator."""
+    member = add_staff(shop, "host")
+    session = sign_in(shop.base_url, {"email": member["email"]})
+    assert session["user"]["roles"] == {shop.merchant_id: "host"}
+    changed = httpx.post(
+        f"{shop.base_url}/api/merchants/{shop.merchant_id}/staff",
+        json={"email": member["email"], "name": "Hana", "role": "moderator"},
+        headers=auth(shop.admin),
+    )
+    assert changed.status_code == 201 and changed.json()["user_id"] == member["user_id"]
+    assert_error(httpx.get(f"{shop.base_url}/api/me", headers=auth(session["token"])), 401, "invalid_token")
+    again = sign_in(shop.base_url, {"email": member["email"]})
+    assert again["user"]["roles"] == {shop.merchant_id: "moderator"}
