@@ -96,7 +96,7 @@ class Node:
         self.checkout = Checkout(self.sales, self.payments, self.limits, settings)
         self.backup = Backup(self.id, self.sales, settings)
         self.reconciler = Reconciler(self.db, self.sales.ledger, self.payments, settings)
-        self.retention = Retention(self.db, self.sales.ledger, self.audit, settings.order_retention_days)
+        self.retention = Retention(self.db, self.sales.ledger, self.audit, self.sessions, settings.order_retention_days)
         self.stats = RoomStats(self.shows, self.presence)
 
         loader = RoomLoader(self.records, self.history, self.sales, settings.history_size, settings.chat_recent)

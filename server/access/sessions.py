@@ -17,6 +17,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -185,6 +186,11 @@ class Sessions:
             }
             for row in rows
         ]
+
+    async def purge(self, before: datetime) -> int:
+        """Remove the sessions that ended (lapsed or signed out) before `before` (the retention purge); how many."""
+        status = await self.db.pool.execute("DELETE FROM sessions WHERE expires_at < $1 OR revoked_at < $1", before)
+        return int(status.split()[-1])  # "DELETE <n>"
 
     async def owner(self, session_id: str) -> str:
         user_id = await self.db.pool.fetchval("SELECT user_id FROM sessions WHERE session_id = $1", session_id)

@@ -1,8 +1,8 @@
 """Retention: records older than ORDER_RETENTION_DAYS (three years by default) leave PostgreSQL, hourly, one process.
 
 Commerce law in the main markets asks for transaction records kept complete for at least three
-years; past the retention period a sale (with its orders, their changes and payments) and the
-audit entries of that age are removed, each by the module that owns them. One process purges
+years; past the retention period a sale (with its orders, their changes and payments), the audit
+entries and the sessions that ended that long ago are removed, each by the module that owns them. One process purges
 at a time (an advisory lock); the others skip the hour.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
+from server.access.sessions import Sessions
 from server.ledger.audit import AuditLog
 from server.ledger.client import Database
 from server.sales.ledger import SalesLedger
@@ -23,10 +24,11 @@ INTERVAL_SECONDS = 3600.0
 
 
 class Retention:
-    def __init__(self, db: Database, sales: SalesLedger, audit: AuditLog, days: int) -> None:
+    def __init__(self, db: Database, sales: SalesLedger, audit: AuditLog, sessions: Sessions, days: int) -> None:
         self.db = db
         self.sales = sales
         self.audit = audit
+        self.sessions = sessions
         self.days = days
         self.tasks = Tasks("retention")
 
@@ -36,16 +38,23 @@ class Retention:
     async def stop(self, timeout: float) -> None:
         await self.tasks.stop(timeout)
 
-    async def purge(self) -> tuple[int, int] | None:
-        """Remove what is past the retention period: (sales, audit entries), or None when another process is at it."""
+    async def purge(self) -> tuple[int, int, int] | None:
+        """Remove what is past the retention period: (sales, audit entries, sessions), or None when another process
+        is at it."""
         before = datetime.now(UTC) - timedelta(days=self.days)
         async with self.db.pool.acquire() as connection:
             if not await connection.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK):
                 return None
             try:
-                purged = (await self.sales.purge(before), await self.audit.purge(before))
+                purged = (
+                    await self.sales.purge(before),
+                    await self.audit.purge(before),
+                    await self.sessions.purge(before),
+                )
             finally:
                 await connection.execute("SELECT pg_advisory_unlock($1)", _LOCK)
         if any(purged):
-            log.info("retention: removed %d sales and %d audit entries older than %s", *purged, before.date())
+            log.info(
+                "retention: removed %d sales, %d audit entries and %d sessions older than %s", *purged, before.date()
+            )
         return purged

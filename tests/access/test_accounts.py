@@ -4,14 +4,22 @@ sign-out, staff added and removed by an admin, login links, and the CLI that run
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from loadtests.support.server import ServerProcess
+from server.access.accounts import Accounts
+from server.access.sessions import Sessions
+from server.access.tokens import Tokens
+from server.config import Settings
+from server.ledger.client import Database
 from tests.access.conftest import add_staff, auth, code_for, new_email, sign_in
 from tests.client import RoomClient
-from tests.conftest import Shop
+from tests.conftest import SECRET_KEY, Shop
 from tests.sale_helpers import assert_error, buy, create_sale, pay
 from tests.timing import seconds
 
@@ -190,3 +198,29 @@ def test_a_staff_member_given_another_role_is_signed_out(shop: Shop) -> None:
     assert_error(httpx.get(f"{shop.base_url}/api/me", headers=auth(session["token"])), 401, "invalid_token")
     again = sign_in(shop.base_url, {"email": member["email"]})
     assert again["user"]["roles"] == {shop.merchant_id: "moderator"}
+
+
+async def test_sessions_that_ended_past_the_retention_period_are_purged(
+    server: ServerProcess, database_url: str, redis_url: str
+) -> None:
+    """The retention purge removes a session that ended before its cut-off; a live one stays."""
+    live = sign_in(server.base_url)
+    user_id = live["user"]["id"]
+    connection = await asyncpg.connect(database_url)
+    database = Database(database_url, pool_size=2)
+    redis = Redis.from_url(redis_url)
+    await database.open()
+    try:
+        await connection.execute(
+            "INSERT INTO sessions (session_id, user_id, refresh_hash, created_at, expires_at)"
+            " VALUES ('ses_ancient', $1, '\\x00', now() - interval '10 years', now() - interval '9 years')",
+            user_id,
+        )
+        sessions = Sessions(database, redis, Tokens(SECRET_KEY), Accounts(database), Settings())
+        assert await sessions.purge(datetime.now(UTC) - timedelta(days=3 * 365)) >= 1
+        left = await connection.fetch("SELECT session_id FROM sessions WHERE user_id = $1", user_id)
+        assert [row["session_id"] for row in left] == [live["refresh_token"].partition(".")[0]]
+    finally:
+        await redis.aclose()
+        await database.close()
+        await connection.close()
