@@ -20,7 +20,6 @@ No WebSocket viewers (--viewers 0): the old code took a socket's token in its UR
 from __future__ import annotations
 
 import argparse
-import json
 import secrets
 import shutil
 import statistics
@@ -149,9 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.set_defaults(viewers=0)
     args = smoke.parse(parser, SMOKE, argv)
     result = uvloop.run(run(args))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(report(result))
+    smoke.emit(result, args.json, report)
 
 
 if __name__ == "__main__":

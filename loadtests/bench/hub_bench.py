@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import resource
 import sys
 import time
@@ -226,9 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     results = asyncio.run(run(args))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-    print(report(results))
+    smoke.emit(results, args.json, report)
 
 
 if __name__ == "__main__":

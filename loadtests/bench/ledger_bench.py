@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import statistics
 import sys
@@ -337,9 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     args = smoke.parse(parser, SMOKE, argv)
     args.argv = sys.argv[1:] if argv is None else argv
     result = uvloop.run(run(args))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(report(result))
+    smoke.emit(result, args.json, report)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import platform
 import resource
@@ -330,9 +329,7 @@ def main(argv: list[str] | None = None) -> None:
     add_arguments(parser)
     args = smoke.parse(parser, SMOKE, argv)
     result = uvloop.run(run(args))  # uvloop: the client's own loop is part of its cost
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(report(result))
+    smoke.emit(result, args.json, report)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,12 @@
-"""The --smoke flag every benchmark has: a few seconds at tiny sizes, against real servers all the same."""
+"""The --smoke flag every benchmark has (a few seconds at tiny sizes, against real servers all the same), and the
+end every benchmark shares: its figures as JSON, its report printed."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -14,3 +18,10 @@ def parse(parser: argparse.ArgumentParser, sizes: dict[str, Any], argv: list[str
         parser.set_defaults(**sizes)
         args = parser.parse_args(argv)
     return args
+
+
+def emit(result: Any, json_path: Path | None, report: Callable[[Any], str]) -> None:
+    """A benchmark's end: every figure to --json FILE when given, then its printed report."""
+    if json_path:
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+    print(report(result))

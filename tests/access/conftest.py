@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import fields
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +15,8 @@ import redis
 
 from loadtests.support.server import LOOPBACK_LIMITS, ServerProcess
 from server.config import Settings
-from tests.conftest import Shop, make_shop, start_server
+from tests.conftest import Shop, make_shop
+from tests.sale_helpers import auth
 from tests.timing import seconds
 
 Strict = Callable[..., ServerProcess]
@@ -32,7 +32,7 @@ REAL_LIMITS = {name: _default(name) for name in LOOPBACK_LIMITS}
 
 
 @pytest.fixture
-def strict(stores: dict[str, str], tmp_path: Path) -> Iterator[Strict]:
+def strict(stores: dict[str, str], server_factory: Strict) -> Strict:
     """Start servers on the session's Redis and PostgreSQL with the limits a real server keeps (`env` on top), their
     buckets empty (every test's clients come from 127.0.0.1)."""
     client = redis.Redis.from_url(stores["REDIS_URL"])
@@ -41,16 +41,7 @@ def strict(stores: dict[str, str], tmp_path: Path) -> Iterator[Strict]:
             client.delete(key)
     finally:
         client.close()
-    started: list[ServerProcess] = []
-
-    def factory(**env: str) -> ServerProcess:
-        process = start_server(tmp_path, {**stores, **REAL_LIMITS, **env})
-        started.append(process)
-        return process
-
-    yield factory
-    for process in started:
-        process.stop()
+    return lambda **env: server_factory(**{**REAL_LIMITS, **env})
 
 
 def strict_shop(server: ServerProcess, redis_url: str) -> Shop:
@@ -81,10 +72,6 @@ def sign_in(base_url: str, destination: dict[str, str] | None = None, token: str
     assert signed.status_code == 200, signed.text
     session: dict[str, Any] = signed.json()
     return session
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def add_staff(shop: Shop, role: str = "host", name: str = "Hana") -> dict[str, Any]:

@@ -17,10 +17,10 @@ from server.access.sessions import Sessions
 from server.access.tokens import Tokens
 from server.config import Settings
 from server.ledger.client import Database
-from tests.access.conftest import add_staff, auth, code_for, new_email, sign_in
+from tests.access.conftest import add_staff, code_for, new_email, sign_in
 from tests.client import RoomClient
 from tests.conftest import SECRET_KEY, Shop
-from tests.sale_helpers import assert_error, buy, create_sale, pay
+from tests.sale_helpers import assert_error, auth, buy, create_sale, pay
 from tests.timing import seconds
 
 pytestmark = pytest.mark.anyio

@@ -17,10 +17,10 @@ import websockets
 
 from loadtests.support.server import ServerProcess
 from server.protocol import Role
-from tests.access.conftest import Strict, add_staff, auth, sign_in, strict_shop
+from tests.access.conftest import Strict, add_staff, sign_in, strict_shop
 from tests.client import RoomClient
 from tests.conftest import Shop, mint
-from tests.sale_helpers import assert_error, buy, create_sale, invariant, pay, query
+from tests.sale_helpers import assert_error, auth, buy, create_sale, invariant, pay, query
 from tests.timing import seconds, until
 
 pytestmark = pytest.mark.anyio
