@@ -21,6 +21,7 @@ from server.errors import STORE_ERRORS
 from server.ledger import routes as ledger_routes
 from server.live.transport import room_socket
 from server.node import Node
+from server.referrals import routes as referrals_routes
 from server.rooms import routes as rooms_routes
 from server.sales import routes as sales_routes
 from streaming import routes as streaming_routes
@@ -122,6 +123,7 @@ def create_app(settings: Settings | None = None) -> LiveCart:
         *rooms_routes.routes,
         *sales_routes.routes,
         *ledger_routes.routes,
+        *referrals_routes.routes,
         *streaming_routes.routes,
         Mount("/", Pages(webserver.page_headers(settings)), name="static"),
     ]

@@ -139,6 +139,11 @@ class Settings:
     video_sessions_per_address: int = 100
     likes_per_second: int = 10  # per user
 
+    # Share and earn (docs/referrals.md).
+    referral_pass_ms: int = 1000  # the commission pass, and the sharers' live numbers, at most this often
+    limit_shares: tuple[int, int] = (30, 3600)  # share links made by one user
+    limit_share_visits: tuple[int, int] = (60, 600)  # share links opened from one address
+
     @property
     def redis_dir(self) -> Path:
         return self.data_dir / "redis"
@@ -247,6 +252,9 @@ def load() -> Settings:
         video_sessions_per_user=_int("VIDEO_SESSIONS_PER_USER", 2, 1),
         video_sessions_per_address=_int("VIDEO_SESSIONS_PER_ADDRESS", 100, 1),
         likes_per_second=_int("LIKES_PER_SECOND", 10, 1),
+        referral_pass_ms=_int("REFERRAL_PASS_MS", 1000, 10, 60_000),
+        limit_shares=_rule("LIMIT_SHARES", (30, 3600)),
+        limit_share_visits=_rule("LIMIT_SHARE_VISITS", (60, 600)),
         header_timeout_ms=_int("HEADER_TIMEOUT_MS", 10_000, 1),
         body_timeout_ms=_int("BODY_TIMEOUT_MS", 10_000, 1),
         metrics_token=os.environ.get("METRICS_TOKEN", "").strip(),

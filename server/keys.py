@@ -133,3 +133,9 @@ def limit(name: str, subject: str) -> str:
     """A token bucket of a limit (hash tokens, at; server.access.limits). One slot for all: a limit check may take
     several buckets in one script."""
     return f"limit:{{limits}}:{name}:{subject}"
+
+
+def referrals_changed() -> str:
+    """Sharers whose numbers changed since the last publish, as "<merchant> <sharer> <room>" (set;
+    server.referrals.feed): each process pops some, so each change is published once."""
+    return "referrals:changed"

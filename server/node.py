@@ -25,6 +25,11 @@ from server.live.broker import Broker
 from server.live.history import History
 from server.live.hub import Hub
 from server.live.loader import RoomLoader
+from server.referrals.earnings import Earnings
+from server.referrals.feed import ReferralsFeed
+from server.referrals.payouts import Payouts, SandboxPayouts
+from server.referrals.program import Programs
+from server.referrals.shares import Shares
 from server.rooms.catalog import Catalog
 from server.rooms.chat import Chat
 from server.rooms.presence import Presence
@@ -38,6 +43,7 @@ from server.sales.feed import SalesFeed
 from server.sales.ledger import SalesLedger
 from server.sales.payments import SandboxProvider
 from server.sales.reconciler import Reconciler
+from server.sales.refunds import Refunds
 from server.sales.stats import RoomStats
 from server.sales.store import Sales
 from server.store import client
@@ -98,6 +104,15 @@ class Node:
         self.reconciler = Reconciler(self.db, self.sales.ledger, self.payments, settings)
         self.retention = Retention(self.db, self.sales.ledger, self.audit, self.sessions, settings.order_retention_days)
         self.stats = RoomStats(self.shows, self.presence)
+        self.refunds = Refunds(self.db, self.sales.ledger, self.payments, self.audit)
+
+        self.programs = Programs(self.db, self.audit)
+        self.shares = Shares(self.db, self.programs)
+        self.earnings = Earnings(self.db, self.programs, self.audit)
+        self.payout_provider = SandboxPayouts(self.db, settings.secret_key)
+        self.payouts = Payouts(self.db, self.earnings, self.programs, self.payout_provider, self.audit)
+        self.payout_provider.deliver = self.payouts.callback
+        self.referrals_feed = ReferralsFeed(self.redis, self.earnings, self.records, settings)
 
         loader = RoomLoader(self.records, self.history, self.sales, settings.history_size, settings.chat_recent)
         self.hub = Hub(settings, self.id, self.broker, loader, self.history, self.records, self.presence)
@@ -120,6 +135,7 @@ class Node:
         if self.settings.ledger_consumer:
             self.backup.start()
         self.reconciler.start()
+        self.referrals_feed.start()
         self.retention.start()
         await self.owners.start()
         # What start-up made (modules, the app, pools, scripts) lives as long as the process: moved out of the
@@ -146,6 +162,8 @@ class Node:
             ("sales feed", self.sales_feed.stop),
             ("ledger backup", self.backup.stop),
             ("reconciler", self.reconciler.stop),
+            ("share and earn", self.referrals_feed.stop),
+            ("sandbox payouts", self.payout_provider.stop),
             ("retention", self.retention.stop),
             ("hub", self.hub.stop),
             ("revocations", self.tasks.stop),

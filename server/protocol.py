@@ -227,7 +227,12 @@ LATEST_VALUE_KEYS: dict[str, str | None] = {
     "likes": None,
     "stock": "sale_id",
     "sale.toast": "sale_id",
+    "sharers": None,  # the room's top sharers (docs/referrals.md)
+    "earnings": "merchant_id",  # a sharer's own numbers: private
 }
+
+# Latest-value events addressed to one user: only that user's sockets in the room get them.
+PRIVATE_EVENTS = frozenset({"earnings"})
 
 FRAMES = ("snapshot", "recovered", "batch", "ack", "error")
 
@@ -269,17 +274,26 @@ def with_offset(offset: int, encoded: str) -> str:
 
 
 # Between processes (Redis pub/sub) a room's message is "<offset> <event JSON>", offset 0 for a
-# latest-value event. Lua scripts only join the offset they assign to the event Python encoded.
+# latest-value event, or "@<user id> <event JSON>" for a private one (PRIVATE_EVENTS). Lua scripts only join
+# the offset they assign to the event Python encoded.
 
 
 def bus_message(encoded: str, offset: int = 0) -> str:
     return f"{offset} {encoded}"
 
 
-def parse_bus_message(raw: str) -> tuple[int, str]:
-    """The offset (0: latest-value) and the event JSON of a message between processes."""
-    offset, _, encoded = raw.partition(" ")
-    return int(offset), encoded
+def bus_private(user_id: str, encoded: str) -> str:
+    """A private event for one user's sockets in the room."""
+    return f"@{user_id} {encoded}"
+
+
+def parse_bus_message(raw: str) -> tuple[int, str, str | None]:
+    """The offset (0: latest-value), the event JSON and the user it is for (None: everyone) of a message
+    between processes."""
+    head, _, encoded = raw.partition(" ")
+    if head.startswith("@"):
+        return 0, encoded, head[1:]
+    return int(head), encoded, None
 
 
 def snapshot(state: dict[str, Any]) -> str:
@@ -314,7 +328,11 @@ def ack(request_id: str | int | None, **fields: Any) -> str:
 def wire() -> dict[str, Any]:
     """The protocol's names and numbers, as static/js/protocol.js's wire() must give them (a test compares)."""
     return {
-        "events": {"durable": sorted(DURABLE_EVENTS), "latest": dict(LATEST_VALUE_KEYS)},
+        "events": {
+            "durable": sorted(DURABLE_EVENTS),
+            "latest": dict(LATEST_VALUE_KEYS),
+            "private": sorted(PRIVATE_EVENTS),
+        },
         "sale_events": list(SALE_EVENTS),
         "sale_statuses": list(SALE_STATUSES),
         "auth": AUTH,

@@ -22,6 +22,7 @@ from server.protocol import (
     ProtocolError,
     Role,
     bus_message,
+    bus_private,
     coalesce_key,
     encode,
     event,
@@ -341,10 +342,12 @@ def test_a_durable_event_gets_its_offset_first_and_stays_valid_json() -> None:
 
 
 def test_bus_messages_carry_the_offset_or_zero_for_latest_values() -> None:
-    """A message between processes is '<offset> <event>'; a latest-value event has offset 0."""
+    """A message between processes is '<offset> <event>'; a latest-value event has offset 0; a private one names
+    its user ('@<user> <event>')."""
     encoded = encode(event("likes", total=3))
-    assert parse_bus_message(bus_message(encoded)) == (0, encoded)
-    assert parse_bus_message(bus_message(encoded, 7)) == (7, encoded)
+    assert parse_bus_message(bus_message(encoded)) == (0, encoded, None)
+    assert parse_bus_message(bus_message(encoded, 7)) == (7, encoded, None)
+    assert parse_bus_message(bus_private("u_1", encoded)) == (0, encoded, "u_1")
 
 
 def test_recovered_and_snapshot_frames_are_json_with_their_fields() -> None:

@@ -51,6 +51,16 @@ ACTIONS: dict[str, str] = {
     "chat.banned": "a user was banned from a room's chat (after: {room_id, user_id})",
     "chat.unbanned": "a user's ban and mute in a room were lifted (after: {room_id, user_id})",
     "chat.slow_mode_changed": "a room's slow mode changed (before and after: {room_id, slow_mode})",
+    "referrals.changed": "the share-and-earn programme or its default rates changed (before and after)",
+    "referrals.rule_set": "a product's or sale's commission rates were set (before and after: the rates)",
+    "referrals.rule_removed": "a product's or sale's commission rates were removed (before: the rates)",
+    "referrals.exported": "the commissions were exported (after: {format})",
+    "commission.approved": "a flagged commission was approved for payment (after: the commission)",
+    "commission.rejected": "a flagged commission was rejected and reversed (after: the commission)",
+    "withdrawal.approved": "a sharer's withdrawal was approved and sent (after: the withdrawal)",
+    "withdrawal.refused": "a sharer's withdrawal was refused, its amount credited back (after: the withdrawal)",
+    "withdrawal.retried": "a failed withdrawal was sent again (after: the withdrawal)",
+    "order.refunded": "a paid order was refunded in full (after: the refund)",
 }
 
 MAX_PAGE = 500

@@ -48,7 +48,7 @@ class LocalRoom:
         self.state: RoomState | None = None
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.viewers: set[Viewer] = set()
-        self.users: Counter[str] = Counter()  # user id -> sockets: the room's viewers are people, not sockets
+        self.users: dict[str, set[Viewer]] = {}  # user id -> sockets: the room's viewers are people, not sockets
         self.incoming: list[tuple[dict[str, Any], str, int]] = []  # (event, as clients see it, offset or 0)
         self.received_offset = 0
         self.likes_pending = 0
@@ -184,7 +184,7 @@ class Hub:
         self._sockets_of_user[user] += 1
         self._sockets_of_address[address] += 1
         room.viewers.add(viewer)
-        room.users[user] += 1
+        room.users.setdefault(user, set()).add(viewer)
         room.empty_since = None
         metrics.CONNECTIONS.inc()
         return room.snapshot_frame(), room.state.offset
@@ -193,7 +193,11 @@ class Hub:
         room = self.rooms.get(viewer.room_id)
         if room is not None and viewer in room.viewers:
             room.viewers.discard(viewer)
-            _decrement(room.users, viewer.identity.user_id)
+            sockets = room.users.get(viewer.identity.user_id)
+            if sockets is not None:
+                sockets.discard(viewer)
+                if not sockets:
+                    del room.users[viewer.identity.user_id]
             _decrement(self._sockets_of_user, viewer.identity.user_id)
             _decrement(self._sockets_of_address, viewer.address)
             metrics.CONNECTIONS.dec()
@@ -246,7 +250,10 @@ class Hub:
         room = self.rooms.get(room_id)
         if room is None:
             return
-        offset, encoded = protocol.parse_bus_message(raw)
+        offset, encoded, user_id = protocol.parse_bus_message(raw)
+        if user_id is not None:
+            self._send_private(room, user_id, encoded)
+            return
         message = orjson.loads(encoded)
         metrics.EVENTS_PUBLISHED.inc()
         if offset and room.state is not None and offset > room.received_offset + 1:
@@ -255,6 +262,15 @@ class Hub:
             self._enqueue(room, message, encoded)
         elif offset > room.received_offset:
             self._enqueue(room, message, protocol.with_offset(offset, encoded), offset)
+
+    def _send_private(self, room: LocalRoom, user_id: str, encoded: str) -> None:
+        """A private event to the user's sockets in the room, at once (it is theirs alone: no state, no tick)."""
+        sockets = room.users.get(user_id)
+        if not sockets:
+            return
+        private = Batch([], {coalesce_key(orjson.loads(encoded)) or "private": encoded})
+        for viewer in [viewer for viewer in sockets if not viewer.offer(private)]:
+            self._drop_lagging(viewer)
 
     async def _catch_up(self, room: LocalRoom, until: int) -> None:
         async with room.catch_up:

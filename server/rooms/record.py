@@ -3,7 +3,8 @@
 A room's hash holds: id, merchant_id, title, status (scheduled, live, ended), stream (online,
 offline), pinned (the product card JSON, or ""), bag (JSON list of cards), slow_mode (seconds),
 offset (of the newest durable event), epoch (changes when the history starts over), likes, and
-one field "sale:<id>" per sale until the sale is archived (the public sale as last announced, JSON).
+one field "sale:<id>" per sale until the sale is archived (the public sale as last announced, JSON),
+and sharers (the room's top sharers as last published, JSON; docs/referrals.md).
 
 Contract: a durable event is given the next offset of its room, stored in the room's bounded
 history and published, all atomically with the record fields that change with it
@@ -62,6 +63,7 @@ class RoomRecord:
     epoch: str
     likes: int
     sales: dict[str, dict[str, Any]]  # sale id -> public sale as last announced
+    sharers: list[dict[str, Any]]  # the room's top sharers as last published
 
     @classmethod
     def parse(cls, fields: dict[str, str]) -> RoomRecord:
@@ -74,6 +76,7 @@ class RoomRecord:
             epoch=fields["epoch"],
             likes=int(fields["likes"]),
             sales={name[len(_SALE) :]: orjson.loads(raw) for name, raw in fields.items() if name.startswith(_SALE)},
+            sharers=orjson.loads(fields.get("sharers") or "[]"),
         )
 
 
@@ -113,6 +116,7 @@ class RoomRecords:
         self.history_size = history_size
         self._create = scripts.register(redis, __file__, "room_create")
         self._publish = scripts.register(redis, __file__, "room_publish")
+        self._board = scripts.register(redis, __file__, "room_board")
 
     async def create(self, merchant_id: str, room_id: str, title: str) -> Room | None:
         """A new room, scheduled and offline; None when the id is taken."""
@@ -171,6 +175,18 @@ class RoomRecords:
     async def publish_latest(self, room_id: str, event: dict[str, Any]) -> None:
         """Publish a latest-value event (viewer count, likes, stock, toast) to every process."""
         await self.redis.publish(keys.channel(room_id), protocol.bus_message(protocol.encode(event)))
+
+    async def publish_private(self, room_id: str, user_id: str, event: dict[str, Any]) -> None:
+        """Publish a private event (protocol.PRIVATE_EVENTS) to the user's sockets in the room, on every process."""
+        await self.redis.publish(keys.channel(room_id), protocol.bus_private(user_id, protocol.encode(event)))
+
+    async def publish_sharers(self, room_id: str, top: list[dict[str, Any]]) -> None:
+        """Keep the room's top sharers in its record (a joining viewer's snapshot has them) and publish them."""
+        encoded = protocol.encode(protocol.event("sharers", top=top))
+        await self._board(
+            keys=[keys.room(room_id)],
+            args=[keys.channel(room_id), orjson.dumps(top).decode(), protocol.bus_message(encoded)],
+        )
 
     async def add_likes(self, room_id: str, count: int) -> int:
         """Add likes to a room; return its new total."""

@@ -29,6 +29,7 @@ class RoomState:
     chat: deque[dict[str, Any]]
     viewers: int = 0
     sales: dict[str, dict[str, Any]] = field(default_factory=dict)  # sale id -> public sale with live stock
+    sharers: list[dict[str, Any]] = field(default_factory=list)  # the room's top sharers (docs/referrals.md)
 
     @classmethod
     def load(
@@ -50,6 +51,7 @@ class RoomState:
             epoch=record.epoch,
             likes=record.likes,
             chat=deque(maxlen=chat_size),
+            sharers=record.sharers,
         )
         for sale in record.sales.values():
             state._apply_sale(sale)
@@ -87,6 +89,8 @@ class RoomState:
             self._apply_sale(message["sale"])
         elif kind == "stock":
             self._apply_stock(message)
+        elif kind == "sharers":
+            self.sharers = message["top"]
 
     def _apply_sale(self, sale: dict[str, Any]) -> None:
         """A sale's new terms and status; its stock unless the stock already known is newer."""
@@ -131,6 +135,7 @@ class RoomState:
             "viewers": self.viewers,
             "likes": self.likes,
             "sales": sorted(self.sales.values(), key=lambda sale: sale["starts_at"]),
+            "sharers": self.sharers,
             "offset": self.offset,
             "epoch": self.epoch,
         }

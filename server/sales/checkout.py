@@ -14,6 +14,7 @@ not captured, authorized but never paid) the reconciler (server.sales.reconciler
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from typing import Any
 from server.access.limits import Limits, Rule
 from server.access.tokens import Identity
 from server.config import Settings
-from server.sales.payments import PaymentProvider
+from server.sales.payments import PaymentProvider, card_digits
 from server.sales.records import Order, Outcome, Refusal, Sale, SaleRefused, check_buyer, refused
 from server.sales.store import Sales
 
@@ -62,6 +63,7 @@ class Checkout:
         self.sales = sales
         self.provider = provider
         self.limits = limits
+        self._card_key = hashlib.sha256(f"cards:{settings.secret_key}".encode()).digest()
         self._payment_rules = (
             Rule("pay-order", *settings.limit_payments_order),
             Rule("pay-user", *settings.limit_payments_user),
@@ -112,7 +114,8 @@ class Checkout:
         if not authorization.approved:
             reason = _DECLINES.get(authorization.decline_code or "", "Your card was declined.")
             raise SaleRefused(Refusal.PAYMENT_DECLINED, f"{reason} Try another card before your reservation expires.")
-        await self._record(authorization.id, "authorization", order, sale)
+        card = hmac.new(self._card_key, card_digits(card_number).encode(), hashlib.sha256).hexdigest()[:32]
+        await self._record(authorization.id, "authorization", order, sale, card)
         try:
             outcome = await self.sales.pay(order_id, user_id, authorization.id, key)
         except SaleRefused:
@@ -135,9 +138,11 @@ class Checkout:
                 "order %s paid but capture of %s failed (%r): the reconciler will", order.id, authorization_id, problem
             )
 
-    async def _record(self, authorization_id: str, kind: str, order: Order, sale: Sale) -> None:
+    async def _record(
+        self, authorization_id: str, kind: str, order: Order, sale: Sale, card: str | None = None
+    ) -> None:
         await self.sales.ledger.record_payment(
-            authorization_id, kind, order.id, sale.merchant_id, sale.price * order.quantity, sale.currency
+            authorization_id, kind, order.id, sale.merchant_id, sale.price * order.quantity, sale.currency, card=card
         )
 
     async def cancel(self, order_id: str, buyer: Identity) -> Outcome:

@@ -227,12 +227,14 @@ class SalesLedger:
         currency: str,
         *,
         by_reconciler: bool = False,
+        card: str | None = None,
     ) -> bool:
-        """A money movement at the gateway, once; False when it was already recorded."""
+        """A money movement at the gateway, once; False when it was already recorded. `card`: a keyed hash of the
+        card an authorization was made with (share and earn flags a sharer paying for their own referrals)."""
         assert kind in PAYMENT_KINDS
         done = await self.db.pool.execute(
-            "INSERT INTO payments (authorization_id, kind, order_id, merchant_id, amount, currency, by_reconciler)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            "INSERT INTO payments (authorization_id, kind, order_id, merchant_id, amount, currency, by_reconciler,"
+            " card) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
             authorization_id,
             kind,
             order_id,
@@ -240,6 +242,7 @@ class SalesLedger:
             amount,
             currency,
             by_reconciler,
+            card,
         )
         return done.endswith(" 1")
 

@@ -19,6 +19,8 @@ export const Event = Object.freeze({
   LIKES: "likes",
   STOCK: "stock",
   SALE_TOAST: "sale.toast",
+  SHARERS: "sharers",
+  EARNINGS: "earnings",
 });
 
 /** A sale's lifecycle, in order: each event carries the whole public sale in `sale`. */
@@ -53,7 +55,12 @@ export const LATEST_VALUE_KEYS = Object.freeze({
   [Event.LIKES]: null,
   [Event.STOCK]: "sale_id",
   [Event.SALE_TOAST]: "sale_id",
+  [Event.SHARERS]: null,
+  [Event.EARNINGS]: "merchant_id",
 });
+
+/** Latest-value events addressed to one user: only that user's sockets get them (docs/referrals.md). */
+export const PRIVATE_EVENTS = new Set([Event.EARNINGS]);
 
 /** Client -> server commands (docs/protocol.md, "Client -> server"). */
 /** The first frame a client sends on a room socket: {type: AUTH, token}. A token never goes in the URL. */
@@ -137,7 +144,11 @@ export function mayReconnect(code) {
 /** The protocol's names and numbers in the shape of server.protocol.wire() (tests/test_protocol_mirror.py). */
 export function wire() {
   return {
-    events: { durable: [...DURABLE_EVENTS].sort(), latest: { ...LATEST_VALUE_KEYS } },
+    events: {
+      durable: [...DURABLE_EVENTS].sort(),
+      latest: { ...LATEST_VALUE_KEYS },
+      private: [...PRIVATE_EVENTS].sort(),
+    },
     sale_events: [...SALE_EVENTS],
     sale_statuses: [...SALE_STATUSES],
     auth: AUTH,

@@ -1,0 +1,1 @@
+"""Share and earn (docs/referrals.md): share links, bindings, the sharers' commission ledger, withdrawals."""
