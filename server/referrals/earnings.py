@@ -26,7 +26,7 @@ from server.ledger.audit import AuditLog
 from server.ledger.client import Connection, Database, Record, at, ms
 from server.referrals.program import MERCHANT, Programs
 from server.referrals.rules import Program, Rate, split
-from server.referrals.shares import binding_at
+from server.referrals.shares import binding_at, sharer_name
 
 log = logging.getLogger("livecart.referrals")
 
@@ -63,7 +63,8 @@ _STATE = """CASE
     ELSE 'withdrawable' END"""
 
 _COMMISSIONS = f"""
-SELECT c.entry_id, c.sharer_id, (SELECT sharer_name FROM shares WHERE merchant_id = c.merchant_id AND sharer_id = c.sharer_id LIMIT 1) AS sharer_name, c.order_id, c.level, c.buyer_id, c.room_id, c.base, c.amount,
+SELECT c.entry_id, c.sharer_id, {sharer_name("c")} AS sharer_name, c.order_id, c.level, c.buyer_id, c.room_id,
+       c.base, c.amount,
        c.currency, c.at, c.available_at, c.flag, c.review, c.note, {_STATE} AS state
 FROM commissions c
 LEFT JOIN commissions r ON r.order_id = c.order_id AND r.level = c.level AND r.kind = 'reversal'
@@ -118,11 +119,11 @@ def _addresses(user: str) -> str:
 # Why a commission waits for the merchant: its sharer and buyer share a device, an address or a card.
 _FLAGS = f"""
 SELECT q.i, CASE
-    WHEN EXISTS ({_devices("q.buyer_id")} INTERSECT {_devices("q.sharer_id")}) THEN 'same_device'
-    WHEN EXISTS ({_addresses("q.buyer_id")} INTERSECT {_addresses("q.sharer_id")}) THEN 'same_address'
-    WHEN EXISTS (SELECT p.card FROM payments p WHERE p.order_id = q.order_id AND p.card IS NOT NULL
-                 INTERSECT SELECT p.card FROM orders o JOIN payments p USING (order_id)
-                 WHERE o.user_id = q.sharer_id AND o.status = 'paid' AND p.card IS NOT NULL) THEN 'same_card'
+    WHEN EXISTS (({_devices("q.buyer_id")}) INTERSECT ({_devices("q.sharer_id")})) THEN 'same_device'
+    WHEN EXISTS (({_addresses("q.buyer_id")}) INTERSECT ({_addresses("q.sharer_id")})) THEN 'same_address'
+    WHEN EXISTS ((SELECT p.card FROM payments p WHERE p.order_id = q.order_id AND p.card IS NOT NULL)
+                 INTERSECT (SELECT p.card FROM orders o JOIN payments p USING (order_id)
+                 WHERE o.user_id = q.sharer_id AND o.status = 'paid' AND p.card IS NOT NULL)) THEN 'same_card'
     END AS flag
 FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS q (buyer_id, sharer_id, order_id, i)
 """
@@ -358,7 +359,7 @@ class Earnings:
     async def top(self, room_id: str, count: int = 5) -> list[dict[str, Any]]:
         """The room's top sharers by buyers brought to its sales (names only: what they earn is theirs)."""
         rows = await self.db.pool.fetch(
-            "SELECT (SELECT sharer_name FROM shares WHERE merchant_id = c.merchant_id AND sharer_id = c.sharer_id LIMIT 1) AS name, count(DISTINCT c.buyer_id) AS buyers, count(*) AS orders"
+            f"SELECT {sharer_name('c')} AS name, count(DISTINCT c.buyer_id) AS buyers, count(*) AS orders"
             " FROM commissions c WHERE c.room_id = $1 AND c.kind = 'commission' AND c.level = 1"
             " GROUP BY c.merchant_id, c.sharer_id ORDER BY buyers DESC, orders DESC, min(c.entry_id) LIMIT $2",
             room_id,

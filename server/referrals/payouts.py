@@ -27,6 +27,7 @@ from server.ledger.audit import AuditLog
 from server.ledger.client import Connection, Database, Record, ms
 from server.referrals.earnings import Earnings
 from server.referrals.program import Programs
+from server.referrals.shares import sharer_name
 from server.tasks import Tasks
 
 log = logging.getLogger("livecart.payouts")
@@ -247,8 +248,8 @@ class Payouts:
 
     async def of_merchant(self, merchant_id: str, state: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
         rows = await self.db.pool.fetch(
-            "SELECT p.*, (SELECT sharer_name FROM shares s WHERE s.merchant_id = p.merchant_id"
-            " AND s.sharer_id = p.sharer_id LIMIT 1) AS sharer_name FROM payouts p WHERE p.merchant_id = $1 AND ($2::text IS NULL OR p.state = $2) ORDER BY p.requested_at DESC LIMIT $3",
+            f"SELECT p.*, {sharer_name('p')} AS sharer_name FROM payouts p"
+            " WHERE p.merchant_id = $1 AND ($2::text IS NULL OR p.state = $2) ORDER BY p.requested_at DESC LIMIT $3",
             merchant_id,
             state,
             limit,

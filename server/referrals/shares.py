@@ -33,6 +33,14 @@ def binding_at(merchant: str, buyers: str, moment: str) -> str:
     )
 
 
+def sharer_name(row: str) -> str:
+    """SQL: the name a sharer shares under, of the row alias `row` (with merchant_id and sharer_id)."""
+    return (
+        f"(SELECT sharer_name FROM shares WHERE merchant_id = {row}.merchant_id AND sharer_id = {row}.sharer_id"
+        " LIMIT 1)"
+    )
+
+
 _BINDING = binding_at("$1", "$2::text[]", "$3")
 
 
@@ -100,9 +108,7 @@ class Shares:
         return Share(row["code"], merchant_id, sharer.user_id, sharer.name, room_id, product_id), row["created"]
 
     async def get(self, code: str, connection: Connection | None = None) -> Share:
-        row = await (connection or self.db.pool).fetchrow(
-            "SELECT * FROM shares WHERE code = $1", code
-        )
+        row = await (connection or self.db.pool).fetchrow("SELECT * FROM shares WHERE code = $1", code)
         if row is None:
             raise NotFound("no such share link", "unknown_share")
         return Share(

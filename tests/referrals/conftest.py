@@ -13,7 +13,7 @@ import pytest
 
 from loadtests.support.server import ServerProcess
 from tests.conftest import Shop, make_shop, member, start_server
-from tests.sale_helpers import auth, buy, create_sale, pay, wait_until
+from tests.sale_helpers import auth, buy, create_sale, pay, query, wait_until
 
 PASS_MS = "50"
 
@@ -30,7 +30,8 @@ def referral_server(stores: dict[str, str], tmp_path_factory: pytest.TempPathFac
 def shop(referral_server: ServerProcess, redis_url: str) -> Shop:
     """A fresh shop whose programme pays 10% on level 1 and 5% on level 2, withdrawable at once."""
     made = make_shop(referral_server.base_url, referral_server.ws_url, redis_url)
-    program(made, enabled=True, refund_days=0, levels=2, default={"level1": {"rate_bp": 1000}, "level2": {"rate_bp": 500}})
+    rates = {"level1": {"rate_bp": 1000}, "level2": {"rate_bp": 500}}
+    program(made, enabled=True, refund_days=0, levels=2, default=rates)
     return made
 
 
@@ -77,6 +78,15 @@ def buy_and_pay(shop: Shop, sale_id: str, buyer: Person, quantity: int = 1, base
     return order_id
 
 
+def wait_passed(database_url: str, order_id: str) -> None:
+    """Return once the commission pass has gone past the order's payment (a programme change no longer counts)."""
+    sql = (
+        "SELECT 1 FROM referral_cursor r, order_changes c WHERE r.name = 'paid' AND c.order_id = $1"
+        " AND c.change = 'paid' AND r.position >= c.seq"
+    )
+    wait_until(lambda: query(database_url, sql, order_id) != [])
+
+
 def commissions(shop: Shop, **params: str) -> list[dict[str, Any]]:
     response = httpx.get(f"{shop.base_url}/api/merchants/{shop.merchant_id}/referrals/commissions", params=params,
                          headers=auth(shop.admin))  # fmt: skip
@@ -103,7 +113,7 @@ def earnings(shop: Shop, person: Person) -> dict[str, Any]:
 
 
 def new_sale(shop: Shop, **terms: Any) -> str:
-    return str(create_sale(shop, price=1000, quantity=100, per_user_limit=5, **terms)["id"])
+    return str(create_sale(shop, **{"price": 1000, "quantity": 100, "per_user_limit": 5, **terms})["id"])
 
 
 __all__ = ["Path", "Person"]
