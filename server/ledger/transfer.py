@@ -7,7 +7,9 @@ A file is one JSON object a line, each with its "type", in this order:
     product      each product's public form                                  Redis, through rooms/catalog.py
     blocklist    {words}                                                      Redis, through rooms/catalog.py
     room         {id, merchant_id, title, status, pinned, bag, slow_mode, likes}   Redis, through rooms/record.py
-    show, sale, order, order_change, payment, sandbox_authorization, audit
+    show, sale, order, order_change, payment, sandbox_authorization,
+    referral_program, commission_rule, share, share_visit, referral_binding, refund, commission, payout,
+    sandbox_payout, audit
                  one PostgreSQL row each, verbatim: every column, times ISO 8601 in UTC, jsonb as JSON
     end          {lines}: how many lines came before it (a file cut short is refused)
 
@@ -75,11 +77,32 @@ TABLES = (
         "authorization_id IN (SELECT authorization_id FROM payments WHERE merchant_id = $1)",
         "authorization_id",
     ),
+    Table("referral_program", "referral_programs", "merchant_id = $1", "merchant_id"),
+    Table("commission_rule", "commission_rules", "merchant_id = $1", "scope, scope_id, level"),
+    Table("share", "shares", "merchant_id = $1", "code"),
+    Table("share_visit", "share_visits", "merchant_id = $1", "visit_id"),
+    Table("referral_binding", "referral_bindings", "merchant_id = $1", "binding_id"),
+    Table("refund", "refunds", "merchant_id = $1", "order_id"),
+    Table("commission", "commissions", "merchant_id = $1", "entry_id"),
+    Table("payout", "payouts", "merchant_id = $1", "payout_id"),
+    Table(
+        "sandbox_payout",
+        "sandbox_payouts",
+        "payout_id IN (SELECT payout_id FROM payouts WHERE merchant_id = $1)",
+        "payout_id, attempt",
+    ),
     Table("audit", "audit_log", "merchant_id = $1", "audit_id"),
 )
 _TABLES = {table.kind: table for table in TABLES}
-_SERIALS = (("payments", "payment_id"), ("audit_log", "audit_id"))  # ids kept on import: the sequences follow
-_MERCHANT_TABLES = ("shows", "sales", "orders", "payments", "audit_log")
+_SERIALS = (  # ids kept on import: the sequences follow
+    ("payments", "payment_id"),
+    ("audit_log", "audit_id"),
+    ("order_changes", "seq"),
+    ("share_visits", "visit_id"),
+    ("referral_bindings", "binding_id"),
+    ("commissions", "entry_id"),
+)
+_MERCHANT_TABLES = ("shows", "sales", "orders", "payments", "audit_log", "referral_programs", "shares", "commissions")
 
 
 def _line(kind: str, data: dict[str, Any]) -> bytes:
@@ -297,6 +320,7 @@ class _Rows:
         self.first_line = 0
         self.sales: set[str] = set()
         self.authorizations: set[str] = set()
+        self.payouts: set[str] = set()
 
     async def add(self, number: int, table: Table, row: dict[str, Any]) -> None:
         owner = row.get("merchant_id", self.merchant_id)
@@ -310,6 +334,10 @@ class _Rows:
             raise TransferError(f"line {number}: an order change of sale '{row.get('sale_id')}', not in the file")
         elif table.kind == "sandbox_authorization" and row.get("authorization_id") not in self.authorizations:
             raise TransferError(f"line {number}: a sandbox authorization of no payment in the file")
+        elif table.kind == "payout":
+            self.payouts.add(str(row.get("payout_id")))
+        elif table.kind == "sandbox_payout" and row.get("payout_id") not in self.payouts:
+            raise TransferError(f"line {number}: a sandbox payout of no withdrawal in the file")
         if table is not self.table or len(self.batch) >= BATCH:
             await self.flush()
             self.table, self.first_line = table, number

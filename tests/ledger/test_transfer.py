@@ -20,6 +20,7 @@ from server.rooms.catalog import Catalog
 from server.store.embedded import EmbeddedRedis
 from tests.client import RoomClient
 from tests.conftest import ROOT, Shop
+from tests.referrals.conftest import Person, buy_and_pay, program, share, visit
 from tests.sale_helpers import GOOD_CARD, auth, buy, create_sale, pay, query, viewer_token, wait_recorded, wait_until
 from tests.timing import seconds
 
@@ -31,6 +32,15 @@ MERCHANT_ROWS = {
     "order_changes": "sale_id IN (SELECT sale_id FROM sales WHERE merchant_id = $1)",
     "payments": "merchant_id = $1",
     "audit_log": "merchant_id = $1",
+    "referral_programs": "merchant_id = $1",
+    "commission_rules": "merchant_id = $1",
+    "shares": "merchant_id = $1",
+    "share_visits": "merchant_id = $1",
+    "referral_bindings": "merchant_id = $1",
+    "refunds": "merchant_id = $1",
+    "commissions": "merchant_id = $1",
+    "payouts": "merchant_id = $1",
+    "sandbox_payouts": "payout_id IN (SELECT payout_id FROM payouts WHERE merchant_id = $1)",
 }
 
 
@@ -113,12 +123,40 @@ def sell(shop: Shop, database_url: str) -> dict[str, str]:
     return statuses
 
 
+def share_and_earn(shop: Shop, database_url: str) -> None:
+    """A sharer brings two buyers who pay; one order is refunded; the sharer withdraws and is paid."""
+    program(shop, enabled=True, refund_days=0, min_withdrawal=100, default={"level1": {"rate_bp": 5000}})
+    sharer = Person("Ana")
+    code = share(shop, sharer)["code"]
+    sale = create_sale(shop, quantity=10, price=500)["id"]
+    orders = []
+    for _ in range(2):
+        buyer = Person()
+        visit(shop, code, buyer)
+        orders.append(buy_and_pay(shop, sale, buyer))
+    wait_until(lambda: len(query(database_url, "SELECT 1 FROM commissions WHERE sharer_id = $1", sharer.user_id)) == 2)
+    refunded = httpx.post(f"{shop.base_url}/api/merchants/{shop.merchant_id}/orders/{orders[0]}/refund",
+                          json={"reason": "returned"}, headers=auth(shop.admin))  # fmt: skip
+    assert refunded.status_code == 201, refunded.text
+    wait_until(lambda: len(query(database_url, "SELECT 1 FROM commissions WHERE sharer_id = $1", sharer.user_id)) == 3)
+    asked = httpx.post(f"{shop.base_url}/api/merchants/{shop.merchant_id}/withdrawals",
+                       json={"amount": 250, "recipient": "ana@bank.example"},
+                       headers={**auth(sharer.token), "Idempotency-Key": "w"})  # fmt: skip
+    assert asked.status_code == 201, asked.text
+    payout = asked.json()["payout_id"]
+    assert httpx.post(f"{shop.base_url}/api/merchants/{shop.merchant_id}/withdrawals/{payout}/approve",
+                      headers=auth(shop.admin)).status_code == 200  # fmt: skip
+    wait_until(lambda: query(database_url, "SELECT state FROM payouts WHERE payout_id = $1", payout)[0]["state"]
+               == "paid")  # fmt: skip
+
+
 @pytest.mark.anyio
 async def test_a_merchant_round_trips_through_export_and_import(
     shop: Shop, database_url: str, redis_url: str, target: dict[str, str], tmp_path: Path
 ) -> None:
     """A shop with products, a block list, a live room with a show, a sale with paid, cancelled and held orders,
-    payments and audit entries is exported, imported into an empty install, and exported again: the two files are
+    payments, share-and-earn records (programme, rule, link, visits, bindings, commissions, a refund, a paid
+    withdrawal) and audit entries is exported, imported into an empty install, and exported again: the two files are
     the same line for line (but the export time); the target has every row and the merchant; the id sequences
     are past the imported ids."""
     await stage_a_show(shop)
@@ -128,6 +166,9 @@ async def test_a_merchant_round_trips_through_export_and_import(
         headers=auth(shop.admin),
     ).raise_for_status()
     await asyncio.to_thread(sell, shop, database_url)
+    await asyncio.to_thread(share_and_earn, shop, database_url)
+    httpx.put(f"{shop.base_url}/api/merchants/{shop.merchant_id}/referrals/rules/product/p1",
+              json={"level1": {"fixed": 10}}, headers=auth(shop.admin)).raise_for_status()  # fmt: skip
     source = {"REDIS_URL": redis_url, "DATABASE_URL": database_url}
     before = await asyncio.to_thread(counts, database_url, shop.merchant_id)
     assert all(before.values()), before  # every kind of row is there to round-trip
@@ -159,7 +200,7 @@ async def test_a_merchant_round_trips_through_export_and_import(
     assert (room["status"], room["pinned"]["id"], room["slow_mode"], room["likes"]) == ("live", "p1", 5, 7)
 
     assert await asyncio.to_thread(counts, target["DATABASE_URL"], shop.merchant_id) == before
-    for table, column in (("audit_log", "audit_id"), ("payments", "payment_id")):
+    for table, column in (("audit_log", "audit_id"), ("payments", "payment_id"), ("commissions", "entry_id")):
         sequence = query(
             target["DATABASE_URL"],
             f"SELECT (SELECT last_value FROM {table}_{column}_seq) AS next, max({column}) AS top FROM {table}",
