@@ -81,13 +81,20 @@ SELECT c.seq, o.order_id, o.merchant_id, o.user_id, o.quantity, o.quantity * o.u
        EXISTS (SELECT 1 FROM refunds f WHERE f.order_id = o.order_id) AS refunded
 FROM order_changes c
 JOIN orders o USING (order_id)
+JOIN referral_programs p ON p.merchant_id = o.merchant_id AND p.enabled
 JOIN sales s ON s.sale_id = o.sale_id
 CROSS JOIN LATERAL (SELECT ARRAY(SELECT o.user_id UNION SELECT alias FROM user_aliases WHERE user_id = o.user_id)
                     AS buyer_ids) AS ids
 LEFT JOIN LATERAL ({binding_at("o.merchant_id", "ids.buyer_ids", "o.created_at")}) AS bound ON true
-WHERE c.seq > $1 AND c.change = 'paid' AND o.status = 'paid'
-ORDER BY c.seq LIMIT $2
+WHERE c.seq > $1 AND c.seq <= $2 AND c.change = 'paid' AND o.status = 'paid'
+ORDER BY c.seq
 """
+
+# Where a step of the pass ends: BATCH paid changes on (of every merchant: most have no programme).
+_UPTO = (
+    "SELECT max(seq) AS upto, count(*) AS n"
+    " FROM (SELECT seq FROM order_changes WHERE seq > $1 AND change = 'paid' ORDER BY seq LIMIT $2) b"
+)
 
 # The upline of each (merchant, sharer) at a moment: level 2.
 _UPLINES = f"""
@@ -153,7 +160,7 @@ class Touched:
     """Who the pass changed: (merchant, sharer, room) for the sharers' live numbers."""
 
     entries: set[tuple[str, str, str]] = field(default_factory=set)
-    orders: int = 0
+    changes: int = 0  # paid changes the pass went past (of any merchant)
 
 
 class Earnings:
@@ -171,21 +178,30 @@ class Earnings:
             if not await connection.fetchval("SELECT pg_try_advisory_xact_lock($1)", _LOCK):
                 return Touched()
             touched: set[tuple[str, str, str]] = set()
-            orders, refunded = await self._earn(connection, touched)
+            changes, refunded = await self._earn(connection, touched)
             await self._reverse(connection, touched, refunded)
-            return Touched(touched, orders)
+            return Touched(touched, changes)
 
-    async def run_all(self) -> None:
-        """Pass until nothing is left (tests, and an operator's catch-up)."""
-        while (await self.run()).orders:
-            pass
+    async def run_all(self, most: int = 1_000_000) -> set[tuple[str, str, str]]:
+        """Pass until nothing is left (or `most` steps); who was touched."""
+        touched: set[tuple[str, str, str]] = set()
+        for _ in range(most):
+            step = await self.run()
+            touched |= step.entries
+            if step.changes < BATCH:
+                break
+        return touched
 
     async def _earn(self, connection: Connection, touched: set[tuple[str, str, str]]) -> tuple[int, list[str]]:
-        """Commissions of the paid orders since the cursor; how many orders, and those already refunded."""
+        """Commissions of the next BATCH paid changes after the cursor; how far it went (sequence numbers), and
+        the orders already refunded."""
         cursor = await connection.fetchval("SELECT position FROM referral_cursor WHERE name = 'paid'") or 0
-        rows = await connection.fetch(_PAID, cursor, BATCH)
-        if not rows:
+        step = await connection.fetchrow(_UPTO, cursor, BATCH)
+        assert step is not None
+        upto = step["upto"]
+        if upto is None:
             return 0, []
+        rows = await connection.fetch(_PAID, cursor, upto)
         programs: dict[str, Program] = {}
         rules: dict[str, dict[tuple[str, str], dict[int, Rate]]] = {}
         earning: list[tuple[Record, Program, str]] = []  # (order, programme, level-1 sharer)
@@ -207,9 +223,9 @@ class Earnings:
         await connection.execute(
             "INSERT INTO referral_cursor (name, position) VALUES ('paid', $1)"
             " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-            rows[-1]["seq"],
+            upto,
         )
-        return len(rows), [row["order_id"] for row in rows if row["refunded"]]
+        return step["n"], [row["order_id"] for row in rows if row["refunded"]]
 
     async def _lines(
         self,

@@ -27,6 +27,7 @@ from server.tasks import Tasks
 log = logging.getLogger("livecart.referrals")
 
 PUBLISH_BATCH = 1000
+PASS_STEPS = 20  # commission pass steps per tick at most (a storm's paid orders are caught up over a few ticks)
 
 
 class ReferralsFeed:
@@ -44,8 +45,7 @@ class ReferralsFeed:
         await self.tasks.stop(timeout)
 
     async def tick(self) -> None:
-        touched = await self.earnings.run()
-        await self.changed(touched.entries)
+        await self.changed(await self.earnings.run_all(PASS_STEPS))
         await self.publish()
 
     async def changed(self, items: Iterable[tuple[str, str, str]]) -> None:
