@@ -26,7 +26,7 @@ from server.ledger.audit import AuditLog
 from server.ledger.client import Connection, Database, Record, at, ms
 from server.referrals.program import MERCHANT, Programs
 from server.referrals.rules import Program, Rate, split
-from server.referrals.shares import binding_at, sharer_name
+from server.referrals.shares import Share, binding_at, sharer_name
 
 log = logging.getLogger("livecart.referrals")
 
@@ -395,7 +395,7 @@ class Earnings:
         found = []
         for merchant_id in merchants:
             links = await self.db.pool.fetch(
-                "SELECT s.code, s.room_id, s.product_id, s.created_at,"
+                "SELECT s.*,"
                 " (SELECT count(*) FROM share_visits v WHERE v.code = s.code) AS clicks,"
                 " (SELECT count(DISTINCT b.buyer_id) FROM referral_bindings b WHERE b.code = s.code) AS bound"
                 " FROM shares s WHERE s.merchant_id = $1 AND s.sharer_id = $2 ORDER BY s.created_at",
@@ -405,8 +405,8 @@ class Earnings:
             found.append({
                 "summary": await self.summary(merchant_id, sharer_id),
                 "links": [
-                    {**dict(link), "product_id": link["product_id"] or None, "created_at": ms(link["created_at"]),
-                     "url": f"/room.html?room={link['room_id']}&ref={link['code']}"}
+                    {**Share.parse(link).public(), "clicks": link["clicks"], "bound": link["bound"],
+                     "created_at": ms(link["created_at"])}
                     for link in links
                 ],
                 "commissions": await self.commissions(merchant_id, sharer_id=sharer_id, limit=100),

@@ -14,7 +14,7 @@ from typing import Any
 
 from server.access.tokens import Identity
 from server.errors import NotFound
-from server.ledger.client import Connection, Database
+from server.ledger.client import Connection, Database, Record
 from server.referrals.program import Programs
 from server.referrals.rules import Program
 
@@ -52,6 +52,12 @@ class Share:
     sharer_name: str
     room_id: str
     product_id: str
+
+    @classmethod
+    def parse(cls, row: Record) -> Share:
+        return cls(
+            row["code"], row["merchant_id"], row["sharer_id"], row["sharer_name"], row["room_id"], row["product_id"]
+        )
 
     def public(self) -> dict[str, Any]:
         link = f"/room.html?room={self.room_id}&ref={self.code}"
@@ -111,9 +117,7 @@ class Shares:
         row = await (connection or self.db.pool).fetchrow("SELECT * FROM shares WHERE code = $1", code)
         if row is None:
             raise NotFound("no such share link", "unknown_share")
-        return Share(
-            row["code"], row["merchant_id"], row["sharer_id"], row["sharer_name"], row["room_id"], row["product_id"]
-        )
+        return Share.parse(row)
 
     async def visit(self, code: str, visitor: Identity, address: str) -> Visit:
         """The visitor opened the link: recorded, and bound by the merchant's mode (see the module docstring)."""

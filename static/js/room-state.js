@@ -25,6 +25,8 @@ export class RoomState {
     this.slowMode = snapshot.slow_mode || 0;
     this.viewers = snapshot.viewers || 0;
     this.likes = snapshot.likes || 0;
+    this.sharers = sharersOf(snapshot.sharers); // the room's top sharers: [{name, buyers, orders}]
+    this.earnings = null; // this viewer's own numbers as a sharer (the private `earnings` event; never in a snapshot)
     this.sales = new Map((snapshot.sales || []).map((sale) => [sale.id, { ...sale }])); // id -> sale, live stock
     this.offset = snapshot.offset ?? null; // the last durable event applied
     this.epoch = snapshot.epoch ?? null;
@@ -69,6 +71,12 @@ export class RoomState {
         return this._applyStock(event);
       case Event.SALE_TOAST:
         return true; // nothing to keep: the page shows it
+      case Event.SHARERS:
+        this.sharers = sharersOf(event.top);
+        return true;
+      case Event.EARNINGS:
+        this.earnings = event;
+        return true;
       default:
         if (!SALE_EVENTS.includes(event.type)) return false;
         this.putSale(event.sale);
@@ -98,6 +106,12 @@ export function saleStatus(sale, now) {
   if (now < sale.starts_at) return "scheduled";
   if (sale.available <= 0 && sale.held <= 0) return "sold_out";
   return "live";
+}
+
+/** A list of top sharers, from a snapshot's `sharers` or an event's `top` (a list; anything else is none). */
+function sharersOf(value) {
+  const list = Array.isArray(value) ? value : Array.isArray(value?.top) ? value.top : [];
+  return list.filter((sharer) => sharer && typeof sharer === "object");
 }
 
 function pick(source, names) {

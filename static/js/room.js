@@ -1,4 +1,5 @@
-// The viewer room: video, the "now presenting" card with its flash sale, checkout, the bag, chat and hearts.
+// The viewer room: video, the "now presenting" card with its flash sale, checkout, the bag, chat and hearts;
+// sharing and earning through share.js.
 
 import { ApiError, Session, api, randomKey, storage } from "./api.js";
 import { appendLine, chatLine, removeLine, scrollToEnd } from "./chat-view.js";
@@ -14,7 +15,8 @@ import {
 import { RoomSocket, SocketState } from "./room-socket.js";
 import { sendCode, submitting } from "./sign-in.js";
 import { RoomState, saleStatus } from "./room-state.js";
-import { $, clock, compact, copyText, h, money, safeImage, sentence, text, toast } from "./ui.js";
+import { Sharing } from "./share.js";
+import { $, clock, compact, h, money, safeImage, sentence, text, toast } from "./ui.js";
 import { watch } from "./webrtc.js";
 
 const roomId = new URLSearchParams(location.search).get("room") || "demo";
@@ -34,6 +36,15 @@ const state = { quantity: 1, switching: false };
 const session = new Session(storage("local"), "livecart.session");
 
 let socket = null;
+
+// Share and earn: the share dialog, a shared link's visit, the sharer's earnings, the top sharers (share.js).
+const sharing = new Sharing({
+  room,
+  session,
+  roomId,
+  toasts,
+  signIn: () => openSignIn({ reason: "Sign in to share this show and earn when friends buy through your link." }),
+});
 
 // --- start -----------------------------------------------------------------------------------
 
@@ -55,7 +66,8 @@ async function start() {
     return;
   }
   openSocket(token);
-  window.livecart = { get socket() { return socket; }, room, session };
+  sharing.ready();
+  window.livecart = { get socket() { return socket; }, room, session, sharing };
   setInterval(tick, 250);
 }
 
@@ -148,6 +160,7 @@ function render(snapshot) {
   renderLikes();
   renderBag();
   renderCard();
+  sharing.snapshot();
   scrollToEnd(chatList, true);
 }
 
@@ -201,6 +214,12 @@ function apply(event) {
       break;
     case Event.SALE_TOAST:
       saleToast(event);
+      break;
+    case Event.SHARERS:
+      sharing.sharersChanged();
+      break;
+    case Event.EARNINGS:
+      sharing.earningsArrived(event);
       break;
     default:
       if (SALE_EVENTS.includes(event.type)) {
@@ -827,7 +846,7 @@ function likesArrived() {
   renderLikes();
 }
 
-// --- toasts and sharing -------------------------------------------------------------------------------
+// --- toasts ---------------------------------------------------------------------------------------------
 
 function saleToast(event) {
   const sale = room.sales.get(event.sale_id);
@@ -836,11 +855,6 @@ function saleToast(event) {
   toast(toasts, `${who} just bought ${title}`, { kind: "buy" });
 }
 
-$("#share").addEventListener("click", async () => {
-  const link = `${location.origin}/room.html?room=${encodeURIComponent(roomId)}`;
-  const copied = await copyText(link);
-  toast(toasts, copied ? "Link copied: share it with a friend" : link, { kind: copied ? "ok" : "info" });
-});
 
 // --- signing in: the header's account button and the sign-in dialog ----------------------------------------
 

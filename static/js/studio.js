@@ -1,5 +1,6 @@
 // The host studio: sign in (a single-use login link, or a code), camera preview, go live (WHIP), the product bag,
-// flash sales with live stock, chat moderation, the show's live numbers and past shows.
+// flash sales with live stock, chat moderation, the show's live numbers and past shows; share and earn through
+// studio-referrals.js.
 
 import { ApiError, Session, api, storage } from "./api.js";
 import { appendLine, chatLine, removeLine, roleBadge, scrollToEnd } from "./chat-view.js";
@@ -7,6 +8,7 @@ import { CloseCode, Command, Event, SALE_EVENTS, closeMeaning } from "./protocol
 import { RoomSocket, SocketState } from "./room-socket.js";
 import { sendCode, submitting } from "./sign-in.js";
 import { RoomState, saleStatus } from "./room-state.js";
+import { startReferrals } from "./studio-referrals.js";
 import { $, clock, compact, h, minorPerUnit, money, safeImage, sentence, text, toast } from "./ui.js";
 import { publish } from "./webrtc.js";
 
@@ -150,6 +152,7 @@ async function start() {
   state.products = products;
   state.blocklist = blocklist.words;
   renderBlocklist();
+  startReferrals({ session, merchantId: room.merchantId, role: state.role, toasts });
 
   socket = new RoomSocket({
     roomId,
