@@ -135,6 +135,12 @@ def limit(name: str, subject: str) -> str:
     return f"limit:{{limits}}:{name}:{subject}"
 
 
+def sharers_claim(room_id: str) -> str:
+    """Held (with a TTL of REFERRAL_PASS_MS) by the process publishing the room's top sharers (string,
+    server.referrals.feed): the board goes out at most once per interval, whatever the processes."""
+    return f"room:{{{room_id}}}:sharers-claim"
+
+
 def referrals_changed() -> str:
     """Sharers whose numbers changed since the last publish, as "<merchant> <sharer> <room>" (set;
     server.referrals.feed): each process pops some, so each change is published once."""

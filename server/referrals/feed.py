@@ -4,8 +4,9 @@ Every process runs one feed. Every REFERRAL_PASS_MS it runs the commission pass 
 time gets to: server.referrals.earnings) and publishes what changed since the last time: each
 touched sharer's numbers to their own sockets in the room it concerns (the private `earnings`
 event), and each touched room's top sharers (`sharers`). A change is noted in a Redis set (a visit
-in any process, the pass's new rows) and popped by one process: a sharer and a room are published
-at most once per interval, however many orders came.
+in any process, the pass's new rows) and popped by one process: a sharer is published at most once
+per interval, however many orders came, and a room's board at most once per interval whatever the
+processes (a claim in Redis; a process that finds it taken puts the room back for the next tick).
 """
 
 from __future__ import annotations
@@ -66,5 +67,18 @@ class ReferralsFeed:
             numbers = event("earnings", **await self.earnings.summary(merchant_id, sharer_id))
             for room_id in rooms:
                 await self.records.publish_private(room_id, sharer_id, numbers)
-        for room_id in {room for rooms in rooms_of.values() for room in rooms}:
-            await self.records.publish_sharers(room_id, await self.earnings.top(room_id))
+        interval = max(self.settings.referral_pass_ms * 9 // 10, 1)  # a tick later, this process may publish again
+        for room_id, items in _by_room(rooms_of).items():
+            if await self.redis.set(keys.sharers_claim(room_id), "1", px=interval, nx=True):
+                await self.records.publish_sharers(room_id, await self.earnings.top(room_id))
+            else:  # another process published this room's board a moment ago: next time
+                await self.changed(items)
+
+
+def _by_room(rooms_of: dict[tuple[str, str], set[str]]) -> dict[str, list[tuple[str, str, str]]]:
+    """The changed (merchant, sharer, room) items of each room."""
+    found: defaultdict[str, list[tuple[str, str, str]]] = defaultdict(list)
+    for (merchant_id, sharer_id), rooms in rooms_of.items():
+        for room_id in rooms:
+            found[room_id].append((merchant_id, sharer_id, room_id))
+    return found

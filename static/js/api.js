@@ -250,3 +250,16 @@ export function randomKey(prefix = "") {
   crypto.getRandomValues(bytes);
   return prefix + Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
 }
+
+/** Retry a request that is safe to repeat (same Idempotency-Key) when the network or server hiccups. */
+export async function retrying(call, attempts = 3) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await call();
+    } catch (error) {
+      const transient = error instanceof ApiError && (error.status === 0 || error.status >= 500);
+      if (!transient || attempt + 1 >= attempts) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 400 * 2 ** attempt));
+    }
+  }
+}

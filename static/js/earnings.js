@@ -1,7 +1,7 @@
 // The sharer's "My earnings" page: per shop, the balances, the links with their clicks and buyers, the newest
 // commissions, the withdrawals, and a form that asks for a payout. Signed in with the room's Session.
 
-import { ApiError, Session, api, storage } from "./api.js";
+import { Session, api, retrying, storage } from "./api.js";
 import { $, h, minorPerUnit, money, sentence, text, toast } from "./ui.js";
 
 const COMMISSION_STATES = {
@@ -238,19 +238,6 @@ function withdrawForm(merchantId, currency, summary, entry) {
     }
   });
   return form;
-}
-
-/** Retry a request that is safe to repeat (same Idempotency-Key) when the network or server hiccups. */
-async function retrying(call, attempts = 3) {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await call();
-    } catch (error) {
-      const transient = error instanceof ApiError && (error.status === 0 || error.status >= 500);
-      if (!transient || attempt + 1 >= attempts) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 400 * 2 ** attempt));
-    }
-  }
 }
 
 // --- start ---------------------------------------------------------------------------------------------

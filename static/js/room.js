@@ -1,7 +1,7 @@
 // The viewer room: video, the "now presenting" card with its flash sale, checkout, the bag, chat and hearts;
 // sharing and earning through share.js.
 
-import { ApiError, Session, api, randomKey, storage } from "./api.js";
+import { ApiError, Session, api, randomKey, retrying, storage } from "./api.js";
 import { appendLine, chatLine, removeLine, scrollToEnd } from "./chat-view.js";
 import {
   CloseCode,
@@ -551,19 +551,6 @@ async function buy(sale, quantity) {
 /** Open the sign-in dialog saying why; once signed in, the purchase is tried again. */
 function askToSignIn(needs, sale, quantity) {
   openSignIn({ reason: NEEDS[needs].reason, then: () => buy(room.sales.get(sale.id) || sale, quantity) });
-}
-
-/** Retry a request that is safe to repeat (same Idempotency-Key) when the network or server hiccups. */
-async function retrying(call, attempts = 3) {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await call();
-    } catch (error) {
-      const transient = error instanceof ApiError && (error.status === 0 || error.status >= 500);
-      if (!transient || attempt + 1 >= attempts) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 400 * 2 ** attempt));
-    }
-  }
 }
 
 function orderOf(body) {

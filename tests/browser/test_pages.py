@@ -7,65 +7,45 @@ rather than a test pattern.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
-import secrets
 import signal
-from collections.abc import Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import orjson
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, expect
 from websockets.sync.client import connect
 
-from server.protocol import Role, event
-from server.seed import DEMO_PRODUCTS
-from tests.conftest import ROOT, ServerProcess, Shop, mint, publish_direct, start_server
+from server.protocol import event
+from tests.browser.helpers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DESKTOP,
+    PHONE,
+    Pages,
+    demo_shop,
+    enter_code,
+    in_thread,
+    inbox_code,
+    login_link,
+    ms,
+    new_email,
+    room_url,
+    screenshot,
+    send_code,
+)
+from tests.conftest import ROOT, ServerProcess, Shop, publish_direct, start_server
 from tests.timing import seconds
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-]
-ARTIFACTS = ROOT / "test-artifacts"
-PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
-DESKTOP = {"viewport": {"width": 1440, "height": 900}}
 XSS = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
 
 
-def ms(value: float) -> float:
-    """A nominal timeout in seconds, scaled (tests.timing), in the milliseconds Playwright counts in."""
-    return seconds(value) * 1000
-
-
-expect.set_options(timeout=ms(10))
-
-
 # --- the browser ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (scripts/test installs it)")
-    with sync_playwright() as instance:
-        yield instance
 
 
 SCENE = """<!doctype html><html><head><style>
@@ -138,127 +118,6 @@ def browser(playwright: Playwright, camera_scene: Path) -> Iterator[Browser]:
     launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
     yield launched
     launched.close()
-
-
-class Pages:
-    """Browser contexts (one per person) that report page errors and what the CSP refused, and close at the end of
-    a test."""
-
-    def __init__(self, browser: Browser) -> None:
-        self.browser = browser
-        self.contexts: list[BrowserContext] = []
-        self.errors: list[str] = []
-
-    def open(self, url: str, **options: object) -> Page:
-        context = self.browser.new_context(**options)  # type: ignore[arg-type]
-        self.contexts.append(context)
-        page = context.new_page()
-        page.on("pageerror", lambda error: self.errors.append(f"{url}: {error}"))
-        page.on("console", lambda message: self._refused(url, message.text))
-        page.goto(url)
-        return page
-
-    def _refused(self, url: str, text: str) -> None:
-        """Chromium logs what the Content-Security-Policy refused to the console: each one is an error too."""
-        if "Content Security Policy" in text:
-            self.errors.append(f"{url}: {text}")
-
-    def close(self) -> None:
-        for context in self.contexts:
-            context.close()
-
-
-@pytest.fixture
-def pages(browser: Browser) -> Iterator[Pages]:
-    opened = Pages(browser)
-    yield opened
-    opened.close()
-    assert opened.errors == [], opened.errors
-
-
-def screenshot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name))
-
-
-def in_thread(coroutine: Coroutine[Any, Any, None]) -> None:
-    """Run a coroutine to the end (Playwright's sync API keeps an event loop busy in this thread)."""
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, coroutine).result()
-
-
-# --- shops ---------------------------------------------------------------------------------------------
-
-
-def demo_shop(base_url: str, ws_url: str, redis_url: str, title: str = "Sneaker drop night") -> Shop:
-    """A fresh merchant with the demo shop's four products (with pictures) and a room."""
-    from redis.asyncio import Redis
-
-    from server.rooms.catalog import Catalog
-
-    merchant_id = "m" + secrets.token_hex(4)
-
-    async def create() -> None:
-        redis = Redis.from_url(redis_url, decode_responses=True)
-        try:
-            await Catalog(redis).create_merchant(merchant_id, "Demo Shop")
-        finally:
-            await redis.aclose()
-
-    in_thread(create())
-    admin = mint(merchant_id, Role.ADMIN, "Admin")
-    shop = Shop(base_url, ws_url, merchant_id, "", admin, mint(merchant_id, Role.HOST, "Maya"), "")
-    with httpx.Client(base_url=base_url, headers=shop.headers(admin)) as client:
-        room = client.post(f"/api/merchants/{merchant_id}/rooms", json={"title": title})
-        room.raise_for_status()
-        shop.room_id = room.json()["id"]
-        for product in DEMO_PRODUCTS:
-            client.post(
-                f"/api/merchants/{merchant_id}/products", json={**product, "currency": "USD"}
-            ).raise_for_status()
-            shop.products.append(str(product["id"]))
-    return shop
-
-
-def login_link(shop: Shop, name: str = "Maya", role: str = "host") -> str:
-    """A single-use studio login link for a new staff member of the shop, as its admin gets one (REST API)."""
-    email = f"staff-{secrets.token_hex(4)}@example.com"
-    with httpx.Client(base_url=shop.base_url, headers=shop.headers(shop.admin)) as client:
-        added = client.post(
-            f"/api/merchants/{shop.merchant_id}/staff", json={"email": email, "name": name, "role": role}
-        )
-        assert added.status_code == 201, added.text
-        link = client.post(f"/api/merchants/{shop.merchant_id}/staff/{added.json()['user_id']}/login-link")
-        assert link.status_code == 201, link.text
-    return f"{shop.base_url}/studio.html?room={shop.room_id}#login={link.json()['ticket']}"
-
-
-def inbox_code(base_url: str, email: str) -> str:
-    """The newest sign-in code the sandbox messenger sent to this email (read through its REST inbox)."""
-    messages = httpx.get(f"{base_url}/api/sandbox/inbox", params={"email": email}).json()["messages"]
-    found = re.search(r"\b(\d{6})\b", messages[0]["text"])
-    assert found, messages
-    return found.group(1)
-
-
-def new_email(who: str) -> str:
-    return f"{who}-{secrets.token_hex(3)}@example.com"
-
-
-def send_code(page: Page, email: str) -> None:
-    """In an open sign-in dialog (viewer) or card (studio): ask for a code to `email`."""
-    page.fill("#signin-destination", email)
-    page.click("#signin-send button[type=submit]")
-    expect(page.locator("#signin-sent")).to_contain_text(f"We sent a 6-digit code to {email}")
-
-
-def enter_code(page: Page, code: str) -> None:
-    page.fill("#signin-code", code)
-    page.click("#signin-verify button[type=submit]")
-
-
-def room_url(shop: Shop) -> str:
-    return f"{shop.base_url}/room.html?room={shop.room_id}"
 
 
 def video_frames(page: Page) -> dict[str, float]:

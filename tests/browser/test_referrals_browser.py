@@ -17,11 +17,11 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, expect
 from websockets.sync.client import connect
 
 from loadtests.support.server import ServerProcess
-from tests.browser.test_pages import (
+from tests.browser.helpers import (
     CHROMIUM,
     CHROMIUM_ARGS,
     DESKTOP,
@@ -44,20 +44,9 @@ pytestmark = pytest.mark.browser
 
 GOOD_CARD = "4242424242424242"
 SALE_PRICE = 3900  # the sneakers' live price: a 10% commission is $3.90
-# Every client here is 127.0.0.1: the per-address limits on share links and their visits are lifted, as
-# loadtests.support.server lifts the others.
-NO_SHARE_LIMITS = {"LIMIT_SHARES": "100000/1", "LIMIT_SHARE_VISITS": "100000/1"}
 
 
 # --- the browser (no camera: these shows have no video) -------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (scripts/test installs it)")
-    with sync_playwright() as instance:
-        yield instance
 
 
 @pytest.fixture(scope="module")
@@ -65,14 +54,6 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
     yield launched
     launched.close()
-
-
-@pytest.fixture
-def pages(browser: Browser) -> Iterator[Pages]:
-    opened = Pages(browser)
-    yield opened
-    opened.close()
-    assert opened.errors == [], opened.errors
 
 
 def another_tab(pages: Pages, page: Page, url: str) -> Page:
@@ -255,7 +236,7 @@ def test_a_sharer_sees_a_friends_purchase_earn_live(pages: Pages, server_factory
     """A member shares the show; a friend on a phone opens the link, signs in and buys in a flash sale: the sharer's
     earnings panel in the room shows the buyer and the commission without a reload, the room's top sharers board
     names the sharer, and on phones nothing covers the Buy button."""
-    server: ServerProcess = server_factory(**NO_SHARE_LIMITS)  # type: ignore[operator]
+    server: ServerProcess = server_factory()  # type: ignore[operator]
     shop = demo_shop(server.base_url, server.ws_url, redis_url, "Share night")
 
     # The merchant runs the programme (a shop that doesn't makes no share links): 10% for the sharer, paid out as
@@ -361,7 +342,7 @@ def test_sharer_withdraws_and_merchant_runs_the_programme(
     """From "My earnings" a sharer sees their links, commissions and balances and asks for a payout (once per
     submission); in the studio the admin sees the programme and its sharers, approves a commission flagged for a
     shared device and the payout, changes the default rate, and exports the commissions as CSV."""
-    server: ServerProcess = server_factory(**NO_SHARE_LIMITS)  # type: ignore[operator]
+    server: ServerProcess = server_factory()  # type: ignore[operator]
     shop = demo_shop(server.base_url, server.ws_url, redis_url, "Payout night")
     set_programme(shop, enabled=True, refund_days=0, min_withdrawal=100, default={"level1": {"rate_bp": 1000}})
     pin(shop, "sneaker")
