@@ -216,10 +216,15 @@ async def purchase(request: Request) -> tuple[int, bytes]:
 
 
 async def order(request: Request) -> Response:
-    """GET /api/orders/{order_id}: the caller's own order."""
+    """GET /api/orders/{order_id}: the caller's own order, with its refund when it was refunded."""
     identity = identify(request)
-    found, sale_terms = await node_of(request).checkout.get(request.path_params["order_id"], identity)
-    return ok(found.public(sale_terms, now_ms()))
+    node = node_of(request)
+    found, sale_terms = await node.checkout.get(request.path_params["order_id"], identity)
+    refund = await node.refunds.get(found.id) if found.status == "paid" else None
+    public = found.public(sale_terms, now_ms())
+    if refund is not None:
+        public["refund"] = {name: refund[name] for name in ("amount", "currency", "reason", "at")}
+    return ok(public)
 
 
 async def pay(request: Request) -> Response:

@@ -10,7 +10,7 @@ import httpx
 import orjson
 
 from server.referrals.payouts import SandboxPayouts
-from tests.conftest import SECRET_KEY, Shop
+from tests.conftest import SECRET_KEY, Shop, make_shop
 from tests.referrals.conftest import Person, buy_and_pay, earnings, new_sale, program, share, visit, wait_commissions
 from tests.sale_helpers import assert_error, auth, query, wait_until
 
@@ -164,3 +164,15 @@ def test_the_payout_callback_is_idempotent_and_checks_what_it_says(shop: Shop) -
     late = callback(said)  # a stale answer after the payout was paid: nothing changes
     assert late.status_code == 200 and late.json()["state"] == "paid"
     assert payout(shop, payout_id)["state"] == "paid"
+
+
+def test_the_buyer_sees_the_refund_on_their_order(shop: Shop, redis_url: str) -> None:
+    """After a refund the buyer's order says so (amount, reason, when); another merchant's admin cannot refund it."""
+    program(shop, levels=1)
+    buyer = Person("Cy")
+    order = buy_and_pay(shop, new_sale(shop), buyer)
+    other = make_shop(shop.base_url, shop.ws_url, redis_url)
+    assert_error(refund(other, order), 404, "unknown_order")
+    assert refund(shop, order).status_code == 201
+    seen = httpx.get(f"{shop.base_url}/api/orders/{order}", headers=auth(buyer.token)).json()
+    assert seen["status"] == "paid" and seen["refund"]["amount"] == 1000 and seen["refund"]["reason"] == "damaged"
