@@ -10,9 +10,12 @@ staleness at viewers, the CPU used by the server, its Redis, its PostgreSQL and 
 CPU the rest of the machine used meanwhile (others: on a shared box, the noise), then the answers
 (--json FILE: every figure as JSON, with the stock update rate at viewers). Other benchmarks reuse
 `measure` (ledger_bench: the same storm with and without the ledger backup), following it with a Watch.
+With --pay each new hold is also paid at once, on the same connection (a sandbox test card, a key of
+its own): the payments' rate and latency are printed too (referral_bench: commissions need paid orders).
 
     python -m loadtests.bench.purchase_bench --seconds 10 --connections 128 --workers 2
     python -m loadtests.bench.purchase_bench --smoke       # seconds, tiny: proves it runs
+    python -m loadtests.bench.purchase_bench --pay         # every hold paid on its connection
 """
 
 from __future__ import annotations
@@ -80,6 +83,9 @@ class Load:
     answers: Counter[str] = field(default_factory=Counter)
     holds: int = 0
     errors: int = 0
+    pay_latencies: list[float] = field(default_factory=list)  # --pay: each measured payment's
+    pay_answers: Counter[str] = field(default_factory=Counter)  # --pay: the measured payments' answers
+    paid_orders: list[str] = field(default_factory=list)  # --pay: every order paid, the warm-up's too
 
 
 @dataclass
@@ -91,6 +97,7 @@ class Watch:
     stopped: asyncio.Event = field(default_factory=asyncio.Event)  # they ended: the buyers send nothing more
     idle: asyncio.Event = field(default_factory=asyncio.Event)  # every connection closed: no order comes after
     stopped_at: float = 0.0  # time.monotonic() when the buyers were told to stop
+    paid_orders: list[str] = field(default_factory=list)  # --pay: every order paid so far (complete once idle)
 
 
 @dataclass
@@ -124,6 +131,10 @@ BODY = b'{"quantity":1}'
 REST = b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY), BODY)
 
 
+PAY_BODY = b'{"card_number":"4242424242424242"}'  # the sandbox's approved test card
+PAY_REST = b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(PAY_BODY), PAY_BODY)
+
+
 def request_head(sale_id: str, token: str) -> bytes:
     """A buyer's purchase request up to its Idempotency-Key value (each attempt adds a new key, then REST)."""
     return (
@@ -132,10 +143,54 @@ def request_head(sale_id: str, token: str) -> bytes:
     ).encode()
 
 
-async def buyer_connection(
-    port: int, heads: list[bytes], next_index: list[int], load: Load, measuring: asyncio.Event, stop: asyncio.Event
+async def read_answer(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """An HTTP/1.1 answer with a Content-Length: its head and its body."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length_at = head.lower().find(b"content-length: ")
+    end = head.find(b"\r\n", length_at)
+    return head, await reader.readexactly(int(head[length_at + 16 : end]))
+
+
+async def pay_order(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    head: bytes,
+    body: bytes,
+    index: int,
+    load: Load,
+    measuring: asyncio.Event,
 ) -> None:
-    """One keep-alive connection: send the next buyer's purchase (a new key each time), read the answer, until stop."""
+    """--pay: pay the order a purchase just held (`head` is its request's head), on the same connection."""
+    order_id = orjson.loads(body)["order_id"]
+    started = time.perf_counter()
+    headers = head.split(b"\r\n", 1)[1]  # Host, Authorization, "Idempotency-Key: "
+    writer.write(b"POST /api/orders/%s/payment HTTP/1.1\r\n" % order_id.encode() + headers + b"p%x" % index + PAY_REST)
+    answer, paid = await read_answer(reader)
+    status = answer[9:12].decode()
+    if status == "200":
+        load.paid_orders.append(order_id)
+    if not measuring.is_set():
+        return
+    load.pay_latencies.append(time.perf_counter() - started)
+    if status == "200":
+        load.pay_answers["200 paid"] += 1
+    elif status in ("402", "409", "429"):
+        load.pay_answers[f"{status} {orjson.loads(paid)['error']['code']}"] += 1
+    else:
+        load.pay_answers[f"{status} {paid[:80].decode(errors='replace')}"] += 1
+
+
+async def buyer_connection(
+    port: int,
+    heads: list[bytes],
+    next_index: list[int],
+    load: Load,
+    measuring: asyncio.Event,
+    stop: asyncio.Event,
+    pay: bool = False,
+) -> None:
+    """One keep-alive connection: send the next buyer's purchase (a new key each time), read the answer, until stop;
+    with `pay`, pay each new hold before the next purchase."""
     reader, writer = await asyncio.open_connection(HOST, port)
     try:
         while not stop.is_set():
@@ -146,6 +201,14 @@ async def buyer_connection(
             length_at = head.find(b"content-length: ")
             end = head.find(b"\r\n", length_at)
             body = await reader.readexactly(int(head[length_at + 16 : end]))
+            if pay and head[9:12] == b"201":
+                latency = time.perf_counter() - started  # the purchase's, not its payment's
+                await pay_order(reader, writer, heads[index % len(heads)], body, index, load, measuring)
+                if measuring.is_set():
+                    load.latencies.append(latency)
+                    load.holds += 1
+                    load.answers["201 held"] += 1
+                continue
             if not measuring.is_set():
                 continue
             load.latencies.append(time.perf_counter() - started)
@@ -228,6 +291,8 @@ async def measure(
         buyers = [sign.buyer(server.secret, f"b{index}") for index in range(args.buyers)]
         heads = [request_head(sale_id, token) for token in buyers]
         load, seen = Load(), Staleness()
+        watch.paid_orders = load.paid_orders  # the same list: complete once watch.idle is set
+        pay = bool(getattr(args, "pay", False))
         stop, measuring = asyncio.Event(), asyncio.Event()
         viewers = [
             asyncio.create_task(stock_viewer(port, sign.guest(server.secret), sale_id, seen, number, stop))
@@ -235,7 +300,7 @@ async def measure(
         ]
         next_index = [0]
         connections = [
-            asyncio.create_task(buyer_connection(port, heads, next_index, load, measuring, stop))
+            asyncio.create_task(buyer_connection(port, heads, next_index, load, measuring, stop, pay))
             for _ in range(args.connections)
         ]
         await asyncio.sleep(args.warmup)
@@ -267,6 +332,17 @@ async def measure(
     attempts = len(load.latencies)
     client_cpu = sum(client_after[:2]) - sum(client_before[:2])
     web, redis, postgres = (sum(cpu.get(pid, 0.0) for pid in pids) for pids in (tree.web, tree.redis, tree.postgres))
+    payments = (
+        {
+            "paid": len(load.paid_orders),
+            "paid_per_s": round(load.pay_answers["200 paid"] / elapsed),
+            "payment_p50_ms": round(1000 * wsclient.percentile(load.pay_latencies, 0.50), 2),
+            "payment_p99_ms": round(1000 * wsclient.percentile(load.pay_latencies, 0.99), 2),
+            "payment_answers": dict(load.pay_answers.most_common()),
+        }
+        if pay
+        else {}
+    )
     return {
         "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, {platform.platform()}",
         "sale_id": sale_id,
@@ -295,6 +371,7 @@ async def measure(
         "client_cpu_percent": round(100 * client_cpu / elapsed),
         "others_cpu_percent": round(100 * (machine - sum(cpu.values()) - client_cpu) / elapsed),
         "cpu_us_per_attempt": round(1e6 * (sum(cpu.values()) + client_cpu) / max(attempts, 1)),
+        **payments,
     }
 
 
@@ -302,10 +379,18 @@ def report(result: dict[str, Any]) -> str:
     """The table, then the answers the buyers got and the sale's counters afterwards."""
     answers = ", ".join(f"{answer} {count:,}" for answer, count in result["answers"].items()) or "none"
     sale = ", ".join(f"{key} {value:,}" for key, value in result["sale_after"].items() if key != "ok")
+    payments = []
+    if "paid" in result:  # --pay
+        paid = ", ".join(f"{answer} {count:,}" for answer, count in result["payment_answers"].items()) or "none"
+        payments.append(
+            f"payments: {result['paid_per_s']:,}/s paid, p50 {result['payment_p50_ms']} ms, p99 "
+            f"{result['payment_p99_ms']} ms; answers: {paid}; orders paid in all (warm-up too): {result['paid']:,}"
+        )
     return "\n".join(
         [
             table.markdown(COLUMNS, [[result[figure] for figure in FIGURES]]),
             f"\nanswers: {answers}; connection errors: {result['connection_errors']}",
+            *payments,
             f"sale after the run: {sale}; its own recount {'agrees' if result['sale_after']['ok'] else 'DISAGREES'}",
             f"machine: {result['machine']}",
         ]
@@ -321,6 +406,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--buyers", type=int, default=300_000, help="distinct buyers, in turn (per-user limit 1)")
     parser.add_argument("--units", type=int, default=1_000_000, help="units on sale (fewer than attempts: sells out)")
     parser.add_argument("--viewers", type=int, default=4, help="WebSocket viewers measuring stock staleness")
+    parser.add_argument("--pay", action="store_true", help="pay each new hold at once, on its connection")
     parser.add_argument("--json", type=Path, help="also write the figures here, as JSON")
 
 

@@ -31,6 +31,7 @@ from server.referrals.shares import Share, binding_at, sharer_name
 log = logging.getLogger("livecart.referrals")
 
 BATCH = 500  # paid orders per pass step
+PAGE = 500  # commission rows per page of the merchant's list
 _LOCK = 0x72656631  # the commission pass, one process at a time ("ref1")
 REFUND_SLACK = timedelta(minutes=10)  # a refund's row commits within this of its time: the pass looks that far back
 STATES = ("frozen", "withdrawable", "review", "reversed", "rejected")
@@ -337,15 +338,24 @@ class Earnings:
         return int(row["withdrawable"])
 
     async def commissions(
-        self, merchant_id: str, *, sharer_id: str | None = None, state: str | None = None, limit: int = 500
+        self,
+        merchant_id: str,
+        *,
+        sharer_id: str | None = None,
+        state: str | None = None,
+        before: int | None = None,
+        limit: int = PAGE,
     ) -> list[dict[str, Any]]:
-        """Commission rows, newest first, with their state (optionally of one sharer, or one state)."""
+        """Commission rows, newest first, with their state (optionally of one sharer, or one state; those older
+        than the entry `before`)."""
         rows = await self.db.pool.fetch(
-            f"SELECT * FROM ({_COMMISSIONS}) AS c WHERE $3::text IS NULL OR state = $3 ORDER BY entry_id DESC LIMIT $4",
+            f"SELECT * FROM ({_COMMISSIONS}) AS c WHERE ($3::text IS NULL OR state = $3)"
+            " AND ($5::bigint IS NULL OR entry_id < $5) ORDER BY entry_id DESC LIMIT $4",
             merchant_id,
             sharer_id,
             state,
             limit,
+            before,
         )
         return [_commission(row) for row in rows]
 

@@ -176,11 +176,18 @@ def _filters(request: Request) -> tuple[str | None, str | None]:
 
 
 async def commissions(request: Request) -> Response:
-    """GET /api/merchants/{m}/referrals/commissions[?state=][&sharer=]: newest first (staff)."""
+    """GET /api/merchants/{m}/referrals/commissions[?state=][&sharer=][&before=]: newest first, 500 a page (staff);
+    the next page is `before` the last entry_id."""
     merchant_id = request.path_params["merchant_id"]
     require(request, merchant_id, STAFF)
     state, sharer_id = _filters(request)
-    return ok(await node_of(request).earnings.commissions(merchant_id, sharer_id=sharer_id, state=state))
+    before = request.query_params.get("before")
+    if before is not None and not before.isdigit():
+        raise BadRequest("'before' must be the entry_id the previous page ended with")
+    found = await node_of(request).earnings.commissions(
+        merchant_id, sharer_id=sharer_id, state=state, before=None if before is None else int(before)
+    )
+    return ok(found)
 
 
 async def commissions_csv(request: Request) -> Response:

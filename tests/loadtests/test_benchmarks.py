@@ -101,6 +101,26 @@ def test_ledger_bench_smoke_measures_the_storm_with_and_without_the_backup(tmp_p
         assert run["log_entries_left"] == (0 if consumer else run["orders"])
 
 
+def test_referral_bench_smoke_commissions_every_order_shared_exactly_once(tmp_path: Path) -> None:
+    """referral_bench --smoke runs the paying storm with the referral programme off and with every buyer bound to a
+    sharer (and the sharers to an upline): both rates and their ratio, nothing oversold, no commission without the
+    programme, and with it exactly one level-1 and one level-2 commission per paid order, right sharer and amount."""
+    printed = smoke("referral_bench", "--json", str(tmp_path / "referral.json"), timeout=240)
+    direct, shared = rows(printed)
+    assert (direct["configuration"], shared["configuration"]) == ("direct", "shared")
+    assert direct["shared / direct"] == "1.00x" and direct["commissions"] == "0" and direct["commissioned s"] == "n/a"
+    for row in (direct, shared):
+        assert number(row["median attempts/s"]) > 0 and number(row["paid/s"]) > 0 and number(row["paid orders"]) > 0
+    assert number(shared["commissions"]) == 2 * number(shared["paid orders"])
+    assert 0 <= number(shared["projected s"]) <= number(shared["commissioned s"])
+    assert re.search(r"^ratio shared / direct: \d+\.\d\dx ", printed, re.MULTILINE)
+    assert "has exactly one level-1 and one level-2 commission" in printed and "oversold units: 0" in printed
+    result = json.loads((tmp_path / "referral.json").read_text())
+    [run] = [run for run in result["runs"] if run["configuration"] == "shared"]
+    assert run["exactly_once"] and run["buyer_visits"] == {"bound": result["buyers"]}
+    assert run["paid_orders"] == run["sale_after"]["paid"] and run["missing"] == run["duplicates"] == 0
+
+
 def test_archive_bench_smoke_leaves_no_keys_of_finished_sales(tmp_path: Path) -> None:
     """archive_bench --smoke finishes sales on a server that archives them and on one that never does: the archived
     sales leave no key in Redis, the others keep theirs, and PostgreSQL has every order of both."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 
 from tests.conftest import Shop, make_shop
-from tests.referrals.conftest import Person, earnings, share, visit
+from tests.referrals.conftest import Person, buy_and_pay, earnings, new_sale, share, visit, wait_commissions
 from tests.sale_helpers import assert_error, auth
 
 
@@ -59,3 +59,19 @@ def test_a_signed_out_session_cannot_open_a_link(shop: Shop) -> None:
                  "invalid_token")  # fmt: skip
     assert earnings(shop, ana)["visitors"] == 0
     assert visit(shop, code, bob)["reason"] == "bound"
+
+
+def test_commissions_are_listed_a_page_at_a_time(shop: Shop) -> None:
+    """`before` pages back through the merchant's commissions; a `before` that is not an entry id is 400."""
+    ana = Person("Ana")
+    code = share(shop, ana)["code"]
+    sale = new_sale(shop)
+    for _ in range(3):
+        buyer = Person()
+        visit(shop, code, buyer)
+        buy_and_pay(shop, sale, buyer)
+    rows = wait_commissions(shop, 3)
+    base = f"{shop.base_url}/api/merchants/{shop.merchant_id}/referrals/commissions"
+    older = httpx.get(base, params={"before": rows[0]["entry_id"]}, headers=auth(shop.admin)).json()
+    assert [row["entry_id"] for row in older] == [row["entry_id"] for row in rows[1:]] and len(older) == 2
+    assert_error(httpx.get(base, params={"before": "x"}, headers=auth(shop.admin)), 400, "bad_request")
