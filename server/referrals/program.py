@@ -124,4 +124,4 @@ async def _replace_rates(
 
 
 def _program(row: Record) -> Program:
-    return Program(row["merchant_id"], **{name: row[name] for name in _SETTINGS})
+    return Program(row["merchant_id"], **{name: row[name] for name in _SETTINGS}, saved=True)

@@ -132,7 +132,11 @@ async def program(request: Request) -> Response:
     unknown = set(body) - _SETTINGS
     if unknown:
         raise BadRequest(f"unknown fields: {', '.join(sorted(unknown))}")
-    changed = (await node.programs.get(merchant_id)).changed(body)
+    current = await node.programs.get(merchant_id)
+    if not current.saved and "currency" not in body:  # a first programme pays in the currency the shop sells in
+        products = await node.catalog.list_products(merchant_id)
+        body = {**body, "currency": products[0].currency} if products else body
+    changed = current.changed(body)
     default = rates_from(body["default"]) if "default" in body else None
     return ok(await node.programs.save(actor, changed, default))
 

@@ -45,9 +45,10 @@ class Program:
     daily_cap: int | None = None
     min_withdrawal: int = 1000
     currency: str = "USD"
+    saved: bool = False  # False: the defaults of a merchant that never set a programme
 
     def public(self) -> dict[str, Any]:
-        return asdict(self)
+        return {name: value for name, value in asdict(self).items() if name != "saved"}
 
     def changed(self, body: dict[str, Any]) -> Program:
         """These settings with the ones in `body` (a PUT's) changed; BadRequest names a wrong one."""

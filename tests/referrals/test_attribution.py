@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import Shop
+from loadtests.support.server import ServerProcess
+from tests.conftest import Shop, make_shop
 from tests.referrals.conftest import (
     Person,
     buy_and_pay,
@@ -221,3 +222,18 @@ def test_a_guest_visitor_is_bound_and_keeps_the_binding(shop: Shop) -> None:
     order = buy_and_pay(shop, sale, guest)
     assert by_level(wait_commissions(shop, 1), order)[1]["sharer_id"] == ana.user_id
     assert commissions(shop, state="withdrawable")[0]["order_id"] == order
+
+
+def test_a_first_programme_pays_in_the_currency_the_shop_sells_in(
+    referral_server: ServerProcess, redis_url: str
+) -> None:
+    """A shop selling in euros that turns the programme on without naming a currency has its balances in euros."""
+    shop = make_shop(referral_server.base_url, referral_server.ws_url, redis_url)
+    products = f"{shop.base_url}/api/merchants/{shop.merchant_id}/products"
+    for product_id in shop.products:
+        assert httpx.delete(f"{products}/{product_id}", headers=auth(shop.admin)).status_code == 204
+    added = httpx.post(products, json={"id": "eu", "title": "Tasse", "price": 900, "currency": "EUR"},
+                       headers=auth(shop.admin))  # fmt: skip
+    assert added.status_code == 201, added.text
+    assert program(shop, enabled=True)["currency"] == "EUR"
+    assert program(shop, currency="USD")["currency"] == "USD"
