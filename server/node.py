@@ -104,7 +104,7 @@ class Node:
         self.reconciler = Reconciler(self.db, self.sales.ledger, self.payments, settings)
         self.retention = Retention(self.db, self.sales.ledger, self.audit, self.sessions, settings.order_retention_days)
         self.stats = RoomStats(self.shows, self.presence)
-        self.refunds = Refunds(self.db, self.sales.ledger, self.payments, self.audit)
+        self.refunds = Refunds(self.db, self.sales, self.payments, self.audit)
 
         self.programs = Programs(self.db, self.audit)
         self.shares = Shares(self.db, self.programs)

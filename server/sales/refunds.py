@@ -10,9 +10,9 @@ from server.access.tokens import Actor
 from server.errors import BadRequest, Conflict
 from server.ledger.audit import AuditLog
 from server.ledger.client import Database, ms
-from server.sales.ledger import SalesLedger
 from server.sales.payments import PaymentError, PaymentProvider
 from server.sales.records import Refusal, refused
+from server.sales.store import Sales
 
 log = logging.getLogger("livecart.orders")
 
@@ -20,9 +20,9 @@ MAX_REASON = 500
 
 
 class Refunds:
-    def __init__(self, db: Database, ledger: SalesLedger, provider: PaymentProvider, audit: AuditLog) -> None:
+    def __init__(self, db: Database, sales: Sales, provider: PaymentProvider, audit: AuditLog) -> None:
         self.db = db
-        self.ledger = ledger
+        self.sales = sales
         self.provider = provider
         self.audit = audit
 
@@ -35,33 +35,30 @@ class Refunds:
             if before["merchant_id"] != actor.merchant_id:
                 raise refused(Refusal.UNKNOWN_ORDER)
             return before, False
-        query = "SELECT merchant_id, status, payment_ref, quantity * unit_price AS amount, currency FROM orders"
-        order = await self.db.pool.fetchrow(f"{query} WHERE order_id = $1", order_id)
-        if order is None:  # paid a moment ago: its change may still be in the order log
-            await self.ledger.project_all()
-            order = await self.db.pool.fetchrow(f"{query} WHERE order_id = $1", order_id)
-        if order is None or order["merchant_id"] != actor.merchant_id:
+        order, sale = await self.sales.order(order_id)  # Redis while the sale is there: the newest state
+        if sale.merchant_id != actor.merchant_id:
             raise refused(Refusal.UNKNOWN_ORDER)
-        if order["status"] != "paid" or not order["payment_ref"]:
+        if order.status != "paid" or not order.payment_ref:
             raise Conflict("only a paid order can be refunded", "not_paid")
+        amount, payment_ref = sale.price * order.quantity, order.payment_ref
         async with self.audit.change(actor, "order.refunded", order_id) as entry:
             try:
-                await self.provider.refund(order["payment_ref"])
+                await self.provider.refund(payment_ref)
             except PaymentError:
                 raise Conflict(
                     "the payment is not captured yet (the reconciler finishes it); try again in a minute",
                     "not_captured",
                 ) from None
-            await self.ledger.record_payment(
-                order["payment_ref"], "refund", order_id, actor.merchant_id, order["amount"], order["currency"]
+            await self.sales.ledger.record_payment(
+                payment_ref, "refund", order_id, actor.merchant_id, amount, sale.currency
             )
             await self.db.pool.execute(
                 "INSERT INTO refunds (order_id, merchant_id, amount, currency, reason, refunded_by)"
                 " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
                 order_id,
                 actor.merchant_id,
-                order["amount"],
-                order["currency"],
+                amount,
+                sale.currency,
                 reason.strip(),
                 actor.user_id,
             )
