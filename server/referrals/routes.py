@@ -99,6 +99,8 @@ async def my_earnings(request: Request) -> Response:
     merchants = await node.earnings.mine(identity.user_id)
     for merchant in merchants:
         merchant_id = merchant["summary"]["merchant_id"]
+        shop = await node.catalog.get_merchant(merchant_id)
+        merchant["merchant_id"], merchant["name"] = merchant_id, (shop or {}).get("name", merchant_id)
         merchant["program"] = (await node.programs.get(merchant_id)).public()
         merchant["withdrawals"] = await node.payouts.of_sharer(identity.user_id, merchant_id)
     return ok({"merchants": merchants})
