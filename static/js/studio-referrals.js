@@ -1,5 +1,6 @@
-// The studio's "Share & earn" panel: the merchant's programme (settings and default rates), its sharers, the
-// flagged commissions to approve or reject, the withdrawals to approve, refuse or retry, and the CSV export.
+// The studio's "Share & earn" panel: the merchant's programme (settings and default rates), the rates of a product
+// or a sale, its sharers, the flagged commissions to approve or reject, the withdrawals to approve, refuse or retry,
+// and the CSV export.
 
 import { ApiError, api } from "./api.js";
 import { $, h, minorPerUnit, money, sentence, text, toast } from "./ui.js";
@@ -29,7 +30,7 @@ export function startReferrals({ session, merchantId, role, toasts }) {
   const call = (path, options = {}) => api(base + path, { session, ...options });
 
   $("#referrals").hidden = false;
-  for (const field of $("#ref-form").elements) field.disabled = !admin;
+  for (const field of [...$("#ref-form").elements, ...$("#ref-rule-form").elements]) field.disabled = !admin;
   $("#ref-export").hidden = !admin; // the export is the admins'
   if (!admin) text($("#ref-note"), "Fans share your show and earn a commission. Only the shop's admins change this.");
 
@@ -60,6 +61,79 @@ export function startReferrals({ session, merchantId, role, toasts }) {
     $("#ref-rate2").value = percentOf(rates.level2);
     $("#ref-rate2").disabled = !admin || program.levels !== 2;
     $("#referrals").dataset.enabled = String(program.enabled);
+    renderRules(program.rules || []);
+  }
+
+  // --- the rates of a product or a sale ------------------------------------------------------------------------
+
+  async function loadTargets() {
+    const [products, sales] = await Promise.all([
+      call("/products").catch(() => []),
+      call("/sales").catch(() => []),
+    ]);
+    const options = [
+      ...products.map((product) => h("option", { value: `product/${product.id}` }, `Product: ${product.title}`)),
+      ...sales.map((sale) => h("option", { value: `sale/${sale.id}` }, `Sale: ${sale.product?.title || sale.id}`)),
+    ];
+    $("#ref-rule-for").replaceChildren(...options);
+    state.titles = new Map([
+      ...products.map((product) => [`product/${product.id}`, product.title]),
+      ...sales.map((sale) => [`sale/${sale.id}`, `${sale.product?.title || sale.id} (sale)`]),
+    ]);
+  }
+
+  function renderRules(rules) {
+    $("#ref-rules-empty").hidden = rules.length > 0;
+    $("#ref-rules").replaceChildren(
+      ...rules.map((rule) => {
+        const path = `${rule.scope}/${rule.id}`;
+        const rates = [rule.level1, rule.level2].map((rate, index) => rateText(rate, index + 1)).filter(Boolean);
+        return h(
+          "li.ref-item",
+          { dataset: { rule: path } },
+          h(
+            "div.ref-item-text",
+            {},
+            h("strong", {}, state.titles?.get(path) || path),
+            h("span", {}, rates.join(" · ")),
+          ),
+          actions([["Remove", "button-secondary", () => removeRule(path)]]),
+        );
+      }),
+    );
+  }
+
+  function rateText(rate, level) {
+    if (!rate) return "";
+    if (rate.fixed !== undefined) return `level ${level}: ${money(rate.fixed, currency())} a unit`;
+    return `level ${level}: ${rate.rate_bp / 100}%`;
+  }
+
+  $("#ref-rule-form").addEventListener("submit", async (submit) => {
+    submit.preventDefault();
+    const body = {};
+    for (const level of [1, 2]) {
+      const typed = $(`#ref-rule-rate${level}`).value.trim();
+      if (typed !== "") body[`level${level}`] = { rate_bp: Math.round(Number(typed) * 100) };
+    }
+    try {
+      await call(`/referrals/rules/${$("#ref-rule-for").value}`, { method: "PUT", body });
+      toast(toasts, "Rates set", { kind: "ok" });
+      $("#ref-rule-form").reset();
+      await loadProgram();
+    } catch (error) {
+      showError(error);
+    }
+  });
+
+  async function removeRule(path) {
+    try {
+      await call(`/referrals/rules/${path}`, { method: "DELETE" });
+      toast(toasts, "Rates removed: the default applies", { kind: "ok" });
+      await loadProgram();
+    } catch (error) {
+      toast(toasts, `Not done: ${sentence(error.message)}`, { kind: "error" });
+    }
   }
 
   $("#ref-levels").addEventListener("change", (change) => {
@@ -273,7 +347,7 @@ export function startReferrals({ session, merchantId, role, toasts }) {
     return response.blob();
   }
 
-  loadProgram();
+  loadTargets().then(loadProgram);
   refresh();
   setInterval(refresh, REFRESH_MS);
   return { refresh, reload: loadProgram };

@@ -446,6 +446,19 @@ def test_sharer_withdraws_and_merchant_runs_the_programme(
     ).json()
     assert programme["default"]["level1"] == {"rate_bp": 1250} and programme["enabled"] is True, programme
 
+    # A product's own rate, set and removed in the studio.
+    studio.select_option("#ref-rule-for", f"product/{shop.products[0]}")
+    studio.fill("#ref-rule-rate1", "20")
+    studio.click("#ref-rule-save")
+    rule = studio.locator(f"#ref-rules li[data-rule='product/{shop.products[0]}']")
+    expect(rule).to_contain_text("level 1: 20%")
+    programme = httpx.get(
+        f"{server.base_url}/api/merchants/{shop.merchant_id}/referrals", headers=auth(shop.admin)
+    ).json()
+    assert programme["rules"] == [{"scope": "product", "id": shop.products[0], "level1": {"rate_bp": 2000}}]
+    rule.get_by_role("button", name="Remove").click()
+    expect(studio.locator("#ref-rules-empty")).to_be_visible()
+
     # The CSV export, fetched with the staff token and saved as a file.
     with studio.expect_download() as download:
         studio.click("#ref-export")
