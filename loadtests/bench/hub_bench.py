@@ -124,7 +124,7 @@ async def measure(args: argparse.Namespace, server: ServerProcess, *, baseline: 
     groups = [
         await asyncio.create_subprocess_exec(
             sys.executable, "-m", "loadtests.bench.hub_viewers", "--port", str(port), "--room", room_id,
-            "--secret", server.secret, "--count", str(share), "--sampled", str(args.sampled // args.clients),
+            f"--secret={server.secret}", "--count", str(share), "--sampled", str(args.sampled // args.clients),
             cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**26,
         )
         for share in shares

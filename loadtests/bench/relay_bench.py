@@ -166,7 +166,8 @@ async def measure(relay: str, count: int, args: argparse.Namespace, clip: Clip, 
 async def viewer_process(url: str, secret: str, count: int, decoders: int) -> asyncio.subprocess.Process:
     """A process watching with `count` viewers (a guest each, signed with the server's `secret`), `decoders` of
     which decode."""
-    command = [*LOOPBACK, "loadtests.bench.relay_viewers", "--url", url, "--secret", secret]
+    # "--secret=…": a secret may start with "-", which argparse would take for an option
+    command = [*LOOPBACK, "loadtests.bench.relay_viewers", "--url", url, f"--secret={secret}"]
     command += ["--count", str(count), "--decoders", str(decoders)]
     pipe = asyncio.subprocess.PIPE
     return await asyncio.create_subprocess_exec(*command, cwd=ROOT, stdin=pipe, stdout=pipe)
