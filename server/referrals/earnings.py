@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
+
 from server.access.tokens import Actor
 from server.errors import Conflict
 from server.ledger.audit import AuditLog
@@ -38,23 +40,25 @@ STATES = ("frozen", "withdrawable", "review", "reversed", "rejected")
 
 # A row's bucket: by the state of the commission it belongs to (a reversal shares its commission's review).
 _BUCKETED = """
-SELECT x.amount, x.kind, CASE
+SELECT x.sharer_id, x.amount, x.kind, CASE
     WHEN x.kind IN ('withdrawal', 'withdrawal_refund') THEN 'withdrawable'
     WHEN c.flag IS NOT NULL AND c.review IS NULL THEN 'review'
     WHEN x.available_at > now() THEN 'frozen'
     ELSE 'withdrawable' END AS bucket
 FROM commissions x
 LEFT JOIN commissions c ON c.order_id = x.order_id AND c.level = x.level AND c.kind = 'commission'
-WHERE x.merchant_id = $1 AND x.sharer_id = $2
+WHERE x.merchant_id = $1 AND ($2::text IS NULL OR x.sharer_id = $2)
 """
 
-_SUMMARY = f"""
-SELECT coalesce(sum(amount) FILTER (WHERE bucket = 'frozen'), 0)::bigint AS frozen,
+# Each sharer's balances with a merchant (one sharer's, or every sharer's when $2 is NULL).
+_BALANCES = f"""
+SELECT sharer_id, coalesce(sum(amount) FILTER (WHERE bucket = 'frozen'), 0)::bigint AS frozen,
        coalesce(sum(amount) FILTER (WHERE bucket = 'withdrawable'), 0)::bigint AS withdrawable,
        coalesce(sum(amount) FILTER (WHERE bucket = 'review'), 0)::bigint AS review,
        coalesce(-sum(amount) FILTER (WHERE kind IN ('withdrawal', 'withdrawal_refund')), 0)::bigint AS withdrawn
-FROM ({_BUCKETED}) AS e
+FROM ({_BUCKETED}) AS e GROUP BY sharer_id
 """
+NO_BALANCES = {"frozen": 0, "withdrawable": 0, "review": 0, "withdrawn": 0}
 
 _STATE = """CASE
     WHEN c.review = 'rejected' THEN 'rejected'
@@ -320,7 +324,7 @@ class Earnings:
     async def summary(self, merchant_id: str, sharer_id: str, connection: Connection | None = None) -> dict[str, Any]:
         """A sharer's numbers with a merchant: the `earnings` event's fields (docs/referrals.md)."""
         db = connection or self.db.pool
-        row = await db.fetchrow(_SUMMARY, merchant_id, sharer_id)
+        balances = (await self._balances(db, merchant_id, sharer_id)).get(sharer_id, NO_BALANCES)
         people = await db.fetchrow(
             "SELECT (SELECT count(DISTINCT visitor_id) FROM share_visits WHERE merchant_id = $1 AND sharer_id = $2)"
             " AS visitors, count(DISTINCT buyer_id) AS buyers, count(*) AS orders FROM commissions"
@@ -328,14 +332,21 @@ class Earnings:
             merchant_id,
             sharer_id,
         )
-        assert row is not None and people is not None
+        assert people is not None
         program = await self.programs.get(merchant_id, connection)
-        return {"merchant_id": merchant_id, "currency": program.currency, **dict(people), **dict(row)}
+        return {"merchant_id": merchant_id, "currency": program.currency, **dict(people), **balances}
 
     async def withdrawable(self, connection: Connection, merchant_id: str, sharer_id: str) -> int:
-        row = await connection.fetchrow(_SUMMARY, merchant_id, sharer_id)
-        assert row is not None
-        return int(row["withdrawable"])
+        return (await self._balances(connection, merchant_id, sharer_id)).get(sharer_id, NO_BALANCES)["withdrawable"]
+
+    @staticmethod
+    async def _balances(
+        db: Connection | asyncpg.Pool, merchant_id: str, sharer_id: str | None
+    ) -> dict[str, dict[str, int]]:
+        """Sharer id -> balances with the merchant (one sharer's, or every sharer's); a sharer without rows is
+        missing (NO_BALANCES)."""
+        rows = await db.fetch(_BALANCES, merchant_id, sharer_id)
+        return {row["sharer_id"]: {name: int(row[name]) for name in NO_BALANCES} for row in rows}
 
     async def commissions(
         self,
@@ -375,12 +386,8 @@ class Earnings:
             " GROUP BY s.sharer_id, s.name ORDER BY buyers DESC, earned DESC, s.sharer_id",
             merchant_id,
         )
-        found = []
-        for row in rows:
-            balances = await self.db.pool.fetchrow(_SUMMARY, merchant_id, row["sharer_id"])
-            assert balances is not None
-            found.append({**dict(row), **dict(balances)})
-        return found
+        balances = await self._balances(self.db.pool, merchant_id, None)
+        return [{**dict(row), **balances.get(row["sharer_id"], NO_BALANCES)} for row in rows]
 
     async def top(self, room_id: str, count: int = 5) -> list[dict[str, Any]]:
         """The room's top sharers by buyers brought to its sales (names only: what they earn is theirs)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import fields
 
 import segno
 from starlette.requests import Request
@@ -19,10 +20,11 @@ from server.http import client_address, identify, json_body, node_of, ok, read_b
 from server.protocol import STAFF, Role
 from server.referrals.earnings import STATES
 from server.referrals.payouts import STATES as PAYOUT_STATES
-from server.referrals.rules import SCOPES, rates_from
+from server.referrals.rules import SCOPES, Program, rates_from
 from server.sales.records import check_idempotency_key
 
 ADMINS = frozenset({Role.ADMIN})
+SETTINGS = frozenset(field.name for field in fields(Program)) - {"merchant_id", "saved"} | {"default"}  # a PUT's
 CSV_FIELDS = ("entry_id", "at", "sharer_id", "sharer_name", "order_id", "level", "buyer_id", "room_id", "base",
               "amount", "currency", "state", "flag", "review", "note", "available_at")  # fmt: skip
 
@@ -131,7 +133,7 @@ async def program(request: Request) -> Response:
     if not await node.catalog.merchant_exists(merchant_id):
         raise NotFound(f"no merchant '{merchant_id}'", "unknown_merchant")
     body = await json_body(request)
-    unknown = set(body) - _SETTINGS
+    unknown = set(body) - SETTINGS
     if unknown:
         raise BadRequest(f"unknown fields: {', '.join(sorted(unknown))}")
     current = await node.programs.get(merchant_id)
@@ -141,10 +143,6 @@ async def program(request: Request) -> Response:
     changed = current.changed(body)
     default = rates_from(body["default"]) if "default" in body else None
     return ok(await node.programs.save(actor, changed, default))
-
-
-_SETTINGS = frozenset({"enabled", "levels", "binding", "binding_days", "refund_days", "self_purchase", "daily_cap",
-                       "min_withdrawal", "currency", "default"})  # fmt: skip
 
 
 async def rule(request: Request) -> Response:
