@@ -23,6 +23,7 @@ from server.live.transport import room_socket
 from server.node import Node
 from server.referrals import routes as referrals_routes
 from server.rooms import routes as rooms_routes
+from server.sales import group_routes
 from server.sales import routes as sales_routes
 from streaming import routes as streaming_routes
 from streaming.ice import IceServers
@@ -122,6 +123,7 @@ def create_app(settings: Settings | None = None) -> LiveCart:
         *access_routes.routes,
         *rooms_routes.routes,
         *sales_routes.routes,
+        *group_routes.routes,
         *ledger_routes.routes,
         *referrals_routes.routes,
         *streaming_routes.routes,

@@ -140,6 +140,8 @@ class Settings:
     likes_per_second: int = 10  # per user
 
     # Share and earn (docs/referrals.md).
+    group_window_min_seconds: int = 900  # the shortest window a group-buy offer may give its groups
+    group_refund_lease_ms: int = 30_000  # a failed group's refund claimed by one process that long
     referral_pass_ms: int = 1000  # the commission pass, and the sharers' live numbers, at most this often
     limit_shares: tuple[int, int] = (30, 3600)  # share links made by one user
     limit_share_visits: tuple[int, int] = (60, 600)  # share links opened from one address
@@ -252,6 +254,8 @@ def load() -> Settings:
         video_sessions_per_user=_int("VIDEO_SESSIONS_PER_USER", 2, 1),
         video_sessions_per_address=_int("VIDEO_SESSIONS_PER_ADDRESS", 100, 1),
         likes_per_second=_int("LIKES_PER_SECOND", 10, 1),
+        group_window_min_seconds=_int("GROUP_WINDOW_MIN_SECONDS", 900, 1, 86_400),
+        group_refund_lease_ms=_int("GROUP_REFUND_LEASE_MS", 30_000, 10),
         referral_pass_ms=_int("REFERRAL_PASS_MS", 1000, 10, 60_000),
         limit_shares=_rule("LIMIT_SHARES", (30, 3600)),
         limit_share_visits=_rule("LIMIT_SHARE_VISITS", (60, 600)),

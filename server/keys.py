@@ -97,6 +97,31 @@ def sale_log(sale_id: str) -> str:
     return f"sale:{{{sale_id}}}:log"
 
 
+def sale_groups(sale_id: str) -> str:
+    """A group-buy offer's groups (hash group id -> group JSON; docs/group-buys.md)."""
+    return f"sale:{{{sale_id}}}:groups"
+
+
+def sale_members(sale_id: str) -> str:
+    """Who is in a forming group of the offer (hash user id -> group id)."""
+    return f"sale:{{{sale_id}}}:members"
+
+
+def sale_open_groups(sale_id: str) -> str:
+    """The offer's open groups by when their window ends (sorted set)."""
+    return f"sale:{{{sale_id}}}:open"
+
+
+def sale_board(sale_id: str) -> str:
+    """The offer's open groups, closest to filling first (sorted set)."""
+    return f"sale:{{{sale_id}}}:board"
+
+
+def sale_refunds(sale_id: str) -> str:
+    """Orders of failed groups whose money is still to go back (sorted set, by when to try)."""
+    return f"sale:{{{sale_id}}}:refunds"
+
+
 def sales_due() -> str:
     """Sales with something due (sorted set sale id, scored by when, ms): a start, an end, a hold expiring."""
     return "sales:due"

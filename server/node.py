@@ -97,14 +97,14 @@ class Node:
         durable_ms = settings.durable_ack_timeout_ms if settings.durable_ack else None
         batcher = ScriptBatcher(self.redis, durable_timeout_ms=durable_ms)
         self.sales = Sales(self.redis, batcher, SaleChanges(), SalesLedger(self.db))
-        self.sales_feed = SalesFeed(self.id, self.sales, self.records, settings)
         self.payments = SandboxProvider(self.db, settings.sandbox_slow_card_ms)
+        self.refunds = Refunds(self.db, self.sales, self.payments, self.audit)
+        self.sales_feed = SalesFeed(self.id, self.sales, self.records, self.refunds, settings)
         self.checkout = Checkout(self.sales, self.payments, self.limits, settings)
         self.backup = Backup(self.id, self.sales, settings)
         self.reconciler = Reconciler(self.db, self.sales.ledger, self.payments, settings)
         self.retention = Retention(self.db, self.sales.ledger, self.audit, self.sessions, settings.order_retention_days)
         self.stats = RoomStats(self.shows, self.presence)
-        self.refunds = Refunds(self.db, self.sales, self.payments, self.audit)
 
         self.programs = Programs(self.db, self.audit)
         self.shares = Shares(self.db, self.programs)

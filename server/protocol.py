@@ -229,10 +229,12 @@ LATEST_VALUE_KEYS: dict[str, str | None] = {
     "sale.toast": "sale_id",
     "sharers": None,  # the room's top sharers (docs/referrals.md)
     "earnings": "merchant_id",  # a sharer's own numbers: private
+    "groups": "sale_id",  # a group-buy offer's open groups and counts (docs/group-buys.md)
+    "group": "id",  # a member's own group: private
 }
 
 # Latest-value events addressed to one user: only that user's sockets in the room get them.
-PRIVATE_EVENTS = frozenset({"earnings"})
+PRIVATE_EVENTS = frozenset({"earnings", "group"})
 
 FRAMES = ("snapshot", "recovered", "batch", "ack", "error")
 

@@ -4,7 +4,8 @@ A room's hash holds: id, merchant_id, title, status (scheduled, live, ended), st
 offline), pinned (the product card JSON, or ""), bag (JSON list of cards), slow_mode (seconds),
 offset (of the newest durable event), epoch (changes when the history starts over), likes, and
 one field "sale:<id>" per sale until the sale is archived (the public sale as last announced, JSON),
-and sharers (the room's top sharers as last published, JSON; docs/referrals.md).
+with "groups:<id>" for a group-buy offer (its board as last published, JSON; docs/group-buys.md), and sharers
+(the room's top sharers as last published, JSON; docs/referrals.md).
 
 Contract: a durable event is given the next offset of its room, stored in the room's bounded
 history and published, all atomically with the record fields that change with it
@@ -27,6 +28,7 @@ from server.metrics import redis_timer
 from server.store import scripts
 
 _SALE = "sale:"
+_GROUPS = "groups:"
 
 
 class UnknownRoom(NotFound):
@@ -64,6 +66,7 @@ class RoomRecord:
     likes: int
     sales: dict[str, dict[str, Any]]  # sale id -> public sale as last announced
     sharers: list[dict[str, Any]]  # the room's top sharers as last published
+    groups: dict[str, dict[str, Any]]  # sale id -> a group-buy offer's board as last published
 
     @classmethod
     def parse(cls, fields: dict[str, str]) -> RoomRecord:
@@ -77,6 +80,9 @@ class RoomRecord:
             likes=int(fields["likes"]),
             sales={name[len(_SALE) :]: orjson.loads(raw) for name, raw in fields.items() if name.startswith(_SALE)},
             sharers=orjson.loads(fields.get("sharers") or "[]"),
+            groups={
+                name[len(_GROUPS) :]: orjson.loads(raw) for name, raw in fields.items() if name.startswith(_GROUPS)
+            },
         )
 
 
@@ -170,7 +176,7 @@ class RoomRecords:
 
     async def forget_sale(self, room_id: str, sale_id: str) -> None:
         """The sale left Redis (archived, read from the record since): the room stops listing it."""
-        await self.redis.hdel(keys.room(room_id), f"{_SALE}{sale_id}")
+        await self.redis.hdel(keys.room(room_id), f"{_SALE}{sale_id}", f"{_GROUPS}{sale_id}")
 
     async def publish_latest(self, room_id: str, event: dict[str, Any]) -> None:
         """Publish a latest-value event (viewer count, likes, stock, toast) to every process."""
@@ -182,10 +188,21 @@ class RoomRecords:
 
     async def publish_sharers(self, room_id: str, top: list[dict[str, Any]]) -> None:
         """Keep the room's top sharers in its record (a joining viewer's snapshot has them) and publish them."""
-        encoded = protocol.encode(protocol.event("sharers", top=top))
+        await self._publish_board(room_id, "sharers", top, protocol.event("sharers", top=top))
+
+    async def publish_groups(self, room_id: str, sale_id: str, board: dict[str, Any]) -> None:
+        """Keep a group-buy offer's board in the room's record and publish it (the `groups` event)."""
+        await self._publish_board(room_id, f"{_GROUPS}{sale_id}", board, protocol.event("groups", **board))
+
+    async def _publish_board(self, room_id: str, field: str, board: object, event: dict[str, Any]) -> None:
         await self._board(
             keys=[keys.room(room_id)],
-            args=[keys.channel(room_id), orjson.dumps(top).decode(), protocol.bus_message(encoded)],
+            args=[
+                keys.channel(room_id),
+                field,
+                orjson.dumps(board).decode(),
+                protocol.bus_message(protocol.encode(event)),
+            ],
         )
 
     async def add_likes(self, room_id: str, count: int) -> int:

@@ -30,6 +30,7 @@ class RoomState:
     viewers: int = 0
     sales: dict[str, dict[str, Any]] = field(default_factory=dict)  # sale id -> public sale with live stock
     sharers: list[dict[str, Any]] = field(default_factory=list)  # the room's top sharers (docs/referrals.md)
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)  # sale id -> an offer's board (group-buys.md)
 
     @classmethod
     def load(
@@ -52,6 +53,7 @@ class RoomState:
             likes=record.likes,
             chat=deque(maxlen=chat_size),
             sharers=record.sharers,
+            groups=record.groups,
         )
         for sale in record.sales.values():
             state._apply_sale(sale)
@@ -91,6 +93,8 @@ class RoomState:
             self._apply_stock(message)
         elif kind == "sharers":
             self.sharers = message["top"]
+        elif kind == "groups":
+            self._apply_groups(message)
 
     def _apply_sale(self, sale: dict[str, Any]) -> None:
         """A sale's new terms and status; its stock unless the stock already known is newer."""
@@ -107,6 +111,14 @@ class RoomState:
         known = self.sales.get(stock["sale_id"])
         if known is not None and stock["version"] > known["version"]:
             self.sales[stock["sale_id"]] = {**known, **{name: stock[name] for name in SALE_STOCK}}
+
+    def _apply_groups(self, message: dict[str, Any]) -> None:
+        """An offer's board, unless an older one (processes publish out of order); only while the room lists it."""
+        known = self.groups.get(message["sale_id"])
+        if message["sale_id"] in self.sales and (known is None or message["version"] >= known["version"]):
+            self.groups[message["sale_id"]] = {
+                name: value for name, value in message.items() if name not in ("type", "ts")
+            }
 
     def _apply_chat(self, message: dict[str, Any]) -> None:
         if message["type"] == "chat.message":
@@ -136,6 +148,7 @@ class RoomState:
             "likes": self.likes,
             "sales": sorted(self.sales.values(), key=lambda sale: sale["starts_at"]),
             "sharers": self.sharers,
+            "groups": {sale_id: board for sale_id, board in self.groups.items() if sale_id in self.sales},
             "offset": self.offset,
             "epoch": self.epoch,
         }

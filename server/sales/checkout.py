@@ -1,4 +1,5 @@
-"""Checkout: the one way a buyer's order moves (buy, pay, cancel, read), and a merchant's export.
+"""Checkout: the one way a buyer's order moves (buy, open or join a group, pay, cancel, read), and a merchant's
+export.
 
 Payment goes through the provider, and every movement of money is a row (server.sales.ledger).
 
@@ -16,20 +17,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from server.access.limits import Limits, Rule
 from server.access.tokens import Identity
 from server.config import Settings
+from server.sales.groups import sale_of_group
 from server.sales.payments import PaymentProvider, card_digits
 from server.sales.records import Order, Outcome, Refusal, Sale, SaleRefused, check_buyer, refused
 from server.sales.store import Sales
 
 log = logging.getLogger("livecart.orders")
 
-ORDER_STATUSES = ("held", "paid", "expired", "cancelled")
+ORDER_STATUSES = ("held", "paid", "expired", "cancelled", "refunded")
 EXPORT_FIELDS = (
     "order_id",
     "sale_id",
@@ -47,6 +49,7 @@ EXPORT_FIELDS = (
     "paid_at",
     "closed_at",
     "payment_ref",
+    "group_id",
 )
 
 _DECLINES = {
@@ -73,9 +76,22 @@ class Checkout:
     async def buy(self, sale_id: str, buyer: Identity, key: str, quantity: int) -> Outcome:
         """Hold units for the buyer (a new order), or return the order this idempotency key made before.
         Only buyers the sale admits (its `buyers` rule: signed in by default) may."""
-        return await self.sales.reserve(
-            sale_id, buyer.user_id, key, quantity, lambda sale: check_buyer(sale, buyer.guest, buyer.phone_verified)
-        )
+        return await self.sales.reserve(sale_id, buyer.user_id, key, quantity, self._admit(buyer))
+
+    async def open_group(self, sale_id: str, buyer: Identity, key: str) -> Outcome:
+        """Lead a new group of a group-buy offer: a one-unit hold at the leader's price (docs/group-buys.md)."""
+        return await self.sales.reserve_group(sale_id, buyer.user_id, buyer.name, key, None, self._admit(buyer))
+
+    async def join_group(self, group_id: str, buyer: Identity, key: str) -> Outcome:
+        """Take a place in an open group: a one-unit hold at the group price."""
+        sale_id = sale_of_group(group_id)
+        if sale_id is None:
+            raise refused(Refusal.UNKNOWN_GROUP)
+        return await self.sales.reserve_group(sale_id, buyer.user_id, buyer.name, key, group_id, self._admit(buyer))
+
+    @staticmethod
+    def _admit(buyer: Identity) -> Callable[[Sale], None]:
+        return lambda sale: check_buyer(sale, buyer.guest, buyer.phone_verified)
 
     async def get(self, order_id: str, buyer: Identity) -> tuple[Order, Sale]:
         """The buyer's own order (or one they made as a guest before signing in); another's is not_your_order."""
@@ -94,9 +110,11 @@ class Checkout:
             await self._capture(order, sale, order.payment_ref)  # the first attempt may have died before it
             return Outcome(order, sale, await self.sales.now())
         if order.status != "held":
-            code = {"paid": Refusal.ALREADY_PAID, "cancelled": Refusal.ORDER_CANCELLED}.get(
-                order.status, Refusal.HOLD_EXPIRED
-            )
+            code = {
+                "paid": Refusal.ALREADY_PAID,
+                "refunded": Refusal.ALREADY_PAID,
+                "cancelled": Refusal.ORDER_CANCELLED,
+            }.get(order.status, Refusal.HOLD_EXPIRED)
             raise refused(code)
         order_rule, user_rule, address_rule = self._payment_rules
         attempt = hashlib.sha256(f"{order_id}\n{key}\n{card_number}".encode()).hexdigest()[:24]
@@ -107,7 +125,7 @@ class Checkout:
             (address_rule, address),
             attempt=attempt,  # the same payment again (a retry, a double tap) is not another attempt
         )
-        amount = sale.price * order.quantity
+        amount = order.amount(sale)
         authorization = await self.provider.authorize(
             reference=order_id, key=key, amount=amount, currency=sale.currency, card_number=card_number
         )
@@ -142,7 +160,7 @@ class Checkout:
         self, authorization_id: str, kind: str, order: Order, sale: Sale, card: str | None = None
     ) -> None:
         await self.sales.ledger.record_payment(
-            authorization_id, kind, order.id, sale.merchant_id, sale.price * order.quantity, sale.currency, card=card
+            authorization_id, kind, order.id, sale.merchant_id, order.amount(sale), sale.currency, card=card
         )
 
     async def cancel(self, order_id: str, buyer: Identity) -> Outcome:
@@ -165,8 +183,8 @@ def export_row(order: Order, sale: Sale) -> dict[str, Any]:
         "product_title": sale.product["title"],
         "user_id": order.user_id,
         "quantity": order.quantity,
-        "unit_price": sale.price,
-        "amount": sale.price * order.quantity,
+        "unit_price": order.unit_price(sale),
+        "amount": order.amount(sale),
         "currency": sale.currency,
         "status": order.status,
         "created_at": _iso(order.created_at),
@@ -174,6 +192,7 @@ def export_row(order: Order, sale: Sale) -> dict[str, Any]:
         "paid_at": _iso(order.paid_at),
         "closed_at": _iso(order.closed_at),
         "payment_ref": order.payment_ref,
+        "group_id": order.group_id,
     }
 
 

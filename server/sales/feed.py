@@ -11,10 +11,13 @@ scripts do); it tells rooms what happened and makes time pass for sales nobody i
   the sales this process changed (server.sales.changes) are flushed that often; a script reads
   the counters and claims the publish, only if no process published in the interval.
 - Toasts ("someone just bought") are sampled: one per sale per TOAST_INTERVAL_MS per process.
+- A group-buy offer's board (its open groups, `groups`) goes out with its stock; each group that
+  changed here is told to its members (the private `group` event).
 - The clock visits each sale when something is due (the start, the end, the first hold to
-  expire; a live sale at least every LIVE_REVISIT_MS), releases expired holds and announces; a
-  sale over for SALE_ARCHIVE_GRACE_MS, with no hold left and every change in the record, is
-  archived (its keys leave Redis).
+  expire, a group's window end, a refund to retry; a live sale at least every LIVE_REVISIT_MS),
+  releases expired holds, fails the groups whose window passed and refunds their members, and
+  announces; a sale over for SALE_ARCHIVE_GRACE_MS, with no hold, group or refund left and every
+  change in the record, is archived (its keys leave Redis).
 """
 
 from __future__ import annotations
@@ -26,21 +29,28 @@ from server.config import Settings
 from server.protocol import SALE_EVENTS, SALE_STATUSES, event
 from server.rooms import record
 from server.rooms.record import RoomRecords, UnknownRoom
+from server.sales.groups import Group
+from server.sales.payments import PaymentError
+from server.sales.refunds import Refunds
 from server.sales.store import Sales
 from server.tasks import Tasks
 
 log = logging.getLogger("livecart.sales")
 
 DUE_BATCH = 100
+GROUP_BATCH = 100  # groups failed and refunds made in one visit of an offer at most
 
 
 class SalesFeed:
     """This process's announcer, stock and toast publisher, and sale clock (see the module docstring)."""
 
-    def __init__(self, process_id: str, sales: Sales, records: RoomRecords, settings: Settings) -> None:
+    def __init__(
+        self, process_id: str, sales: Sales, records: RoomRecords, refunds: Refunds, settings: Settings
+    ) -> None:
         self.sales = sales
         self.changes = sales.changes
         self.records = records
+        self.refunds = refunds
         self.settings = settings
         self.process_id = process_id  # who holds an announcement claim
         self._last_toast: dict[str, float] = {}
@@ -75,18 +85,26 @@ class SalesFeed:
     # --- stock and toasts --------------------------------------------------------------------
 
     async def flush(self) -> None:
-        """Publish the stock of the sales this process changed, and a toast where one is due."""
+        """Publish the stock (and an offer's board) of the sales this process changed, each changed group to its
+        members, and a toast where one is due."""
         pending = self.changes.take_stock()
         try:
             for sale_id, room_id in list(pending.items()):
                 too_soon, stock = await self.sales.stock_to_publish(sale_id, self.settings.stock_interval_ms)
                 if stock is not None:
                     await self.records.publish_latest(room_id, stock.event())
+                    if (await self.sales.terms(sale_id))[0].group is not None:
+                        await self.records.publish_groups(room_id, sale_id, await self.sales.board(sale_id))
                 if not too_soon:  # too soon: another process published a moment ago; next time
                     del pending[sale_id]
         finally:
             for sale_id, room_id in pending.items():
                 self.changes.put_back(sale_id, room_id)
+        for room_id, raw in self.changes.take_groups():
+            group = Group.from_json(raw)
+            told = event("group", **group.public())
+            for user_id in {member.user_id for member in group.members}:
+                await self.records.publish_private(room_id, user_id, told)
         await self._toast()
 
     async def _toast(self) -> None:
@@ -118,9 +136,11 @@ class SalesFeed:
         if released is None:
             await self.sales.come_back(sale_id, None)
             return
+        moments = [] if released.next_hold_expiry is None else [released.next_hold_expiry]
+        if (await self.sales.terms(sale_id))[0].group is not None:
+            moments += await self._groups(sale_id)
         announced = max(released.announced, await self.announce(sale_id))
         now = released.now
-        moments = [] if released.next_hold_expiry is None else [released.next_hold_expiry]
         if now < released.starts_at and released.starts_at < released.ends_at:
             moments.append(released.starts_at)
         elif now < released.ends_at:
@@ -136,3 +156,20 @@ class SalesFeed:
                     return
             moments.append(max(released.ends_at + grace, now + self.settings.live_revisit_ms))
         await self.sales.come_back(sale_id, min(moments))
+
+    async def _groups(self, sale_id: str) -> list[int]:
+        """Fail the offer's groups whose window passed and give their members' money back; when to come back."""
+        clock = await self.sales.clock_groups(sale_id, GROUP_BATCH, self.settings.group_refund_lease_ms)
+        if clock is None:
+            return []
+        for order_id in clock.refunds:
+            try:
+                await self.refunds.refund_failed_group(order_id)
+            except PaymentError as problem:  # the gateway cannot yet: the claim lapses and the clock tries again
+                log.warning("order %s: refund of its failed group deferred: %s", order_id, problem)
+                continue
+            await self.sales.refund_done(order_id)
+        moments = [moment for moment in (clock.next_window_end, clock.next_refund) if moment is not None]
+        if clock.failed == GROUP_BATCH or len(clock.refunds) == GROUP_BATCH:
+            moments.append(clock.now)  # more are due: at once
+        return moments

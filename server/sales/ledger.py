@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from server.ledger.client import Connection, Database, Record, at, ms
+from server.sales.groups import Group, GroupTerms
 from server.sales.records import Audit, Order, Sale
 
 PAYMENT_KINDS = ("authorization", "capture", "void", "refund")
@@ -75,7 +76,11 @@ class PaidOrder:
 
 _ORDER_COLUMNS = (
     "order_id, sale_id, merchant_id, user_id, quantity, unit_price, currency, status, version, idempotency_key,"
-    " created_at, hold_expires_at, paid_at, closed_at, payment_ref, payment_key"
+    " created_at, hold_expires_at, paid_at, closed_at, payment_ref, payment_key, group_id"
+)
+_GROUP_COLUMNS = (
+    "group_id, sale_id, merchant_id, leader_id, size, state, members, created_at, opened_at, expires_at, closed_at,"
+    " version"
 )
 
 
@@ -112,7 +117,9 @@ class SalesLedger:
             "SELECT s.*,"
             " coalesce(sum(o.quantity) FILTER (WHERE o.status = 'held'), 0) AS held,"
             " coalesce(sum(o.quantity) FILTER (WHERE o.status = 'paid'), 0) AS paid,"
-            " (SELECT count(*) FROM order_changes c WHERE c.sale_id = s.sale_id) AS changes"
+            " (SELECT count(*) FROM order_changes c WHERE c.sale_id = s.sale_id) AS changes,"
+            " (SELECT count(*) FROM group_buys g WHERE g.sale_id = s.sale_id AND g.state = 'filled') AS filled,"
+            " (SELECT count(*) FROM group_buys g WHERE g.sale_id = s.sale_id AND g.state = 'failed') AS failed"
             " FROM sales s LEFT JOIN orders o USING (sale_id) WHERE s.sale_id = $1 GROUP BY s.sale_id",
             sale_id,
         )
@@ -128,6 +135,9 @@ class SalesLedger:
             " WHERE sale_id = $1 AND status IN ('held', 'paid') GROUP BY user_id) AS per_user",
             sale_id,
         )
+        max_group_members = await self.db.pool.fetchval(
+            "SELECT coalesce(max(jsonb_array_length(members)), 0) FROM group_buys WHERE sale_id = $1", sale_id
+        )
         return Audit(
             quantity=sale.quantity,
             available=sale.available,
@@ -138,6 +148,8 @@ class SalesLedger:
             users_units=sale.held + sale.paid,
             max_user_units=int(max_user_units),
             per_user_limit=sale.per_user_limit,
+            group_size=0 if sale.group is None else sale.group.size,
+            max_group_members=int(max_group_members),
         )
 
     async def sale_ids(self, merchant_id: str) -> list[str]:
@@ -158,7 +170,7 @@ class SalesLedger:
         # earlier point; then its terms (from Redis) make it again, and the backup goes on.
         await self.db.pool.executemany(
             f"WITH sale AS ({_INSERT_SALE}) INSERT INTO order_log (sale_id, stream_ids, changes, entries)"
-            " VALUES ($1, $15, $16, $17)",
+            " VALUES ($1, $16, $17, $18)",
             [(*_sale_values(b.sale, None), b.stream_ids, b.changes, b.entries) for b in batches],
         )
 
@@ -214,6 +226,17 @@ class SalesLedger:
             for order in await self.orders(sale_id):
                 if status is None or order.status == status:
                     yield order, sale
+
+    async def group(self, group_id: str) -> Group | None:
+        row = await self.db.pool.fetchrow(f"SELECT {_GROUP_COLUMNS} FROM group_buys WHERE group_id = $1", group_id)
+        return None if row is None else _group(row)
+
+    async def groups(self, sale_id: str) -> list[Group]:
+        """Every group of the offer, newest first."""
+        rows = await self.db.pool.fetch(
+            f"SELECT {_GROUP_COLUMNS} FROM group_buys WHERE sale_id = $1 ORDER BY created_at DESC, group_id", sale_id
+        )
+        return [_group(row) for row in rows]
 
     # --- payments ----------------------------------------------------------------------------
 
@@ -298,6 +321,7 @@ class SalesLedger:
                 "DELETE FROM payments WHERE order_id IN (SELECT order_id FROM orders WHERE sale_id = ANY($1))", ids
             )
             await connection.execute("DELETE FROM order_changes WHERE sale_id = ANY($1)", ids)
+            await connection.execute("DELETE FROM group_buys WHERE sale_id = ANY($1)", ids)
             await connection.execute("DELETE FROM orders WHERE sale_id = ANY($1)", ids)
             await connection.execute("DELETE FROM sales WHERE sale_id = ANY($1)", ids)
             return len(ids)
@@ -305,8 +329,8 @@ class SalesLedger:
 
 _INSERT_SALE = (
     "INSERT INTO sales (sale_id, merchant_id, room_id, show_id, product, price, currency, quantity,"
-    " per_user_limit, hold_ms, starts_at, ends_at, created_at, buyers)"
-    " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING"
+    " per_user_limit, hold_ms, starts_at, ends_at, created_at, buyers, group_terms)"
+    " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb) ON CONFLICT DO NOTHING"
 )
 
 
@@ -326,23 +350,39 @@ WITH taken AS (
 ), inserted AS (
     INSERT INTO order_changes (order_id, version, sale_id, change, at, stream_id)
     SELECT order_id, version, sale_id, change, {_at("split_part(stream_id, '-', 1)")}, stream_id FROM incoming
+    WHERE change <> 'group'
     ON CONFLICT DO NOTHING RETURNING order_id, version
 ), upserted AS (
     INSERT INTO orders ({_ORDER_COLUMNS})
     SELECT DISTINCT ON (i.order_id) i.order_id, i.sale_id, s.merchant_id, d->>'user_id', (d->>'quantity')::int,
-        s.price, s.currency, d->>'status', i.version, d->>'idempotency_key', {_at("d->>'created_at'")},
-        {_at("d->>'hold_expires_at'")}, {_at("d->>'paid_at'")}, {_at("d->>'closed_at'")},
-        d->>'payment_ref', d->>'payment_key'
+        coalesce((d->>'price')::bigint, s.price), s.currency, d->>'status', i.version, d->>'idempotency_key',
+        {_at("d->>'created_at'")}, {_at("d->>'hold_expires_at'")}, {_at("d->>'paid_at'")}, {_at("d->>'closed_at'")},
+        d->>'payment_ref', d->>'payment_key', d->>'group_id'
     FROM incoming i JOIN sales s USING (sale_id)
+    WHERE i.change <> 'group'
     ORDER BY i.order_id, i.version DESC
     ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, version = excluded.version,
         paid_at = excluded.paid_at, closed_at = excluded.closed_at, payment_ref = excluded.payment_ref,
         payment_key = excluded.payment_key
     WHERE orders.version < excluded.version
     RETURNING 1
+), grouped AS (
+    INSERT INTO group_buys ({_GROUP_COLUMNS})
+    SELECT DISTINCT ON (i.order_id) i.order_id, i.sale_id, s.merchant_id, d->>'leader', (d->>'size')::int,
+        d->>'state', d->'members', {_at("d->>'created_at'")}, {_at("d->>'opened_at'")}, {_at("d->>'expires_at'")},
+        {_at("d->>'closed_at'")}, i.version
+    FROM incoming i JOIN sales s USING (sale_id)
+    WHERE i.change = 'group'
+    ORDER BY i.order_id, i.version DESC
+    ON CONFLICT (group_id) DO UPDATE SET state = excluded.state, members = excluded.members,
+        opened_at = excluded.opened_at, expires_at = excluded.expires_at, closed_at = excluded.closed_at,
+        version = excluded.version
+    WHERE group_buys.version < excluded.version
+    RETURNING 1
 ), again AS (
     SELECT i.order_id, i.version, i.change, i.sale_id FROM incoming i
-    WHERE NOT EXISTS (SELECT 1 FROM inserted n WHERE (n.order_id, n.version) = (i.order_id, i.version))
+    WHERE i.change <> 'group'
+        AND NOT EXISTS (SELECT 1 FROM inserted n WHERE (n.order_id, n.version) = (i.order_id, i.version))
 )
 SELECT (SELECT count(*) FROM incoming) AS total, again.* FROM (SELECT 1) AS one LEFT JOIN again ON true
 """
@@ -407,6 +447,7 @@ def _sale_values(sale: Sale, show_id: str | None) -> tuple[Any, ...]:
         at(sale.ends_at),
         at(sale.created_at),
         sale.buyers,
+        None if sale.group is None else sale.group.to_json(),
     )
 
 
@@ -425,6 +466,8 @@ def _order(row: Record) -> Order:
         payment_ref=row["payment_ref"],
         payment_key=row["payment_key"],
         version=row["version"],
+        group_id=row["group_id"],
+        price=row["unit_price"],
     )
 
 
@@ -449,4 +492,24 @@ def _sale(row: Record) -> Sale:
         paid=paid,
         version=int(row["changes"]),
         announced=3 if row["archived_at"] is not None else -1,
+        group=None if row["group_terms"] is None else GroupTerms.from_json(row["group_terms"]),
+        filled=int(row["filled"]),
+        failed=int(row["failed"]),
+    )
+
+
+def _group(row: Record) -> Group:
+    return Group.from_dict(
+        {
+            "id": row["group_id"],
+            "leader": row["leader_id"],
+            "size": row["size"],
+            "state": row["state"],
+            "members": orjson.loads(row["members"]),
+            "created_at": ms(row["created_at"]),
+            "opened_at": ms(row["opened_at"]),
+            "expires_at": ms(row["expires_at"]),
+            "closed_at": ms(row["closed_at"]),
+            "version": row["version"],
+        }
     )

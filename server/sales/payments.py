@@ -62,12 +62,14 @@ TEST_CARDS: dict[str, str | None] = {
     "5555555555554444": None,
     "4000000000000077": None,  # approved after SANDBOX_SLOW_CARD_MS, like a gateway having a slow moment
     "4000000000000341": None,  # approved; its capture takes SANDBOX_SLOW_CARD_MS (a crash test's window)
+    "4000000000005209": None,  # approved; its refund takes SANDBOX_SLOW_CARD_MS (a refunder's crash window)
     "4000000000000002": "card_declined",
     "4000000000009995": "insufficient_funds",
     "4000000000000069": "expired_card",
 }
 SLOW_CARD = "4000000000000077"
 SLOW_CAPTURE_CARD = "4000000000000341"
+SLOW_REFUND_CARD = "4000000000005209"
 
 _MOVES = {"capture": ("authorized", "captured"), "void": ("authorized", "voided"), "refund": ("captured", "refunded")}
 
@@ -132,6 +134,8 @@ class SandboxProvider:
         await self._move(authorization_id, "void")
 
     async def refund(self, authorization_id: str) -> None:
+        if await self._card(authorization_id) == SLOW_REFUND_CARD[-4:]:
+            await asyncio.sleep(self.slow_seconds)
         await self._move(authorization_id, "refund")
 
     async def lookup(self, reference: str) -> list[Authorization]:

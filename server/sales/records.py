@@ -12,6 +12,7 @@ import orjson
 
 from server import protocol
 from server.errors import DomainError
+from server.sales.groups import MAX_SIZE, MAX_WINDOW, GroupTerms
 
 MAX_UNITS = 1000  # one purchase; the sale's per-user limit may be lower
 MAX_QUANTITY = 1_000_000  # one sale
@@ -45,6 +46,13 @@ class Refusal(StrEnum):
     PAYMENT_DECLINED = "payment_declined"
     SIGN_IN_REQUIRED = "sign_in_required"
     PHONE_REQUIRED = "phone_required"
+    GROUP_ONLY = "group_only"
+    NOT_A_GROUP_OFFER = "not_a_group_offer"
+    UNKNOWN_GROUP = "unknown_group"
+    GROUP_NOT_OPEN = "group_not_open"
+    GROUP_CLOSED = "group_closed"
+    GROUP_FULL = "group_full"
+    IN_GROUP = "in_group"
 
     @property
     def status(self) -> int:
@@ -58,6 +66,7 @@ _STATUS = {
     Refusal.IDEMPOTENCY_KEY: 400,
     Refusal.UNKNOWN_SALE: 404,
     Refusal.UNKNOWN_ORDER: 404,
+    Refusal.UNKNOWN_GROUP: 404,
     Refusal.NOT_YOUR_ORDER: 403,
     Refusal.PAYMENT_DECLINED: 402,
     Refusal.SIGN_IN_REQUIRED: 403,
@@ -119,6 +128,7 @@ class Terms:
     countdown_ms: int
     duration_ms: int
     hold_ms: int
+    group: GroupTerms | None = None  # a group-buy offer's (docs/group-buys.md); None for a flash sale
 
 
 @dataclass(frozen=True)
@@ -141,6 +151,11 @@ class Sale:
     paid: int
     version: int  # grows with every change of the counters or the end time
     announced: int  # the last step told to the room (see sale_announce.lua)
+    group: GroupTerms | None = None  # a group-buy offer's terms; None for a flash sale
+    reserved: int = 0  # units kept for the empty slots of forming groups
+    forming: int = 0  # open groups
+    filled: int = 0
+    failed: int = 0
 
     @classmethod
     def from_hash(cls, fields: dict[str, str]) -> Sale:
@@ -163,6 +178,11 @@ class Sale:
             paid=int(fields["paid"]),
             version=int(fields["version"]),
             announced=int(fields["announced"]),
+            group=GroupTerms.from_json(fields["group"]) if "group" in fields else None,
+            reserved=int(fields.get("reserved", 0)),
+            forming=int(fields.get("forming", 0)),
+            filled=int(fields.get("filled", 0)),
+            failed=int(fields.get("failed", 0)),
         )
 
     def status(self, now: int) -> str:
@@ -171,7 +191,7 @@ class Sale:
             return "ended"
         if now < self.starts_at:
             return "scheduled"
-        return "sold_out" if self.available == 0 and self.held == 0 else "live"
+        return "sold_out" if self.available == 0 and self.held == 0 and self.reserved == 0 else "live"
 
     def stock(self) -> Stock:
         return Stock.of(self.id, self.available, self.held, self.paid, self.quantity, self.version)
@@ -194,6 +214,19 @@ class Sale:
             "hold_seconds": self.hold_ms / 1000,
             "status": status,
             **stock,
+            **self._group_fields(),
+        }
+
+    def _group_fields(self) -> dict[str, Any]:
+        """An offer's group terms and counts (docs/group-buys.md); nothing for a flash sale."""
+        if self.group is None:
+            return {}
+        return {
+            "group": self.group.public(),
+            "reserved": self.reserved,
+            "forming": self.forming,
+            "filled": self.filled,
+            "failed": self.failed,
         }
 
 
@@ -203,7 +236,7 @@ class Order:
     sale_id: str
     user_id: str
     quantity: int
-    status: str  # held, paid, expired or cancelled
+    status: str  # held, paid, expired, cancelled or refunded (a paid order of a group that failed)
     created_at: int
     hold_expires_at: int
     idempotency_key: str
@@ -212,6 +245,8 @@ class Order:
     payment_ref: str | None = None  # the gateway's authorization id
     payment_key: str | None = None  # the payer's idempotency key of the payment
     version: int = 1  # 1 when held, one more with every change
+    group_id: str | None = None  # a group-buy order's group
+    price: int | None = None  # the unit price when it is not the sale's (a group leader's)
 
     @classmethod
     def from_json(cls, raw: str) -> Order:
@@ -230,7 +265,16 @@ class Order:
             payment_ref=data.get("payment_ref"),
             payment_key=data.get("payment_key"),
             version=int(data.get("version", 1)),
+            group_id=data.get("group_id"),
+            price=data.get("price"),
         )
+
+    def unit_price(self, sale: Sale) -> int:
+        """What one unit of this order costs the buyer."""
+        return sale.price if self.price is None else self.price
+
+    def amount(self, sale: Sale) -> int:
+        return self.unit_price(sale) * self.quantity
 
     def to_json(self) -> str:
         """The order as the sale scripts keep it (the inverse of from_json)."""
@@ -249,19 +293,21 @@ class Order:
             "closed_at": self.closed_at,
             "payment_ref": self.payment_ref,
             "payment_key": self.payment_key,
+            "group_id": self.group_id,
+            "price": self.price,
         }
         data.update({name: value for name, value in optional.items() if value is not None})
         return orjson.dumps(data).decode()
 
     def public(self, sale: Sale, now: int) -> dict[str, Any]:
         """What the buyer (and the merchant) see of the order; `server_time` is the Redis clock."""
-        return {
+        public = {
             "order_id": self.id,
             "sale_id": self.sale_id,
             "status": self.status,
             "quantity": self.quantity,
-            "unit_price": sale.price,
-            "amount": sale.price * self.quantity,
+            "unit_price": self.unit_price(sale),
+            "amount": self.amount(sale),
             "currency": sale.currency,
             "product": {"id": sale.product["id"], "title": sale.product["title"]},
             "created_at": self.created_at,
@@ -270,6 +316,9 @@ class Order:
             "closed_at": self.closed_at,
             "server_time": now,
         }
+        if self.group_id is not None:
+            public["group_id"] = self.group_id
+        return public
 
 
 @dataclass(frozen=True)
@@ -280,6 +329,7 @@ class Outcome:
     sale: Sale  # the sale's terms; its counters may be older than the change
     now: int  # the Redis clock at the change, ms
     created: bool = False  # reserve: True for a new hold, False for the key's earlier order
+    group: str | None = None  # a group order's group after the change (JSON), when it changed
 
 
 @dataclass(frozen=True)
@@ -307,11 +357,15 @@ class Audit:
     users_units: int  # units counted against users' limits
     max_user_units: int
     per_user_limit: int
+    reserved: int = 0  # a group offer's units kept for empty slots
+    group_size: int = 0  # a group offer's N
+    max_group_members: int = 0  # the most members any group of the offer has
 
     @property
     def ok(self) -> bool:
         return (
-            self.quantity == self.available + self.held + self.paid
+            self.quantity == self.available + self.reserved + self.held + self.paid
+            and self.max_group_members <= self.group_size
             and self.available >= 0
             and self.held == self.orders_held
             and self.paid == self.orders_paid
@@ -330,6 +384,9 @@ class Audit:
             "users_units": self.users_units,
             "max_user_units": self.max_user_units,
             "per_user_limit": self.per_user_limit,
+            "reserved": self.reserved,
+            "group_size": self.group_size,
+            "max_group_members": self.max_group_members,
             "ok": self.ok,
         }
 
@@ -342,10 +399,18 @@ def _int_field(body: dict[str, Any], name: str, low: int, high: int, default: in
 
 
 def terms_from(
-    body: dict[str, Any], merchant_id: str, room_id: str, product: dict[str, Any], hold_seconds: int, now: int
+    body: dict[str, Any],
+    merchant_id: str,
+    room_id: str,
+    product: dict[str, Any],
+    hold_seconds: int,
+    now: int,
+    min_window_seconds: int,
 ) -> Terms:
-    """Check a host's new-sale body: price, quantity, per-user limit, start (or countdown), duration, hold."""
+    """Check a host's new-sale body: price, quantity, per-user limit, start (or countdown), duration, hold, and a
+    group-buy offer's `group` (size, window, leader's price)."""
     quantity = _int_field(body, "quantity", 1, MAX_QUANTITY)
+    price = _int_field(body, "price", 0, MAX_PRICE)
     if ("starts_at" in body) == ("countdown_seconds" in body):
         raise SaleRefused(Refusal.BAD_REQUEST, "give either 'starts_at' (ms since the epoch) or 'countdown_seconds'")
     starts_at = countdown = 0
@@ -357,7 +422,7 @@ def terms_from(
         merchant_id=merchant_id,
         room_id=room_id,
         product=product,
-        price=_int_field(body, "price", 0, MAX_PRICE),
+        price=price,
         currency=product["currency"],
         quantity=quantity,
         per_user_limit=_int_field(body, "per_user_limit", 1, min(quantity, MAX_UNITS), default=1),
@@ -366,7 +431,19 @@ def terms_from(
         countdown_ms=countdown * 1000,
         duration_ms=_int_field(body, "duration_seconds", 1, MAX_DURATION) * 1000,
         hold_ms=_int_field(body, "hold_seconds", 1, MAX_HOLD, default=hold_seconds) * 1000,
+        group=_group_terms(body.get("group"), price, quantity, min_window_seconds),
     )
+
+
+def _group_terms(value: object, price: int, quantity: int, min_window_seconds: int) -> GroupTerms | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise SaleRefused(Refusal.BAD_REQUEST, "'group' must be an object: size, window_seconds, leader_price?")
+    size = _int_field(value, "size", 2, min(MAX_SIZE, quantity))
+    window = _int_field(value, "window_seconds", min_window_seconds, MAX_WINDOW)
+    leader_price = None if value.get("leader_price") is None else _int_field(value, "leader_price", 0, price)
+    return GroupTerms(size, window * 1000, leader_price)
 
 
 def _buyers(value: object) -> str:
@@ -445,4 +522,11 @@ _MESSAGES = {
     Refusal.ORDER_CANCELLED: "This order was cancelled.",
     Refusal.SIGN_IN_REQUIRED: "Sign in to buy in this sale: it is for signed-in shoppers only.",
     Refusal.PHONE_REQUIRED: "Sign in with your phone number to buy in this sale: it is for verified phones only.",
+    Refusal.GROUP_ONLY: "This is a group buy: open a group or join one to get the group price.",
+    Refusal.NOT_A_GROUP_OFFER: "This sale is not a group buy: buy it directly.",
+    Refusal.UNKNOWN_GROUP: "We couldn't find this group.",
+    Refusal.GROUP_NOT_OPEN: "This group opens once its leader has paid: try again in a moment.",
+    Refusal.GROUP_CLOSED: "This group is closed: it filled, or its time ran out. Open a new group or join another.",
+    Refusal.GROUP_FULL: "Every place in this group is taken. Join another group or open your own.",
+    Refusal.IN_GROUP: "You're already in a group of this offer: wait until it fills or its time runs out.",
 }

@@ -41,7 +41,7 @@ from server.sales.stats import MAX_PAST_SHOWS, PAST_SHOWS
 log = logging.getLogger("livecart.sales")
 
 
-async def _merchant_sale(request: Request, roles: frozenset[Role] = STAFF) -> Sale:
+async def merchant_sale(request: Request, roles: frozenset[Role] = STAFF) -> Sale:
     """The sale in the path, which must be the merchant's (else unknown_sale: others' sales are not revealed)."""
     merchant_id = request.path_params["merchant_id"]
     require(request, merchant_id, roles)
@@ -69,7 +69,8 @@ def _sale_body(sale: Sale) -> dict[str, Any]:
 
 async def create_sale(request: Request) -> Response:
     """POST /api/merchants/{m}/rooms/{r}/sales {product_id, price, quantity, per_user_limit,
-    starts_at | countdown_seconds, duration_seconds, hold_seconds?} (admin or host)."""
+    starts_at | countdown_seconds, duration_seconds, hold_seconds?, group?} (admin or host); with `group`
+    ({size, window_seconds, leader_price?}) a group-buy offer (docs/group-buys.md)."""
     merchant_id, room_id = request.path_params["merchant_id"], request.path_params["room_id"]
     staff = require(request, merchant_id, PRESENTERS)
     node = node_of(request)
@@ -82,7 +83,10 @@ async def create_sale(request: Request) -> Response:
     if product is None:
         raise BadRequest("'product_id' must name one of this shop's products")
     card = {key: value for key, value in product.public().items() if key != "merchant_id"}
-    terms = terms_from(body, merchant_id, room_id, card, node.settings.hold_seconds, now_ms())
+    settings = node.settings
+    terms = terms_from(
+        body, merchant_id, room_id, card, settings.hold_seconds, now_ms(), settings.group_window_min_seconds
+    )
     show = await node.shows.current(room_id)
     async with node.audit.change(staff, "sale.created") as entry:
         sale = await node.sales.create(terms, None if show is None else show.id)
@@ -101,7 +105,7 @@ async def list_sales(request: Request) -> Response:
 async def end_sale(request: Request) -> Response:
     """POST /api/merchants/{m}/sales/{sale_id}/end: end it now (admin or host); holds stay payable until they expire."""
     staff = require(request, request.path_params["merchant_id"], PRESENTERS)
-    sale = await _merchant_sale(request, PRESENTERS)
+    sale = await merchant_sale(request, PRESENTERS)
     before = sale.public(sale.status(now_ms()))
     async with node_of(request).audit.change(staff, "sale.ended", f"sale:{sale.id}", before=before) as entry:
         ended = await node_of(request).sales.end(sale.id)
@@ -112,7 +116,7 @@ async def end_sale(request: Request) -> Response:
 
 async def invariant(request: Request) -> Response:
     """GET /api/merchants/{m}/sales/{sale_id}/invariant: quantity = available + held + paid, checked (staff)."""
-    sale = await _merchant_sale(request)
+    sale = await merchant_sale(request)
     audit = await node_of(request).sales.audit(sale.id)
     if audit is None:
         raise refused(Refusal.UNKNOWN_SALE)
@@ -216,12 +220,16 @@ async def purchase(request: Request) -> tuple[int, bytes]:
 
 
 async def order(request: Request) -> Response:
-    """GET /api/orders/{order_id}: the caller's own order, with its refund when it was refunded."""
+    """GET /api/orders/{order_id}: the caller's own order, with its refund when it was refunded and its group when
+    it is a group buy's."""
     identity = identify(request)
     node = node_of(request)
     found, sale_terms = await node.checkout.get(request.path_params["order_id"], identity)
-    refund = await node.refunds.get(found.id) if found.status == "paid" else None
+    refund = await node.refunds.get(found.id) if found.status in ("paid", "refunded") else None
     public = found.public(sale_terms, now_ms())
+    if found.group_id is not None:
+        group = await node.sales.group(found.group_id)
+        public["group"] = None if group is None else group.public()
     if refund is not None:
         public["refund"] = {name: refund[name] for name in ("amount", "currency", "reason", "at")}
     return ok(public)

@@ -21,7 +21,7 @@ import contextlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import orjson
 from redis.asyncio import Redis
@@ -30,6 +30,7 @@ from redis.exceptions import ResponseError
 from server import keys
 from server.protocol import now_ms
 from server.sales.changes import SaleChanges
+from server.sales.groups import BOARD_SIZE, Group, GroupTerms, sale_of_group
 from server.sales.ledger import SalesLedger
 from server.sales.records import (
     Audit,
@@ -63,12 +64,27 @@ def _sale_keys(sale_id: str) -> dict[str, str]:
         "idem": keys.sale_keys(sale_id),
         "holds": keys.sale_holds(sale_id),
         "log": keys.sale_log(sale_id),
+        "groups": keys.sale_groups(sale_id),
+        "members": keys.sale_members(sale_id),
+        "open": keys.sale_open_groups(sale_id),
+        "board": keys.sale_board(sale_id),
+        "refunds": keys.sale_refunds(sale_id),
     }
 
 
+def _group_keys(k: dict[str, str]) -> list[str]:
+    """The keys group.lua works on, in the order the scripts take them."""
+    return [k["groups"], k["members"], k["open"], k["board"]]
+
+
 def _terms_fields(terms: Terms | Sale) -> dict[str, str | int]:
-    """The sale hash's fields for what a host set (sale_create.lua adds the counters and times)."""
+    """The sale hash's fields for what a host set (sale_create.lua adds the counters and times; a group offer's
+    counters start here)."""
+    group: dict[str, str | int] = {}
+    if terms.group is not None:
+        group = {"group": terms.group.to_json(), "reserved": 0, "forming": 0, "filled": 0, "failed": 0}
     return {
+        **group,
         "merchant_id": terms.merchant_id,
         "room_id": terms.room_id,
         "product": orjson.dumps(terms.product).decode(),
@@ -78,6 +94,17 @@ def _terms_fields(terms: Terms | Sale) -> dict[str, str | int]:
         "buyers": terms.buyers,
         "hold_ms": terms.hold_ms,
     }
+
+
+@dataclass(frozen=True)
+class GroupClock:
+    """What a group clock call did, and what the sale clock needs to know next."""
+
+    failed: int  # groups failed
+    refunds: list[str]  # refunded orders claimed: their money is to go back now
+    next_window_end: int | None
+    next_refund: int | None  # when a claimed refund is due again (its claimer died), ms
+    now: int
 
 
 LogReply = list[tuple[str, list[tuple[str, dict[str, str] | None]]]] | None  # XREADGROUP's (RESP2)
@@ -107,9 +134,11 @@ class Sales:
         self._loading: dict[str, asyncio.Future[Sale | None]] = {}
         self._create = scripts.register(redis, __file__, "sale_create")
         self._reserve = scripts.register(redis, __file__, "sale_reserve")
-        self._pay = scripts.register(redis, __file__, "sale_pay")
-        self._cancel = scripts.register(redis, __file__, "sale_cancel")
-        self._release = scripts.register(redis, __file__, "sale_release")
+        self._pay = scripts.register(redis, __file__, "sale_pay", "group")
+        self._cancel = scripts.register(redis, __file__, "sale_cancel", "group")
+        self._release = scripts.register(redis, __file__, "sale_release", "group")
+        self._group_reserve = scripts.register(redis, __file__, "group_reserve", "group")
+        self._group_clock = scripts.register(redis, __file__, "group_clock", "group")
         self._end = scripts.register(redis, __file__, "sale_end")
         self._announce = scripts.register(redis, __file__, "sale_announce")
         self._stock = scripts.register(redis, __file__, "sale_stock")
@@ -243,11 +272,53 @@ class Sales:
             return Outcome(order, sale, now)
         raise refusal(verdict, sale, available, now)
 
+    async def reserve_group(
+        self,
+        sale_id: str,
+        user_id: str,
+        name: str,
+        key: str,
+        group_id: str | None = None,
+        admit: Callable[[Sale], None] | None = None,
+    ) -> Outcome:
+        """Open a group of the offer (`group_id` None: the buyer leads a new one) or join the open group `group_id`:
+        a one-unit hold at the group's price; or the key's earlier order. `name` is shown to the room."""
+        sale, k = await self.terms(sale_id)
+        if admit is not None:
+            admit(sale)
+        order_id = f"{sale_id}.{secrets.token_hex(6)}"
+        mode, group = ("open", f"{sale_id}.g{secrets.token_hex(5)}") if group_id is None else ("join", group_id)
+        verdict, raw, now, found = await self.batcher.call(
+            self._group_reserve,
+            [k["sale"], k["orders"], k["users"], k["idem"], k["holds"], k["log"], *_group_keys(k)],
+            [user_id, key, order_id, mode, group, name],
+        )
+        if verdict == "held":
+            self.changes.stock_changed(sale_id, sale.room_id)
+            self.changes.group_changed(sale_id, sale.room_id, found)
+            return Outcome(Order.from_json(raw), sale, now, created=True, group=found)
+        if verdict == "unknown_sale":  # we know its terms: it ended and left Redis; the key may have an order
+            order = await self.ledger.order_by_key(sale_id, user_id, key)
+            if order is None:
+                raise refused(Refusal.ENDED if mode == "open" else Refusal.GROUP_CLOSED)
+            verdict, raw = "existing", order.to_json()
+        if verdict == "existing":
+            order = Order.from_json(raw)
+            if order.group_id is None or (group_id is not None and order.group_id != group_id):
+                raise SaleRefused(
+                    Refusal.IDEMPOTENCY_KEY,
+                    "This Idempotency-Key was already used for another purchase; use a new key.",
+                )
+            return Outcome(order, sale, now)
+        raise refusal(verdict, sale, 0, now)
+
     async def pay(self, order_id: str, user_id: str, payment_ref: str, payment_key: str) -> Outcome:
         """Mark the user's held order paid (final), unless its hold expired; idempotent per payment key."""
         sale, k = await self._order_terms(order_id)
-        verdict, raw, now = await self.batcher.call(
-            self._pay, [k["sale"], k["orders"], k["holds"], k["log"]], [order_id, user_id, payment_ref, payment_key]
+        verdict, raw, now, group = await self.batcher.call(
+            self._pay,
+            [k["sale"], k["orders"], k["holds"], k["log"], *_group_keys(k)],
+            [order_id, user_id, payment_ref, payment_key],
         )
         if verdict == "unknown_order":
             await self._archived(order_id, user_id)
@@ -257,13 +328,17 @@ class Sales:
         if order.paid_at == now:  # paid by this call (a replay has an older paid_at)
             self.changes.stock_changed(sale.id, sale.room_id)
             self.changes.bought(sale.id, order.quantity)
-        return Outcome(order, sale, now)
+            if group:
+                self.changes.group_changed(sale.id, sale.room_id, group)
+        return Outcome(order, sale, now, group=group or None)
 
     async def cancel(self, order_id: str, user_id: str) -> Outcome:
         """The buyer gives up a held order: its units go back on sale. Cancelling twice is fine."""
         sale, k = await self._order_terms(order_id)
-        verdict, raw, now = await self.batcher.call(
-            self._cancel, [k["sale"], k["orders"], k["users"], k["holds"], k["log"]], [order_id, user_id]
+        verdict, raw, now, group = await self.batcher.call(
+            self._cancel,
+            [k["sale"], k["orders"], k["users"], k["holds"], k["log"], *_group_keys(k)],
+            [order_id, user_id],
         )
         if verdict == "unknown_order":
             order = await self._archived(order_id, user_id)
@@ -271,7 +346,9 @@ class Sales:
         if verdict != "cancelled":
             raise refusal(verdict, sale, 0, now)
         self.changes.stock_changed(sale.id, sale.room_id)
-        return Outcome(Order.from_json(raw), sale, now)
+        if group:
+            self.changes.group_changed(sale.id, sale.room_id, group)
+        return Outcome(Order.from_json(raw), sale, now, group=group or None)
 
     async def _archived(self, order_id: str, user_id: str) -> Order:
         """An order Redis does not have: its sale left Redis, so the record's (final) order if it is the user's
@@ -282,7 +359,8 @@ class Sales:
         if order.user_id != user_id:
             raise refused(Refusal.NOT_YOUR_ORDER)
         if order.status != "cancelled":
-            raise refused({"paid": Refusal.ALREADY_PAID}.get(order.status, Refusal.HOLD_EXPIRED))
+            already = {"paid": Refusal.ALREADY_PAID, "refunded": Refusal.ALREADY_PAID}
+            raise refused(already.get(order.status, Refusal.HOLD_EXPIRED))
         return order
 
     async def order(self, order_id: str) -> tuple[Order, Sale]:
@@ -403,7 +481,11 @@ class Sales:
         k = _sale_keys(sale_id)
         done = int(
             await self._archive(
-                keys=[k["sale"], k["orders"], k["users"], k["idem"], k["holds"], k["log"]], args=[grace_ms]
+                keys=[
+                    *(k[name] for name in ("sale", "orders", "users", "idem", "holds", "log")),
+                    *(k[name] for name in ("groups", "members", "board", "open", "refunds")),
+                ],
+                args=[grace_ms],
             )
         )
         if done:
@@ -452,15 +534,85 @@ class Sales:
         """Put the units of expired holds back on sale (each exactly once); None when the sale is gone."""
         k = _sale_keys(sale_id)
         reply = await self._release(
-            keys=[k["sale"], k["orders"], k["users"], k["holds"], k["log"]], args=[RELEASE_BATCH]
+            keys=[k["sale"], k["orders"], k["users"], k["holds"], k["log"], *_group_keys(k)], args=[RELEASE_BATCH]
         )
         if not reply:
             return None
-        count, next_hold, now, starts_at, ends_at, announced = reply
+        count, next_hold, now, starts_at, ends_at, announced, groups = reply
         if count:
             sale, _ = await self.terms(sale_id)
             self.changes.stock_changed(sale_id, sale.room_id)
+            for group in groups:
+                self.changes.group_changed(sale_id, sale.room_id, group)
         return Released(count, next_hold if next_hold >= 0 else None, now, starts_at, ends_at, announced)
+
+    async def clock_groups(self, sale_id: str, limit: int, lease_ms: int) -> GroupClock | None:
+        """Fail the offer's groups whose window passed (each exactly once) and claim the refunds due (for `lease_ms`);
+        None when the offer is gone."""
+        k = _sale_keys(sale_id)
+        reply = await self._group_clock(
+            keys=[k["sale"], k["orders"], k["users"], k["holds"], k["log"], *_group_keys(k), k["refunds"]],
+            args=[limit, lease_ms],
+        )
+        if not reply:
+            return None
+        failed, claimed, next_end, next_refund, now = reply
+        if failed:
+            sale, _ = await self.terms(sale_id)
+            self.changes.stock_changed(sale_id, sale.room_id)
+            for group in failed:
+                self.changes.group_changed(sale_id, sale.room_id, group)
+        return GroupClock(
+            len(failed),
+            list(claimed),
+            None if next_end < 0 else next_end,
+            None if next_refund < 0 else next_refund,
+            now,
+        )
+
+    async def refund_done(self, order_id: str) -> None:
+        """A failed group's order has its money back (its refund row is written): off the offer's queue."""
+        await self.redis.zrem(keys.sale_refunds(sale_of_order(order_id)), order_id)
+
+    async def board(self, sale_id: str) -> dict[str, Any]:
+        """The offer's board: its open groups closest to filling first (at most BOARD_SIZE) and its counts."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrange(keys.sale_board(sale_id), 0, BOARD_SIZE - 1)
+            pipe.hmget(keys.sale(sale_id), ["version", "forming", "filled", "failed", "reserved"])
+            ids, counters = await pipe.execute()
+        raws = cast(list[str | None], await self.redis.hmget(keys.sale_groups(sale_id), ids)) if ids else []
+        version, forming, filled, failed, reserved = (int(value or 0) for value in counters)
+        return {
+            "sale_id": sale_id,
+            "version": version,
+            "open": [Group.from_json(raw).public() for raw in raws if raw is not None],
+            "forming": forming,
+            "filled": filled,
+            "failed": failed,
+            "reserved": reserved,
+        }
+
+    async def group(self, group_id: str) -> Group | None:
+        """One group as it is now (from the record once its offer left Redis)."""
+        sale_id = sale_of_group(group_id)
+        if sale_id is None:
+            return None
+        raw = await self.redis.hget(keys.sale_groups(sale_id), group_id)
+        if raw is not None:
+            return Group.from_json(raw)
+        if await self.redis.exists(keys.sale(sale_id)):
+            return None
+        return await self.ledger.group(group_id)
+
+    async def groups(self, sale_id: str) -> list[Group]:
+        """Every group of the offer, newest first (from the record once it left Redis)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hvals(keys.sale_groups(sale_id))
+            pipe.exists(keys.sale(sale_id))
+            raws, live = await pipe.execute()
+        if not live:
+            return await self.ledger.groups(sale_id)
+        return sorted((Group.from_json(raw) for raw in raws), key=lambda group: (-group.created_at, group.id))
 
     async def due(self, limit: int) -> list[str]:
         """Sales whose next moment (start, end, a hold expiring) has come, by the clock of this process."""
@@ -512,14 +664,18 @@ class Sales:
         """The invariant, checked: counters and a recount of orders and per-user units, in one transaction
         (an archived sale's from the record)."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hmget(keys.sale(sale_id), ["quantity", "available", "held", "paid", "per_user_limit"])
+            pipe.hmget(
+                keys.sale(sale_id), ["quantity", "available", "held", "paid", "per_user_limit", "reserved", "group"]
+            )
             pipe.hvals(keys.sale_orders(sale_id))
             pipe.hvals(keys.sale_users(sale_id))
-            counters, raws, users = await pipe.execute()
+            pipe.hvals(keys.sale_groups(sale_id))
+            counters, raws, users, groups = await pipe.execute()
         if counters[0] is None:
             return await self.ledger.audit(sale_id)
         orders = [Order.from_json(raw) for raw in raws]
         units = [int(value) for value in users]
+        terms = None if counters[6] is None else GroupTerms.from_json(counters[6])
         return Audit(
             quantity=int(counters[0]),
             available=int(counters[1]),
@@ -530,4 +686,7 @@ class Sales:
             users_units=sum(units),
             max_user_units=max(units, default=0),
             per_user_limit=int(counters[4]),
+            reserved=int(counters[5] or 0),
+            group_size=0 if terms is None else terms.size,
+            max_group_members=max((len(Group.from_json(raw).members) for raw in groups), default=0),
         )

@@ -21,6 +21,8 @@ export const Event = Object.freeze({
   SALE_TOAST: "sale.toast",
   SHARERS: "sharers",
   EARNINGS: "earnings",
+  GROUPS: "groups",
+  GROUP: "group",
 });
 
 /** A sale's lifecycle, in order: each event carries the whole public sale in `sale`. */
@@ -57,10 +59,13 @@ export const LATEST_VALUE_KEYS = Object.freeze({
   [Event.SALE_TOAST]: "sale_id",
   [Event.SHARERS]: null,
   [Event.EARNINGS]: "merchant_id",
+  [Event.GROUPS]: "sale_id",
+  [Event.GROUP]: "id",
 });
 
-/** Latest-value events addressed to one user: only that user's sockets get them (docs/referrals.md). */
-export const PRIVATE_EVENTS = new Set([Event.EARNINGS]);
+/** Latest-value events addressed to one user: only that user's sockets get them (docs/referrals.md,
+ * docs/group-buys.md). */
+export const PRIVATE_EVENTS = new Set([Event.EARNINGS, Event.GROUP]);
 
 /** Client -> server commands (docs/protocol.md, "Client -> server"). */
 /** The first frame a client sends on a room socket: {type: AUTH, token}. A token never goes in the URL. */

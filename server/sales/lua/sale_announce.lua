@@ -1,7 +1,7 @@
 -- Claim, or confirm, telling the room about the sale's next step, so one process tells it (at least once).
--- Steps, in order: 0 created, 1 started, 2 sold out (every unit paid), 3 ended. A step whose moment
+-- Steps, in order: 0 created, 1 started, 2 sold out (every unit paid; none held or reserved for a group), 3 ended. A step whose moment
 -- passed unannounced is skipped when a later one is due (a sale that ended is not announced started).
--- KEYS[1] - sale hash (sale:{id}): starts_at, ends_at, available, held, announced, announcing
+-- KEYS[1] - sale hash (sale:{id}): starts_at, ends_at, available, held, announced, announcing, reserved
 -- ARGV[1] - "claim" or "done"
 -- ARGV[2] - claimer token (claim and done)
 -- ARGV[3] - claim: lease ms; done: the step announced
@@ -9,7 +9,8 @@
 -- 1 (done).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local sale = redis.call('HMGET', KEYS[1], 'starts_at', 'ends_at', 'available', 'held', 'announced', 'announcing')
+local sale = redis.call('HMGET', KEYS[1], 'starts_at', 'ends_at', 'available', 'held', 'announced', 'announcing',
+  'reserved')
 if not sale[1] then
   return -1
 end
@@ -32,7 +33,7 @@ if announced < 0 then
   step = 0
 elseif announced < 1 and now >= starts and now < ends then
   step = 1
-elseif announced == 1 and tonumber(sale[3]) == 0 and tonumber(sale[4]) == 0 then
+elseif announced == 1 and tonumber(sale[3]) == 0 and tonumber(sale[4]) == 0 and tonumber(sale[7] or '0') == 0 then
   step = 2
 elseif announced < 3 and now >= ends then
   step = 3

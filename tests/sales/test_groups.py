@@ -1,0 +1,381 @@
+"""Group buys (docs/group-buys.md) against real Redis, PostgreSQL and server processes: groups fill and fail, every
+member's own order is refunded exactly once, expired holds free their slots, retries are idempotent, and no group
+ever has more than N members or an offer more units out than it has, whatever the concurrency."""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from loadtests.support.server import ServerProcess
+from server.sales.payments import SLOW_REFUND_CARD
+from tests.conftest import Shop, make_shop, member, start_server
+from tests.sale_helpers import GOOD_CARD, assert_error, auth, create_sale, pay, query, wait_until
+from tests.timing import seconds
+
+GROUP_DB = "?db=7"  # the group tests' own Redis keyspace: only their servers' clocks visit their offers
+
+
+@pytest.fixture(scope="module")
+def group_stores(stores: dict[str, str]) -> dict[str, str]:
+    """The session's stores, on a Redis keyspace of the group tests' own, with windows and leases short."""
+    return {
+        **stores,
+        "REDIS_URL": stores["REDIS_URL"] + GROUP_DB,
+        "GROUP_WINDOW_MIN_SECONDS": "1",
+        "GROUP_REFUND_LEASE_MS": str(int(seconds(1) * 1000)),
+        "SALE_CLOCK_MS": "50",
+    }
+
+
+@pytest.fixture(scope="module")
+def servers(group_stores: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[ServerProcess]]:
+    """Two server processes on the group tests' stores."""
+    started = [start_server(tmp_path_factory.mktemp(f"groups{n}"), group_stores) for n in range(2)]
+    yield started
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def shop(servers: list[ServerProcess], group_stores: dict[str, str]) -> Shop:
+    return make_shop(servers[0].base_url, servers[0].ws_url, group_stores["REDIS_URL"])
+
+
+class Buyer:
+    def __init__(self, name: str = "Fan") -> None:
+        self.user_id = "u_" + secrets.token_hex(6)
+        self.name = name
+        self.token = member(self.user_id, name)
+
+
+def offer(shop: Shop, size: int = 3, window: int = 600, base_url: str | None = None, **terms: Any) -> dict[str, Any]:
+    group = {"size": size, "window_seconds": window, **terms.pop("group", {})}
+    return create_sale(shop, base_url, price=700, group=group, **terms)
+
+
+def open_group(url: str, buyer: Buyer, sale_id: str, key: str | None = None) -> httpx.Response:
+    return httpx.post(
+        f"{url}/api/sales/{sale_id}/groups",
+        headers={**auth(buyer.token), "Idempotency-Key": key or secrets.token_hex(8)},
+        timeout=seconds(10),
+    )
+
+
+def join(url: str, buyer: Buyer, group_id: str, key: str | None = None) -> httpx.Response:
+    sale_id = group_id.partition(".")[0]
+    return httpx.post(
+        f"{url}/api/sales/{sale_id}/groups/{group_id}/join",
+        headers={**auth(buyer.token), "Idempotency-Key": key or secrets.token_hex(8)},
+        timeout=seconds(10),
+    )
+
+
+def held(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    assert body["status"] == "held" and body["group_id"] == body["group"]["id"]
+    return body
+
+
+def paid(url: str, buyer: Buyer, order_id: str, card: str = GOOD_CARD) -> dict[str, Any]:
+    response = pay(url, buyer.token, order_id, card)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert body["status"] == "paid"
+    return body
+
+
+def group_of(url: str, group_id: str) -> dict[str, Any]:
+    response = httpx.get(f"{url}/api/groups/{group_id}", timeout=seconds(10))
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def order_of(url: str, buyer: Buyer, order_id: str) -> dict[str, Any]:
+    response = httpx.get(f"{url}/api/orders/{order_id}", headers=auth(buyer.token), timeout=seconds(10))
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def audit(shop: Shop, sale_id: str) -> dict[str, Any]:
+    response = httpx.get(
+        f"{shop.base_url}/api/merchants/{shop.merchant_id}/sales/{sale_id}/invariant", headers=auth(shop.admin)
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert body["ok"], body
+    assert body["quantity"] == body["available"] + body["reserved"] + body["held"] + body["paid"]
+    assert body["max_group_members"] <= body["group_size"]
+    return body
+
+
+def lead(url: str, sale_id: str, name: str = "Leader", card: str = GOOD_CARD) -> tuple[Buyer, dict[str, Any]]:
+    """A leader opens a group and pays: the group is open. The leader and their paid order (with the group)."""
+    leader = Buyer(name)
+    order = held(open_group(url, leader, sale_id))
+    paid(url, leader, order["order_id"], card)
+    return leader, order
+
+
+def test_a_group_fills_when_its_last_member_pays(shop: Shop, servers: list[ServerProcess], database_url: str) -> None:
+    """Opening holds the leader's unit (at the leader's price) and reserves N-1; the group opens when the leader pays,
+    joiners take reserved units, and the N-th payment fills it: every order paid, nothing reserved, the record has
+    the group and each member's own price."""
+    url, other = servers[0].base_url, servers[1].base_url
+    sale = offer(shop, quantity=9, group={"leader_price": 500})
+    assert sale["group"] == {"size": 3, "window_seconds": 600, "leader_price": 500}
+    leader = Buyer("Ana")
+    opened = held(open_group(url, leader, sale["id"]))
+    assert opened["unit_price"] == 500 and opened["group"]["state"] == "pending"
+    assert audit(shop, sale["id"])["reserved"] == 2
+    assert_error(join(url, Buyer(), opened["group_id"]), 409, "group_not_open")
+    paid(url, leader, opened["order_id"])
+    group = group_of(other, opened["group_id"])
+    assert group["state"] == "open" and group["joined"] == 1 and group["expires_at"] > group["opened_at"]
+    board = httpx.get(f"{other}/api/sales/{sale['id']}/groups").json()
+    assert [item["id"] for item in board["open"]] == [opened["group_id"]] and board["forming"] == 1
+    bo, cy = Buyer("Bo"), Buyer("Cy")
+    second = held(join(other, bo, opened["group_id"]))
+    third = held(join(url, cy, opened["group_id"]))
+    assert second["unit_price"] == 700 and third["group"]["joined"] == 3
+    assert_error(join(url, Buyer(), opened["group_id"]), 409, "group_full")
+    paid(other, bo, second["order_id"])
+    assert group_of(url, opened["group_id"])["state"] == "open"
+    paid(url, cy, third["order_id"])
+    group = group_of(other, opened["group_id"])
+    assert group["state"] == "filled" and group["paid"] == 3
+    assert [member["name"] for member in group["members"]] == ["Ana", "Bo", "Cy"]
+    numbers = audit(shop, sale["id"])
+    assert (numbers["paid"], numbers["reserved"], numbers["held"], numbers["available"]) == (3, 0, 0, 6)
+    wait_until(
+        lambda: (
+            query(database_url, "SELECT state FROM group_buys WHERE group_id = $1", opened["group_id"])
+            == [{"state": "filled"}]
+        )
+    )
+    rows = query(database_url, "SELECT unit_price, status FROM orders WHERE group_id = $1 ORDER BY created_at",
+                 opened["group_id"])  # fmt: skip
+    assert rows == [{"unit_price": 500, "status": "paid"}, {"unit_price": 700, "status": "paid"},
+                    {"unit_price": 700, "status": "paid"}]  # fmt: skip
+    amounts = query(database_url, "SELECT amount FROM payments WHERE order_id = $1 AND kind = 'capture'",
+                    opened["order_id"])  # fmt: skip
+    assert amounts == [{"amount": 500}]
+
+
+def test_a_group_that_does_not_fill_refunds_each_member_once(
+    shop: Shop, servers: list[ServerProcess], database_url: str
+) -> None:
+    """When the window ends with the group short, each paid member's own order is refunded once (the sandbox's book
+    and the payments show one refund each), a held member's hold expires, and every unit is back on sale."""
+    url = servers[0].base_url
+    sale = offer(shop, quantity=6, window=2)
+    leader, opened = lead(url, sale["id"])
+    joiner, waiter = Buyer("Bo"), Buyer("Cy")
+    second = held(join(url, joiner, opened["group_id"]))
+    paid(url, joiner, second["order_id"])
+    third = held(join(url, waiter, opened["group_id"]))  # never pays
+    wait_until(lambda: group_of(url, opened["group_id"])["state"] == "failed", timeout=10)
+    for buyer, order_id in ((leader, opened["order_id"]), (joiner, second["order_id"])):
+        wait_until(lambda: "refund" in order_of(url, buyer, order_id), timeout=10)  # noqa: B023
+        order = order_of(url, buyer, order_id)
+        assert order["status"] == "refunded"
+        assert order["refund"]["amount"] == 700 and order["refund"]["reason"] == "group did not fill"
+    assert order_of(url, waiter, third["order_id"])["status"] == "expired"
+    assert_error(pay(url, waiter.token, third["order_id"]), 409, "hold_expired")
+    refunds = query(database_url, "SELECT order_id, count(*) AS n FROM payments WHERE kind = 'refund'"
+                    " AND order_id = ANY($1) GROUP BY order_id", [opened["order_id"], second["order_id"]])  # fmt: skip
+    assert sorted(row["n"] for row in refunds) == [1, 1]
+    book = query(database_url, "SELECT state FROM sandbox_authorizations WHERE reference = ANY($1)",
+                 [opened["order_id"], second["order_id"]])  # fmt: skip
+    assert [row["state"] for row in book] == ["refunded", "refunded"]
+    numbers = audit(shop, sale["id"])
+    assert (numbers["available"], numbers["reserved"], numbers["held"], numbers["paid"]) == (6, 0, 0, 0)
+    # The buyers may buy again: their limit came back with their units.
+    assert held(open_group(url, leader, sale["id"]))["group"]["state"] == "pending"
+
+
+def test_expired_holds_free_their_slots_and_a_leader_who_never_pays_cancels_the_group(
+    shop: Shop, servers: list[ServerProcess]
+) -> None:
+    """A joiner whose hold expires frees the slot for the next one (its unit back in the group's reserve); a leader
+    whose hold expires before paying takes the pending group with them (its N units back on sale)."""
+    url = servers[1].base_url
+    sale = offer(shop, quantity=6, hold_seconds=1)
+    _, opened = lead(url, sale["id"])
+    late = Buyer("Late")
+    slot = held(join(url, late, opened["group_id"]))
+    payer = Buyer("Payer")
+    paid(url, payer, held(join(url, payer, opened["group_id"]))["order_id"])
+    assert_error(join(url, Buyer(), opened["group_id"]), 409, "group_full")
+    wait_until(lambda: order_of(url, late, slot["order_id"])["status"] == "expired", timeout=10)
+    assert group_of(url, opened["group_id"])["joined"] == 2
+    last = Buyer("Last")
+    taken = held(join(url, last, opened["group_id"]))
+    assert taken["group"]["joined"] == 3
+    paid(url, last, taken["order_id"])
+    assert group_of(url, opened["group_id"])["state"] == "filled"
+    ghost = Buyer("Ghost")
+    pending = held(open_group(url, ghost, sale["id"]))
+    assert audit(shop, sale["id"])["reserved"] == 2
+    wait_until(lambda: group_of(url, pending["group_id"])["state"] == "cancelled", timeout=10)
+    numbers = audit(shop, sale["id"])
+    assert numbers["reserved"] == 0 and numbers["available"] == 3
+
+
+def test_retries_are_idempotent_and_one_forming_group_at_a_time(shop: Shop, servers: list[ServerProcess]) -> None:
+    """The same Idempotency-Key returns the same order on either process and moves nothing twice; a buyer in a
+    forming group can neither open nor join another; a plain purchase of an offer, a group of a flash sale, a group
+    id of another offer and a cancelled group's join are refused with their codes."""
+    url, other = servers[0].base_url, servers[1].base_url
+    sale = offer(shop, quantity=9, per_user_limit=3)
+    leader = Buyer()
+    first = open_group(url, leader, sale["id"], key="open-1")
+    again = open_group(other, leader, sale["id"], key="open-1")
+    assert first.status_code == 201 and again.status_code == 200
+    assert again.json()["order_id"] == first.json()["order_id"]
+    assert audit(shop, sale["id"])["reserved"] == 2
+    message = assert_error(open_group(url, leader, sale["id"]), 409, "in_group")
+    assert "already" in message
+    paid(url, leader, first.json()["order_id"])
+    friend = Buyer()
+    joined = join(url, friend, first.json()["group_id"], key="join-1")
+    rejoined = join(other, friend, first.json()["group_id"], key="join-1")
+    assert joined.status_code == 201 and rejoined.status_code == 200
+    assert rejoined.json()["order_id"] == joined.json()["order_id"]
+    assert group_of(url, first.json()["group_id"])["joined"] == 2
+    assert_error(join(url, friend, first.json()["group_id"]), 409, "in_group")
+    _, another = lead(url, sale["id"])
+    assert_error(join(url, leader, another["group_id"], key="open-1"), 400, "idempotency_key")
+    purchase = httpx.post(
+        f"{url}/api/sales/{sale['id']}/purchases", json={}, headers={**auth(friend.token), "Idempotency-Key": "p1"}
+    )
+    assert_error(purchase, 409, "group_only")
+    flash = create_sale(shop, quantity=5)
+    assert_error(open_group(url, Buyer(), flash["id"]), 409, "not_a_group_offer")
+    other_offer = offer(shop, quantity=3)
+    wrong = httpx.post(
+        f"{url}/api/sales/{other_offer['id']}/groups/{first.json()['group_id']}/join",
+        headers={**auth(friend.token), "Idempotency-Key": "x"},
+    )
+    assert_error(wrong, 404, "unknown_group")
+    assert_error(join(url, Buyer(), f"{sale['id']}.g0000000000"), 404, "unknown_group")
+    assert httpx.get(f"{url}/api/groups/nonsense").status_code == 404
+    guest = httpx.post(f"{url}/api/guest").json()["token"]
+    refused = httpx.post(
+        f"{url}/api/sales/{sale['id']}/groups", headers={**auth(guest), "Idempotency-Key": "g1"}, timeout=seconds(10)
+    )
+    assert_error(refused, 403, "sign_in_required")
+    audit(shop, sale["id"])
+
+
+def test_offer_terms_are_checked(shop: Shop) -> None:
+    """A group of fewer than 2, a window outside its bounds, a leader's price above the group price, a group bigger
+    than the stock: each is 400 and makes nothing."""
+    for group in (
+        {"size": 1, "window_seconds": 600},
+        {"size": 3, "window_seconds": 0},
+        {"size": 3, "window_seconds": 90_000},
+        {"size": 3, "window_seconds": 600, "leader_price": 800},
+        {"size": 20, "window_seconds": 600},
+        "three",
+    ):
+        response = httpx.post(
+            f"{shop.base_url}/api/merchants/{shop.merchant_id}/rooms/{shop.room_id}/sales",
+            json={"product_id": shop.products[0], "price": 700, "quantity": 10, "starts_at": int(time.time() * 1000),
+                  "duration_seconds": 600, "group": group},
+            headers=auth(shop.host),
+        )  # fmt: skip
+        assert_error(response, 400, "bad_request")
+
+
+def test_300_buyers_racing_never_overfill_a_group_or_oversell(
+    shop: Shop, servers: list[ServerProcess], database_url: str
+) -> None:
+    """300 buyers race to join 40 open groups of 3 (80 places) across two processes, paying at once: no group has
+    more than 3 members, exactly 80 joins succeed, the invariant holds, and the record agrees."""
+    urls = [process.base_url for process in servers]
+    sale = offer(shop, quantity=120, per_user_limit=1)
+    groups = [lead(urls[n % 2], sale["id"], f"L{n}")[1]["group_id"] for n in range(40)]
+    buyers = [Buyer(f"B{n}") for n in range(300)]
+
+    def attempt(n: int) -> str:
+        buyer, url = buyers[n], urls[n % 2]
+        for offset in range(3):  # a buyer refused a full group tries the next
+            response = join(url, buyer, groups[(n + offset * 7) % len(groups)])
+            if response.status_code == 201:
+                paid(url, buyer, response.json()["order_id"])
+                return "joined"
+            code = response.json()["error"]["code"]
+            assert code in ("group_full", "group_closed"), response.text
+        return "refused"
+
+    with ThreadPoolExecutor(32) as pool:
+        outcomes = Counter(pool.map(attempt, range(300)))
+    states = [group_of(urls[0], group_id) for group_id in groups]
+    assert max(group["joined"] for group in states) == 3
+    filled = sum(group["state"] == "filled" for group in states)
+    assert outcomes["joined"] == 2 * filled and filled <= 40
+    numbers = audit(shop, sale["id"])
+    assert numbers["paid"] == 40 + outcomes["joined"]
+    assert numbers["available"] + numbers["reserved"] == 120 - numbers["paid"]
+    wait_until(
+        lambda: query(database_url, "SELECT count(*) AS n FROM group_buys WHERE sale_id = $1 AND state = 'filled'",
+                      sale["id"]) == [{"n": filled}], timeout=10)  # fmt: skip
+    biggest = query(database_url, "SELECT max(jsonb_array_length(members)) AS n FROM group_buys WHERE sale_id = $1",
+                    sale["id"])  # fmt: skip
+    assert biggest == [{"n": 3}]
+
+
+def test_a_refunder_killed_midway_leaves_the_refund_to_another_process(
+    group_stores: dict[str, str], tmp_path: Path, database_url: str
+) -> None:
+    """The process that claimed a failed group's refunds is killed while the gateway is refunding (a slow refund);
+    once its claim lapses another process makes each refund, and each member is refunded exactly once."""
+    stores = {**group_stores, "SANDBOX_SLOW_CARD_MS": str(int(seconds(3) * 1000)),
+              "REDIS_URL": group_stores["REDIS_URL"].replace(GROUP_DB, "?db=8")}  # fmt: skip
+    for name in ("first", "second"):
+        (tmp_path / name).mkdir()
+    first = start_server(tmp_path / "first", stores)
+    try:
+        shop = make_shop(first.base_url, first.ws_url, stores["REDIS_URL"])
+        sale = offer(shop, quantity=6, window=2, base_url=first.base_url)
+        _, opened = lead(first.base_url, sale["id"], card=SLOW_REFUND_CARD)
+        joiner = Buyer()
+        second = held(join(first.base_url, joiner, opened["group_id"]))
+        paid(first.base_url, joiner, second["order_id"], SLOW_REFUND_CARD)
+        orders = [opened["order_id"], second["order_id"]]
+        wait_until(lambda: group_of(first.base_url, opened["group_id"])["state"] == "failed", timeout=10)
+        # The only process claimed the refunds and is inside the gateway's slow refund: kill it there.
+        book = query(database_url, "SELECT state FROM sandbox_authorizations WHERE reference = ANY($1)", orders)
+        assert [row["state"] for row in book] == ["captured", "captured"]
+        first.stop(signal.SIGKILL)
+    finally:
+        first.stop()
+    assert query(database_url, "SELECT * FROM refunds WHERE order_id = ANY($1)", orders) == []
+    second_process = start_server(tmp_path / "second", stores)
+    try:
+        wait_until(
+            lambda: len(query(database_url, "SELECT 1 FROM refunds WHERE order_id = ANY($1)", orders)) == 2,
+            timeout=20,
+        )
+        rows = query(database_url, "SELECT kind, count(*) AS n FROM payments WHERE order_id = ANY($1)"
+                     " GROUP BY kind ORDER BY kind", orders)  # fmt: skip
+        assert rows == [
+            {"kind": "authorization", "n": 2},
+            {"kind": "capture", "n": 2},
+            {"kind": "refund", "n": 2},
+        ]
+        book = query(database_url, "SELECT state FROM sandbox_authorizations WHERE reference = ANY($1)", orders)
+        assert [row["state"] for row in book] == ["refunded", "refunded"]
+    finally:
+        second_process.stop()
