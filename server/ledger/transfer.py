@@ -70,6 +70,7 @@ TABLES = (
         "sale_id IN (SELECT sale_id FROM sales WHERE merchant_id = $1)",
         "order_id, version",
     ),
+    Table("group_buy", "group_buys", "merchant_id = $1", "group_id"),
     Table("payment", "payments", "merchant_id = $1", "payment_id"),
     Table(
         "sandbox_authorization",

@@ -467,7 +467,7 @@ def _order(row: Record) -> Order:
         payment_key=row["payment_key"],
         version=row["version"],
         group_id=row["group_id"],
-        price=row["unit_price"],
+        price=row["unit_price"] if row["group_id"] is not None else None,  # as the scripts keep it: group orders'
     )
 
 

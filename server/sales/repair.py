@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from server.errors import Conflict
 from server.protocol import now_ms
 from server.sales.payments import PaymentProvider
 from server.sales.records import Audit, Order, Refusal, refused
@@ -24,6 +25,11 @@ async def repair_sale(sales: Sales, provider: PaymentProvider, sale_id: str) -> 
     sale = await sales.ledger.sale(sale_id)
     if sale is None:
         raise refused(Refusal.UNKNOWN_SALE)
+    if sale.group is not None:
+        raise Conflict(
+            "repair-sale rebuilds flash sales; a group-buy offer's groups are not rebuilt yet (docs/group-buys.md)",
+            "not_repairable",
+        )
     orders: list[Order] = []
     changed: list[tuple[str, Order]] = []
     for order in await sales.ledger.orders(sale_id):

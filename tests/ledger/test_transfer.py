@@ -40,6 +40,7 @@ MERCHANT_ROWS = {
     "refunds": "merchant_id = $1",
     "commissions": "merchant_id = $1",
     "payouts": "merchant_id = $1",
+    "group_buys": "merchant_id = $1",
     "sandbox_payouts": "payout_id IN (SELECT payout_id FROM payouts WHERE merchant_id = $1)",
 }
 
@@ -150,15 +151,29 @@ def share_and_earn(shop: Shop, database_url: str) -> None:
                == "paid")  # fmt: skip
 
 
+def group_buy(shop: Shop, database_url: str) -> None:
+    """Two members fill a group of a group-buy offer (the leader at the leader's price)."""
+    sale = create_sale(shop, quantity=4, price=500, group={"size": 2, "window_seconds": 900, "leader_price": 400})
+    group_id = None
+    for person in (Person("Lead"), Person("Bo")):
+        path = f"/api/sales/{sale['id']}/groups" + (f"/{group_id}/join" if group_id else "")
+        held = httpx.post(f"{shop.base_url}{path}", headers={**auth(person.token), "Idempotency-Key": "g"})
+        assert held.status_code == 201, held.text
+        group_id = held.json()["group_id"]
+        assert pay(shop.base_url, person.token, held.json()["order_id"]).status_code == 200
+    wait_until(lambda: query(database_url, "SELECT state FROM group_buys WHERE group_id = $1", group_id)
+               == [{"state": "filled"}])  # fmt: skip
+
+
 @pytest.mark.anyio
 async def test_a_merchant_round_trips_through_export_and_import(
     shop: Shop, database_url: str, redis_url: str, target: dict[str, str], tmp_path: Path
 ) -> None:
     """A shop with products, a block list, a live room with a show, a sale with paid, cancelled and held orders,
     payments, share-and-earn records (programme, rule, link, visits, bindings, commissions, a refund, a paid
-    withdrawal) and audit entries is exported, imported into an empty install, and exported again: the two files are
-    the same line for line (but the export time); the target has every row and the merchant; the id sequences
-    are past the imported ids."""
+    withdrawal), a filled group of a group-buy offer and audit entries is exported, imported into an empty install,
+    and exported again: the two files are the same line for line (but the export time); the target has every row
+    and the merchant; the id sequences are past the imported ids."""
     await stage_a_show(shop)
     httpx.put(
         f"{shop.base_url}/api/merchants/{shop.merchant_id}/blocklist",
@@ -167,6 +182,7 @@ async def test_a_merchant_round_trips_through_export_and_import(
     ).raise_for_status()
     await asyncio.to_thread(sell, shop, database_url)
     await asyncio.to_thread(share_and_earn, shop, database_url)
+    await asyncio.to_thread(group_buy, shop, database_url)
     httpx.put(f"{shop.base_url}/api/merchants/{shop.merchant_id}/referrals/rules/product/p1",
               json={"level1": {"fixed": 10}}, headers=auth(shop.admin)).raise_for_status()  # fmt: skip
     source = {"REDIS_URL": redis_url, "DATABASE_URL": database_url}

@@ -18,7 +18,8 @@ import pytest
 
 from loadtests.support.server import ServerProcess
 from server.sales.payments import SLOW_REFUND_CARD
-from tests.conftest import Shop, make_shop, member, start_server
+from tests.conftest import Shop, make_shop, start_server
+from tests.referrals.conftest import Person, program, share, visit
 from tests.sale_helpers import GOOD_CARD, assert_error, auth, create_sale, pay, query, wait_until
 from tests.timing import seconds
 
@@ -51,19 +52,12 @@ def shop(servers: list[ServerProcess], group_stores: dict[str, str]) -> Shop:
     return make_shop(servers[0].base_url, servers[0].ws_url, group_stores["REDIS_URL"])
 
 
-class Buyer:
-    def __init__(self, name: str = "Fan") -> None:
-        self.user_id = "u_" + secrets.token_hex(6)
-        self.name = name
-        self.token = member(self.user_id, name)
-
-
 def offer(shop: Shop, size: int = 3, window: int = 600, base_url: str | None = None, **terms: Any) -> dict[str, Any]:
     group = {"size": size, "window_seconds": window, **terms.pop("group", {})}
     return create_sale(shop, base_url, price=700, group=group, **terms)
 
 
-def open_group(url: str, buyer: Buyer, sale_id: str, key: str | None = None) -> httpx.Response:
+def open_group(url: str, buyer: Person, sale_id: str, key: str | None = None) -> httpx.Response:
     return httpx.post(
         f"{url}/api/sales/{sale_id}/groups",
         headers={**auth(buyer.token), "Idempotency-Key": key or secrets.token_hex(8)},
@@ -71,7 +65,7 @@ def open_group(url: str, buyer: Buyer, sale_id: str, key: str | None = None) -> 
     )
 
 
-def join(url: str, buyer: Buyer, group_id: str, key: str | None = None) -> httpx.Response:
+def join(url: str, buyer: Person, group_id: str, key: str | None = None) -> httpx.Response:
     sale_id = group_id.partition(".")[0]
     return httpx.post(
         f"{url}/api/sales/{sale_id}/groups/{group_id}/join",
@@ -87,7 +81,7 @@ def held(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
-def paid(url: str, buyer: Buyer, order_id: str, card: str = GOOD_CARD) -> dict[str, Any]:
+def paid(url: str, buyer: Person, order_id: str, card: str = GOOD_CARD) -> dict[str, Any]:
     response = pay(url, buyer.token, order_id, card)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
@@ -101,7 +95,7 @@ def group_of(url: str, group_id: str) -> dict[str, Any]:
     return dict(response.json())
 
 
-def order_of(url: str, buyer: Buyer, order_id: str) -> dict[str, Any]:
+def order_of(url: str, buyer: Person, order_id: str) -> dict[str, Any]:
     response = httpx.get(f"{url}/api/orders/{order_id}", headers=auth(buyer.token), timeout=seconds(10))
     assert response.status_code == 200, response.text
     return dict(response.json())
@@ -119,9 +113,9 @@ def audit(shop: Shop, sale_id: str) -> dict[str, Any]:
     return body
 
 
-def lead(url: str, sale_id: str, name: str = "Leader", card: str = GOOD_CARD) -> tuple[Buyer, dict[str, Any]]:
+def lead(url: str, sale_id: str, name: str = "Leader", card: str = GOOD_CARD) -> tuple[Person, dict[str, Any]]:
     """A leader opens a group and pays: the group is open. The leader and their paid order (with the group)."""
-    leader = Buyer(name)
+    leader = Person(name)
     order = held(open_group(url, leader, sale_id))
     paid(url, leader, order["order_id"], card)
     return leader, order
@@ -134,21 +128,21 @@ def test_a_group_fills_when_its_last_member_pays(shop: Shop, servers: list[Serve
     url, other = servers[0].base_url, servers[1].base_url
     sale = offer(shop, quantity=9, group={"leader_price": 500})
     assert sale["group"] == {"size": 3, "window_seconds": 600, "leader_price": 500}
-    leader = Buyer("Ana")
+    leader = Person("Ana")
     opened = held(open_group(url, leader, sale["id"]))
     assert opened["unit_price"] == 500 and opened["group"]["state"] == "pending"
     assert audit(shop, sale["id"])["reserved"] == 2
-    assert_error(join(url, Buyer(), opened["group_id"]), 409, "group_not_open")
+    assert_error(join(url, Person(), opened["group_id"]), 409, "group_not_open")
     paid(url, leader, opened["order_id"])
     group = group_of(other, opened["group_id"])
     assert group["state"] == "open" and group["joined"] == 1 and group["expires_at"] > group["opened_at"]
     board = httpx.get(f"{other}/api/sales/{sale['id']}/groups").json()
     assert [item["id"] for item in board["open"]] == [opened["group_id"]] and board["forming"] == 1
-    bo, cy = Buyer("Bo"), Buyer("Cy")
+    bo, cy = Person("Bo"), Person("Cy")
     second = held(join(other, bo, opened["group_id"]))
     third = held(join(url, cy, opened["group_id"]))
     assert second["unit_price"] == 700 and third["group"]["joined"] == 3
-    assert_error(join(url, Buyer(), opened["group_id"]), 409, "group_full")
+    assert_error(join(url, Person(), opened["group_id"]), 409, "group_full")
     paid(other, bo, second["order_id"])
     assert group_of(url, opened["group_id"])["state"] == "open"
     paid(url, cy, third["order_id"])
@@ -180,7 +174,7 @@ def test_a_group_that_does_not_fill_refunds_each_member_once(
     url = servers[0].base_url
     sale = offer(shop, quantity=6, window=2)
     leader, opened = lead(url, sale["id"])
-    joiner, waiter = Buyer("Bo"), Buyer("Cy")
+    joiner, waiter = Person("Bo"), Person("Cy")
     second = held(join(url, joiner, opened["group_id"]))
     paid(url, joiner, second["order_id"])
     third = held(join(url, waiter, opened["group_id"]))  # never pays
@@ -212,19 +206,19 @@ def test_expired_holds_free_their_slots_and_a_leader_who_never_pays_cancels_the_
     url = servers[1].base_url
     sale = offer(shop, quantity=6, hold_seconds=1)
     _, opened = lead(url, sale["id"])
-    late = Buyer("Late")
+    late = Person("Late")
     slot = held(join(url, late, opened["group_id"]))
-    payer = Buyer("Payer")
+    payer = Person("Payer")
     paid(url, payer, held(join(url, payer, opened["group_id"]))["order_id"])
-    assert_error(join(url, Buyer(), opened["group_id"]), 409, "group_full")
+    assert_error(join(url, Person(), opened["group_id"]), 409, "group_full")
     wait_until(lambda: order_of(url, late, slot["order_id"])["status"] == "expired", timeout=10)
     assert group_of(url, opened["group_id"])["joined"] == 2
-    last = Buyer("Last")
+    last = Person("Last")
     taken = held(join(url, last, opened["group_id"]))
     assert taken["group"]["joined"] == 3
     paid(url, last, taken["order_id"])
     assert group_of(url, opened["group_id"])["state"] == "filled"
-    ghost = Buyer("Ghost")
+    ghost = Person("Ghost")
     pending = held(open_group(url, ghost, sale["id"]))
     assert audit(shop, sale["id"])["reserved"] == 2
     wait_until(lambda: group_of(url, pending["group_id"])["state"] == "cancelled", timeout=10)
@@ -238,7 +232,7 @@ def test_retries_are_idempotent_and_one_forming_group_at_a_time(shop: Shop, serv
     id of another offer and a cancelled group's join are refused with their codes."""
     url, other = servers[0].base_url, servers[1].base_url
     sale = offer(shop, quantity=9, per_user_limit=3)
-    leader = Buyer()
+    leader = Person()
     first = open_group(url, leader, sale["id"], key="open-1")
     again = open_group(other, leader, sale["id"], key="open-1")
     assert first.status_code == 201 and again.status_code == 200
@@ -247,7 +241,7 @@ def test_retries_are_idempotent_and_one_forming_group_at_a_time(shop: Shop, serv
     message = assert_error(open_group(url, leader, sale["id"]), 409, "in_group")
     assert "already" in message
     paid(url, leader, first.json()["order_id"])
-    friend = Buyer()
+    friend = Person()
     joined = join(url, friend, first.json()["group_id"], key="join-1")
     rejoined = join(other, friend, first.json()["group_id"], key="join-1")
     assert joined.status_code == 201 and rejoined.status_code == 200
@@ -261,14 +255,14 @@ def test_retries_are_idempotent_and_one_forming_group_at_a_time(shop: Shop, serv
     )
     assert_error(purchase, 409, "group_only")
     flash = create_sale(shop, quantity=5)
-    assert_error(open_group(url, Buyer(), flash["id"]), 409, "not_a_group_offer")
+    assert_error(open_group(url, Person(), flash["id"]), 409, "not_a_group_offer")
     other_offer = offer(shop, quantity=3)
     wrong = httpx.post(
         f"{url}/api/sales/{other_offer['id']}/groups/{first.json()['group_id']}/join",
         headers={**auth(friend.token), "Idempotency-Key": "x"},
     )
     assert_error(wrong, 404, "unknown_group")
-    assert_error(join(url, Buyer(), f"{sale['id']}.g0000000000"), 404, "unknown_group")
+    assert_error(join(url, Person(), f"{sale['id']}.g0000000000"), 404, "unknown_group")
     assert httpx.get(f"{url}/api/groups/nonsense").status_code == 404
     guest = httpx.post(f"{url}/api/guest").json()["token"]
     refused = httpx.post(
@@ -306,7 +300,7 @@ def test_300_buyers_racing_never_overfill_a_group_or_oversell(
     urls = [process.base_url for process in servers]
     sale = offer(shop, quantity=120, per_user_limit=1)
     groups = [lead(urls[n % 2], sale["id"], f"L{n}")[1]["group_id"] for n in range(40)]
-    buyers = [Buyer(f"B{n}") for n in range(300)]
+    buyers = [Person(f"B{n}") for n in range(300)]
 
     def attempt(n: int) -> str:
         buyer, url = buyers[n], urls[n % 2]
@@ -350,7 +344,7 @@ def test_a_refunder_killed_midway_leaves_the_refund_to_another_process(
         shop = make_shop(first.base_url, first.ws_url, stores["REDIS_URL"])
         sale = offer(shop, quantity=6, window=2, base_url=first.base_url)
         _, opened = lead(first.base_url, sale["id"], card=SLOW_REFUND_CARD)
-        joiner = Buyer()
+        joiner = Person()
         second = held(join(first.base_url, joiner, opened["group_id"]))
         paid(first.base_url, joiner, second["order_id"], SLOW_REFUND_CARD)
         orders = [opened["order_id"], second["order_id"]]
@@ -379,3 +373,27 @@ def test_a_refunder_killed_midway_leaves_the_refund_to_another_process(
         assert [row["state"] for row in book] == ["refunded", "refunded"]
     finally:
         second_process.stop()
+
+
+def test_a_sharer_earns_on_a_group_member_and_loses_it_when_the_group_fails(
+    shop: Shop, servers: list[ServerProcess], database_url: str
+) -> None:
+    """Share and earn counts a group member's paid order like any other (the member came through a share link), and
+    the failed group's refund reverses the commission: a commission row and its reversal, both of the member's own
+    price."""
+    url = servers[0].base_url
+    program(shop, enabled=True, refund_days=0, default={"level1": {"rate_bp": 1000}})
+    sharer, fan = Person("Sharer"), Person("Fan")
+    visit(shop, share(shop, sharer)["code"], fan)
+    sale = offer(shop, quantity=3, window=2, group={"leader_price": 600})
+    opened = open_group(url, fan, sale["id"])
+    paid(url, fan, held(opened)["order_id"])
+    order_id = opened.json()["order_id"]
+
+    def rows() -> list[dict[str, Any]]:
+        return query(
+            database_url, "SELECT kind, amount FROM commissions WHERE order_id = $1 ORDER BY entry_id", order_id
+        )
+
+    wait_until(lambda: len(rows()) == 2, timeout=15)
+    assert rows() == [{"kind": "commission", "amount": 60}, {"kind": "reversal", "amount": -60}]

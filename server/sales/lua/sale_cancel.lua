@@ -16,20 +16,20 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local raw = redis.call('HGET', KEYS[2], ARGV[1])
 if not raw then
-  return {'unknown_order', '', now}
+  return {'unknown_order', '', now, ''}
 end
 local order = cjson.decode(raw)
 if order.user_id ~= ARGV[2] then
-  return {'not_your_order', '', now}
+  return {'not_your_order', '', now, ''}
 end
 if order.status == 'paid' or order.status == 'refunded' then
-  return {'already_paid', raw, now}
+  return {'already_paid', raw, now, ''}
 end
 if order.status == 'expired' then
-  return {'hold_expired', raw, now}
+  return {'hold_expired', raw, now, ''}
 end
 if order.status == 'cancelled' then
-  return {'cancelled', raw, now, group}
+  return {'cancelled', raw, now, ''}
 end
 local group = ''
 if order.group_id then

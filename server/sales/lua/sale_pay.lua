@@ -18,24 +18,24 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local raw = redis.call('HGET', KEYS[2], ARGV[1])
 if not raw then
-  return {'unknown_order', '', now}
+  return {'unknown_order', '', now, ''}
 end
 local order = cjson.decode(raw)
 if order.user_id ~= ARGV[2] then
-  return {'not_your_order', '', now}
+  return {'not_your_order', '', now, ''}
 end
 if order.status == 'paid' then
-  return {order.payment_key == ARGV[4] and 'paid' or 'already_paid', raw, now}
+  return {order.payment_key == ARGV[4] and 'paid' or 'already_paid', raw, now, ''}
 end
 if order.status == 'cancelled' then
-  return {'order_cancelled', raw, now}
+  return {'order_cancelled', raw, now, ''}
 end
 if order.status ~= 'held' or now >= order.hold_expires_at then
-  return {'hold_expired', raw, now}
+  return {'hold_expired', raw, now, ''}
 end
 local unpayable = order.group_id and group_unpayable(G, order, now)
 if unpayable then
-  return {unpayable, raw, now}
+  return {unpayable, raw, now, ''}
 end
 redis.call('HINCRBY', KEYS[1], 'held', -order.quantity)
 redis.call('HINCRBY', KEYS[1], 'paid', order.quantity)
