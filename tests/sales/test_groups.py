@@ -17,7 +17,9 @@ import httpx
 import pytest
 
 from loadtests.support.server import ServerProcess
+from server.ledger.embedded import EmbeddedPostgres
 from server.sales.payments import SLOW_REFUND_CARD
+from server.store.embedded import EmbeddedRedis
 from tests.conftest import Shop, make_shop, start_server
 from tests.referrals.conftest import Person, program, share, visit
 from tests.sale_helpers import GOOD_CARD, assert_error, auth, create_sale, pay, query, wait_until
@@ -397,3 +399,44 @@ def test_a_sharer_earns_on_a_group_member_and_loses_it_when_the_group_fails(
 
     wait_until(lambda: len(rows()) == 2, timeout=15)
     assert rows() == [{"kind": "commission", "amount": 60}, {"kind": "reversal", "amount": -60}]
+
+
+def test_redis_and_postgresql_going_away_mid_group_lose_nothing(tmp_path: Path) -> None:
+    """With Redis down a join is a clear 503 and, once Redis is back, the group has its members and the retry with
+    the same key takes the place once; with PostgreSQL down when the window ends, the group still fails at once (the
+    units back on sale) and its members' money goes back, once each, when PostgreSQL is back."""
+    with EmbeddedRedis(tmp_path / "redis") as redis_server:
+        postgres = EmbeddedPostgres(tmp_path / "postgres")
+        database_url = postgres.start()
+        stores = {"REDIS_URL": redis_server.url, "DATABASE_URL": database_url, "GROUP_WINDOW_MIN_SECONDS": "1",
+                  "GROUP_REFUND_LEASE_MS": str(int(seconds(1) * 1000)), "SALE_CLOCK_MS": "50"}  # fmt: skip
+        server = start_server(tmp_path, stores)
+        try:
+            url = server.base_url
+            shop = make_shop(url, server.ws_url, redis_server.url)
+            sale = offer(shop, quantity=3, window=int(seconds(8)))
+            leader, opened = lead(url, sale["id"])
+            joiner = Person("Bo")
+            redis_server.stop()
+            message = assert_error(join(url, joiner, opened["group_id"], key="bo-1"), 503, "unavailable")
+            assert "Idempotency-Key" in message
+            redis_server.start()
+            wait_until(lambda: join(url, joiner, opened["group_id"], key="bo-1").status_code == 200, timeout=15)
+            group = group_of(url, opened["group_id"])
+            assert (group["state"], group["joined"]) == ("open", 2)
+            second = join(url, joiner, opened["group_id"], key="bo-1").json()["order_id"]
+            paid(url, joiner, second)
+            postgres.stop()
+            wait_until(lambda: group_of(url, opened["group_id"])["state"] == "failed", timeout=20)
+            board = httpx.get(f"{url}/api/sales/{sale['id']}/groups").json()
+            assert (board["forming"], board["failed"], board["reserved"]) == (0, 1, 0)
+            postgres.start()
+            orders = [opened["order_id"], second]
+            refunds = "SELECT 1 FROM refunds WHERE order_id = ANY($1)"
+            wait_until(lambda: len(query(database_url, refunds, orders)) == 2, timeout=30)
+            moves = "SELECT count(*) AS n FROM payments WHERE kind = 'refund' AND order_id = ANY($1)"
+            assert query(database_url, moves, orders) == [{"n": 2}]
+            assert order_of(url, leader, opened["order_id"])["refund"]["amount"] == 700
+        finally:
+            server.stop()
+            postgres.stop()
