@@ -4,7 +4,10 @@ record (PostgreSQL), waiting for the backup to bring an order there."""
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -12,7 +15,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from tests.conftest import Shop, member
+from tests.conftest import ROOT, SECRET_KEY, Shop, member
 from tests.timing import seconds
 
 GOOD_CARD = "4242424242424242"
@@ -161,3 +164,16 @@ def wait_for_server_time(shop: Shop, sale_id: str, ms: int, timeout: float = 5.0
         time.sleep(min(0.05, (ms - now + 1) / 1000))
         now = server_time()
     return now
+
+
+def repair(stores: dict[str, str], sale_id: str) -> subprocess.CompletedProcess[str]:
+    """Run `python -m server.cli repair-sale` on these stores."""
+    env = {**os.environ, "SECRET_KEY": SECRET_KEY, **stores}
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", "repair-sale", sale_id],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=seconds(60),
+    )

@@ -4,8 +4,9 @@ form, and the checks of what hosts send."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -14,6 +15,9 @@ MAX_WINDOW = 24 * 3600  # seconds
 STATES = ("pending", "open", "filled", "failed", "cancelled")
 FORMING = ("pending", "open")
 BOARD_SIZE = 20  # open groups a board shows
+if TYPE_CHECKING:
+    from server.sales.records import Order
+
 _GROUP_ID = re.compile(r"^(s_[0-9a-f]{10})\.g[0-9a-f]{10}$")
 
 
@@ -87,6 +91,24 @@ class Group:
             closed_at=_optional_int(data.get("closed_at")),
         )
 
+    def to_json(self) -> str:
+        """The group as the scripts keep it (the inverse of from_json)."""
+        data: dict[str, Any] = {
+            "id": self.id,
+            "leader": self.leader,
+            "size": self.size,
+            "state": self.state,
+            "members": [
+                {"order_id": m.order_id, "user_id": m.user_id, "name": m.name, "paid": m.paid, "leader": m.leader}
+                for m in self.members
+            ],
+            "created_at": self.created_at,
+            "version": self.version,
+        }
+        moments = {"opened_at": self.opened_at, "expires_at": self.expires_at, "closed_at": self.closed_at}
+        data.update({name: value for name, value in moments.items() if value is not None})
+        return orjson.dumps(data).decode()
+
     def public(self) -> dict[str, Any]:
         """What anyone may see: names as members gave them, never user or order ids."""
         return {
@@ -112,6 +134,36 @@ class Group:
             for shown, member in zip(public["members"], self.members, strict=True)
         ]
         return public
+
+
+def rebuilt(group: Group, orders: Mapping[str, Order], window_ms: int, now: int) -> Group:
+    """A forming group as its members' orders say it is (repair-sale: the record's group may be older than its
+    orders): members whose order went are out, payments count, a group whose member was refunded failed, a leader
+    who went cancels a pending group, a leader's payment opens it and the N-th fills it. A closed group stays."""
+    if group.state not in FORMING:
+        return group
+    statuses = {member.order_id: orders[member.order_id].status for member in group.members}
+    members = tuple(
+        replace(member, paid=statuses[member.order_id] == "paid")
+        for member in group.members
+        if statuses[member.order_id] in ("held", "paid")
+    )
+    leader = next((orders[m.order_id] for m in group.members if m.leader), None)
+    state, opened_at, expires_at, closed_at = group.state, group.opened_at, group.expires_at, group.closed_at
+    if "refunded" in statuses.values():
+        state, closed_at, members = "failed", now, group.members
+    elif leader is None or leader.status not in ("held", "paid"):
+        state, closed_at, members = "cancelled", now, group.members
+    else:
+        if state == "pending" and leader.status == "paid":
+            state, opened_at = "open", leader.paid_at
+            expires_at = (leader.paid_at or now) + window_ms
+        if sum(member.paid for member in members) == group.size:
+            state, closed_at = "filled", now
+    changed = replace(
+        group, state=state, members=members, opened_at=opened_at, expires_at=expires_at, closed_at=closed_at
+    )
+    return changed if changed == group else replace(changed, version=group.version + 1)
 
 
 def _optional_int(value: object) -> int | None:

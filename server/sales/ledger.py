@@ -238,6 +238,15 @@ class SalesLedger:
         )
         return [_group(row) for row in rows]
 
+    async def unrefunded(self, sale_id: str) -> list[str]:
+        """The offer's refunded orders whose refund is not written yet (a failed group's money still to go back)."""
+        rows = await self.db.pool.fetch(
+            "SELECT order_id FROM orders o WHERE sale_id = $1 AND status = 'refunded'"
+            " AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.order_id = o.order_id)",
+            sale_id,
+        )
+        return [row["order_id"] for row in rows]
+
     # --- payments ----------------------------------------------------------------------------
 
     async def record_payment(

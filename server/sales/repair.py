@@ -1,19 +1,20 @@
-"""Repair after Redis lost data: rebuild a sale's keys (counters, orders, per-user units, holds) from the record
-and the gateway.
+"""Repair after Redis lost data: rebuild a sale's keys (counters, orders, per-user units, holds; a group-buy offer's
+groups, reserve and refunds still to make) from the record and the gateway.
 
 Redis can lose acknowledged changes (the AOF `everysec` window, a failover to a replica that lagged).
 The record has every change the backup copied (all but the last moments); the gateway has every
 authorization. A held order the gateway holds an authorization or capture for was paid: it is
 rebuilt paid, and that change goes into the log for the record. What neither knows (a hold taken in
-the last moments before the loss) is gone: its buyer's retry makes a new one.
+the last moments before the loss) is gone: its buyer's retry makes a new one. A group is as its members' orders
+say (server.sales.groups.rebuilt): one whose window passed meanwhile fails at the clock's next visit.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from server.errors import Conflict
 from server.protocol import now_ms
+from server.sales.groups import Group, rebuilt
 from server.sales.payments import PaymentProvider
 from server.sales.records import Audit, Order, Refusal, refused
 from server.sales.store import Sales
@@ -25,13 +26,8 @@ async def repair_sale(sales: Sales, provider: PaymentProvider, sale_id: str) -> 
     sale = await sales.ledger.sale(sale_id)
     if sale is None:
         raise refused(Refusal.UNKNOWN_SALE)
-    if sale.group is not None:
-        raise Conflict(
-            "repair-sale rebuilds flash sales; a group-buy offer's groups are not rebuilt yet (docs/group-buys.md)",
-            "not_repairable",
-        )
     orders: list[Order] = []
-    changed: list[tuple[str, Order]] = []
+    changed: list[tuple[str, Order | Group]] = []
     for order in await sales.ledger.orders(sale_id):
         if order.status == "held":
             paid = [auth for auth in await provider.lookup(order.id) if auth.state in ("authorized", "captured")]
@@ -41,4 +37,14 @@ async def repair_sale(sales: Sales, provider: PaymentProvider, sale_id: str) -> 
                 )
                 changed.append(("paid", order))
         orders.append(order)
-    return await sales.restore(sale, orders, changed)
+    if sale.group is None:
+        return await sales.restore(sale, orders, changed)
+    by_id = {order.id: order for order in orders}
+    groups = []
+    for recorded in await sales.ledger.groups(sale_id):
+        group = rebuilt(recorded, by_id, sale.group.window_ms, now_ms())
+        if group.version != recorded.version:
+            changed.append(("group", group))
+        groups.append(group)
+    refunds = await sales.ledger.unrefunded(sale_id)
+    return await sales.restore(sale, orders, changed, groups, refunds)

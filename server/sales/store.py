@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -143,7 +143,7 @@ class Sales:
         self._announce = scripts.register(redis, __file__, "sale_announce")
         self._stock = scripts.register(redis, __file__, "sale_stock")
         self._archive = scripts.register(redis, __file__, "sale_archive")
-        self._restore = scripts.register(redis, __file__, "sale_restore")
+        self._restore = scripts.register(redis, __file__, "sale_restore", "group")
         self._log_saved = scripts.register(redis, __file__, "sale_log_saved")
 
     # --- sales ---------------------------------------------------------------------------
@@ -497,10 +497,18 @@ class Sales:
             self._terms.pop(sale_id, None)
         return bool(done)
 
-    async def restore(self, sale: Sale, orders: list[Order], changed: list[tuple[str, Order]]) -> Audit:
+    async def restore(
+        self,
+        sale: Sale,
+        orders: list[Order],
+        changed: list[tuple[str, Order | Group]],
+        groups: Sequence[Group] = (),
+        refunds: Sequence[str] = (),
+    ) -> Audit:
         """Rebuild a sale's keys in Redis from the record: its terms, these orders (the newest of each) and the
-        counters they add up to. `changed` are orders the record lacked the last change of (found at the
-        gateway): they go in the log, to be written to the record. Returns the invariant, checked."""
+        counters they add up to; a group-buy offer's groups and the refunds still to make. `changed` are orders
+        (and groups) the record lacked the last change of: they go in the log, to be written to the record. Returns
+        the invariant, checked."""
         k = _sale_keys(sale.id)
         fields = {
             **_terms_fields(sale),
@@ -510,12 +518,18 @@ class Sales:
             "created_at": sale.created_at,
         }
         await self._restore(
-            keys=[k["sale"], k["orders"], k["users"], k["idem"], k["holds"], k["log"]],
+            keys=[
+                *(k[name] for name in ("sale", "orders", "users", "idem", "holds", "log")),
+                *_group_keys(k),
+                k["refunds"],
+            ],
             args=[
                 sale.id,
                 orjson.dumps(fields).decode(),
                 orjson.dumps([order.to_json() for order in orders]).decode(),
-                orjson.dumps([[change, order.to_json()] for change, order in changed]).decode(),
+                orjson.dumps([[change, item.to_json()] for change, item in changed]).decode(),
+                orjson.dumps([group.to_json() for group in groups]).decode(),
+                orjson.dumps(list(refunds)).decode(),
             ],
         )
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -15,14 +15,26 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from loadtests.support.server import ServerProcess
+from server import keys
 from server.ledger.embedded import EmbeddedPostgres
 from server.sales.payments import SLOW_REFUND_CARD
 from server.store.embedded import EmbeddedRedis
 from tests.conftest import Shop, make_shop, start_server
 from tests.referrals.conftest import Person, program, share, visit
-from tests.sale_helpers import GOOD_CARD, assert_error, auth, create_sale, pay, query, wait_until
+from tests.sale_helpers import (
+    GOOD_CARD,
+    assert_error,
+    auth,
+    create_sale,
+    pay,
+    query,
+    record_of_sale,
+    repair,
+    wait_until,
+)
 from tests.timing import seconds
 
 GROUP_DB = "?db=7"  # the group tests' own Redis keyspace: only their servers' clocks visit their offers
@@ -440,3 +452,47 @@ def test_redis_and_postgresql_going_away_mid_group_lose_nothing(tmp_path: Path) 
         finally:
             server.stop()
             postgres.stop()
+
+
+def test_an_offer_whose_redis_keys_were_lost_is_rebuilt_with_its_groups(
+    shop: Shop, servers: list[ServerProcess], group_stores: dict[str, str], database_url: str
+) -> None:
+    """Every Redis key of an offer is deleted mid-offer. repair-sale rebuilds its groups from the record (an open
+    group with a member still to pay, a pending group), their reserve and who is in which group: the invariant holds,
+    the last member pays and fills the group, and a member cannot open a second group."""
+    url = servers[0].base_url
+    sale = offer(shop, quantity=9)
+    leader, opened = lead(url, sale["id"])
+    joiner, last = Person("Bo"), Person("Cy")
+    paid(url, joiner, held(join(url, joiner, opened["group_id"]))["order_id"])
+    pending_last = held(join(url, last, opened["group_id"]))
+    waiting = Person("Di")
+    pending = held(open_group(url, waiting, sale["id"]))
+    client = redis.Redis.from_url(group_stores["REDIS_URL"], decode_responses=True)
+    try:
+        wait_until(
+            lambda: (
+                len(record_of_sale(database_url, sale["id"])) == 4
+                and client.xlen(keys.sale_log(sale["id"])) == 0
+                and len(query(database_url, "SELECT 1 FROM group_buys WHERE sale_id = $1", sale["id"])) == 2
+            ),
+            timeout=10,
+        )
+        before = audit(shop, sale["id"])
+        client.delete(*client.scan_iter(match=f"sale:{{{sale['id']}}}*"))
+    finally:
+        client.close()
+    done = repair(group_stores, sale["id"])
+    assert done.returncode == 0, done.stderr
+    after = audit(shop, sale["id"])
+    fields = ("available", "reserved", "held", "paid")
+    assert [after[name] for name in fields] == [before[name] for name in fields] == [3, 2, 2, 2]
+    group = group_of(url, opened["group_id"])
+    assert (group["state"], group["joined"], group["paid"]) == ("open", 3, 2)
+    assert group_of(url, pending["group_id"])["state"] == "pending"
+    assert_error(open_group(url, waiting, sale["id"]), 409, "in_group")
+    paid(url, last, pending_last["order_id"])
+    assert group_of(url, opened["group_id"])["state"] == "filled"
+    board = httpx.get(f"{url}/api/sales/{sale['id']}/groups").json()
+    assert (board["forming"], board["filled"], board["reserved"]) == (0, 1, 2)
+    assert order_of(url, leader, opened["order_id"])["status"] == "paid"

@@ -4,9 +4,6 @@ gateway, and the sale goes on."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from typing import Any
 
 import httpx
@@ -17,7 +14,7 @@ import redis
 from server import keys
 from server.ledger.client import Database
 from server.sales.payments import SandboxProvider
-from tests.conftest import ROOT, SECRET_KEY, ServerProcess, Shop
+from tests.conftest import ServerProcess, Shop
 from tests.sale_helpers import (
     GOOD_CARD,
     auth,
@@ -26,10 +23,10 @@ from tests.sale_helpers import (
     invariant,
     pay,
     record_of_sale,
+    repair,
     viewer_token,
     wait_until,
 )
-from tests.timing import seconds
 
 
 async def gateway_authorizes(database_url: str, order_id: str) -> None:
@@ -42,18 +39,6 @@ async def gateway_authorizes(database_url: str, order_id: str) -> None:
         assert authorization.approved
     finally:
         await db.close()
-
-
-def repair(stores: dict[str, str], sale_id: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SECRET_KEY": SECRET_KEY, **stores}
-    return subprocess.run(
-        [sys.executable, "-m", "server.cli", "repair-sale", sale_id],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=seconds(60),
-    )
 
 
 @pytest.fixture
