@@ -358,6 +358,7 @@ class Audit:
     max_user_units: int
     per_user_limit: int
     reserved: int = 0  # a group offer's units kept for empty slots
+    slots_empty: int = 0  # a recount of them: the empty slots of its pending and open groups
     group_size: int = 0  # a group offer's N
     max_group_members: int = 0  # the most members any group of the offer has
 
@@ -365,6 +366,7 @@ class Audit:
     def ok(self) -> bool:
         return (
             self.quantity == self.available + self.reserved + self.held + self.paid
+            and self.reserved == self.slots_empty
             and self.max_group_members <= self.group_size
             and self.available >= 0
             and self.held == self.orders_held
@@ -385,6 +387,7 @@ class Audit:
             "max_user_units": self.max_user_units,
             "per_user_limit": self.per_user_limit,
             "reserved": self.reserved,
+            "slots_empty": self.slots_empty,
             "group_size": self.group_size,
             "max_group_members": self.max_group_members,
             "ok": self.ok,

@@ -30,7 +30,7 @@ from redis.exceptions import ResponseError
 from server import keys
 from server.protocol import now_ms
 from server.sales.changes import SaleChanges
-from server.sales.groups import BOARD_SIZE, Group, GroupTerms, sale_of_group
+from server.sales.groups import BOARD_SIZE, FORMING, Group, GroupTerms, sale_of_group
 from server.sales.ledger import SalesLedger
 from server.sales.records import (
     Audit,
@@ -690,6 +690,7 @@ class Sales:
         orders = [Order.from_json(raw) for raw in raws]
         units = [int(value) for value in users]
         terms = None if counters[6] is None else GroupTerms.from_json(counters[6])
+        formed = [Group.from_json(raw) for raw in groups]
         return Audit(
             quantity=int(counters[0]),
             available=int(counters[1]),
@@ -701,6 +702,7 @@ class Sales:
             max_user_units=max(units, default=0),
             per_user_limit=int(counters[4]),
             reserved=int(counters[5] or 0),
+            slots_empty=sum(group.size - len(group.members) for group in formed if group.state in FORMING),
             group_size=0 if terms is None else terms.size,
-            max_group_members=max((len(Group.from_json(raw).members) for raw in groups), default=0),
+            max_group_members=max((len(group.members) for group in formed), default=0),
         )
