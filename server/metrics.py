@@ -66,12 +66,24 @@ LEDGER_UNPROJECTED = Gauge(
 LEDGER_DIVERGED = Counter(
     "livecart_ledger_diverged_total", "Order changes in Redis that contradict the record (Redis lost writes: repair)"
 )
+GROUPS_CLOSED = Counter(
+    "livecart_groups_closed_total", "Groups of group-buy offers closed: filled, failed, cancelled", ["state"]
+)
+GROUP_REFUNDS = Counter(
+    "livecart_group_refunds_total",
+    "Failed groups' members refunded (made) or left for the next try (deferred)",
+    ["outcome"],
+)
 
 # Every known label value starts at 0, so a fresh server exports these series and rate() over them works.
 for _kind in COMMANDS:
     EVENTS_IN.labels(_kind)
 for _code in ErrorCode:
     PROTOCOL_ERRORS.labels(_code.value)
+for _state in ("filled", "failed", "cancelled"):
+    GROUPS_CLOSED.labels(_state)
+for _outcome in ("made", "deferred"):
+    GROUP_REFUNDS.labels(_outcome)
 
 
 @contextmanager

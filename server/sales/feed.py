@@ -25,11 +25,12 @@ from __future__ import annotations
 import logging
 import time
 
+from server import metrics
 from server.config import Settings
 from server.protocol import SALE_EVENTS, SALE_STATUSES, event
 from server.rooms import record
 from server.rooms.record import RoomRecords, UnknownRoom
-from server.sales.groups import Group
+from server.sales.groups import FORMING, Group
 from server.sales.payments import PaymentError
 from server.sales.refunds import Refunds
 from server.sales.store import Sales
@@ -102,6 +103,8 @@ class SalesFeed:
                 self.changes.put_back(sale_id, room_id)
         for room_id, raw in self.changes.take_groups():
             group = Group.from_json(raw)
+            if group.state not in FORMING:
+                metrics.GROUPS_CLOSED.labels(group.state).inc()
             told = event("group", **group.public())
             for user_id in {member.user_id for member in group.members}:
                 await self.records.publish_private(room_id, user_id, told)
@@ -167,8 +170,10 @@ class SalesFeed:
                 await self.refunds.refund_failed_group(order_id)
             except PaymentError as problem:  # the gateway cannot yet: the claim lapses and the clock tries again
                 log.warning("order %s: refund of its failed group deferred: %s", order_id, problem)
+                metrics.GROUP_REFUNDS.labels("deferred").inc()
                 continue
             await self.sales.refund_done(order_id)
+            metrics.GROUP_REFUNDS.labels("made").inc()
         moments = [moment for moment in (clock.next_window_end, clock.next_refund) if moment is not None]
         if clock.failed == GROUP_BATCH or len(clock.refunds) == GROUP_BATCH:
             moments.append(clock.now)  # more are due: at once

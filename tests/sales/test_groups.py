@@ -348,7 +348,8 @@ def test_a_refunder_killed_midway_leaves_the_refund_to_another_process(
     group_stores: dict[str, str], tmp_path: Path, database_url: str
 ) -> None:
     """The process that claimed a failed group's refunds is killed while the gateway is refunding (a slow refund);
-    once its claim lapses another process makes each refund, and each member is refunded exactly once."""
+    once its claim lapses another process makes each refund, and each member is refunded exactly once (and counted
+    on its /metrics)."""
     stores = {**group_stores, "SANDBOX_SLOW_CARD_MS": str(int(seconds(3) * 1000)),
               "REDIS_URL": group_stores["REDIS_URL"].replace(GROUP_DB, "?db=8")}  # fmt: skip
     for name in ("first", "second"):
@@ -385,6 +386,8 @@ def test_a_refunder_killed_midway_leaves_the_refund_to_another_process(
         ]
         book = query(database_url, "SELECT state FROM sandbox_authorizations WHERE reference = ANY($1)", orders)
         assert [row["state"] for row in book] == ["refunded", "refunded"]
+        text = httpx.get(f"{second_process.base_url}/metrics", headers=second_process.metrics_headers).text
+        assert 'livecart_group_refunds_total{outcome="made"} 2.0' in text.splitlines()
     finally:
         second_process.stop()
 
