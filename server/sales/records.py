@@ -529,7 +529,9 @@ _MESSAGES = {
     Refusal.NOT_A_GROUP_OFFER: "This sale is not a group buy: buy it directly.",
     Refusal.UNKNOWN_GROUP: "We couldn't find this group.",
     Refusal.GROUP_NOT_OPEN: "This group opens once its leader has paid: try again in a moment.",
-    Refusal.GROUP_CLOSED: "This group is closed: it filled, or its time ran out. Open a new group or join another.",
+    Refusal.GROUP_CLOSED: (
+        "This group is closed (it filled, or its time ran out); you were not charged. Open a new group or join another."
+    ),
     Refusal.GROUP_FULL: "Every place in this group is taken. Join another group or open your own.",
     Refusal.IN_GROUP: "You're already in a group of this offer: wait until it fills or its time runs out.",
 }

@@ -310,6 +310,10 @@ class Sales:
                     "This Idempotency-Key was already used for another purchase; use a new key.",
                 )
             return Outcome(order, sale, now)
+        if verdict == "sold_out" and sale.group is not None:
+            raise SaleRefused(
+                Refusal.SOLD_OUT, f"Not enough left to open a group of {sale.group.size}: join an open group instead."
+            )
         raise refusal(verdict, sale, 0, now)
 
     async def pay(self, order_id: str, user_id: str, payment_ref: str, payment_key: str) -> Outcome:

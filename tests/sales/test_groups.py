@@ -499,3 +499,16 @@ def test_an_offer_whose_redis_keys_were_lost_is_rebuilt_with_its_groups(
     board = httpx.get(f"{url}/api/sales/{sale['id']}/groups").json()
     assert (board["forming"], board["filled"], board["reserved"]) == (0, 1, 2)
     assert order_of(url, leader, opened["order_id"])["status"] == "paid"
+
+
+def test_opening_needs_a_whole_group_of_units(shop: Shop, servers: list[ServerProcess]) -> None:
+    """Opening takes N units at once: with fewer left, opening is sold_out and says to join a group instead; joining
+    still works, and the units are never more than the offer has."""
+    url = servers[0].base_url
+    sale = offer(shop, quantity=4)
+    _, opened = lead(url, sale["id"])
+    message = assert_error(open_group(url, Person(), sale["id"]), 409, "sold_out")
+    assert "join an open group" in message
+    held(join(url, Person(), opened["group_id"]))
+    numbers = audit(shop, sale["id"])
+    assert (numbers["available"], numbers["reserved"], numbers["held"], numbers["paid"]) == (1, 1, 1, 1)
