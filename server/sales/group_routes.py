@@ -3,15 +3,13 @@ group, staff list an offer's groups. Paying, cancelling and reading an order are
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from server.http import identify, node_of, ok
-from server.sales.records import Outcome, Refusal, check_idempotency_key, refused
-from server.sales.routes import merchant_sale
+from server.sales.records import Refusal, check_idempotency_key, refused
+from server.sales.routes import merchant_sale, order_public
 
 
 async def open_group(request: Request) -> Response:
@@ -21,7 +19,7 @@ async def open_group(request: Request) -> Response:
     key = check_idempotency_key(request.headers.get("idempotency-key"))
     node = node_of(request)
     outcome = await node.checkout.open_group(request.path_params["sale_id"], identity, key)
-    return ok(await _with_group(request, outcome), 201 if outcome.created else 200)
+    return ok(await order_public(request, outcome), 201 if outcome.created else 200)
 
 
 async def join_group(request: Request) -> Response:
@@ -32,16 +30,7 @@ async def join_group(request: Request) -> Response:
     if not group_id.startswith(request.path_params["sale_id"] + "."):
         raise refused(Refusal.UNKNOWN_GROUP)
     outcome = await node_of(request).checkout.join_group(group_id, identity, key)
-    return ok(await _with_group(request, outcome), 201 if outcome.created else 200)
-
-
-async def _with_group(request: Request, outcome: Outcome) -> dict[str, Any]:
-    """The member's order with their group as it is now."""
-    public = outcome.order.public(outcome.sale, outcome.now)
-    if outcome.order.group_id is not None:
-        group = await node_of(request).sales.group(outcome.order.group_id)
-        public["group"] = None if group is None else group.public()
-    return public
+    return ok(await order_public(request, outcome), 201 if outcome.created else 200)
 
 
 async def board(request: Request) -> Response:

@@ -35,7 +35,15 @@ from server.http import (
 )
 from server.protocol import PRESENTERS, STAFF, Role, now_ms
 from server.sales.checkout import EXPORT_FIELDS, ORDER_STATUSES
-from server.sales.records import Refusal, Sale, check_idempotency_key, check_quantity, refused, terms_from
+from server.sales.records import (
+    Outcome,
+    Refusal,
+    Sale,
+    check_idempotency_key,
+    check_quantity,
+    refused,
+    terms_from,
+)
 from server.sales.stats import MAX_PAST_SHOWS, PAST_SHOWS
 
 log = logging.getLogger("livecart.sales")
@@ -219,6 +227,15 @@ async def purchase(request: Request) -> tuple[int, bytes]:
     return 201 if outcome.created else 200, orjson.dumps(outcome.order.public(outcome.sale, outcome.now))
 
 
+async def order_public(request: Request, outcome: Outcome) -> dict[str, Any]:
+    """The order as its buyer sees it; a group buy's with its group as it is now."""
+    public = outcome.order.public(outcome.sale, outcome.now)
+    if outcome.order.group_id is not None:
+        group = await node_of(request).sales.group(outcome.order.group_id)
+        public["group"] = None if group is None else group.public()
+    return public
+
+
 async def order(request: Request) -> Response:
     """GET /api/orders/{order_id}: the caller's own order, with its refund when it was refunded and its group when
     it is a group buy's."""
@@ -226,10 +243,7 @@ async def order(request: Request) -> Response:
     node = node_of(request)
     found, sale_terms = await node.checkout.get(request.path_params["order_id"], identity)
     refund = await node.refunds.get(found.id) if found.status in ("paid", "refunded") else None
-    public = found.public(sale_terms, now_ms())
-    if found.group_id is not None:
-        group = await node.sales.group(found.group_id)
-        public["group"] = None if group is None else group.public()
+    public = await order_public(request, Outcome(found, sale_terms, now_ms()))
     if refund is not None:
         public["refund"] = {name: refund[name] for name in ("amount", "currency", "reason", "at")}
     return ok(public)
@@ -245,14 +259,14 @@ async def pay(request: Request) -> Response:
         raise BadRequest("'card_number' must be the card number as a string")
     order_id = request.path_params["order_id"]
     outcome = await node_of(request).checkout.pay(order_id, identity, card, key, client_address(request))
-    return ok(outcome.order.public(outcome.sale, outcome.now))
+    return ok(await order_public(request, outcome))
 
 
 async def cancel(request: Request) -> Response:
     """POST /api/orders/{order_id}/cancel: give a held order up; its units go back on sale."""
     identity = identify(request)
     outcome = await node_of(request).checkout.cancel(request.path_params["order_id"], identity)
-    return ok(outcome.order.public(outcome.sale, outcome.now))
+    return ok(await order_public(request, outcome))
 
 
 # POST /api/sales/{sale_id}/purchases is served by purchase_endpoint, ahead of these (see server.app).

@@ -28,6 +28,8 @@ export class RoomState {
     this.sharers = sharersOf(snapshot.sharers); // the room's top sharers: [{name, buyers, orders}]
     this.earnings = null; // this viewer's own numbers as a sharer (the private `earnings` event; never in a snapshot)
     this.sales = new Map((snapshot.sales || []).map((sale) => [sale.id, { ...sale }])); // id -> sale, live stock
+    // sale id -> a group-buy offer's board: {sale_id, version, open, forming, filled, failed, reserved}
+    this.groups = new Map(Object.entries(boardsOf(snapshot.groups)));
     this.offset = snapshot.offset ?? null; // the last durable event applied
     this.epoch = snapshot.epoch ?? null;
   }
@@ -77,6 +79,10 @@ export class RoomState {
       case Event.EARNINGS:
         this.earnings = event;
         return true;
+      case Event.GROUPS:
+        return this._applyBoard(event);
+      case Event.GROUP:
+        return true; // the viewer's own group: nothing kept here, the page shows it (group-buy.js)
       default:
         if (!SALE_EVENTS.includes(event.type)) return false;
         this.putSale(event.sale);
@@ -91,6 +97,15 @@ export class RoomState {
     this.sales.set(sale.id, { ...sale, ...kept });
   }
 
+  /** A group-buy offer's board (the `groups` event), unless it is not newer (by `version`) than the one known. */
+  _applyBoard(event) {
+    const known = this.groups.get(event.sale_id);
+    if (known && event.version <= known.version) return false;
+    const { type: _type, ts: _ts, offset: _offset, ...board } = event;
+    this.groups.set(event.sale_id, board);
+    return true;
+  }
+
   /** Live stock of a known sale, unless it is not newer (by `version`) than the stock known. */
   _applyStock(stock) {
     const sale = this.sales.get(stock.sale_id);
@@ -98,6 +113,12 @@ export class RoomState {
     Object.assign(sale, pick(stock, SALE_STOCK));
     return true;
   }
+}
+
+/** The boards of a snapshot's `groups` (sale id -> board); anything else is none. */
+function boardsOf(value) {
+  if (!value || typeof value !== "object" || Array.isArray(value)) return {};
+  return Object.fromEntries(Object.entries(value).filter(([, board]) => board && typeof board === "object"));
 }
 
 /** The live status of a sale at `now` (server clock, ms): scheduled, live, sold_out or ended. */

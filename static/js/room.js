@@ -1,8 +1,9 @@
 // The viewer room: video, the "now presenting" card with its flash sale, checkout, the bag, chat and hearts;
-// sharing and earning through share.js.
+// sharing and earning through share.js, group buys through group-buy.js.
 
 import { ApiError, Session, api, randomKey, retrying, storage } from "./api.js";
 import { appendLine, chatLine, removeLine, scrollToEnd } from "./chat-view.js";
+import { GROUP_REFUSAL_TITLES, GroupBuys, isGroupOrder } from "./group-buy.js";
 import {
   CloseCode,
   Command,
@@ -46,6 +47,17 @@ const sharing = new Sharing({
   signIn: () => openSignIn({ reason: "Sign in to share this show and earn when friends buy through your link." }),
 });
 
+// Group buys: the offer's card, open groups, the viewer's own group; it pays through this page's checkout.
+const groups = new GroupBuys({
+  room,
+  session,
+  roomId,
+  toasts,
+  now: () => (socket ? socket.serverNow() : Date.now()),
+  buy: (sale, quantity, offer) => buy(sale, quantity, offer),
+  payHeld: (sale, order, detail) => payHeld(sale, order, detail),
+});
+
 // --- start -----------------------------------------------------------------------------------
 
 /** A fresh access token of the shopper's session; a new guest session when there is none (or it ended). */
@@ -67,7 +79,8 @@ async function start() {
   }
   openSocket(token);
   sharing.ready();
-  window.livecart = { get socket() { return socket; }, room, session, sharing };
+  groups.ready();
+  window.livecart = { get socket() { return socket; }, room, session, sharing, groups };
   setInterval(tick, 250);
 }
 
@@ -159,6 +172,7 @@ function render(snapshot) {
   text($("#viewers"), compact(room.viewers));
   renderLikes();
   renderBag();
+  groups.snapshot();
   renderCard();
   sharing.snapshot();
   scrollToEnd(chatList, true);
@@ -185,11 +199,13 @@ function apply(event) {
       break;
     case Event.PRODUCT_PINNED:
       state.quantity = 1;
+      groups.salesChanged();
       renderCard();
       renderBag();
       break;
     case Event.PRODUCT_UNPINNED:
     case Event.STOCK:
+      groups.salesChanged();
       renderCard();
       renderBag();
       break;
@@ -221,10 +237,18 @@ function apply(event) {
     case Event.EARNINGS:
       sharing.earningsArrived(event);
       break;
+    case Event.GROUPS:
+      groups.boardChanged(event.sale_id);
+      break;
+    case Event.GROUP:
+      groups.groupArrived(event);
+      break;
     default:
       if (SALE_EVENTS.includes(event.type)) {
         const sale = event.sale;
-        if (event.type === Event.SALE_STARTED) toast(toasts, `Flash deal live: ${sale.product.title}`, { kind: "buy" });
+        const deal = sale.group ? "Group buy" : "Flash deal";
+        if (event.type === Event.SALE_STARTED) toast(toasts, `${deal} live: ${sale.product.title}`, { kind: "buy" });
+        groups.salesChanged();
         renderCard();
         renderBag();
       }
@@ -346,8 +370,8 @@ const STATUS_ORDER = { live: 0, scheduled: 1, sold_out: 2, ended: 3 };
 function cardSale() {
   const now = socket.serverNow();
   const pinnedId = room.pinned?.id;
-  const sales = [...room.sales.values()].filter((sale) =>
-    pinnedId ? sale.product.id === pinnedId : saleStatus(sale, now) === "live",
+  const sales = [...room.sales.values()].filter(
+    (sale) => !sale.group && (pinnedId ? sale.product.id === pinnedId : saleStatus(sale, now) === "live"),
   );
   sales.sort(
     (a, b) => STATUS_ORDER[saleStatus(a, now)] - STATUS_ORDER[saleStatus(b, now)] || b.starts_at - a.starts_at,
@@ -358,7 +382,9 @@ function cardSale() {
 function liveSaleOf(productId) {
   const now = socket.serverNow();
   return (
-    [...room.sales.values()].find((sale) => sale.product.id === productId && saleStatus(sale, now) === "live") ||
+    [...room.sales.values()].find(
+      (sale) => !sale.group && sale.product.id === productId && saleStatus(sale, now) === "live",
+    ) ||
     null
   );
 }
@@ -367,8 +393,8 @@ function renderCard() {
   const card = $("#card");
   const sale = cardSale();
   const product = room.pinned || sale?.product;
-  if (!product) {
-    card.hidden = true;
+  if (!product || (!sale && groups.showsProduct(product.id))) {
+    card.hidden = true; // nothing presented, or the group-buy card shows it
     return;
   }
   card.hidden = false;
@@ -474,6 +500,7 @@ function tick() {
   if (!socket || !room.id) return;
   const sale = cardSale();
   if (sale) renderCard();
+  groups.tick();
   if (checkout.step === "hold") renderHold();
 }
 
@@ -498,7 +525,8 @@ $("#quantity-more").addEventListener("click", () => {
 
 // --- checkout: hold, pay, done ---------------------------------------------------------------------
 
-const checkout = { step: null, sale: null, order: null, key: null, deadline: 0, quantity: 1 };
+// offer: a group's open or join request ({path, detail, price, retry(code)}, group-buy.js); null for a flash sale
+const checkout = { step: null, sale: null, order: null, key: null, deadline: 0, quantity: 1, offer: null };
 const sheet = $("#checkout");
 
 const REFUSAL_TITLES = {
@@ -509,48 +537,68 @@ const REFUSAL_TITLES = {
   ended: "This deal has ended",
   payment_declined: "Payment declined",
   network: "You're offline",
+  ...GROUP_REFUSAL_TITLES,
 };
 
-async function buy(sale, quantity) {
+/** Reserve and take the shopper to the payment step: a flash-sale purchase, or with `offer` a group's open or join. */
+async function buy(sale, quantity, offer = null) {
   if (checkout.step === "reserving") return;
   const needs = buyerNeeds(sale);
   if (needs) {
-    askToSignIn(needs, sale, quantity);
+    askToSignIn(needs, sale, quantity, offer);
     return;
   }
-  Object.assign(checkout, { sale, order: null, key: randomKey("buy_"), quantity });
+  Object.assign(checkout, { sale, order: null, key: randomKey("buy_"), quantity, offer });
   setStep("reserving");
-  const product = sale.product;
-  $("#order-image").src = safeImage(product.image_url);
-  text($("#order-title"), product.title);
-  text($("#order-detail"), `${quantity} × ${money(sale.price, sale.currency)} · flash deal`);
-  text($("#order-amount"), money(sale.price * quantity, sale.currency));
+  const detail = offer ? offer.detail : `${quantity} × ${money(sale.price, sale.currency)} · flash deal`;
+  orderLine(sale, detail, offer ? offer.price : sale.price * quantity);
   $("#pay-error").hidden = true;
   openSheet("#checkout");
   try {
     const order = await retrying(() =>
-      api(`/api/sales/${encodeURIComponent(sale.id)}/purchases`, {
+      api(offer ? offer.path : `/api/sales/${encodeURIComponent(sale.id)}/purchases`, {
         method: "POST",
         session,
-        body: { quantity },
+        body: offer ? {} : { quantity },
         headers: { "Idempotency-Key": checkout.key },
       }),
     );
-    holdStarted(orderOf(order));
+    const placed = orderOf(order);
+    if (isGroupOrder(placed)) groups.orderPlaced(placed);
+    holdStarted(placed);
   } catch (error) {
     if (REFUSED_NEEDS[error.code]) {
       resetCheckout();
       closeSheets();
-      askToSignIn(REFUSED_NEEDS[error.code], sale, quantity);
+      askToSignIn(REFUSED_NEEDS[error.code], sale, quantity, offer);
     } else {
       failed(error);
     }
   }
 }
 
+function orderLine(sale, detail, amount) {
+  const product = sale.product;
+  $("#order-image").src = safeImage(product.image_url);
+  text($("#order-title"), product.title);
+  text($("#order-detail"), detail);
+  text($("#order-amount"), money(amount, sale.currency));
+}
+
+/** The payment step for an order held already (a group's, after a reload: group-buy.js). */
+function payHeld(sale, order, detail) {
+  if (checkout.order?.order_id !== order.order_id || checkout.step !== "hold") {
+    Object.assign(checkout, { sale, order: null, key: null, quantity: order.quantity, offer: null });
+    orderLine(sale, detail, order.amount);
+    $("#pay-error").hidden = true;
+    holdStarted(order);
+  }
+  openSheet("#checkout");
+}
+
 /** Open the sign-in dialog saying why; once signed in, the purchase is tried again. */
-function askToSignIn(needs, sale, quantity) {
-  openSignIn({ reason: NEEDS[needs].reason, then: () => buy(room.sales.get(sale.id) || sale, quantity) });
+function askToSignIn(needs, sale, quantity, offer = null) {
+  openSignIn({ reason: NEEDS[needs].reason, then: () => buy(room.sales.get(sale.id) || sale, quantity, offer) });
 }
 
 function orderOf(body) {
@@ -627,7 +675,9 @@ $("#cancel-order").addEventListener("click", async () => {
   closeSheets();
   if (!order) return;
   try {
-    await api(`/api/orders/${encodeURIComponent(order.order_id)}/cancel`, { method: "POST", session });
+    const path = `/api/orders/${encodeURIComponent(order.order_id)}/cancel`;
+    const cancelled = orderOf(await api(path, { method: "POST", session }));
+    if (isGroupOrder(cancelled)) groups.orderChanged(cancelled);
     toast(toasts, "Reservation cancelled: you were not charged.");
   } catch {
     // it expires by itself
@@ -636,7 +686,18 @@ $("#cancel-order").addEventListener("click", async () => {
 
 function done(order) {
   const short = order.order_id.split(".").pop().slice(0, 6).toUpperCase();
-  text($("#done-text"), `Order ${short} · ${money(order.amount, order.currency)} paid. Thanks for shopping the show!`);
+  const paid = `Order ${short} · ${money(order.amount, order.currency)} paid. Thanks for shopping the show!`;
+  const note = (shown) => {
+    text($("#done-title"), shown.title);
+    text($("#done-text"), shown.text);
+  };
+  note(isGroupOrder(order) ? groups.paidNote(order) : { title: "You got it!", text: paid });
+  sheet.dataset.orderId = order.order_id;
+  if (isGroupOrder(order)) {
+    // the group may fill a moment later (or the answer carry only its id): the note follows while it is shown
+    const renote = (later) => checkout.step === "done" && sheet.dataset.orderId === order.order_id && note(later);
+    groups.orderChanged(order, { renote });
+  }
   checkout.order = null;
   setStep("done");
   renderCard();
@@ -648,7 +709,8 @@ function failed(error) {
   text($("#error-text"), error.message || "Something went wrong. Please try again.");
   const sale = checkout.sale && room.sales.get(checkout.sale.id);
   const retry = $("#error-retry");
-  retry.hidden = !(sale && saleStatus(sale, socket.serverNow()) === "live" && sale.available > 0 && code !== "limit_reached");
+  const again = checkout.offer ? checkout.offer.retry(code) : sale?.available > 0 && code !== "limit_reached";
+  retry.hidden = !(sale && saleStatus(sale, socket.serverNow()) === "live" && again);
   checkout.order = null;
   setStep("error");
   sheet.dataset.error = code;
@@ -657,7 +719,7 @@ function failed(error) {
 
 $("#error-retry").addEventListener("click", () => {
   const sale = room.sales.get(checkout.sale.id);
-  if (sale) buy(sale, checkout.quantity);
+  if (sale) buy(sale, checkout.quantity, checkout.offer);
 });
 
 function setStep(step) {
@@ -668,7 +730,7 @@ function setStep(step) {
 }
 
 function resetCheckout() {
-  Object.assign(checkout, { step: null, sale: null, order: null, key: null });
+  Object.assign(checkout, { step: null, sale: null, order: null, key: null, offer: null });
 }
 
 // --- sheets ----------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 // The host studio: sign in (a single-use login link, or a code), camera preview, go live (WHIP), the product bag,
 // flash sales with live stock, chat moderation, the show's live numbers and past shows; share and earn through
-// studio-referrals.js.
+// studio-referrals.js, group buys through studio-groups.js.
 
 import { ApiError, Session, api, storage } from "./api.js";
 import { appendLine, chatLine, removeLine, roleBadge, scrollToEnd } from "./chat-view.js";
@@ -8,6 +8,7 @@ import { CloseCode, Command, Event, SALE_EVENTS, closeMeaning } from "./protocol
 import { RoomSocket, SocketState } from "./room-socket.js";
 import { sendCode, submitting } from "./sign-in.js";
 import { RoomState, saleStatus } from "./room-state.js";
+import { startGroups } from "./studio-groups.js";
 import { startReferrals } from "./studio-referrals.js";
 import { $, clock, compact, h, minorPerUnit, money, safeImage, sentence, text, toast } from "./ui.js";
 import { publish } from "./webrtc.js";
@@ -36,6 +37,7 @@ const state = {
 };
 
 let socket = null;
+let groups = null; // the group buys' panel and form terms (studio-groups.js)
 
 // --- signing in ----------------------------------------------------------------------------------
 
@@ -153,6 +155,14 @@ async function start() {
   state.blocklist = blocklist.words;
   renderBlocklist();
   startReferrals({ session, merchantId: room.merchantId, role: state.role, toasts });
+  groups = startGroups({
+    session,
+    merchantId: room.merchantId,
+    role: state.role,
+    toasts,
+    room,
+    now: () => (socket ? socket.serverNow() : Date.now()),
+  });
 
   socket = new RoomSocket({
     roomId,
@@ -200,6 +210,7 @@ function render(snapshot) {
   renderProducts();
   renderSaleForm();
   renderSales();
+  groups.salesChanged();
   renderLive();
   scrollToEnd($("#chat"), true);
 }
@@ -238,7 +249,11 @@ function apply(event) {
       break;
     case Event.STOCK:
       renderSales();
+      groups.saleChanged(event.sale_id);
       statsSoon();
+      break;
+    case Event.GROUPS:
+      groups.boardChanged(event.sale_id);
       break;
     case Event.SALE_TOAST: {
       const sale = room.sales.get(event.sale_id);
@@ -250,6 +265,8 @@ function apply(event) {
     default:
       if (SALE_EVENTS.includes(event.type)) {
         renderSales();
+        groups.salesChanged();
+        groups.saleChanged(event.sale.id);
         statsSoon();
       }
   }
@@ -258,6 +275,7 @@ function apply(event) {
 function tick() {
   if (!room.id) return;
   renderSales();
+  groups.tick();
   const since = live.since;
   $("#on-air").hidden = !since;
   if (since) text($("#on-air"), clock(Date.now() - since));
@@ -583,6 +601,8 @@ $("#sale-form").addEventListener("submit", async (submit) => {
     duration_seconds: Number($("#sale-duration").value),
     buyers: $("#sale-buyers").value,
   };
+  const group = groups.terms(product);
+  if (group) body.group = group;
   try {
     const merchant = encodeURIComponent(room.merchantId);
     const sale = await api(`/api/merchants/${merchant}/rooms/${encodeURIComponent(roomId)}/sales`, {
@@ -592,7 +612,9 @@ $("#sale-form").addEventListener("submit", async (submit) => {
     });
     room.putSale(sale);
     renderSales();
-    toast(toasts, `Flash sale set: ${product.title} starts in ${body.countdown_seconds} s`, { kind: "ok" });
+    const kind = group ? "Group buy" : "Flash sale";
+    toast(toasts, `${kind} set: ${product.title} starts in ${body.countdown_seconds} s`, { kind: "ok" });
+    if (group) groups.salesChanged();
     if (room.pinned?.id !== product.id) present(product);
     $("#sale-price").dataset.touched = "false";
   } catch (problem) {
@@ -621,10 +643,11 @@ const saleNodes = new Map(); // sale id -> the parts of its list item that chang
 
 function renderSales() {
   const now = socket ? socket.serverNow() : Date.now();
-  const sales = [...room.sales.values()].sort((a, b) => b.starts_at - a.starts_at);
+  // group-buy offers have their own panel (studio-groups.js)
+  const sales = [...room.sales.values()].filter((sale) => !sale.group).sort((a, b) => b.starts_at - a.starts_at);
   const list = $("#sales");
   for (const [saleId, parts] of saleNodes) {
-    if (!room.sales.has(saleId)) {
+    if (!room.sales.get(saleId) || room.sales.get(saleId).group) {
       parts.item.remove();
       saleNodes.delete(saleId);
     }

@@ -159,7 +159,7 @@ def test_a_group_fills_when_its_last_member_pays(shop: Shop, servers: list[Serve
     assert_error(join(url, Person(), opened["group_id"]), 409, "group_full")
     paid(other, bo, second["order_id"])
     assert group_of(url, opened["group_id"])["state"] == "open"
-    paid(url, cy, third["order_id"])
+    assert paid(url, cy, third["order_id"])["group"]["state"] == "filled"  # the payment's answer has the group
     group = group_of(other, opened["group_id"])
     assert group["state"] == "filled" and group["paid"] == 3
     assert [member["name"] for member in group["members"]] == ["Ana", "Bo", "Cy"]
