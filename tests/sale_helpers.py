@@ -91,7 +91,8 @@ def invariant(shop: Shop, sale_id: str) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     assert body["ok"], body
-    assert body["quantity"] == body["available"] + body["held"] + body["paid"]
+    assert body["quantity"] == body["available"] + body["reserved"] + body["held"] + body["paid"]
+    assert body["reserved"] == body["slots_empty"] and body["max_group_members"] <= body["group_size"]
     return body
 
 

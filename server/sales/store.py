@@ -383,13 +383,18 @@ class Sales:
 
     async def orders(self, sale_id: str) -> list[Order]:
         """Every order of the sale, oldest first; an archived sale's from the record."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hvals(keys.sale_orders(sale_id))
-            pipe.exists(keys.sale(sale_id))
-            raws, live = await pipe.execute()
-        if not live:
+        raws = await self._live_values(sale_id, keys.sale_orders(sale_id))
+        if raws is None:
             return await self.ledger.orders(sale_id)
         return sorted((Order.from_json(raw) for raw in raws), key=lambda order: (order.created_at, order.id))
+
+    async def _live_values(self, sale_id: str, key: str) -> list[str] | None:
+        """The values of one of the sale's hashes, None once the sale left Redis (read it from the record)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hvals(key)
+            pipe.exists(keys.sale(sale_id))
+            raws, live = await pipe.execute()
+        return cast(list[str], raws) if live else None
 
     # --- the order log, the archive and repair ----------------------------------------------
 
@@ -624,11 +629,8 @@ class Sales:
 
     async def groups(self, sale_id: str) -> list[Group]:
         """Every group of the offer, newest first (from the record once it left Redis)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hvals(keys.sale_groups(sale_id))
-            pipe.exists(keys.sale(sale_id))
-            raws, live = await pipe.execute()
-        if not live:
+        raws = await self._live_values(sale_id, keys.sale_groups(sale_id))
+        if raws is None:
             return await self.ledger.groups(sale_id)
         return sorted((Group.from_json(raw) for raw in raws), key=lambda group: (-group.created_at, group.id))
 

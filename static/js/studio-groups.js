@@ -150,7 +150,7 @@ export function startGroups({ session, merchantId, role, toasts, room, now }) {
             {},
             h("strong", {}, money(sale.price, sale.currency)),
             ` for groups of ${terms.size}${leader} · solo ${money(sale.product.price, sale.currency)}`,
-            ` · ${windowText(terms.window_ms ?? terms.window_seconds * 1000)} to fill`,
+            ` · ${windowText(terms.window_seconds * 1000)} to fill`,
           ),
         ),
         h("span.sale-status", {}, STATUS_LABELS[status]),

@@ -121,6 +121,26 @@ def test_referral_bench_smoke_commissions_every_order_shared_exactly_once(tmp_pa
     assert run["paid_orders"] == run["sale_after"]["paid"] and run["missing"] == run["duplicates"] == 0
 
 
+def test_group_bench_smoke_races_joins_and_no_group_passes_its_size(tmp_path: Path) -> None:
+    """group_bench --smoke measures flash-sale purchases and group joins on the same server and prints their ratio:
+    joins granted and refused, every invariant ok, no group over 3 members, every 201 join a member of its group."""
+    printed = smoke("group_bench", "--json", str(tmp_path / "group.json"), timeout=180)
+    purchase, join = rows(printed)
+    assert (purchase["configuration"], join["configuration"]) == ("purchase", "join")
+    assert purchase["join / purchase"] == "1.00x" and purchase["refused"] == "0"
+    assert number(purchase["stock updates/s at a viewer"]) > 0
+    for row in (purchase, join):
+        assert number(row["median attempts/s"]) > 0 and number(row["201s"]) > 0 and number(row["p99 ms"]) > 0
+    assert re.search(r"^ratio join / purchase: \d+\.\d\dx ", printed, re.MULTILINE)
+    assert "FAILED" not in printed and "no group over 3 members" in printed
+    result = json.loads((tmp_path / "group.json").read_text())
+    [run] = [run for run in result["runs"] if run["configuration"] == "join"]
+    assert run["invariant"]["ok"] and run["groups"] == run["groups_opened"] == result["groups"]
+    assert run["largest_group"] == 3 and run["groups_over_size"] == 0  # the racers filled some groups, none past 3
+    assert run["joined_members"] == run["joins_answered"] > 0
+    assert run["answers"].get("409 group_full", 0) > 0  # more racers than slots: some lost
+
+
 def test_archive_bench_smoke_leaves_no_keys_of_finished_sales(tmp_path: Path) -> None:
     """archive_bench --smoke finishes sales on a server that archives them and on one that never does: the archived
     sales leave no key in Redis, the others keep theirs, and PostgreSQL has every order of both."""

@@ -12,98 +12,35 @@ record has every order and every group as Redis has them.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
-from redis.asyncio import Redis
+from hypothesis.stateful import invariant, precondition, rule, run_state_machine_as_test
 
 from server import keys
-from server.access.limits import Limits
-from server.config import Settings
-from server.ledger.audit import AuditLog
-from server.ledger.client import Database
-from server.sales.backup import Backup
-from server.sales.changes import SaleChanges
-from server.sales.checkout import Checkout
 from server.sales.groups import FORMING, Group, GroupTerms
-from server.sales.ledger import SalesLedger
-from server.sales.payments import SandboxProvider
-from server.sales.records import Order, SaleRefused, Terms
-from server.sales.refunds import Refunds
-from server.sales.store import Sales
-from server.store.batcher import ScriptBatcher
+from server.sales.records import Order, SaleRefused
 from server.store.embedded import EmbeddedRedis
-from tests.sales.test_store import CARDS, MOSTLY, USERS, person
+from tests.sales.machine import CARDS, GOOD_CARD, MOSTLY, USERS, SaleMachineBase, person
 
 QUANTITY = 7
 SIZE = 3
 LIMIT = 2
 HOLD_MS = 150
 WINDOW_MS = 300
-GOOD = next(number for number, good in CARDS.items() if good)
-T = TypeVar("T")
 
 
-class GroupMachine(RuleBasedStateMachine):
-    redis_url: ClassVar[str]
-    database_url: ClassVar[str]
-
+class GroupMachine(SaleMachineBase):
     def __init__(self) -> None:
-        super().__init__()
-        self.runner = asyncio.Runner()
-        self.redis: Redis = self.run(self._connect())
-        self.run(self.redis.flushdb())
-        self.db = Database(self.database_url, pool_size=2)
-        self.run(self.db.open())
-        self.ledger = SalesLedger(self.db)
-        self.sales = Sales(self.redis, ScriptBatcher(self.redis), SaleChanges(), self.ledger)
-        self.provider = SandboxProvider(self.db)
-        unlimited = (1_000_000, 1)
-        checkout_settings = Settings(
-            limit_payments_order=unlimited, limit_payments_user=unlimited, limit_payments_address=unlimited
-        )
-        self.checkout = Checkout(self.sales, self.provider, Limits(self.redis), checkout_settings)
-        self.refunds = Refunds(self.db, self.sales, self.provider, AuditLog(self.db))
-        self.backup = Backup("property-groups", self.sales, Settings())
-        terms = Terms(
-            merchant_id="prop",
-            room_id="prop",
-            product={"id": "p", "title": "Thing", "image_url": "", "price": 100, "currency": "USD"},
-            price=50,
-            currency="USD",
-            quantity=QUANTITY,
-            per_user_limit=LIMIT,
-            buyers="signed_in",
-            starts_at=int(time.time() * 1000) - 1000,
-            countdown_ms=0,
-            duration_ms=600_000,
-            hold_ms=HOLD_MS,
-            group=GroupTerms(SIZE, WINDOW_MS, leader_price=40),
-        )
-        self.sale_id = self.run(self.sales.create(terms)).id
+        super().__init__(QUANTITY, LIMIT, HOLD_MS, GroupTerms(SIZE, WINDOW_MS, leader_price=40))
         self.group_ids: list[str] = []
         self.order_ids: list[str] = []
         self.keys: dict[tuple[str, str], str] = {}  # (user, key) -> order id
         self.refunded: set[str] = set()  # orders whose refund was made
         self.attempts = 0
-
-    async def _connect(self) -> Redis:
-        return Redis.from_url(self.redis_url, decode_responses=True)
-
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return self.runner.run(coroutine)
-
-    def teardown(self) -> None:
-        self.run(self.db.close())
-        self.run(self.redis.aclose())
-        self.runner.close()
 
     def groups(self) -> list[Group]:
         return self.run(self.sales.groups(self.sale_id))
@@ -157,7 +94,7 @@ class GroupMachine(RuleBasedStateMachine):
                     )
                     self.order_ids.append(joined.order.id)
                 order_id = opened.order.id if user == leader else joined.order.id
-                self.run(self.checkout.pay(order_id, person(user), GOOD, f"p{self.attempts}", "::1"))
+                self.run(self.checkout.pay(order_id, person(user), GOOD_CARD, f"p{self.attempts}", "::1"))
             except SaleRefused:
                 continue
 

@@ -29,6 +29,7 @@ from tests.sale_helpers import (
     assert_error,
     auth,
     create_sale,
+    invariant,
     pay,
     query,
     record_of_sale,
@@ -115,18 +116,6 @@ def order_of(url: str, buyer: Person, order_id: str) -> dict[str, Any]:
     return dict(response.json())
 
 
-def audit(shop: Shop, sale_id: str) -> dict[str, Any]:
-    response = httpx.get(
-        f"{shop.base_url}/api/merchants/{shop.merchant_id}/sales/{sale_id}/invariant", headers=auth(shop.admin)
-    )
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    assert body["ok"], body
-    assert body["quantity"] == body["available"] + body["reserved"] + body["held"] + body["paid"]
-    assert body["max_group_members"] <= body["group_size"]
-    return body
-
-
 def lead(url: str, sale_id: str, name: str = "Leader", card: str = GOOD_CARD) -> tuple[Person, dict[str, Any]]:
     """A leader opens a group and pays: the group is open. The leader and their paid order (with the group)."""
     leader = Person(name)
@@ -145,7 +134,7 @@ def test_a_group_fills_when_its_last_member_pays(shop: Shop, servers: list[Serve
     leader = Person("Ana")
     opened = held(open_group(url, leader, sale["id"]))
     assert opened["unit_price"] == 500 and opened["group"]["state"] == "pending"
-    assert audit(shop, sale["id"])["reserved"] == 2
+    assert invariant(shop, sale["id"])["reserved"] == 2
     assert_error(join(url, Person(), opened["group_id"]), 409, "group_not_open")
     paid(url, leader, opened["order_id"])
     group = group_of(other, opened["group_id"])
@@ -163,7 +152,7 @@ def test_a_group_fills_when_its_last_member_pays(shop: Shop, servers: list[Serve
     group = group_of(other, opened["group_id"])
     assert group["state"] == "filled" and group["paid"] == 3
     assert [member["name"] for member in group["members"]] == ["Ana", "Bo", "Cy"]
-    numbers = audit(shop, sale["id"])
+    numbers = invariant(shop, sale["id"])
     assert (numbers["paid"], numbers["reserved"], numbers["held"], numbers["available"]) == (3, 0, 0, 6)
     wait_until(
         lambda: (
@@ -206,7 +195,7 @@ def test_a_group_that_does_not_fill_refunds_each_member_once(
     book = query(database_url, "SELECT state FROM sandbox_authorizations WHERE reference = ANY($1)",
                  [opened["order_id"], second["order_id"]])  # fmt: skip
     assert [row["state"] for row in book] == ["refunded", "refunded"]
-    numbers = audit(shop, sale["id"])
+    numbers = invariant(shop, sale["id"])
     assert (numbers["available"], numbers["reserved"], numbers["held"], numbers["paid"]) == (6, 0, 0, 0)
     # The buyers may buy again: their limit came back with their units.
     assert held(open_group(url, leader, sale["id"]))["group"]["state"] == "pending"
@@ -234,9 +223,9 @@ def test_expired_holds_free_their_slots_and_a_leader_who_never_pays_cancels_the_
     assert group_of(url, opened["group_id"])["state"] == "filled"
     ghost = Person("Ghost")
     pending = held(open_group(url, ghost, sale["id"]))
-    assert audit(shop, sale["id"])["reserved"] == 2
+    assert invariant(shop, sale["id"])["reserved"] == 2
     wait_until(lambda: group_of(url, pending["group_id"])["state"] == "cancelled", timeout=10)
-    numbers = audit(shop, sale["id"])
+    numbers = invariant(shop, sale["id"])
     assert numbers["reserved"] == 0 and numbers["available"] == 3
 
 
@@ -251,7 +240,7 @@ def test_retries_are_idempotent_and_one_forming_group_at_a_time(shop: Shop, serv
     again = open_group(other, leader, sale["id"], key="open-1")
     assert first.status_code == 201 and again.status_code == 200
     assert again.json()["order_id"] == first.json()["order_id"]
-    assert audit(shop, sale["id"])["reserved"] == 2
+    assert invariant(shop, sale["id"])["reserved"] == 2
     message = assert_error(open_group(url, leader, sale["id"]), 409, "in_group")
     assert "already" in message
     paid(url, leader, first.json()["order_id"])
@@ -283,7 +272,7 @@ def test_retries_are_idempotent_and_one_forming_group_at_a_time(shop: Shop, serv
         f"{url}/api/sales/{sale['id']}/groups", headers={**auth(guest), "Idempotency-Key": "g1"}, timeout=seconds(10)
     )
     assert_error(refused, 403, "sign_in_required")
-    audit(shop, sale["id"])
+    invariant(shop, sale["id"])
 
 
 def test_offer_terms_are_checked(shop: Shop) -> None:
@@ -333,7 +322,7 @@ def test_300_buyers_racing_never_overfill_a_group_or_oversell(
     assert max(group["joined"] for group in states) == 3
     filled = sum(group["state"] == "filled" for group in states)
     assert outcomes["joined"] == 2 * filled and filled <= 40
-    numbers = audit(shop, sale["id"])
+    numbers = invariant(shop, sale["id"])
     assert numbers["paid"] == 40 + outcomes["joined"]
     assert numbers["available"] + numbers["reserved"] == 120 - numbers["paid"]
     wait_until(
@@ -481,13 +470,13 @@ def test_an_offer_whose_redis_keys_were_lost_is_rebuilt_with_its_groups(
             ),
             timeout=10,
         )
-        before = audit(shop, sale["id"])
+        before = invariant(shop, sale["id"])
         client.delete(*client.scan_iter(match=f"sale:{{{sale['id']}}}*"))
     finally:
         client.close()
     done = repair(group_stores, sale["id"])
     assert done.returncode == 0, done.stderr
-    after = audit(shop, sale["id"])
+    after = invariant(shop, sale["id"])
     fields = ("available", "reserved", "held", "paid")
     assert [after[name] for name in fields] == [before[name] for name in fields] == [3, 2, 2, 2]
     group = group_of(url, opened["group_id"])
@@ -510,5 +499,5 @@ def test_opening_needs_a_whole_group_of_units(shop: Shop, servers: list[ServerPr
     message = assert_error(open_group(url, Person(), sale["id"]), 409, "sold_out")
     assert "join an open group" in message
     held(join(url, Person(), opened["group_id"]))
-    numbers = audit(shop, sale["id"])
+    numbers = invariant(shop, sale["id"])
     assert (numbers["available"], numbers["reserved"], numbers["held"], numbers["paid"]) == (1, 1, 1, 1)

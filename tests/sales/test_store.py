@@ -12,45 +12,24 @@ change of it once.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import defaultdict
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
-from redis.asyncio import Redis
+from hypothesis.stateful import invariant, precondition, rule, run_state_machine_as_test
 
-from server.access.limits import Limits
-from server.access.tokens import Identity
-from server.config import Settings
-from server.ledger.client import Database
-from server.sales.backup import Backup
-from server.sales.changes import SaleChanges
-from server.sales.checkout import Checkout
-from server.sales.ledger import SalesLedger
-from server.sales.payments import SandboxProvider
-from server.sales.records import Refusal, SaleRefused, Terms, check_quantity
-from server.sales.store import Sales
-from server.store.batcher import ScriptBatcher
+from server.sales.records import Refusal, SaleRefused, check_quantity
 from server.store.embedded import EmbeddedRedis
+from tests.sales.machine import CARDS, MOSTLY, USERS, SaleMachineBase, person
 
 QUANTITY = 6
 LIMIT = 3
 HOLD_MS = 80
-USERS = ("alice", "bob", "carol")
-CARDS = {"4242424242424242": True, "4000000000000002": False}
-MOSTLY = st.sampled_from((True, True, True, False))  # own order / good card, most of the time
-T = TypeVar("T")
-
-
-def person(user_id: str) -> Identity:
-    """A signed-in buyer with this id."""
-    return Identity(user_id, "Buyer", f"ses_{user_id}", int(time.time()) + 3600, guest=False)
 
 
 @dataclass
@@ -63,56 +42,13 @@ class Expected:
     payment_ref: str | None = None  # its authorization
 
 
-class SaleMachine(RuleBasedStateMachine):
-    redis_url: ClassVar[str]
-    database_url: ClassVar[str]
-
+class SaleMachine(SaleMachineBase):
     def __init__(self) -> None:
-        super().__init__()
-        self.runner = asyncio.Runner()
-        self.redis: Redis = self.run(self._connect())
-        self.run(self.redis.flushdb())  # a clean slate: the backup reads every sale's log in this Redis
-        self.db = Database(self.database_url, pool_size=2)
-        self.run(self.db.open())
-        self.ledger = SalesLedger(self.db)
-        self.sales = Sales(self.redis, ScriptBatcher(self.redis), SaleChanges(), self.ledger)
-        self.provider = SandboxProvider(self.db)
-        unlimited = (1_000_000, 1)  # the payment limits are tests/access's; here every attempt goes through
-        settings = Settings(
-            limit_payments_order=unlimited, limit_payments_user=unlimited, limit_payments_address=unlimited
-        )
-        self.orders = Checkout(self.sales, self.provider, Limits(self.redis), settings)
-        self.backup = Backup("property", self.sales, Settings())
-        terms = Terms(
-            merchant_id="prop",
-            room_id="prop",
-            product={"id": "p", "title": "Thing", "image_url": "", "price": 100, "currency": "USD"},
-            price=50,
-            currency="USD",
-            quantity=QUANTITY,
-            per_user_limit=LIMIT,
-            buyers="signed_in",
-            starts_at=int(time.time() * 1000) - 1000,
-            countdown_ms=0,
-            duration_ms=600_000,
-            hold_ms=HOLD_MS,
-        )
-        self.sale_id = self.run(self.sales.create(terms)).id
+        super().__init__(QUANTITY, LIMIT, HOLD_MS)
         self.keys: dict[tuple[str, str], str] = {}
         self.model: dict[str, Expected] = {}
         self.ended = False
         self.attempts = 0  # payment attempts: each gets a new key
-
-    async def _connect(self) -> Redis:
-        return Redis.from_url(self.redis_url, decode_responses=True)
-
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return self.runner.run(coroutine)
-
-    def teardown(self) -> None:
-        self.run(self.db.close())
-        self.run(self.redis.aclose())
-        self.runner.close()
 
     def units(self, user: str | None = None, status: str | None = None) -> int:
         return sum(
@@ -180,14 +116,14 @@ class SaleMachine(RuleBasedStateMachine):
             self.attempts += 1
             key = f"pay-{self.attempts}"
         try:
-            outcome = self.run(self.orders.pay(order_id, person(payer), card, key, "127.0.0.1"))
+            outcome = self.run(self.checkout.pay(order_id, person(payer), card, key, "127.0.0.1"))
         except SaleRefused as problem:
             if not own:
                 assert problem.code is Refusal.NOT_YOUR_ORDER
             elif expected.status == "paid":
                 assert problem.code is Refusal.ALREADY_PAID and key != expected.pay_key
             elif expected.status == "held" and problem.code is Refusal.HOLD_EXPIRED:
-                assert self.run(self._now()) >= expected.expires
+                assert self.run(self.now()) >= expected.expires
             elif expected.status == "held":
                 assert problem.code is Refusal.PAYMENT_DECLINED and not CARDS[card]
             else:
@@ -211,7 +147,7 @@ class SaleMachine(RuleBasedStateMachine):
         order_id = self.draw_order(data)
         expected = self.model[order_id]
         caller = expected.user if own else next(user for user in USERS if user != expected.user)
-        code = self.refusal(self.orders.cancel(order_id, person(caller)))
+        code = self.refusal(self.checkout.cancel(order_id, person(caller)))
         if not own:
             assert code is Refusal.NOT_YOUR_ORDER
         elif expected.status in ("held", "cancelled"):
@@ -225,7 +161,7 @@ class SaleMachine(RuleBasedStateMachine):
         """Time passes (beyond every hold, when `wait`); the clock releases what expired, each once."""
         held = [order.expires for order in self.model.values() if order.status == "held"]
         if wait and held:
-            time.sleep(max(0, max(held) - self.run(self._now()) + 5) / 1000)
+            time.sleep(max(0, max(held) - self.run(self.now()) + 5) / 1000)
         # Twice: the second call releases none of what the first did, only a hold whose deadline fell in between.
         for _ in range(2):
             released = self.run(self.sales.release_expired(self.sale_id))
@@ -306,10 +242,6 @@ class SaleMachine(RuleBasedStateMachine):
                 assert recorded == []
         assert not kinds  # no movement on the record that the gateway does not know
         assert captured == {order_id for order_id, expected in self.model.items() if expected.status == "paid"}
-
-    async def _now(self) -> int:
-        seconds, micros = await self.redis.time()
-        return int(seconds) * 1000 + int(micros) // 1000
 
 
 def test_random_sale_operations_keep_every_guarantee(tmp_path: Path, database_url: str) -> None:

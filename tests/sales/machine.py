@@ -1,0 +1,99 @@
+"""What the property-based sale machines share (tests/sales/test_store.py, test_group_store.py): one real sale on a
+Redis of the test's own and the suite's PostgreSQL, driven through the Lua-backed Python API with the sandbox
+provider, and the buyers, cards and clock they use."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Coroutine
+from typing import Any, ClassVar, TypeVar
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine
+from redis.asyncio import Redis
+
+from server.access.limits import Limits
+from server.access.tokens import Identity
+from server.config import Settings
+from server.ledger.audit import AuditLog
+from server.ledger.client import Database
+from server.sales.backup import Backup
+from server.sales.changes import SaleChanges
+from server.sales.checkout import Checkout
+from server.sales.groups import GroupTerms
+from server.sales.ledger import SalesLedger
+from server.sales.payments import SandboxProvider
+from server.sales.records import Terms
+from server.sales.refunds import Refunds
+from server.sales.store import Sales
+from server.store.batcher import ScriptBatcher
+
+USERS = ("alice", "bob", "carol")
+CARDS = {"4242424242424242": True, "4000000000000002": False}
+GOOD_CARD = "4242424242424242"
+MOSTLY = st.sampled_from((True, True, True, False))  # own order / good card, most of the time
+T = TypeVar("T")
+
+
+def person(user_id: str) -> Identity:
+    """A signed-in buyer with this id."""
+    return Identity(user_id, "Buyer", f"ses_{user_id}", int(time.time()) + 3600, guest=False)
+
+
+class SaleMachineBase(RuleBasedStateMachine):
+    """A fresh sale on a flushed Redis for each run: `sales`, `checkout` (payment limits lifted: every attempt goes
+    through), `refunds`, `backup`, `ledger` and `db`; `run` awaits on the machine's own event loop."""
+
+    redis_url: ClassVar[str]
+    database_url: ClassVar[str]
+
+    def __init__(self, quantity: int, per_user_limit: int, hold_ms: int, group: GroupTerms | None = None) -> None:
+        super().__init__()
+        self.runner = asyncio.Runner()
+        self.redis: Redis = self.run(self._connect())
+        self.run(self.redis.flushdb())  # a clean slate: the backup reads every sale's log in this Redis
+        self.db = Database(self.database_url, pool_size=2)
+        self.run(self.db.open())
+        self.ledger = SalesLedger(self.db)
+        self.sales = Sales(self.redis, ScriptBatcher(self.redis), SaleChanges(), self.ledger)
+        self.provider = SandboxProvider(self.db)
+        unlimited = (1_000_000, 1)  # the payment limits are tests/access's
+        settings = Settings(
+            limit_payments_order=unlimited, limit_payments_user=unlimited, limit_payments_address=unlimited
+        )
+        self.checkout = Checkout(self.sales, self.provider, Limits(self.redis), settings)
+        self.refunds = Refunds(self.db, self.sales, self.provider, AuditLog(self.db))
+        self.backup = Backup("property", self.sales, Settings())
+        terms = Terms(
+            merchant_id="prop",
+            room_id="prop",
+            product={"id": "p", "title": "Thing", "image_url": "", "price": 100, "currency": "USD"},
+            price=50,
+            currency="USD",
+            quantity=quantity,
+            per_user_limit=per_user_limit,
+            buyers="signed_in",
+            starts_at=int(time.time() * 1000) - 1000,
+            countdown_ms=0,
+            duration_ms=600_000,
+            hold_ms=hold_ms,
+            group=group,
+        )
+        self.sale_id = self.run(self.sales.create(terms)).id
+
+    async def _connect(self) -> Redis:
+        return Redis.from_url(self.redis_url, decode_responses=True)
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return self.runner.run(coroutine)
+
+    async def now(self) -> int:
+        """The Redis clock, ms."""
+        seconds, micros = await self.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    def teardown(self) -> None:
+        self.run(self.db.close())
+        self.run(self.redis.aclose())
+        self.runner.close()
