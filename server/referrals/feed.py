@@ -63,10 +63,11 @@ class ReferralsFeed:
         for member in popped:
             merchant_id, sharer_id, room_id = member.split(" ")
             rooms_of[(merchant_id, sharer_id)].add(room_id)
+        messages = []
         for (merchant_id, sharer_id), rooms in rooms_of.items():
             numbers = event("earnings", **await self.earnings.summary(merchant_id, sharer_id))
-            for room_id in rooms:
-                await self.records.publish_private(room_id, sharer_id, numbers)
+            messages += [(room_id, [sharer_id], numbers) for room_id in rooms]
+        await self.records.publish_privately(messages)
         interval = max(self.settings.referral_pass_ms * 9 // 10, 1)  # a tick later, this process may publish again
         for room_id, items in _by_room(rooms_of).items():
             if await self.redis.set(keys.sharers_claim(room_id), "1", px=interval, nx=True):

@@ -182,9 +182,15 @@ class RoomRecords:
         """Publish a latest-value event (viewer count, likes, stock, toast) to every process."""
         await self.redis.publish(keys.channel(room_id), protocol.bus_message(protocol.encode(event)))
 
-    async def publish_private(self, room_id: str, user_id: str, event: dict[str, Any]) -> None:
-        """Publish a private event (protocol.PRIVATE_EVENTS) to the user's sockets in the room, on every process."""
-        await self.redis.publish(keys.channel(room_id), protocol.bus_private(user_id, protocol.encode(event)))
+    async def publish_privately(self, messages: list[tuple[str, list[str], dict[str, Any]]]) -> None:
+        """Publish private events (protocol.PRIVATE_EVENTS), each (room id, its users, event) to those users' sockets
+        in the room on every process, in one round trip however many (a storm's group changes)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for room_id, user_ids, event in messages:
+                encoded = protocol.encode(event)
+                for user_id in user_ids:
+                    pipe.publish(keys.channel(room_id), protocol.bus_private(user_id, encoded))
+            await pipe.execute()
 
     async def publish_sharers(self, room_id: str, top: list[dict[str, Any]]) -> None:
         """Keep the room's top sharers in its record (a joining viewer's snapshot has them) and publish them."""

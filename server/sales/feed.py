@@ -101,14 +101,20 @@ class SalesFeed:
         finally:
             for sale_id, room_id in pending.items():
                 self.changes.put_back(sale_id, room_id)
+        await self._tell_members()
+        await self._toast()
+
+    async def _tell_members(self) -> None:
+        """Each group that changed here, to its members (one round trip for all)."""
+        messages = []
         for room_id, raw in self.changes.take_groups():
             group = Group.from_json(raw)
             if group.state not in FORMING:
                 metrics.GROUPS_CLOSED.labels(group.state).inc()
-            told = event("group", **group.public())
-            for user_id in {member.user_id for member in group.members}:
-                await self.records.publish_private(room_id, user_id, told)
-        await self._toast()
+            members = sorted({member.user_id for member in group.members})
+            messages.append((room_id, members, event("group", **group.public())))
+        if messages:
+            await self.records.publish_privately(messages)
 
     async def _toast(self) -> None:
         now, every = time.monotonic(), self.settings.toast_interval_ms / 1000

@@ -152,6 +152,13 @@ class SalesLedger:
             max_group_members=int(max_group_members),
         )
 
+    async def merchant_of(self, sale_id: str) -> str | None:
+        """Whose sale it is (None: no such sale in the record)."""
+        merchant_id: str | None = await self.db.pool.fetchval(
+            "SELECT merchant_id FROM sales WHERE sale_id = $1", sale_id
+        )
+        return merchant_id
+
     async def sale_ids(self, merchant_id: str) -> list[str]:
         """The merchant's sales, newest first."""
         rows = await self.db.pool.fetch(

@@ -23,6 +23,7 @@ class Authorization:
     amount: int = 0
     currency: str = ""
     state: str = ""  # declined, authorized, captured, voided, refunded
+    changed_at: datetime | None = None  # when its state last changed, by the gateway's clock
 
 
 class PaymentError(Exception):
@@ -194,6 +195,7 @@ def _authorization(row: Record) -> Authorization:
         amount=row["amount"],
         currency=row["currency"],
         state=row["state"],
+        changed_at=row["updated_at"],
     )
 
 

@@ -7,7 +7,9 @@ RECONCILE_GRACE_MS, so a payment in flight is never touched, and repairs, idempo
 - an order paid (in the record) whose capture never happened: capture it;
 - an authorization left open at the gateway: capture it when its order is paid with it, else void
   it (the order expired, was cancelled, or was paid with another card);
-- a capture whose order is not paid with it (Redis lost the payment): refund it.
+- a capture whose order is not paid with it (Redis lost the payment): refund it. Captures are read a
+  page at a time, each pass going on from where the last one stopped (or from the first it could not
+  decide yet), so every capture of the last LOOKBACK is looked at, however many there are.
 
 Each repair is a payments row (by_reconciler), so what it did is on the record.
 """
@@ -53,6 +55,7 @@ class Reconciler:
         self.ledger = ledger
         self.provider = provider
         self.settings = settings
+        self._captures_from: datetime | None = None  # where this process's look at the gateway's captures goes on
         self.tasks = Tasks("reconciler")
 
     def start(self) -> None:
@@ -108,18 +111,31 @@ class Reconciler:
                     repairs.voided += 1
             except PaymentError as problem:  # moved meanwhile (a checkout finishing): the next pass sees it
                 log.warning("cannot settle %s: %s", authorization.id, problem)
-        for authorization in await self.provider.captured_between(now - LOOKBACK, settled, BATCH):
+        await self._captures(max(self._captures_from or now - LOOKBACK, now - LOOKBACK), settled, repairs)
+        return repairs
+
+    async def _captures(self, since: datetime, settled: datetime, repairs: Repairs) -> None:
+        """Captures the record lacks or should not have, a page at a time from where the last pass stopped: the
+        next pass goes on after this page, or from the first capture that could not be decided (its order not in
+        the record yet, a refund the gateway refused), so each is looked at until it is."""
+        captures = await self.provider.captured_between(since, settled, BATCH)
+        undecided = None
+        for authorization in captures:
             if await self._paid_with(authorization):
-                await self._record(authorization, "capture")  # a capture the record missed
-            elif await self._settled_elsewhere(authorization):
+                await self._record(authorization, "capture")  # a capture the record missed (or has: nothing)
+                continue
+            if await self._settled_elsewhere(authorization):
                 try:
                     await self.provider.refund(authorization.id)
                 except PaymentError as problem:
                     log.warning("cannot refund %s: %s", authorization.id, problem)
+                else:
+                    await self._record(authorization, "refund")
+                    repairs.refunded += 1
                     continue
-                await self._record(authorization, "refund")
-                repairs.refunded += 1
-        return repairs
+            undecided = undecided or authorization.changed_at
+        last = captures[-1].changed_at if len(captures) == BATCH else None
+        self._captures_from = undecided or last or settled
 
     async def _paid_with(self, authorization: Authorization) -> bool:
         order = await self.ledger.order(authorization.reference)
@@ -133,9 +149,7 @@ class Reconciler:
         return order is not None and order.status != "held"
 
     async def _record(self, authorization: Authorization, kind: str) -> None:
-        sale_id = authorization.reference.partition(".")[0]
-        sale = await self.ledger.sale(sale_id)
-        merchant_id = sale.merchant_id if sale is not None else ""
+        merchant_id = await self.ledger.merchant_of(authorization.reference.partition(".")[0]) or ""
         await self.ledger.record_payment(
             authorization.id,
             kind,

@@ -35,6 +35,7 @@ from server.http import (
 )
 from server.protocol import PRESENTERS, STAFF, Role, now_ms
 from server.sales.checkout import EXPORT_FIELDS, ORDER_STATUSES
+from server.sales.groups import Group
 from server.sales.records import (
     Outcome,
     Refusal,
@@ -230,7 +231,9 @@ async def purchase(request: Request) -> tuple[int, bytes]:
 async def order_public(request: Request, outcome: Outcome) -> dict[str, Any]:
     """The order as its buyer sees it; a group buy's with its group as it is now."""
     public = outcome.order.public(outcome.sale, outcome.now)
-    if outcome.order.group_id is not None:
+    if outcome.group is not None:  # the group as the change left it
+        public["group"] = Group.from_json(outcome.group).public()
+    elif outcome.order.group_id is not None:
         group = await node_of(request).sales.group(outcome.order.group_id)
         public["group"] = None if group is None else group.public()
     return public

@@ -19,6 +19,8 @@ from loadtests.support.server import ServerProcess
 from server import keys
 from server.config import Settings
 from server.ledger.client import Database
+from server.ledger.embedded import EmbeddedPostgres
+from server.sales import reconciler as reconciler_module
 from server.sales.ledger import SalesLedger
 from server.sales.payments import SLOW_CAPTURE_CARD, SandboxProvider
 from server.sales.reconciler import Reconciler
@@ -230,3 +232,44 @@ async def test_an_order_the_gateway_cannot_capture_does_not_hold_up_the_others(
     assert repairs.captured == 1
     assert [auth.state for auth in await provider.lookup(f"{sale.id}.0002")] == ["captured"]
     assert [payment.kind for payment in await ledger.payments(f"{sale.id}.0002")] == ["capture"]
+
+
+@pytest.mark.anyio
+async def test_the_reconciler_pages_through_captures_and_finds_a_stray_beyond_the_first_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With pages of 2 captures, the first page holds captures the record already has; the stray captures (their
+    orders paid with another authorization) come after. The reconciler goes on from where its last pass stopped,
+    page by page, and refunds each stray once; a page of captures already recorded costs one light insert each."""
+    monkeypatch.setattr(reconciler_module, "BATCH", 2)
+    with EmbeddedPostgres(tmp_path / "postgres") as embedded:  # only this test's captures in the gateway's book
+        db = Database(embedded.url, pool_size=2)
+        await db.open()
+        try:
+            ledger, provider = SalesLedger(db), SandboxProvider(db)
+            sale = a_sale()
+            paid, strays = [], []
+            for n in range(3):  # each order paid (and its capture recorded) with its own authorization
+                order_id = f"{sale.id}.{n:04d}"
+                own = await provider.authorize(reference=order_id, key="own", amount=500, currency="USD",
+                                               card_number=GOOD_CARD)  # fmt: skip
+                await provider.capture(own.id)
+                await ledger.record_payment(own.id, "capture", order_id, sale.merchant_id, 500, "USD")
+                paid.append(change(sale, n, "paid", 2, payment_ref=own.id))
+            for n in range(3):  # then a second capture of each: strays
+                stray = await provider.authorize(reference=f"{sale.id}.{n:04d}", key="stray", amount=500,
+                                                 currency="USD", card_number="5555555555554444")  # fmt: skip
+                await provider.capture(stray.id)
+                strays.append(stray.id)
+            await ledger.log([batch(sale, paid)])
+            await ledger.project_all()
+            reconciler = Reconciler(db, ledger, provider, Settings(reconcile_grace_ms=0))
+            refunded = 0
+            for _ in range(5):  # 6 captures, 2 a pass
+                refunded += (await reconciler.run()).refunded
+            assert refunded == 3
+            states = {auth.id: auth.state for n in range(3) for auth in await provider.lookup(f"{sale.id}.{n:04d}")}
+            assert [states[stray] for stray in strays] == ["refunded"] * 3
+            assert sorted(states.values()) == ["captured"] * 3 + ["refunded"] * 3
+        finally:
+            await db.close()
