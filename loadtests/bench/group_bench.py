@@ -504,28 +504,19 @@ async def every_group(admin: httpx.AsyncClient, sale_id: str) -> list[dict[str, 
     answer = await admin.get(f"/api/merchants/{MERCHANT}/sales/{sale_id}/groups", timeout=120)
     if answer.status_code != 200:
         raise RuntimeError(f"GET …/sales/{sale_id}/groups: {answer.status_code} {answer.text[:300]}")
-    body = answer.json()
-    groups: list[dict[str, Any]] = body["groups"] if isinstance(body, dict) else body
+    groups: list[dict[str, Any]] = answer.json()
     return groups
-
-
-def members_of(group: dict[str, Any]) -> int:
-    """A group's members as the staff list gives them (their order ids), else its `joined` count."""
-    for name in ("members", "order_ids", "orders"):
-        if isinstance(group.get(name), list):
-            return len(group[name])
-    return int(group["joined"])
 
 
 def audit_groups(groups: list[dict[str, Any]], opened: list[str], granted_all: int) -> dict[str, Any]:
     """Every group opened is there, open, with at most GROUP_SIZE members (by its members' list and by its `joined`
     count), and the members beyond the leaders are exactly the 201 joins answered."""
-    sizes = [max(members_of(group), int(group.get("joined", 0))) for group in groups]
+    sizes = [max(len(group["members"]), int(group["joined"])) for group in groups]
     members = Counter(min(size, GROUP_SIZE + 1) for size in sizes)
     figures = {
         "groups": len(groups),
         "groups_opened": len(opened),
-        "group_states": dict(Counter(str(group.get("state")) for group in groups).most_common()),
+        "group_states": dict(Counter(str(group["state"]) for group in groups).most_common()),
         "largest_group": max(sizes, default=0),
         "groups_over_size": sum(size > GROUP_SIZE for size in sizes),
         "groups_by_members": {str(size): count for size, count in sorted(members.items())},

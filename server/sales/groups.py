@@ -4,6 +4,7 @@ form, and the checks of what hosts send."""
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ BOARD_SIZE = 20  # open groups a board shows
 if TYPE_CHECKING:
     from server.sales.records import Order
 
-_GROUP_ID = re.compile(r"^(s_[0-9a-f]{10})\.g[0-9a-f]{10}$")
+_GROUP_ID = re.compile(r"^(s_[0-9a-f]{10})\.g[0-9a-f]{12}$")
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,12 @@ def _optional_int(value: object) -> int | None:
     return None if value is None else int(value)  # type: ignore[call-overload]
 
 
+def new_group_id(sale_id: str) -> str:
+    """A new random group id of the offer: "<sale id>.g<12 hex>" (the open script refuses one in use: `taken`)."""
+    return f"{sale_id}.g{secrets.token_hex(6)}"
+
+
 def sale_of_group(group_id: str) -> str | None:
-    """The offer a group id belongs to (group ids are "<sale id>.g<10 hex>"), None for a malformed id."""
+    """The offer a group id belongs to (group ids are "<sale id>.g<12 hex>"), None for a malformed id."""
     match = _GROUP_ID.match(group_id)
     return None if match is None else match[1]

@@ -4,6 +4,7 @@ the audit, and the checks of what hosts and buyers send."""
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -483,6 +484,11 @@ def check_idempotency_key(value: str | None) -> str:
 
 def is_sale_id(value: str) -> bool:
     return _SALE_ID.match(value) is not None
+
+
+def new_order_id(sale_id: str) -> str:
+    """A new random order id of the sale: "<sale id>.<12 hex>" (the scripts refuse one in use: `taken`)."""
+    return f"{sale_id}.{secrets.token_hex(6)}"
 
 
 def sale_of_order(order_id: str) -> str:

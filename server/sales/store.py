@@ -30,7 +30,7 @@ from redis.exceptions import ResponseError
 from server import keys
 from server.protocol import now_ms
 from server.sales.changes import SaleChanges
-from server.sales.groups import BOARD_SIZE, FORMING, Group, GroupTerms, sale_of_group
+from server.sales.groups import BOARD_SIZE, FORMING, Group, GroupTerms, new_group_id, sale_of_group
 from server.sales.ledger import SalesLedger
 from server.sales.records import (
     Audit,
@@ -43,6 +43,7 @@ from server.sales.records import (
     Stock,
     Terms,
     is_sale_id,
+    new_order_id,
     refusal,
     refused,
     sale_of_order,
@@ -248,12 +249,13 @@ class Sales:
         sale, k = await self.terms(sale_id)
         if admit is not None:
             admit(sale)
-        order_id = f"{sale_id}.{secrets.token_hex(6)}"
-        verdict, raw, available, now = await self.batcher.call(
-            self._reserve,
-            [k["sale"], k["orders"], k["users"], k["idem"], k["holds"], k["log"]],
-            [user_id, key, quantity, order_id],
-        )
+        verdict = "taken"
+        while verdict == "taken":  # a random id already in use (rare as a 48-bit collision): another one
+            verdict, raw, available, now = await self.batcher.call(
+                self._reserve,
+                [k["sale"], k["orders"], k["users"], k["idem"], k["holds"], k["log"]],
+                [user_id, key, quantity, new_order_id(sale_id)],
+            )
         if verdict == "held":
             self.changes.stock_changed(sale_id, sale.room_id)
             return Outcome(Order.from_json(raw), sale, now, created=True)
@@ -286,13 +288,14 @@ class Sales:
         sale, k = await self.terms(sale_id)
         if admit is not None:
             admit(sale)
-        order_id = f"{sale_id}.{secrets.token_hex(6)}"
-        mode, group = ("open", f"{sale_id}.g{secrets.token_hex(5)}") if group_id is None else ("join", group_id)
-        verdict, raw, now, found = await self.batcher.call(
-            self._group_reserve,
-            [k["sale"], k["orders"], k["users"], k["idem"], k["holds"], k["log"], *_group_keys(k)],
-            [user_id, key, order_id, mode, group, name],
-        )
+        mode = "open" if group_id is None else "join"
+        verdict = "taken"
+        while verdict == "taken":  # a random id already in use (rare as a 48-bit collision): others
+            verdict, raw, now, found = await self.batcher.call(
+                self._group_reserve,
+                [k["sale"], k["orders"], k["users"], k["idem"], k["holds"], k["log"], *_group_keys(k)],
+                [user_id, key, new_order_id(sale_id), mode, group_id or new_group_id(sale_id), name],
+            )
         if verdict == "held":
             self.changes.stock_changed(sale_id, sale.room_id)
             self.changes.group_changed(sale_id, sale.room_id, found)

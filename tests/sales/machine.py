@@ -41,6 +41,25 @@ def person(user_id: str) -> Identity:
     return Identity(user_id, "Buyer", f"ses_{user_id}", int(time.time()) + 3600, guest=False)
 
 
+def sale_terms(quantity: int, per_user_limit: int, hold_ms: int, group: GroupTerms | None = None) -> Terms:
+    """A sale (an offer, with `group`) of 50 a unit, open now for ten minutes."""
+    return Terms(
+        merchant_id="prop",
+        room_id="prop",
+        product={"id": "p", "title": "Thing", "image_url": "", "price": 100, "currency": "USD"},
+        price=50,
+        currency="USD",
+        quantity=quantity,
+        per_user_limit=per_user_limit,
+        buyers="signed_in",
+        starts_at=int(time.time() * 1000) - 1000,
+        countdown_ms=0,
+        duration_ms=600_000,
+        hold_ms=hold_ms,
+        group=group,
+    )
+
+
 class SaleMachineBase(RuleBasedStateMachine):
     """A fresh sale on a flushed Redis for each run: `sales`, `checkout` (payment limits lifted: every attempt goes
     through), `refunds`, `backup`, `ledger` and `db`; `run` awaits on the machine's own event loop."""
@@ -65,21 +84,7 @@ class SaleMachineBase(RuleBasedStateMachine):
         self.checkout = Checkout(self.sales, self.provider, Limits(self.redis), settings)
         self.refunds = Refunds(self.db, self.sales, self.provider, AuditLog(self.db))
         self.backup = Backup("property", self.sales, Settings())
-        terms = Terms(
-            merchant_id="prop",
-            room_id="prop",
-            product={"id": "p", "title": "Thing", "image_url": "", "price": 100, "currency": "USD"},
-            price=50,
-            currency="USD",
-            quantity=quantity,
-            per_user_limit=per_user_limit,
-            buyers="signed_in",
-            starts_at=int(time.time() * 1000) - 1000,
-            countdown_ms=0,
-            duration_ms=600_000,
-            hold_ms=hold_ms,
-            group=group,
-        )
+        terms = sale_terms(quantity, per_user_limit, hold_ms, group)
         self.sale_id = self.run(self.sales.create(terms)).id
 
     async def _connect(self) -> Redis:

@@ -16,15 +16,23 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition, rule, run_state_machine_as_test
+from redis.asyncio import Redis
 
 from server import keys
+from server.ledger.client import Database
+from server.sales import store as store_module
+from server.sales.changes import SaleChanges
 from server.sales.groups import FORMING, Group, GroupTerms
+from server.sales.ledger import SalesLedger
 from server.sales.records import Order, SaleRefused
+from server.sales.store import Sales
+from server.store.batcher import ScriptBatcher
 from server.store.embedded import EmbeddedRedis
-from tests.sales.machine import CARDS, GOOD_CARD, MOSTLY, USERS, SaleMachineBase, person
+from tests.sales.machine import CARDS, GOOD_CARD, MOSTLY, USERS, SaleMachineBase, person, sale_terms
 
 QUANTITY = 7
 SIZE = 3
@@ -243,3 +251,37 @@ def test_random_group_operations_keep_every_guarantee(tmp_path: Path, database_u
                 suppress_health_check=[HealthCheck.too_slow],
             ),
         )
+
+
+@pytest.mark.anyio
+async def test_an_id_already_in_use_is_never_overwritten(
+    redis_url: str, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Order and group ids are random: when one drawn is already in use (a collision, forced here), the script
+    refuses it (`taken`, nothing moved) and another is drawn, so no order or group is ever overwritten (the
+    benchmark's 30,000 groups met a 40-bit group id twice once)."""
+    orders = iter(["a" * 12, "a" * 12, "b" * 12, "c" * 12, "c" * 12, "d" * 12])
+    groups = iter(["a" * 12, "a" * 12, "b" * 12])
+    monkeypatch.setattr(store_module, "new_order_id", lambda sale_id: f"{sale_id}.{next(orders)}")
+    monkeypatch.setattr(store_module, "new_group_id", lambda sale_id: f"{sale_id}.g{next(groups)}")
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    db = Database(database_url, pool_size=2)
+    await db.open()
+    try:
+        sales = Sales(redis, ScriptBatcher(redis), SaleChanges(), SalesLedger(db))
+        sale = await sales.create(sale_terms(9, 1, 60_000, GroupTerms(3, 60_000)))
+        first = await sales.reserve_group(sale.id, "ana", "Ana", "k")
+        second = await sales.reserve_group(sale.id, "bo", "Bo", "k")
+        assert (first.order.id, second.order.id) == (f"{sale.id}.{'a' * 12}", f"{sale.id}.{'b' * 12}")
+        assert (first.order.group_id, second.order.group_id) == (f"{sale.id}.g{'a' * 12}", f"{sale.id}.g{'b' * 12}")
+        assert {group.leader for group in await sales.groups(sale.id)} == {"ana", "bo"}
+        audit = await sales.audit(sale.id)
+        assert audit is not None and audit.ok and audit.reserved == audit.slots_empty == 4
+        flash = await sales.create(sale_terms(9, 1, 60_000))
+        bought = [(await sales.reserve(flash.id, user, "k", 1)).order.id for user in ("cy", "di")]
+        assert bought == [f"{flash.id}.{'c' * 12}", f"{flash.id}.{'d' * 12}"]
+        audit = await sales.audit(flash.id)
+        assert audit is not None and audit.ok and audit.held == 2
+    finally:
+        await db.close()
+        await redis.aclose()

@@ -265,7 +265,7 @@ def test_retries_are_idempotent_and_one_forming_group_at_a_time(shop: Shop, serv
         headers={**auth(friend.token), "Idempotency-Key": "x"},
     )
     assert_error(wrong, 404, "unknown_group")
-    assert_error(join(url, Person(), f"{sale['id']}.g0000000000"), 404, "unknown_group")
+    assert_error(join(url, Person(), f"{sale['id']}.g000000000000"), 404, "unknown_group")
     assert httpx.get(f"{url}/api/groups/nonsense").status_code == 404
     guest = httpx.post(f"{url}/api/guest").json()["token"]
     refused = httpx.post(

@@ -11,8 +11,9 @@
 -- ARGV[4] - "open" or "join"
 -- ARGV[5] - the group: the new group's id (open) or the one to join
 -- ARGV[6] - the buyer's display name (shown to the room as a member)
--- Returns {verdict, order JSON or "", now, group JSON or ""}; verdict is "held" (a new hold), "existing" (the
--- key's earlier order, nothing moved) or a refusal (nothing moved): unknown_sale, not_a_group_offer,
+-- Returns {verdict, order JSON or "", now, group JSON or ""}; verdict is "held" (a new hold), "taken" (a random id
+-- given, the order's or the new group's, is an existing one's: nothing moved, call again with others), "existing"
+-- (the key's earlier order, nothing moved) or a refusal (nothing moved): unknown_sale, not_a_group_offer,
 -- limit_reached, in_group (with the group's id as the 4th element), ended, not_started, sold_out, unknown_group,
 -- group_not_open, group_closed, group_full.
 local G = {sale = KEYS[1], orders = KEYS[2], log = KEYS[6], groups = KEYS[7], member = KEYS[8], open = KEYS[9],
@@ -40,6 +41,10 @@ end
 local current = redis.call('HGET', KEYS[8], user)
 if current then
   return {'in_group', '', now, current}
+end
+local taken = redis.call('HEXISTS', KEYS[2], ARGV[3]) == 1
+if taken or (ARGV[4] == 'open' and redis.call('HEXISTS', KEYS[7], ARGV[5]) == 1) then
+  return {'taken', '', now, ''}
 end
 local group
 local price = tonumber(sale[6])

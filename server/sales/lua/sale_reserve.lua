@@ -11,7 +11,8 @@
 -- ARGV[2] - idempotency key
 -- ARGV[3] - quantity
 -- ARGV[4] - id for the new order
--- Returns {verdict, order JSON or "", available, now}; verdict is "held" (a new hold), "existing"
+-- Returns {verdict, order JSON or "", available, now}; verdict is "held" (a new hold), "taken" (the new order's
+-- random id is an existing order's: nothing moved, call again with another), "existing"
 -- (the key's earlier order, nothing moved) or a refusal: unknown_sale, group_only (a group-buy offer: its units
 -- are bought by opening or joining a group, group_reserve.lua), ended, not_started, bad_quantity, limit_reached,
 -- sold_out (nothing moved).
@@ -48,6 +49,9 @@ if mine + quantity > tonumber(sale[3]) then
 end
 if available < quantity then
   return {'sold_out', '', available, now}
+end
+if redis.call('HEXISTS', KEYS[2], ARGV[4]) == 1 then
+  return {'taken', '', available, now}
 end
 available = available - quantity
 redis.call('HSET', KEYS[1], 'available', available, 'held', tonumber(sale[6]) + quantity, 'version', tonumber(sale[7]) + 1)
