@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -23,7 +23,7 @@ class Authorization:
     amount: int = 0
     currency: str = ""
     state: str = ""  # declined, authorized, captured, voided, refunded
-    changed_at: datetime | None = None  # when its state last changed, by the gateway's clock
+    changed_at: datetime | None = field(default=None, compare=False)  # when its state last changed (gateway's clock)
 
 
 class PaymentError(Exception):

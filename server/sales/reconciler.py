@@ -8,8 +8,11 @@ RECONCILE_GRACE_MS, so a payment in flight is never touched, and repairs, idempo
 - an authorization left open at the gateway: capture it when its order is paid with it, else void
   it (the order expired, was cancelled, or was paid with another card);
 - a capture whose order is not paid with it (Redis lost the payment): refund it. Captures are read a
-  page at a time, each pass going on from where the last one stopped (or from the first it could not
-  decide yet), so every capture of the last LOOKBACK is looked at, however many there are.
+  page at a time, each pass going on from where the last one stopped, and those it could not decide
+  yet are looked at again at every pass, so every capture of the last LOOKBACK is, however many.
+
+Each decision comes from one read of the order in the record (two reads could straddle the order
+becoming paid, and void or refund a good payment).
 
 Each repair is a payments row (by_reconciler), so what it did is on the record.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 
 from server.config import Settings
 from server.ledger.client import Database
@@ -28,8 +32,18 @@ from server.tasks import Tasks
 
 log = logging.getLogger("livecart.reconciler")
 
+
+class Verdict(Enum):
+    """What the record says of an authorization (Reconciler._verdict)."""
+
+    OWN = "own"
+    ELSEWHERE = "elsewhere"
+    UNKNOWN = "unknown"
+
+
 _LOCK = 0x72656331  # the advisory lock of the reconciler's pass ("rec1")
 LOOKBACK = timedelta(days=7)  # how far back a pass looks for captures and paid orders
+OVERLAP = timedelta(seconds=5)  # a pass reads captures again from this long before where the last one got to
 BATCH = 500
 
 
@@ -56,6 +70,7 @@ class Reconciler:
         self.provider = provider
         self.settings = settings
         self._captures_from: datetime | None = None  # where this process's look at the gateway's captures goes on
+        self._undecided: dict[str, Authorization] = {}  # captures looked at whose order the record could not tell
         self.tasks = Tasks("reconciler")
 
     def start(self) -> None:
@@ -101,11 +116,12 @@ class Reconciler:
             repairs.captured += 1
         for authorization in await self.provider.open_before(settled, BATCH):
             try:
-                if await self._paid_with(authorization):
+                verdict = await self._verdict(authorization)
+                if verdict is Verdict.OWN:
                     await self.provider.capture(authorization.id)
                     await self._record(authorization, "capture")
                     repairs.captured += 1
-                elif await self._settled_elsewhere(authorization):
+                elif verdict is Verdict.ELSEWHERE:
                     await self.provider.void(authorization.id)
                     await self._record(authorization, "void")
                     repairs.voided += 1
@@ -115,38 +131,43 @@ class Reconciler:
         return repairs
 
     async def _captures(self, since: datetime, settled: datetime, repairs: Repairs) -> None:
-        """Captures the record lacks or should not have, a page at a time from where the last pass stopped: the
-        next pass goes on after this page, or from the first capture that could not be decided (its order not in
-        the record yet, a refund the gateway refused), so each is looked at until it is."""
+        """Captures the record lacks or should not have: a page at a time, each pass going on from where the last
+        one stopped (a little before, for a capture committed late), and with them every capture not decided yet
+        (its order not in the record yet, a refund the gateway refused), until it is."""
         captures = await self.provider.captured_between(since, settled, BATCH)
-        undecided = None
-        for authorization in captures:
-            if await self._paid_with(authorization):
+        for authorization in [*{a.id: a for a in [*self._undecided.values(), *captures]}.values()]:
+            verdict = await self._verdict(authorization)
+            if verdict is Verdict.OWN:
                 await self._record(authorization, "capture")  # a capture the record missed (or has: nothing)
-                continue
-            if await self._settled_elsewhere(authorization):
+            elif verdict is Verdict.ELSEWHERE:
                 try:
                     await self.provider.refund(authorization.id)
                 except PaymentError as problem:
                     log.warning("cannot refund %s: %s", authorization.id, problem)
-                else:
-                    await self._record(authorization, "refund")
-                    repairs.refunded += 1
+                    self._undecided[authorization.id] = authorization
                     continue
-            undecided = undecided or authorization.changed_at
-        last = captures[-1].changed_at if len(captures) == BATCH else None
-        self._captures_from = undecided or last or settled
+                await self._record(authorization, "refund")
+                repairs.refunded += 1
+            else:
+                self._undecided[authorization.id] = authorization
+                continue
+            self._undecided.pop(authorization.id, None)
+        for stale in [a for a in self._undecided.values() if (a.changed_at or settled) < settled - LOOKBACK]:
+            log.warning("capture %s of %s: its order never reached the record", stale.id, stale.reference)
+            del self._undecided[stale.id]
+        self._captures_from = captures[-1].changed_at if len(captures) == BATCH else settled - OVERLAP
 
-    async def _paid_with(self, authorization: Authorization) -> bool:
+    async def _verdict(self, authorization: Authorization) -> Verdict:
+        """What the record says of the authorization's order, from one read (two reads could straddle the order
+        becoming paid with it, and undo a good payment): OWN, paid with it; ELSEWHERE, it will never be paid with
+        it (expired, cancelled, refunded, or paid with another), so it may be undone; UNKNOWN, not in the record yet
+        (the backup's lag) or still held: a later pass looks again."""
         order = await self.ledger.order(authorization.reference)
-        return order is not None and order.status == "paid" and order.payment_ref == authorization.id
-
-    async def _settled_elsewhere(self, authorization: Authorization) -> bool:
-        """The order is in the record and will never be paid with this authorization (expired, cancelled, or paid
-        with another), so it may be undone. An order not in the record yet (the backup's lag), or still held, is
-        left for a later pass."""
-        order = await self.ledger.order(authorization.reference)
-        return order is not None and order.status != "held"
+        if order is None or order.status == "held":
+            return Verdict.UNKNOWN
+        if order.status == "paid" and order.payment_ref == authorization.id:
+            return Verdict.OWN
+        return Verdict.ELSEWHERE
 
     async def _record(self, authorization: Authorization, kind: str) -> None:
         merchant_id = await self.ledger.merchant_of(authorization.reference.partition(".")[0]) or ""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import defaultdict
 from collections.abc import Coroutine
 from typing import Any, ClassVar, TypeVar
 
@@ -17,7 +18,7 @@ from server.access.limits import Limits
 from server.access.tokens import Identity
 from server.config import Settings
 from server.ledger.audit import AuditLog
-from server.ledger.client import Database
+from server.ledger.client import Database, Record
 from server.sales.backup import Backup
 from server.sales.changes import SaleChanges
 from server.sales.checkout import Checkout
@@ -97,6 +98,21 @@ class SaleMachineBase(RuleBasedStateMachine):
         """The Redis clock, ms."""
         seconds, micros = await self.redis.time()
         return int(seconds) * 1000 + int(micros) // 1000
+
+    async def gateway_book(self) -> tuple[list[Record], dict[str, list[str]]]:
+        """The sale's authorizations in the sandbox gateway's book, and the kinds of movement our payments rows have
+        of each (authorization id -> kinds)."""
+        booked = await self.db.pool.fetch(
+            "SELECT reference, authorization_id, state FROM sandbox_authorizations WHERE reference LIKE $1",
+            f"{self.sale_id}.%",
+        )
+        moves = await self.db.pool.fetch(
+            "SELECT authorization_id, kind FROM payments WHERE order_id LIKE $1", f"{self.sale_id}.%"
+        )
+        kinds: dict[str, list[str]] = defaultdict(list)
+        for move in moves:
+            kinds[move["authorization_id"]].append(move["kind"])
+        return booked, kinds
 
     def teardown(self) -> None:
         self.run(self.db.close())

@@ -201,20 +201,7 @@ class GroupMachine(SaleMachineBase):
         """Captured: exactly the paid orders (and the refunded ones not yet refunded); refunded or voided: exactly the
         refunds made; nothing left open; each movement recorded once."""
         orders = self.orders()
-        booked = self.run(
-            self.db.pool.fetch(
-                "SELECT reference, authorization_id, state FROM sandbox_authorizations WHERE reference LIKE $1",
-                f"{self.sale_id}.%",
-            )
-        )
-        moves = self.run(
-            self.db.pool.fetch(
-                "SELECT authorization_id, kind FROM payments WHERE order_id LIKE $1", f"{self.sale_id}.%"
-            )
-        )
-        kinds: dict[str, list[str]] = defaultdict(list)
-        for move in moves:
-            kinds[move["authorization_id"]].append(move["kind"])
+        booked, kinds = self.run(self.gateway_book())
         for row in booked:
             order, state = orders[row["reference"]], row["state"]
             recorded = sorted(kinds.pop(row["authorization_id"], []))

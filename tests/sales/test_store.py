@@ -213,20 +213,7 @@ class SaleMachine(SaleMachineBase):
     def money_matches_the_orders(self) -> None:
         """The gateway's book and our payments rows, against the model: nothing charged but a paid order's
         authorization, nothing left open, each movement recorded once."""
-        booked = self.run(
-            self.db.pool.fetch(
-                "SELECT reference, authorization_id, state FROM sandbox_authorizations WHERE reference LIKE $1",
-                f"{self.sale_id}.%",
-            )
-        )
-        moves = self.run(
-            self.db.pool.fetch(
-                "SELECT authorization_id, kind FROM payments WHERE order_id LIKE $1", f"{self.sale_id}.%"
-            )
-        )
-        kinds: dict[str, list[str]] = defaultdict(list)
-        for move in moves:
-            kinds[move["authorization_id"]].append(move["kind"])
+        booked, kinds = self.run(self.gateway_book())
         captured = set()
         for row in booked:
             expected, state = self.model[row["reference"]], row["state"]
