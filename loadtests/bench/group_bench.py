@@ -177,10 +177,7 @@ async def attempt_connection(
             index = next_index[0] = next_index[0] + 1
             started = time.perf_counter()
             writer.write(heads[index % len(heads)] + b"%x" % index + rest)
-            answer = await reader.readuntil(b"\r\n\r\n")
-            length_at = answer.find(b"content-length: ")
-            end = answer.find(b"\r\n", length_at)
-            body = await reader.readexactly(int(answer[length_at + 16 : end]))
+            answer, body = await purchase_bench.read_answer(reader)
             status = answer[9:12]
             if status == b"201":
                 storm.granted_all += 1

@@ -24,13 +24,13 @@ class SaleChanges:
         orders, total = self._bought.get(sale_id, (0, 0))
         self._bought[sale_id] = (orders + 1, total + units)
 
-    def group_changed(self, sale_id: str, room_id: str, group: str) -> None:
-        """A group changed (its members hear it): `group` is its JSON after the change (newer versions replace)."""
+    def group_changed(self, room_id: str, group: str) -> None:
+        """A group changed (its members hear it): `group` is its JSON after the change (newer versions replace). Its
+        offer's stock changed with it (noted by stock_changed: the board goes out with the stock)."""
         parsed = orjson.loads(group)
         known = self._groups.get(parsed["id"])
         if known is None or known[2] < parsed["version"]:
             self._groups[parsed["id"]] = (room_id, group, parsed["version"])
-        self._stock[sale_id] = room_id  # its offer's board changed with it
 
     def take_groups(self) -> list[tuple[str, str]]:
         """The groups that changed (room id, group JSON), forgotten here."""

@@ -167,8 +167,8 @@ def rebuilt(group: Group, orders: Mapping[str, Order], window_ms: int, now: int)
     return changed if changed == group else replace(changed, version=group.version + 1)
 
 
-def _optional_int(value: object) -> int | None:
-    return None if value is None else int(value)  # type: ignore[call-overload]
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def new_group_id(sale_id: str) -> str:

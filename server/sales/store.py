@@ -298,7 +298,7 @@ class Sales:
             )
         if verdict == "held":
             self.changes.stock_changed(sale_id, sale.room_id)
-            self.changes.group_changed(sale_id, sale.room_id, found)
+            self.changes.group_changed(sale.room_id, found)
             return Outcome(Order.from_json(raw), sale, now, created=True, group=found)
         if verdict == "unknown_sale":  # we know its terms: it ended and left Redis; the key may have an order
             order = await self.ledger.order_by_key(sale_id, user_id, key)
@@ -336,7 +336,7 @@ class Sales:
             self.changes.stock_changed(sale.id, sale.room_id)
             self.changes.bought(sale.id, order.quantity)
             if group:
-                self.changes.group_changed(sale.id, sale.room_id, group)
+                self.changes.group_changed(sale.room_id, group)
         return Outcome(order, sale, now, group=group or None)
 
     async def cancel(self, order_id: str, user_id: str) -> Outcome:
@@ -354,7 +354,7 @@ class Sales:
             raise refusal(verdict, sale, 0, now)
         self.changes.stock_changed(sale.id, sale.room_id)
         if group:
-            self.changes.group_changed(sale.id, sale.room_id, group)
+            self.changes.group_changed(sale.room_id, group)
         return Outcome(Order.from_json(raw), sale, now, group=group or None)
 
     async def _archived(self, order_id: str, user_id: str) -> Order:
@@ -569,7 +569,7 @@ class Sales:
             sale, _ = await self.terms(sale_id)
             self.changes.stock_changed(sale_id, sale.room_id)
             for group in groups:
-                self.changes.group_changed(sale_id, sale.room_id, group)
+                self.changes.group_changed(sale.room_id, group)
         return Released(count, next_hold if next_hold >= 0 else None, now, starts_at, ends_at, announced)
 
     async def clock_groups(self, sale_id: str, limit: int, lease_ms: int) -> GroupClock | None:
@@ -587,7 +587,7 @@ class Sales:
             sale, _ = await self.terms(sale_id)
             self.changes.stock_changed(sale_id, sale.room_id)
             for group in failed:
-                self.changes.group_changed(sale_id, sale.room_id, group)
+                self.changes.group_changed(sale.room_id, group)
         return GroupClock(
             len(failed),
             list(claimed),

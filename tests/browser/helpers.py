@@ -12,11 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 from playwright.sync_api import Browser, BrowserContext, Page, expect
+from websockets.sync.client import connect
 
 from server.protocol import Role
 from server.seed import DEMO_PRODUCTS
 from tests.conftest import ROOT, Shop, mint
+from tests.sale_helpers import auth
 from tests.timing import seconds
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -156,3 +159,43 @@ def enter_code(page: Page, code: str) -> None:
 
 def room_url(shop: Shop) -> str:
     return f"{shop.base_url}/room.html?room={shop.room_id}"
+
+
+def pin(shop: Shop, product_id: str) -> None:
+    """The host presents a product (the room command, over a plain WebSocket) and waits for its ack."""
+    with connect(f"{shop.ws_url}/ws/rooms/{shop.room_id}") as socket:
+        socket.send(orjson.dumps({"type": "auth", "token": shop.host}).decode())
+        socket.recv(timeout=seconds(5))  # the snapshot
+        socket.send(orjson.dumps({"type": "product.pin", "id": 1, "product_id": product_id}).decode())
+        while True:
+            reply = orjson.loads(socket.recv(timeout=seconds(5)))
+            if reply.get("id") == 1:
+                assert reply["type"] == "ack", reply
+                return
+
+
+def api_member(base_url: str, email: str, device: str | None = None) -> str:
+    """A member's access token, signed in as a browser does: a guest (on `device`, when given) who signs in with
+    the code the sandbox messenger sent."""
+    guest = httpx.post(f"{base_url}/api/guest", json={"device": device} if device else {})
+    assert guest.status_code == 201, guest.text
+    sent = httpx.post(f"{base_url}/api/sign-in/code", json={"email": email})
+    assert sent.status_code == 202, sent.text
+    signed = httpx.post(
+        f"{base_url}/api/sign-in",
+        json={"email": email, "code": inbox_code(base_url, email)},
+        headers=auth(guest.json()["token"]),
+    )
+    assert signed.status_code == 200, signed.text
+    return str(signed.json()["token"])
+
+
+def sign_in(page: Page, base_url: str, email: str) -> None:
+    """Sign in from the room's header with a code read in the sandbox inbox."""
+    page.click("#account")
+    expect(page.locator("#signin")).to_be_visible()
+    send_code(page, email)
+    enter_code(page, inbox_code(base_url, email))
+    expect(page.locator("#signin")).to_be_hidden()
+    expect(page.locator("#account")).to_have_attribute("data-signed-in", "true")
+    expect(page.locator("#stage")).to_have_attribute("data-connection", "open")

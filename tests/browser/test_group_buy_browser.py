@@ -14,10 +14,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-import orjson
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect
-from websockets.sync.client import connect
 
 from loadtests.support.server import ServerProcess
 from tests.browser.helpers import (
@@ -27,17 +25,21 @@ from tests.browser.helpers import (
     DESKTOP,
     PHONE,
     Pages,
+    api_member,
     demo_shop,
     enter_code,
     inbox_code,
     login_link,
     ms,
     new_email,
+    pin,
     room_url,
     screenshot,
     send_code,
+    sign_in,
 )
 from tests.conftest import Shop
+from tests.sale_helpers import auth, invariant
 from tests.timing import seconds
 
 pytestmark = pytest.mark.browser
@@ -55,10 +57,6 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 
 # --- the shop, through the REST API --------------------------------------------------------------------------
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def share_and_earn(shop: Shop) -> None:
@@ -92,29 +90,6 @@ def open_offer(shop: Shop, product_id: str, price: int, size: int, window_second
     return body
 
 
-def pin(shop: Shop, product_id: str) -> None:
-    """The host presents a product (the room command, over a plain WebSocket) and waits for its ack."""
-    with connect(f"{shop.ws_url}/ws/rooms/{shop.room_id}") as socket:
-        socket.send(orjson.dumps({"type": "auth", "token": shop.host}).decode())
-        socket.recv(timeout=seconds(5))  # the snapshot
-        socket.send(orjson.dumps({"type": "product.pin", "id": 1, "product_id": product_id}).decode())
-        while True:
-            reply = orjson.loads(socket.recv(timeout=seconds(5)))
-            if reply.get("id") == 1:
-                assert reply["type"] == "ack", reply
-                return
-
-
-def invariant_ok(shop: Shop, sale_id: str) -> dict[str, Any]:
-    response = httpx.get(
-        f"{shop.base_url}/api/merchants/{shop.merchant_id}/sales/{sale_id}/invariant", headers=auth(shop.admin)
-    )
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    assert body["ok"] is True, body
-    return body
-
-
 # --- pages ----------------------------------------------------------------------------------------------------
 
 
@@ -123,17 +98,6 @@ def viewer(pages: Pages, url: str) -> Page:
     page = pages.open(url, **PHONE)
     expect(page.locator("#stage")).to_have_attribute("data-connection", "open")
     return page
-
-
-def sign_in(page: Page, base_url: str, email: str) -> None:
-    """Sign in from the room's header with a code read in the sandbox inbox."""
-    page.click("#account")
-    expect(page.locator("#signin")).to_be_visible()
-    send_code(page, email)
-    enter_code(page, inbox_code(base_url, email))
-    expect(page.locator("#signin")).to_be_hidden()
-    expect(page.locator("#account")).to_have_attribute("data-signed-in", "true")
-    expect(page.locator("#stage")).to_have_attribute("data-connection", "open")
 
 
 def pay(page: Page, amount: str) -> None:
@@ -311,7 +275,7 @@ def test_three_friends_fill_a_group_through_its_share_link(
     offer.get_by_role("button", name="End now").click()
     expect(offer.locator(".sale-status")).to_have_text("Ended", timeout=ms(15))
     expect(ana.locator("[data-testid=group-open]")).to_have_count(0, timeout=ms(15))  # an ended offer: no card offer
-    invariant_ok(shop, sale_id)
+    invariant(shop, sale_id)
 
 
 def test_a_group_that_does_not_fill_fails_and_refunds(pages: Pages, server_factory: object, redis_url: str) -> None:
@@ -349,7 +313,7 @@ def test_a_group_that_does_not_fill_fails_and_refunds(pages: Pages, server_facto
     # The units are back on sale: the shopper may open another group.
     expect(opener).to_have_text("Open a group")
     expect(opener).to_be_enabled()
-    assert invariant_ok(shop, sale["id"])["paid"] == 0
+    assert invariant(shop, sale["id"])["paid"] == 0
 
 
 def test_group_card_fits_a_small_phone(pages: Pages, server_factory: object, redis_url: str) -> None:
@@ -362,7 +326,7 @@ def test_group_card_fits_a_small_phone(pages: Pages, server_factory: object, red
 
     # Two shoppers open groups through the API; a third, on a small phone, sees them listed.
     for name in ("kim", "lee"):
-        token = member_token(server.base_url, new_email(name))
+        token = api_member(server.base_url, new_email(name))
         opened = httpx.post(
             f"{server.base_url}/api/sales/{sale['id']}/groups",
             json={},
@@ -388,18 +352,3 @@ def test_group_card_fits_a_small_phone(pages: Pages, server_factory: object, red
     assert uncovered(page, "[data-testid=open-groups] li .group-join")
     assert uncovered(page, "#chat-input")
     screenshot(page, "group-buy-320.png")
-
-
-def member_token(base_url: str, email: str) -> str:
-    """A member's access token, signed in with the code the sandbox messenger sent."""
-    guest = httpx.post(f"{base_url}/api/guest", json={})
-    assert guest.status_code == 201, guest.text
-    sent = httpx.post(f"{base_url}/api/sign-in/code", json={"email": email})
-    assert sent.status_code == 202, sent.text
-    signed = httpx.post(
-        f"{base_url}/api/sign-in",
-        json={"email": email, "code": inbox_code(base_url, email)},
-        headers=auth(guest.json()["token"]),
-    )
-    assert signed.status_code == 200, signed.text
-    return str(signed.json()["token"])

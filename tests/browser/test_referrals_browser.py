@@ -15,10 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect
-from websockets.sync.client import connect
 
 from loadtests.support.server import ServerProcess
 from tests.browser.helpers import (
@@ -27,17 +25,21 @@ from tests.browser.helpers import (
     DESKTOP,
     PHONE,
     Pages,
+    api_member,
     demo_shop,
     enter_code,
     inbox_code,
     login_link,
     ms,
     new_email,
+    pin,
     room_url,
     screenshot,
     send_code,
+    sign_in,
 )
 from tests.conftest import Shop
+from tests.sale_helpers import auth
 from tests.timing import seconds
 
 pytestmark = pytest.mark.browser
@@ -65,10 +67,6 @@ def another_tab(pages: Pages, page: Page, url: str) -> Page:
 
 
 # --- the shop, its programme and its people, through the REST API ---------------------------------------------
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def set_programme(shop: Shop, **settings: Any) -> dict[str, Any]:
@@ -99,35 +97,6 @@ def start_sale(shop: Shop, product_id: str = "sneaker", price: int = SALE_PRICE)
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
-
-
-def pin(shop: Shop, product_id: str) -> None:
-    """The host presents a product (the room command, over a plain WebSocket) and waits for its ack."""
-    with connect(f"{shop.ws_url}/ws/rooms/{shop.room_id}") as socket:
-        socket.send(orjson.dumps({"type": "auth", "token": shop.host}).decode())
-        socket.recv(timeout=seconds(5))  # the snapshot
-        socket.send(orjson.dumps({"type": "product.pin", "id": 1, "product_id": product_id}).decode())
-        while True:
-            reply = orjson.loads(socket.recv(timeout=seconds(5)))
-            if reply.get("id") == 1:
-                assert reply["type"] == "ack", reply
-                return
-
-
-def api_member(base_url: str, email: str, device: str | None = None) -> str:
-    """A member's access token, signed in as a browser does: a guest (on `device`, when given) who signs in with
-    the code the sandbox messenger sent."""
-    guest = httpx.post(f"{base_url}/api/guest", json={"device": device} if device else {})
-    assert guest.status_code == 201, guest.text
-    sent = httpx.post(f"{base_url}/api/sign-in/code", json={"email": email})
-    assert sent.status_code == 202, sent.text
-    signed = httpx.post(
-        f"{base_url}/api/sign-in",
-        json={"email": email, "code": inbox_code(base_url, email)},
-        headers=auth(guest.json()["token"]),
-    )
-    assert signed.status_code == 200, signed.text
-    return str(signed.json()["token"])
 
 
 def visit(base_url: str, token: str, code: str) -> dict[str, Any]:
@@ -176,17 +145,6 @@ def wait_until(predicate: Callable[[], bool], timeout: float) -> None:
 
 
 # --- pages ---------------------------------------------------------------------------------------------------
-
-
-def sign_in(page: Page, base_url: str, email: str) -> None:
-    """Sign in from the room's header with a code read in the sandbox inbox."""
-    page.click("#account")
-    expect(page.locator("#signin")).to_be_visible()
-    send_code(page, email)
-    enter_code(page, inbox_code(base_url, email))
-    expect(page.locator("#signin")).to_be_hidden()
-    expect(page.locator("#account")).to_have_attribute("data-signed-in", "true")
-    expect(page.locator("#stage")).to_have_attribute("data-connection", "open")
 
 
 def make_link(page: Page, what: str = "room") -> str:
