@@ -25,6 +25,7 @@ from server.referrals import routes as referrals_routes
 from server.rooms import routes as rooms_routes
 from server.sales import group_routes
 from server.sales import routes as sales_routes
+from server.service import routes as service_routes
 from streaming import routes as streaming_routes
 from streaming.ice import IceServers
 
@@ -126,6 +127,7 @@ def create_app(settings: Settings | None = None) -> LiveCart:
         *group_routes.routes,
         *ledger_routes.routes,
         *referrals_routes.routes,
+        *service_routes.routes,
         *streaming_routes.routes,
         Mount("/", Pages(webserver.page_headers(settings)), name="static"),
     ]

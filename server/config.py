@@ -143,6 +143,13 @@ class Settings:
     group_window_min_seconds: int = 900  # the shortest window a group-buy offer may give its groups
     group_refund_lease_ms: int = 30_000  # a failed group's refund claimed by one process that long
     referral_pass_ms: int = 1000  # the commission pass, and the sharers' live numbers, at most this often
+    service_message_max_length: int = 1000  # a customer-service message (docs/customer-service.md)
+    service_notify_after_ms: int = 60_000  # a staff answer no page of the buyer received goes by messenger after
+    service_pass_ms: int = 5_000  # how often a process looks for answers to notify
+    limit_service_messages: tuple[int, int] = (10, 60)  # a buyer's messages to shops
+    limit_service_address: tuple[int, int] = (30, 60)  # buyers' messages from one address
+    limit_service_staff: tuple[int, int] = (120, 60)  # a staff member's answers
+    limit_service_typing: tuple[int, int] = (30, 60)  # typing signals of one person
     limit_shares: tuple[int, int] = (30, 3600)  # share links made by one user
     limit_share_visits: tuple[int, int] = (60, 600)  # share links opened from one address
 
@@ -257,6 +264,13 @@ def load() -> Settings:
         group_window_min_seconds=_int("GROUP_WINDOW_MIN_SECONDS", 900, 1, 86_400),
         group_refund_lease_ms=_int("GROUP_REFUND_LEASE_MS", 30_000, 10),
         referral_pass_ms=_int("REFERRAL_PASS_MS", 1000, 10, 60_000),
+        service_message_max_length=_int("SERVICE_MESSAGE_MAX_LENGTH", 1000, 1, 10_000),
+        service_notify_after_ms=_int("SERVICE_NOTIFY_AFTER_MS", 60_000, 1),
+        service_pass_ms=_int("SERVICE_PASS_MS", 5_000, 10),
+        limit_service_messages=_rule("LIMIT_SERVICE_MESSAGES", (10, 60)),
+        limit_service_address=_rule("LIMIT_SERVICE_ADDRESS", (30, 60)),
+        limit_service_staff=_rule("LIMIT_SERVICE_STAFF", (120, 60)),
+        limit_service_typing=_rule("LIMIT_SERVICE_TYPING", (30, 60)),
         limit_shares=_rule("LIMIT_SHARES", (30, 3600)),
         limit_share_visits=_rule("LIMIT_SHARE_VISITS", (60, 600)),
         header_timeout_ms=_int("HEADER_TIMEOUT_MS", 10_000, 1),

@@ -170,3 +170,9 @@ def referrals_changed() -> str:
     """Sharers whose numbers changed since the last publish, as "<merchant> <sharer> <room>" (set;
     server.referrals.feed): each process pops some, so each change is published once."""
     return "referrals:changed"
+
+
+def personal_channel() -> str:
+    """The pub/sub channel of personal events (server.service.delivery): addressed to one person, or to one
+    merchant's staff, wherever they are connected; every process's hub reads it."""
+    return "users:events"

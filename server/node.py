@@ -46,6 +46,11 @@ from server.sales.reconciler import Reconciler
 from server.sales.refunds import Refunds
 from server.sales.stats import RoomStats
 from server.sales.store import Sales
+from server.service.delivery import Delivery
+from server.service.desk import Desk
+from server.service.notices import Notices
+from server.service.replies import Replies
+from server.service.threads import Threads
 from server.store import client
 from server.store.batcher import ScriptBatcher
 from server.tasks import Tasks
@@ -103,7 +108,6 @@ class Node:
         self.checkout = Checkout(self.sales, self.payments, self.limits, settings)
         self.backup = Backup(self.id, self.sales, settings)
         self.reconciler = Reconciler(self.db, self.sales.ledger, self.payments, settings)
-        self.retention = Retention(self.db, self.sales.ledger, self.audit, self.sessions, settings.order_retention_days)
         self.stats = RoomStats(self.shows, self.presence)
 
         self.programs = Programs(self.db, self.audit)
@@ -113,6 +117,25 @@ class Node:
         self.payouts = Payouts(self.db, self.earnings, self.programs, self.payout_provider, self.audit)
         self.payout_provider.deliver = self.payouts.callback
         self.referrals_feed = ReferralsFeed(self.redis, self.earnings, self.records, settings)
+
+        self.threads = Threads(self.db)
+        self.desk = Desk(
+            self.threads,
+            Replies(self.db),
+            Delivery(self.redis),
+            self.limits,
+            self.audit,
+            self.chat,
+            self.catalog,
+            self.shows,
+            self.sales.ledger,
+            self.accounts,
+            settings,
+        )
+        self.notices = Notices(self.db, self.accounts, self.messenger, self.catalog, settings)
+        self.retention = Retention(
+            self.db, self.sales.ledger, self.audit, self.sessions, self.threads, settings.order_retention_days
+        )
 
         loader = RoomLoader(self.records, self.history, self.sales, settings.history_size, settings.chat_recent)
         self.hub = Hub(settings, self.id, self.broker, loader, self.history, self.records, self.presence)
@@ -130,12 +153,13 @@ class Node:
             await self._check_durable()
         await self.revocations.start(self.broker)
         self.tasks.every(self.settings.revocation_sync_ms / 1000, self.revocations.sync, "revocations")
-        self.hub.start()
+        await self.hub.start()
         self.sales_feed.start()
         if self.settings.ledger_consumer:
             self.backup.start()
         self.reconciler.start()
         self.referrals_feed.start()
+        self.notices.start()
         self.retention.start()
         await self.owners.start()
         # What start-up made (modules, the app, pools, scripts) lives as long as the process: moved out of the
@@ -164,6 +188,7 @@ class Node:
             ("reconciler", self.reconciler.stop),
             ("share and earn", self.referrals_feed.stop),
             ("sandbox payouts", self.payout_provider.stop),
+            ("service notices", self.notices.stop),
             ("retention", self.retention.stop),
             ("hub", self.hub.stop),
             ("revocations", self.tasks.stop),

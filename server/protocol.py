@@ -236,6 +236,15 @@ LATEST_VALUE_KEYS: dict[str, str | None] = {
 # Latest-value events addressed to one user: only that user's sockets in the room get them.
 PRIVATE_EVENTS = frozenset({"earnings", "group"})
 
+# Personal events (docs/customer-service.md): addressed to one person, or to one merchant's staff, on any room
+# socket they have open, in any room; never in a room's history or state. The key a newer one replaces an older
+# one under within a tick, or None for one never replaced.
+PERSONAL_EVENTS: dict[str, str | None] = {
+    "service.message": None,
+    "service.thread": "thread_id",
+    "service.typing": "thread_id",
+}
+
 FRAMES = ("snapshot", "recovered", "batch", "ack", "error")
 
 
@@ -245,7 +254,7 @@ def now_ms() -> int:
 
 def event(kind: str, **fields: Any) -> dict[str, Any]:
     """A server event with its server timestamp (ms since the epoch)."""
-    if kind not in DURABLE_EVENTS and kind not in LATEST_VALUE_KEYS:
+    if kind not in DURABLE_EVENTS and kind not in LATEST_VALUE_KEYS and kind not in PERSONAL_EVENTS:
         raise ValueError(f"unknown event type {kind!r}")
     return {"type": kind, "ts": now_ms(), **fields}
 
@@ -287,6 +296,23 @@ def bus_message(encoded: str, offset: int = 0) -> str:
 def bus_private(user_id: str, encoded: str) -> str:
     """A private event for one user's sockets in the room."""
     return f"@{user_id} {encoded}"
+
+
+def bus_staff(merchant_id: str, encoded: str) -> str:
+    """A personal event for the staff of one merchant (on the personal channel)."""
+    return f"%{merchant_id} {encoded}"
+
+
+def parse_personal(raw: str) -> tuple[str, str, str]:
+    """A personal event's audience ("@": a user, "%": a merchant's staff), its id, and the event JSON."""
+    head, _, encoded = raw.partition(" ")
+    return head[:1], head[1:], encoded
+
+
+def personal_key(message: dict[str, Any]) -> str | None:
+    """The key under which a personal event replaces an older one; None for a message (never replaced)."""
+    field = PERSONAL_EVENTS[message["type"]]
+    return None if field is None else f"{message['type']}:{message.get(field)}"
 
 
 def parse_bus_message(raw: str) -> tuple[int, str, str | None]:
@@ -334,6 +360,7 @@ def wire() -> dict[str, Any]:
             "durable": sorted(DURABLE_EVENTS),
             "latest": dict(LATEST_VALUE_KEYS),
             "private": sorted(PRIVATE_EVENTS),
+            "personal": dict(PERSONAL_EVENTS),
         },
         "sale_events": list(SALE_EVENTS),
         "sale_statuses": list(SALE_STATUSES),

@@ -126,6 +126,13 @@ class Accounts:
             raise NotFound("no such user")
         return _user(row)
 
+    async def destination_of(self, user_id: str) -> Destination | None:
+        """Where a member's messages go: their email, else their phone; None for a guest or an unknown user."""
+        row = await self.db.pool.fetchrow("SELECT email, phone FROM users WHERE user_id = $1", user_id)
+        if row is None or (row["email"] is None and row["phone"] is None):
+            return None
+        return Destination("email", row["email"]) if row["email"] is not None else Destination("phone", row["phone"])
+
     async def device_of(self, user_id: str) -> str | None:
         """The device a guest (or a member who began as one) used: bans and mutes cover it too."""
         device_id: str | None = await self.db.pool.fetchval("SELECT device_id FROM users WHERE user_id = $1", user_id)

@@ -61,6 +61,14 @@ ACTIONS: dict[str, str] = {
     "withdrawal.refused": "a sharer's withdrawal was refused, its amount credited back (after: the withdrawal)",
     "withdrawal.retried": "a failed withdrawal was sent again (after: the withdrawal)",
     "order.refunded": "a paid order was refunded in full (after: the refund)",
+    "service.replied": "a staff member answered a buyer's thread (after: the message)",
+    "service.public_asked": "a staff member asked a buyer to answer their question in the room's chat (after: the "
+    "message)",
+    "service.state_changed": "a thread's state was set (before and after: {state})",
+    "service.assigned": "a thread was assigned, or unassigned (before and after: {assignee})",
+    "service.read": "a staff member opened a thread, reading its messages (after: {read}, the newest read)",
+    "service.reply_saved": "a canned reply was added or changed (before and after: the reply)",
+    "service.reply_removed": "a canned reply was removed (before: the reply)",
 }
 
 MAX_PAGE = 500

@@ -9,7 +9,7 @@ A file is one JSON object a line, each with its "type", in this order:
     room         {id, merchant_id, title, status, pinned, bag, slow_mode, likes}   Redis, through rooms/record.py
     show, sale, order, order_change, payment, sandbox_authorization,
     referral_program, commission_rule, share, share_visit, referral_binding, refund, commission, payout,
-    sandbox_payout, audit
+    sandbox_payout, service_thread, service_message, service_notice, service_block, service_reply, audit
                  one PostgreSQL row each, verbatim: every column, times ISO 8601 in UTC, jsonb as JSON
     end          {lines}: how many lines came before it (a file cut short is refused)
 
@@ -92,6 +92,11 @@ TABLES = (
         "payout_id IN (SELECT payout_id FROM payouts WHERE merchant_id = $1)",
         "payout_id, attempt",
     ),
+    Table("service_thread", "service_threads", "merchant_id = $1", "thread_id"),
+    Table("service_message", "service_messages", "merchant_id = $1", "message_id"),
+    Table("service_notice", "service_notices", "merchant_id = $1", "message_id"),
+    Table("service_block", "service_blocks", "merchant_id = $1", "user_id"),
+    Table("service_reply", "service_replies", "merchant_id = $1", "reply_id"),
     Table("audit", "audit_log", "merchant_id = $1", "audit_id"),
 )
 _TABLES = {table.kind: table for table in TABLES}
@@ -102,8 +107,10 @@ _SERIALS = (  # ids kept on import: the sequences follow
     ("share_visits", "visit_id"),
     ("referral_bindings", "binding_id"),
     ("commissions", "entry_id"),
+    ("service_messages", "message_id"),
 )
-_MERCHANT_TABLES = ("shows", "sales", "orders", "payments", "audit_log", "referral_programs", "shares", "commissions")
+_MERCHANT_TABLES = ("shows", "sales", "orders", "payments", "audit_log", "referral_programs", "shares", "commissions",
+                    "service_threads", "service_replies")  # fmt: skip
 
 
 def _line(kind: str, data: dict[str, Any]) -> bytes:

@@ -1,6 +1,7 @@
 """The hub: this process's rooms and viewers, and the tick that fans each room's events out to them.
 
-Events reach the hub from the broker (every process gets every event of its rooms). A room
+Events reach the hub from the broker (every process gets every event of its rooms, and every personal event:
+those go to their person's or merchant staff's sockets here at once, whatever the room). A room
 flushes at most once per tick (TICK_MS): it applies what arrived to its state, builds one frame
 for all of it, encodes it once and offers it to every viewer (server.live.outbox), which sends it
 at once or, when its socket is full, keeps it in a bounded outbox. Nothing waits for a slow viewer.
@@ -125,11 +126,14 @@ class Hub:
         self.presence = presence
         self.rooms: dict[str, LocalRoom] = {}
         self.tasks = Tasks("hub")
-        self._sockets_of_user: Counter[str] = Counter()
+        self._sockets_of_user: dict[str, set[Viewer]] = {}  # every room's: room sockets per user, personal events
+        self._staff_sockets: dict[str, set[Viewer]] = {}  # merchant id -> sockets of its staff, in any room
         self._sockets_of_address: Counter[str] = Counter()
         self._likes: dict[str, tuple[int, int]] = {}  # user id -> (second, likes taken in it)
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Read the personal channel; refresh presence every PRESENCE_INTERVAL_MS."""
+        await self.broker.subscribe(keys.personal_channel(), self.deliver_personal)
         self.tasks.every(self.settings.presence_interval_ms / 1000, self.refresh, "presence")
 
     async def stop(self, timeout: float) -> None:
@@ -177,11 +181,13 @@ class Hub:
         TooManyConnections when its user or address has as many room sockets here as it may."""
         assert room.state is not None
         user, address = viewer.identity.user_id, viewer.address
-        if self._sockets_of_user[user] >= self.settings.room_sockets_per_user:
+        if len(self._sockets_of_user.get(user, ())) >= self.settings.room_sockets_per_user:
             raise TooManyConnections(f"you have {self.settings.room_sockets_per_user} room connections open already")
         if self._sockets_of_address[address] >= self.settings.room_sockets_per_address:
             raise TooManyConnections("too many room connections from your network")
-        self._sockets_of_user[user] += 1
+        self._sockets_of_user.setdefault(user, set()).add(viewer)
+        for merchant_id in viewer.identity.roles:
+            self._staff_sockets.setdefault(merchant_id, set()).add(viewer)
         self._sockets_of_address[address] += 1
         room.viewers.add(viewer)
         room.users.setdefault(user, set()).add(viewer)
@@ -198,7 +204,9 @@ class Hub:
                 sockets.discard(viewer)
                 if not sockets:
                     del room.users[viewer.identity.user_id]
-            _decrement(self._sockets_of_user, viewer.identity.user_id)
+            _discard(self._sockets_of_user, viewer.identity.user_id, viewer)
+            for merchant_id in viewer.identity.roles:
+                _discard(self._staff_sockets, merchant_id, viewer)
             _decrement(self._sockets_of_address, viewer.address)
             metrics.CONNECTIONS.dec()
             if not room.viewers:
@@ -262,6 +270,18 @@ class Hub:
             self._enqueue(room, message, encoded)
         elif offset > room.received_offset:
             self._enqueue(room, message, protocol.with_offset(offset, encoded), offset)
+
+    async def deliver_personal(self, raw: str) -> None:
+        """A personal event from the broker: to this process's sockets of its person, or of its merchant's staff,
+        in whatever room, at once (no room state, no tick)."""
+        audience, target, encoded = protocol.parse_personal(raw)
+        sockets = (self._sockets_of_user if audience == "@" else self._staff_sockets).get(target)
+        if not sockets:
+            return
+        key = protocol.personal_key(orjson.loads(encoded))
+        personal = Batch([encoded], {}) if key is None else Batch([], {key: encoded})
+        for viewer in [viewer for viewer in sockets if not viewer.offer(personal)]:
+            self._drop_lagging(viewer)
 
     def _send_private(self, room: LocalRoom, user_id: str, encoded: str) -> None:
         """A private event to the user's sockets in the room, at once (it is theirs alone: no state, no tick)."""
@@ -378,6 +398,14 @@ class Hub:
             await self.broker.unsubscribe(keys.channel(room_id))
         except (RedisError, OSError) as error:
             log.warning("unsubscribe from %s failed: %s", room_id, error)
+
+
+def _discard(index: dict[str, set[Viewer]], key: str, viewer: Viewer) -> None:
+    sockets = index.get(key)
+    if sockets is not None:
+        sockets.discard(viewer)
+        if not sockets:
+            del index[key]
 
 
 def _decrement(counter: Counter[str], key: str) -> None:

@@ -27,6 +27,9 @@ _REFUSALS = {
 }
 
 
+QUOTE_LENGTH = 140  # a public answer's question, as quoted
+
+
 class Chat:
     """Post and moderate chat messages in rooms."""
 
@@ -55,7 +58,7 @@ class Chat:
             raise ProtocolError(
                 ErrorCode.TOO_LONG, f"messages are limited to {self.settings.chat_max_length} characters"
             )
-        if (await self._blocklist(room.merchant_id)).find(text) is not None:
+        if (await self.blocklist(room.merchant_id)).find(text) is not None:
             raise ProtocolError(ErrorCode.BLOCKED_WORD, "the message contains a blocked word")
         if role not in STAFF:
             verdict = await self._check(
@@ -91,6 +94,17 @@ class Chat:
         await self.records.publish(room_id, event("chat.message", message=body))
         return message_id
 
+    async def answer_in_public(
+        self, room_id: str, author_id: str, author_name: str, role: Role, question: str, answer: str
+    ) -> str:
+        """Post a staff member's answer to a buyer's private question (the buyer allowed it), the question quoted
+        without the buyer's name (docs/customer-service.md); return the chat message's id."""
+        quote = question if len(question) <= QUOTE_LENGTH else question[: QUOTE_LENGTH - 1] + "…"
+        body = {"id": secrets.token_hex(6), "user_id": author_id, "name": author_name, "role": role.value,
+                "text": answer, "question": quote}  # fmt: skip
+        await self.records.publish(room_id, event("chat.message", message=body))
+        return str(body["id"])
+
     async def delete(self, room_id: str, message_id: str) -> None:
         await self.records.publish(room_id, event("chat.deleted", message_id=message_id))
 
@@ -116,7 +130,7 @@ class Chat:
             pipe.hdel(keys.muted(room_id), *person)
             await pipe.execute()
 
-    async def _blocklist(self, merchant_id: str) -> Blocklist:
+    async def blocklist(self, merchant_id: str) -> Blocklist:
         """The merchant's block list, kept for BLOCKLIST_CACHE_MS (a change on another process shows after that)."""
         cached = self._blocklists.get(merchant_id)
         if cached is not None and time.monotonic() - cached[0] < self.settings.blocklist_cache_ms / 1000:

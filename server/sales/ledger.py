@@ -11,7 +11,7 @@ refund) is a row keyed (authorization id, kind): exactly once.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -222,6 +222,20 @@ class SalesLedger:
             f"SELECT {_ORDER_COLUMNS} FROM orders WHERE sale_id = $1 ORDER BY created_at, order_id", sale_id
         )
         return [_order(row) for row in rows]
+
+    async def orders_of(self, user_ids: Sequence[str], merchant_id: str | None, limit: int) -> list[tuple[Order, Sale]]:
+        """A buyer's orders under any of their ids (an account's and the guest ids merged into it), newest first,
+        of one merchant when given: as far as the order log is copied (a hold of the last moment may be missing)."""
+        rows = await self.db.pool.fetch(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE user_id = ANY($1::text[])"
+            " AND ($2::text IS NULL OR merchant_id = $2) ORDER BY created_at DESC, order_id LIMIT $3",
+            list(user_ids),
+            merchant_id,
+            limit,
+        )
+        orders = [_order(row) for row in rows]
+        sales = {sale_id: await self.sale(sale_id) for sale_id in {order.sale_id for order in orders}}
+        return [(order, sale) for order in orders if (sale := sales[order.sale_id]) is not None]
 
     async def export(self, merchant_id: str, status: str | None) -> AsyncIterator[tuple[Order, Sale]]:
         """The merchant's orders (optionally of one status), sale by sale (newest sale first), oldest order first;

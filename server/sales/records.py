@@ -472,8 +472,13 @@ def check_quantity(value: object) -> int:
     return value
 
 
+def valid_idempotency_key(value: str) -> bool:
+    """1-64 visible ASCII characters (a purchase's, a payment's, a message's)."""
+    return _IDEMPOTENCY_KEY.match(value) is not None
+
+
 def check_idempotency_key(value: str | None) -> str:
-    if value is None or not _IDEMPOTENCY_KEY.match(value):
+    if value is None or not valid_idempotency_key(value):
         raise SaleRefused(
             Refusal.IDEMPOTENCY_KEY,
             "Every purchase and payment needs an Idempotency-Key header: 1-64 visible ASCII characters, new for "

@@ -23,6 +23,9 @@ export const Event = Object.freeze({
   EARNINGS: "earnings",
   GROUPS: "groups",
   GROUP: "group",
+  SERVICE_MESSAGE: "service.message",
+  SERVICE_THREAD: "service.thread",
+  SERVICE_TYPING: "service.typing",
 });
 
 /** A sale's lifecycle, in order: each event carries the whole public sale in `sale`. */
@@ -66,6 +69,14 @@ export const LATEST_VALUE_KEYS = Object.freeze({
 /** Latest-value events addressed to one user: only that user's sockets get them (docs/referrals.md,
  * docs/group-buys.md). */
 export const PRIVATE_EVENTS = new Set([Event.EARNINGS, Event.GROUP]);
+
+/** Personal events (docs/customer-service.md): to one person, or one shop's staff, on any room socket they have
+ * open; never in the room's state. The field a newer one replaces an older one by, or null: never replaced. */
+export const PERSONAL_EVENTS = Object.freeze({
+  [Event.SERVICE_MESSAGE]: null,
+  [Event.SERVICE_THREAD]: "thread_id",
+  [Event.SERVICE_TYPING]: "thread_id",
+});
 
 /** Client -> server commands (docs/protocol.md, "Client -> server"). */
 /** The first frame a client sends on a room socket: {type: AUTH, token}. A token never goes in the URL. */
@@ -153,6 +164,7 @@ export function wire() {
       durable: [...DURABLE_EVENTS].sort(),
       latest: { ...LATEST_VALUE_KEYS },
       private: [...PRIVATE_EVENTS].sort(),
+      personal: { ...PERSONAL_EVENTS },
     },
     sale_events: [...SALE_EVENTS],
     sale_statuses: [...SALE_STATUSES],
