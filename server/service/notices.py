@@ -1,10 +1,12 @@
 """THE notices (`service_notices`, their one writer): a staff answer that no page of the buyer received within
 SERVICE_NOTIFY_AFTER_MS goes to them by the messenger, with a link back (docs/customer-service.md).
 
-Every process runs the pass every SERVICE_PASS_MS. A notice covers its thread's staff messages up to the newest
-one due; it is claimed by inserting its row (the newest message's id is the primary key) before it is sent, so
-two processes never both send it. A send that fails removes its claim: the next pass tries again. A process killed
-between the claim and the send leaves the claim `sending`: that notice is not sent (at most once).
+Every process runs the pass every SERVICE_PASS_MS. A thread is due once the oldest staff message its buyer's
+pages have not received (and no notice covered) is SERVICE_NOTIFY_AFTER_MS old; its notice covers all of those,
+so answers written together go out as one notice. It is claimed by inserting its row (the newest message's id is
+the primary key) before it is sent, so two processes never both send it. A send that fails removes its claim: the
+next pass tries again. A process killed between the claim and the send leaves the claim `sending`: that notice is
+not sent (at most once).
 """
 
 from __future__ import annotations
@@ -52,12 +54,12 @@ class Notices:
             "SELECT t.thread_id, t.merchant_id, t.user_id, max(m.message_id) AS up_to, count(*) AS unseen,"
             " (array_agg(m.body ORDER BY m.message_id DESC))[1] AS newest"
             " FROM service_messages m JOIN service_threads t ON t.thread_id = m.thread_id"
-            " WHERE m.side = 'staff' AND m.created_at < $1 AND m.created_at > $2 AND m.message_id > t.buyer_delivered"
-            " AND NOT EXISTS (SELECT 1 FROM service_notices n WHERE n.thread_id = t.thread_id"
-            "  AND n.message_id >= m.message_id)"
+            " WHERE m.side = 'staff' AND m.created_at > $2 AND m.message_id > t.buyer_delivered"
+            " AND m.message_id > COALESCE((SELECT max(n.message_id) FROM service_notices n"
+            "  WHERE n.thread_id = t.thread_id), 0)"
             " AND NOT EXISTS (SELECT 1 FROM service_blocks b WHERE b.user_id = t.user_id"
             "  AND b.merchant_id = t.merchant_id)"
-            " GROUP BY t.thread_id LIMIT $3",
+            " GROUP BY t.thread_id HAVING min(m.created_at) < $1 LIMIT $3",
             due,
             due - LOOK_BACK,
             BATCH,

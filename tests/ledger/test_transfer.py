@@ -42,6 +42,10 @@ MERCHANT_ROWS = {
     "payouts": "merchant_id = $1",
     "group_buys": "merchant_id = $1",
     "sandbox_payouts": "payout_id IN (SELECT payout_id FROM payouts WHERE merchant_id = $1)",
+    "service_threads": "merchant_id = $1",
+    "service_messages": "merchant_id = $1",
+    "service_blocks": "merchant_id = $1",
+    "service_replies": "merchant_id = $1",
 }
 
 
@@ -165,13 +169,30 @@ def group_buy(shop: Shop, database_url: str) -> None:
                == [{"state": "filled"}])  # fmt: skip
 
 
+def customer_service(shop: Shop) -> None:
+    """A buyer's question and the host's answer, a buyer who blocked the shop, a canned reply."""
+    buyer, blocker = Person("Mia"), Person("Bo")
+    asked = httpx.post(f"{shop.base_url}/api/merchants/{shop.merchant_id}/messages", json={"text": "Size?"},
+                       headers={**auth(buyer.token), "Idempotency-Key": "q1"})  # fmt: skip
+    assert asked.status_code == 201, asked.text
+    service = f"{shop.base_url}/api/merchants/{shop.merchant_id}/service"
+    answered = httpx.post(f"{service}/threads/{asked.json()['thread']['id']}/messages", json={"text": "M"},
+                          headers={**auth(shop.host), "Idempotency-Key": "a1"})  # fmt: skip
+    assert answered.status_code == 201, answered.text
+    blocked = httpx.put(f"{shop.base_url}/api/merchants/{shop.merchant_id}/block", headers=auth(blocker.token))
+    assert blocked.status_code == 200, blocked.text
+    reply = httpx.post(f"{service}/replies", json={"title": "Hi", "text": "Hi {buyer_name}"}, headers=auth(shop.admin))
+    assert reply.status_code == 201, reply.text
+
+
 @pytest.mark.anyio
 async def test_a_merchant_round_trips_through_export_and_import(
     shop: Shop, database_url: str, redis_url: str, target: dict[str, str], tmp_path: Path
 ) -> None:
     """A shop with products, a block list, a live room with a show, a sale with paid, cancelled and held orders,
     payments, share-and-earn records (programme, rule, link, visits, bindings, commissions, a refund, a paid
-    withdrawal), a filled group of a group-buy offer and audit entries is exported, imported into an empty install,
+    withdrawal), a filled group of a group-buy offer, a customer-service thread, block and canned reply, and audit
+    entries is exported, imported into an empty install,
     and exported again: the two files are the same line for line (but the export time); the target has every row
     and the merchant; the id sequences are past the imported ids."""
     await stage_a_show(shop)
@@ -183,6 +204,7 @@ async def test_a_merchant_round_trips_through_export_and_import(
     await asyncio.to_thread(sell, shop, database_url)
     await asyncio.to_thread(share_and_earn, shop, database_url)
     await asyncio.to_thread(group_buy, shop, database_url)
+    await asyncio.to_thread(customer_service, shop)
     httpx.put(f"{shop.base_url}/api/merchants/{shop.merchant_id}/referrals/rules/product/p1",
               json={"level1": {"fixed": 10}}, headers=auth(shop.admin)).raise_for_status()  # fmt: skip
     source = {"REDIS_URL": redis_url, "DATABASE_URL": database_url}
@@ -216,7 +238,9 @@ async def test_a_merchant_round_trips_through_export_and_import(
     assert (room["status"], room["pinned"]["id"], room["slow_mode"], room["likes"]) == ("live", "p1", 5, 7)
 
     assert await asyncio.to_thread(counts, target["DATABASE_URL"], shop.merchant_id) == before
-    for table, column in (("audit_log", "audit_id"), ("payments", "payment_id"), ("commissions", "entry_id")):
+    serials = (("audit_log", "audit_id"), ("payments", "payment_id"), ("commissions", "entry_id"),
+               ("service_messages", "message_id"))  # fmt: skip
+    for table, column in serials:
         sequence = query(
             target["DATABASE_URL"],
             f"SELECT (SELECT last_value FROM {table}_{column}_seq) AS next, max({column}) AS top FROM {table}",

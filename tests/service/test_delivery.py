@@ -10,7 +10,7 @@ from loadtests.support.server import ServerProcess
 from tests.client import RoomClient
 from tests.conftest import Shop
 from tests.sale_helpers import auth
-from tests.service.conftest import Buyer, answer, asked, conversation, staff_call
+from tests.service.conftest import Buyer, answer, asked, conversation
 
 pytestmark = pytest.mark.anyio
 
