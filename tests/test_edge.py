@@ -339,6 +339,27 @@ def _endpoints(base_url: str, shop: Shop) -> list[Endpoint]:
         Endpoint("POST", f"/api/merchants/{m}/rooms/{r}/sales", shop.host, countdown, {"countdown_seconds": int}),
         Endpoint("POST", f"/api/sales/{sale['id']}/purchases", buyer, {"quantity": 1}, {"quantity": int}),
         Endpoint("POST", f"/api/orders/{order['order_id']}/payment", buyer, {}, {"card_number": str}),
+        *_service_endpoints(base_url, shop),
+    ]
+
+
+def _service_endpoints(base_url: str, shop: Shop) -> list[Endpoint]:
+    """The customer-service endpoints with a JSON body, on a thread with a question asked in the room."""
+    m, buyer = shop.merchant_id, viewer_token()
+    about = {"room_id": shop.room_id, "order_id": "o_1", "product_id": shop.products[0]}
+    asked = httpx.post(f"{base_url}/api/merchants/{m}/messages", json={"text": "Size?", **about},
+                       headers=_keyed(auth(buyer)))  # fmt: skip
+    thread, question = asked.json()["thread"]["id"], asked.json()["message"]["id"]
+    service = f"/api/merchants/{m}/service"
+    text, ids, public = {"text": str}, dict.fromkeys(about, str), {"message_id": question, "text": "M"}
+    return [
+        Endpoint("POST", f"/api/merchants/{m}/messages", buyer, {"text": "Hi", **about}, {**text, **ids}),
+        Endpoint("POST", f"/api/merchants/{m}/messages/receipt", buyer, {"read": 1}, {"read": int, "delivered": int}),
+        Endpoint("POST", f"{service}/threads/{thread}/messages", shop.host, {"text": "M"}, text),
+        Endpoint("POST", f"{service}/threads/{thread}/public", shop.host, public, {"message_id": int, **text}),
+        Endpoint("POST", f"{service}/threads/{thread}/state", shop.host, {"state": "open"}, {"state": str}),
+        Endpoint("POST", f"{service}/threads/{thread}/receipt", shop.host, {"read": 1}, {"read": int}),
+        Endpoint("POST", f"{service}/replies", shop.admin, {"title": "T", "text": "x"}, {"title": str, **text}),
     ]
 
 

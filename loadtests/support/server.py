@@ -33,7 +33,8 @@ REDIS_PROGRAMS = ("valkey-server", "redis-server")
 
 
 # Every client of a test or benchmark comes from 127.0.0.1: the per-address limits a real server keeps (guests,
-# codes, payments, sockets, chat) are lifted on the servers they start; tests/access runs with the real ones.
+# codes, payments, sockets, chat, messages to shops) are lifted on the servers they start; tests/access runs with
+# the real ones.
 LOOPBACK_LIMITS = {
     "LIMIT_GUESTS": "100000/1",
     "LIMIT_CODES_ADDRESS": "100000/1",
@@ -42,6 +43,7 @@ LOOPBACK_LIMITS = {
     "LIMIT_PAYMENTS_USER": "100000/1",
     "LIMIT_SHARES": "100000/1",
     "LIMIT_SHARE_VISITS": "100000/1",
+    "LIMIT_SERVICE_ADDRESS": "100000/1",
     "ROOM_SOCKETS_PER_ADDRESS": "1000000",
     "VIDEO_SESSIONS_PER_ADDRESS": "1000000",
     "CHAT_ADDRESS_RATE_COUNT": "1000000",

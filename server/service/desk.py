@@ -66,14 +66,14 @@ class Desk:
                 raise NotFound(f"no room '{room_id}' of this shop", "unknown_room")
         text = rules.check_text(body.get("text"), self.settings.service_message_max_length,
                                 await self.chat.blocklist(merchant_id))  # fmt: skip
+        order_id, product_id = rules.optional_id(body, "order_id"), rules.optional_id(body, "product_id")
         await self.limits.take(
             "you are sending messages too fast",
             (Rule("service-messages", *self.settings.limit_service_messages), buyer.user_id),
             (Rule("service-address", *self.settings.limit_service_address), address),
             attempt=f"service:{buyer.user_id}:{key}",
         )
-        draft = Draft("buyer", buyer, Role.VIEWER, text, key, room_id, rules.optional_id(body, "order_id"),
-                      rules.optional_id(body, "product_id"))  # fmt: skip
+        draft = Draft("buyer", buyer, Role.VIEWER, text, key, room_id, order_id, product_id)
 
         async def live_show() -> str | None:
             show = None if room_id is None else await self.shows.current(room_id)
@@ -152,10 +152,9 @@ class Desk:
 
     async def ask_public(self, actor: Actor, thread_id: str, question_id: object, text: object, key: str) -> Appended:
         """A staff answer meant for the room's chat: the buyer is asked first (docs/customer-service.md)."""
-        if not isinstance(question_id, int) or isinstance(question_id, bool):
-            raise BadRequest("'message_id' must be the id of the buyer's question")
+        question = rules.message_id(question_id, "message_id")
         checked = rules.check_text(text, self.settings.chat_max_length, await self.chat.blocklist(actor.merchant_id))
-        return await self._staff_message(actor, thread_id, checked, key, question_id)
+        return await self._staff_message(actor, thread_id, checked, key, question)
 
     async def _staff_message(
         self, actor: Actor, thread_id: str, text: str, key: str, question_id: int | None

@@ -32,12 +32,7 @@ def _key(request: Request) -> str:
 
 
 def _mark(body: dict[str, Any], name: str) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise BadRequest(f"'{name}' must be a message id")
-    return value
+    return None if name not in body else rules.message_id(body[name], name)
 
 
 def _page(request: Request) -> tuple[int | None, int]:
@@ -83,6 +78,8 @@ async def messages(request: Request) -> Response:
 async def buyer_receipt(request: Request) -> Response:
     """POST {delivered?, read?}: the caller's pages received (and read) the shop's messages up to these ids."""
     body = await json_body(request)
+    if "read" not in body and "delivered" not in body:
+        raise BadRequest("give 'read' or 'delivered': a message id")
     thread = await _desk(request).buyer_receipt(identify(request), _merchant(request), _mark(body, "read"),
                                                 _mark(body, "delivered"))  # fmt: skip
     return ok({"thread": None if thread is None else thread.for_buyer()})
@@ -170,8 +167,10 @@ async def assign(request: Request) -> Response:
 async def staff_receipt(request: Request) -> Response:
     """POST {read}: the caller read the thread up to this message."""
     actor = require(request, _merchant(request))
-    read = _mark(await json_body(request), "read")
-    found = await _desk(request).staff_receipt(actor, request.path_params["thread_id"], read)
+    body = await json_body(request)
+    if "read" not in body:
+        raise BadRequest("give 'read': a message id")
+    found = await _desk(request).staff_receipt(actor, request.path_params["thread_id"], _mark(body, "read"))
     return ok({"thread": found.for_staff()})
 
 

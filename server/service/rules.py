@@ -22,6 +22,7 @@ VARIABLES = {
     "staff_name": "the name of the staff member sending it",
 }
 TITLE_MAX = 60
+MAX_ID = 2**62  # message ids are bigints
 PAGE_MAX = 100
 _ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
@@ -40,7 +41,9 @@ def sign_in_required() -> Forbidden:
 
 def check_text(raw: object, max_length: int, blocklist: Blocklist) -> str:
     """A message's text as stored: cleaned as chat is, 1..max_length characters, no blocked word."""
-    if not isinstance(raw, str) or len(raw) > max_length * 4:
+    if not isinstance(raw, str):
+        raise BadRequest("'text' must be a string")
+    if len(raw) > max_length * 4:
         raise ServiceRefused(f"messages are limited to {max_length} characters", "too_long")
     text = clean(raw)
     if not text:
@@ -62,11 +65,19 @@ def check_key(value: str | None) -> str:
 
 
 def optional_id(body: dict[str, Any], name: str) -> str | None:
-    value = body.get(name)
-    if value is None or value == "":
+    """An id the body may give (absent: None)."""
+    if name not in body:
         return None
+    value = body[name]
     if not isinstance(value, str) or not _ID.match(value):
         raise BadRequest(f"'{name}' must be an id")
+    return value
+
+
+def message_id(value: object, name: str) -> int:
+    """A message id from a body."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_ID:
+        raise BadRequest(f"'{name}' must be a message id")
     return value
 
 
