@@ -74,6 +74,14 @@ GROUP_REFUNDS = Counter(
     "Failed groups' members refunded (made) or left for the next try (deferred)",
     ["outcome"],
 )
+SERVICE_MESSAGES = Counter(
+    "livecart_service_messages_total", "Customer-service messages stored, by who wrote them: buyer, staff", ["side"]
+)
+SERVICE_NOTICES = Counter(
+    "livecart_service_notices_total",
+    "Answers sent to buyers by the messenger (sent), without an email or phone (no_destination), failed (retried)",
+    ["outcome"],
+)
 
 # Every known label value starts at 0, so a fresh server exports these series and rate() over them works.
 for _kind in COMMANDS:
@@ -84,6 +92,10 @@ for _state in ("filled", "failed", "cancelled"):
     GROUPS_CLOSED.labels(_state)
 for _outcome in ("made", "deferred"):
     GROUP_REFUNDS.labels(_outcome)
+for _side in ("buyer", "staff"):
+    SERVICE_MESSAGES.labels(_side)
+for _outcome in ("sent", "no_destination", "failed"):
+    SERVICE_NOTICES.labels(_outcome)
 
 
 @contextmanager

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from server import metrics
 from server.access.accounts import Accounts
 from server.access.limits import Limits, Rule
 from server.access.tokens import Actor, Identity
@@ -81,6 +82,7 @@ class Desk:
 
         appended = await self.threads.ask(merchant_id, draft, live_show)
         if appended.created:
+            metrics.SERVICE_MESSAGES.labels("buyer").inc()
             await self._tell_message(appended.thread, appended.message)
         return replace(appended, thread=await self._named(appended.thread))
 
@@ -170,6 +172,7 @@ class Desk:
             appended = await self.threads.answer(actor.merchant_id, thread_id, draft)
             entry.after = appended.message.public()
         if appended.created:
+            metrics.SERVICE_MESSAGES.labels("staff").inc()
             await self._tell_message(appended.thread, appended.message)
         return appended
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from server import metrics
 from server.access.accounts import Accounts
 from server.access.codes import Messenger
 from server.config import Settings
@@ -78,6 +79,7 @@ class Notices:
             destination = await self.accounts.destination_of(row["user_id"])
             if destination is None:
                 await self._outcome(row["up_to"], "no_destination")
+                metrics.SERVICE_NOTICES.labels("no_destination").inc()
                 continue
             try:
                 await self.messenger.send(destination, await self._text(row["merchant_id"], row["newest"],
@@ -85,8 +87,10 @@ class Notices:
             except Exception as error:
                 log.warning("notice of thread %s not sent (tried again next pass): %r", row["thread_id"], error)
                 await self.db.pool.execute("DELETE FROM service_notices WHERE message_id = $1", row["up_to"])
+                metrics.SERVICE_NOTICES.labels("failed").inc()
                 continue
             await self._outcome(row["up_to"], "sent")
+            metrics.SERVICE_NOTICES.labels("sent").inc()
             sent += 1
         return sent
 
