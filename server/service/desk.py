@@ -88,14 +88,15 @@ class Desk:
 
     async def conversation(
         self, buyer: Identity, merchant_id: str, before: int | None, limit: int
-    ) -> tuple[Thread | None, list[Message], bool]:
-        """The buyer's thread with the shop and a page of its messages (none yet: no thread)."""
+    ) -> tuple[Thread | None, list[Message], bool, bool]:
+        """The buyer's thread with the shop, a page of its messages, whether there are more, whether the buyer
+        blocked the shop (also before any thread)."""
         thread = await self.threads.of_buyer(merchant_id, buyer.user_id)
         if thread is None:
             await self._shop(merchant_id)
-            return None, [], False
+            return None, [], False, await self.threads.blocked(buyer.user_id, merchant_id)
         messages, more = await self.threads.messages(thread.id, before, limit)
-        return await self._named(thread), messages, more
+        return await self._named(thread), messages, more, thread.blocked
 
     async def buyer_threads(self, buyer: Identity) -> list[Thread]:
         return [await self._named(thread) for thread in await self.threads.buyer_threads(buyer.user_id)]

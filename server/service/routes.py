@@ -68,7 +68,8 @@ async def messages(request: Request) -> Response:
     desk, buyer, merchant_id = _desk(request), identify(request), _merchant(request)
     if request.method == "GET":
         before, limit = _page(request)
-        return ok(_conversation(*await desk.conversation(buyer, merchant_id, before, limit), staff=False))
+        thread, shown, more, blocked = await desk.conversation(buyer, merchant_id, before, limit)
+        return ok({**_conversation(thread, shown, more, staff=False), "blocked": blocked})
     key = _key(request)
     appended = await desk.ask(buyer, client_address(request), merchant_id, await json_body(request), key)
     return ok({"thread": appended.thread.for_buyer(), "message": appended.message.public()},

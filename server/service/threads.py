@@ -317,6 +317,10 @@ class Threads:
                                           user_id)  # fmt: skip
         return None if row is None else (await self._with_last([row]))[0]
 
+    async def blocked(self, user_id: str, merchant_id: str) -> bool:
+        async with self.db.pool.acquire() as connection:
+            return await _blocked(connection, user_id, merchant_id)
+
     async def buyer_threads(self, user_id: str, limit: int = 100) -> list[Thread]:
         rows = await self.db.pool.fetch(
             f"{_THREAD} WHERE t.user_id = $1 ORDER BY t.updated_at DESC LIMIT $2", user_id, limit

@@ -9,18 +9,22 @@ export function roleBadge(role) {
   return Object.hasOwn(ROLE_BADGES, role) ? ROLE_BADGES[role] : null;
 }
 
-/** One message: <li data-id data-user> with its badge (staff get class "staff"), its name and its text. */
+/** One message: <li data-id data-user> with its badge (staff get class "staff"), its name and its text; a staff
+ *  member's public answer to a buyer's question (`question`, the buyer unnamed) quotes it first: "Q: …". */
 export function chatLine(message, { mine = false } = {}) {
   const badge = roleBadge(message.role);
+  const question = typeof message.question === "string" ? message.question : null; // a public answer's
   const item = h(
     "li",
     { dataset: { id: message.id, user: message.user_id } },
+    question ? h("span.question", {}, `Q: ${question}`) : null,
     badge ? h("span.badge", {}, badge) : null,
     h("span.name", {}, message.name),
     h("span.text", {}, message.text),
   );
   if (badge) item.classList.add("staff");
   if (mine) item.classList.add("mine");
+  if (question) item.classList.add("answer");
   return item;
 }
 

@@ -1,7 +1,8 @@
 // The viewer room: video, the "now presenting" card with its flash sale, checkout, the bag, chat and hearts;
-// sharing and earning through share.js, group buys through group-buy.js.
+// sharing and earning through share.js, group buys through group-buy.js, "Ask the seller" through ask-seller.js.
 
 import { ApiError, Session, api, randomKey, retrying, storage } from "./api.js";
+import { AskSeller } from "./ask-seller.js";
 import { appendLine, chatLine, removeLine, scrollToEnd } from "./chat-view.js";
 import { GROUP_REFUSAL_TITLES, GroupBuys, isGroupOrder } from "./group-buy.js";
 import {
@@ -10,6 +11,7 @@ import {
   Event,
   LIKE_BATCH_MS,
   MAX_LIKES_PER_MESSAGE,
+  PERSONAL_EVENTS,
   SALE_EVENTS,
   closeMeaning,
 } from "./protocol.js";
@@ -58,6 +60,9 @@ const groups = new GroupBuys({
   payHeld: (sale, order, detail) => payHeld(sale, order, detail),
 });
 
+// Ask the seller: the buyer's thread with the room's shop; its personal events never enter the room's state.
+const asking = new AskSeller({ room, session, roomId, toasts, signIn: openSignIn });
+
 // --- start -----------------------------------------------------------------------------------
 
 /** A fresh access token of the shopper's session; a new guest session when there is none (or it ended). */
@@ -80,7 +85,7 @@ async function start() {
   openSocket(token);
   sharing.ready();
   groups.ready();
-  window.livecart = { get socket() { return socket; }, room, session, sharing, groups };
+  window.livecart = { get socket() { return socket; }, room, session, sharing, groups, asking };
   setInterval(tick, 250);
 }
 
@@ -118,6 +123,7 @@ function connectionChanged(status, detail) {
     banner.hidden = false;
   } else if (status === SocketState.OPEN) {
     banner.hidden = true;
+    asking.connected(); // personal events missed while away: the thread is read again
   } else if (status === SocketState.CLOSED && detail.code === CloseCode.SIGNED_OUT) {
     signedOut();
   } else if (status === SocketState.CLOSED && detail.code !== CloseCode.NORMAL) {
@@ -175,6 +181,7 @@ function render(snapshot) {
   groups.snapshot();
   renderCard();
   sharing.snapshot();
+  asking.snapshot();
   scrollToEnd(chatList, true);
 }
 
@@ -189,6 +196,10 @@ function renderRoom() {
 // --- one event ------------------------------------------------------------------------------------
 
 function apply(event) {
+  if (Object.hasOwn(PERSONAL_EVENTS, event.type)) {
+    asking.eventArrived(event); // addressed to this person: not the room's
+    return;
+  }
   if (!room.apply(event)) return;
   switch (event.type) {
     case Event.ROOM_STATUS:
@@ -607,6 +618,7 @@ function orderOf(body) {
 
 function holdStarted(order) {
   checkout.order = order;
+  sheet.dataset.orderId = order.order_id; // "Ask about this order" (ask-seller.js)
   if (order.status === "paid") {
     done(order);
     return;

@@ -153,7 +153,7 @@ def test_another_shops_staff_never_see_a_thread(shop: Shop, redis_url: str) -> N
     through_own = httpx.get(f"{shop.base_url}/api/merchants/{other.merchant_id}/service/threads/{thread_id}",
                             headers=auth(other.admin))  # fmt: skip
     assert_error(through_own, 404, "unknown_thread")
-    assert conversation(shop, eve.token) == {"thread": None, "messages": [], "more": False}
+    assert conversation(shop, eve.token) == {"thread": None, "messages": [], "more": False, "blocked": False}
     assert_error(staff_call(shop, mia.token, "GET", f"/threads/{thread_id}"), 403, "forbidden")
 
 
@@ -197,6 +197,9 @@ def test_a_buyer_who_blocks_the_shop_is_not_written_to(shop: Shop) -> None:
     assert staff_thread(shop, shop.host, thread_id)["thread"]["blocked"] is True
     assert len(conversation(shop, mia.token)["messages"]) == 1
     assert httpx.delete(block, headers=auth(mia.token)).json()["thread"]["blocked"] is False
+    eve = Buyer("Eve")  # blocks before ever writing: the conversation says so
+    assert httpx.put(block, headers=auth(eve.token)).json() == {"thread": None, "blocked": True}
+    assert conversation(shop, eve.token)["blocked"] is True
     answer(shop, shop.host, thread_id, "Thanks for coming back")
 
 
