@@ -121,7 +121,7 @@ class Desk:
                                              Role(message.author_role), message.question, message.text)  # fmt: skip
 
         thread, message = await self.threads.decide_public(merchant_id, buyer.user_id, message_id, allow, post)
-        await self._tell_thread(thread, message)
+        await self._tell_message(thread, message)  # a message changed: never coalesced away, as a new one
         return Appended(await self._named(thread), message, True)
 
     async def block(self, buyer: Identity, merchant_id: str, blocked: bool) -> Thread | None:
@@ -239,13 +239,13 @@ class Desk:
     async def filled_replies(self, actor: Actor, thread_id: str) -> list[dict[str, Any]]:
         """The shop's canned replies with their variables filled in for this thread's buyer."""
         thread = await self.threads.get(actor.merchant_id, thread_id)
-        order_number = thread.last_message.order_id if thread.last_message else None
-        if order_number is None:
+        order_id = thread.last_message.order_id if thread.last_message else None
+        if order_id is None:
             newest = await self.sales.orders_of(await self._user_ids(thread.user_id), actor.merchant_id, 1)
-            order_number = newest[0][0].id if newest else ""
+            order_id = newest[0][0].id if newest else None
         values = {
             "buyer_name": thread.buyer_name,
-            "order_number": order_number,
+            "order_number": "" if order_id is None else rules.order_number(order_id),
             "shop_name": await self._shop_name(actor.merchant_id),
             "staff_name": actor.name,
         }
@@ -303,6 +303,7 @@ class Desk:
     # --- telling both sides -----------------------------------------------------------------------
 
     async def _tell_message(self, thread: Thread, message: Message) -> None:
+        """A message of the thread, new or changed (a public answer decided): to the buyer and the shop's staff."""
         buyer, public = await self._named(thread), message.public()
         await self.delivery.send(
             [
@@ -311,12 +312,11 @@ class Desk:
             ]
         )
 
-    async def _tell_thread(self, thread: Thread, message: Message | None = None) -> None:
-        """A thread changed without a new message (state, assignee, receipts, a block, a public answer decided)."""
+    async def _tell_thread(self, thread: Thread) -> None:
+        """A thread changed without a message changing (state, assignee, receipts, a block)."""
         buyer = await self._named(thread)
-        extra = {} if message is None else {"message": message.public()}
-        to_buyer = event("service.thread", thread_id=thread.id, thread=buyer.for_buyer(), **extra)
-        staff = event("service.thread", thread_id=thread.id, thread=thread.for_staff(), **extra)
+        to_buyer = event("service.thread", thread_id=thread.id, thread=buyer.for_buyer())
+        staff = event("service.thread", thread_id=thread.id, thread=thread.for_staff())
         events: list[tuple[Audience, dict[str, Any]]] = [
             (to_user(thread.user_id), to_buyer),
             (to_staff(thread.merchant_id), staff),

@@ -125,6 +125,12 @@ def check_template(title: object, text: object, max_length: int) -> tuple[str, s
     return title.strip(), text.strip()
 
 
+def order_number(order_id: str) -> str:
+    """The order number buyers and staff see: the first six characters of the order id's last part, upper-cased
+    (static/js/ui.js orderNumber shows it the same way)."""
+    return order_id.split(".")[-1][:6].upper()
+
+
 def fill(text: str, values: dict[str, str]) -> str:
     """A canned reply's text with its variables filled in (a value missing: left empty)."""
     return text.format_map({name: values.get(name, "") for name in VARIABLES})
@@ -214,6 +220,7 @@ class Thread:
             "unread": self.unread_staff,
             "buyer_read": self.buyer_read,
             "buyer_delivered": self.buyer_delivered,
+            "staff_read": self.staff_read,
             "blocked": self.blocked,
             "waiting_since": self.waiting_since,
             "room_id": self.room_id,

@@ -4,8 +4,8 @@
 
 import { api } from "./api.js";
 import { Event } from "./protocol.js";
-import { ServiceThread, shortOrder } from "./service-thread.js";
-import { $, text, toast } from "./ui.js";
+import { ServiceThread } from "./service-thread.js";
+import { $, orderNumber, text, toast } from "./ui.js";
 
 const SIDE_PANEL = matchMedia("(min-width: 1000px)"); // beside the stage; narrower: a sheet over it
 const SIGN_IN_REASON = "Sign in to ask the seller: we send you a code, no password needed. The answers come here.";
@@ -59,7 +59,7 @@ export class AskSeller {
         }
         break;
       case Event.SERVICE_THREAD:
-        if (thread && ours(thread.merchant_id)) this.thread.threadChanged(thread, event.message);
+        if (thread && ours(thread.merchant_id)) this.thread.threadChanged(thread);
         break;
       case Event.SERVICE_TYPING:
         if (ours(event.merchant_id)) this.thread.typingArrived(event);
@@ -131,7 +131,7 @@ export class AskSeller {
       const orderId = $("#checkout").dataset.orderId;
       if (!orderId) return;
       const title = $("#order-title").textContent.trim();
-      this.open({ order_id: orderId, label: `Order ${shortOrder(orderId)}${title ? ` · ${title}` : ""}` });
+      this.open({ order_id: orderId, label: `Order ${orderNumber(orderId)}${title ? ` · ${title}` : ""}` });
     });
     document.addEventListener("visibilitychange", () => {
       if (this._reading()) this.thread.seen();
@@ -200,7 +200,7 @@ export class AskSeller {
   }
 
   _describe(about) {
-    if (about.order_id) return `Order ${shortOrder(about.order_id)}`;
+    if (about.order_id) return `Order ${orderNumber(about.order_id)}`;
     return this._productTitle(about.product_id);
   }
 

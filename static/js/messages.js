@@ -4,9 +4,9 @@
 // that shop's thread (the link a notification carries).
 
 import { Session, api, storage } from "./api.js";
-import { ServiceThread, lastLine, shortOrder, when } from "./service-thread.js";
+import { ServiceThread, lastLine, when } from "./service-thread.js";
 import { sendCode, submitting } from "./sign-in.js";
-import { $, h, money, sentence, text } from "./ui.js";
+import { $, h, money, orderNumber, sentence, text } from "./ui.js";
 
 const POLL_MS = 5000;
 const ORDER_STATES = {
@@ -167,7 +167,7 @@ function shopOf(order) {
 }
 
 function orderMeta(order) {
-  return [shopOf(order), `Order ${shortOrder(order.order_id)}`, when(order.created_at)].join(" · ");
+  return [shopOf(order), `Order ${orderNumber(order.order_id)}`, when(order.created_at)].join(" · ");
 }
 
 /** "Ask about this order": the order's shop's thread, the order attached to the next message. */
@@ -183,7 +183,7 @@ function shopName(merchantId) {
 
 function orderLabel(order) {
   const title = order.product?.title;
-  return `Order ${shortOrder(order.order_id)}${title ? ` · ${title}` : ""}`;
+  return `Order ${orderNumber(order.order_id)}${title ? ` · ${title}` : ""}`;
 }
 
 /** Words for what a message is about, from the buyer's orders. */

@@ -19,7 +19,7 @@ import { RoomSocket, SocketState } from "./room-socket.js";
 import { sendCode, submitting } from "./sign-in.js";
 import { RoomState, saleStatus } from "./room-state.js";
 import { Sharing } from "./share.js";
-import { $, clock, compact, h, money, safeImage, sentence, text, toast } from "./ui.js";
+import { $, clock, compact, h, money, orderNumber, safeImage, sentence, text, toast } from "./ui.js";
 import { watch } from "./webrtc.js";
 
 const roomId = new URLSearchParams(location.search).get("room") || "demo";
@@ -697,8 +697,7 @@ $("#cancel-order").addEventListener("click", async () => {
 });
 
 function done(order) {
-  const short = order.order_id.split(".").pop().slice(0, 6).toUpperCase();
-  const paid = `Order ${short} · ${money(order.amount, order.currency)} paid. Thanks for shopping the show!`;
+  const paid = `Order ${orderNumber(order.order_id)} · ${money(order.amount, order.currency)} paid. Thanks for shopping the show!`;
   const note = (shown) => {
     text($("#done-title"), shown.title);
     text($("#done-text"), shown.text);

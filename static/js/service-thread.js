@@ -5,7 +5,7 @@
 
 import { api, randomKey, retrying } from "./api.js";
 import { scrollToEnd } from "./chat-view.js";
-import { h, sentence, text } from "./ui.js";
+import { h, orderNumber, sentence, text } from "./ui.js";
 
 const PAGE = 30; // messages per request
 const TYPING_SHOWN_MS = 5000; // the staff's "typing…" goes away this long after their last signal
@@ -13,20 +13,12 @@ const TYPING_EVERY_MS = 3000; // the buyer's own typing signal, at most this oft
 export const MAX_MESSAGE_LENGTH = 1000; // SERVICE_MESSAGE_MAX_LENGTH
 
 /** The short form of an order id people read: "s_9d93.1a2b3c4d5e6f" -> "1A2B3C". */
-export function shortOrder(orderId) {
-  return String(orderId || "")
-    .split(".")
-    .pop()
-    .slice(0, 6)
-    .toUpperCase();
-}
-
 /** What a message (or a draft) is about, in words: `describe` knows product titles; else the ids. */
 function aboutText(about, describe) {
   if (!about || (!about.product_id && !about.order_id)) return null;
   const described = describe ? describe(about) : null;
   if (described) return described;
-  return about.order_id ? `Order ${shortOrder(about.order_id)}` : `Product ${about.product_id}`;
+  return about.order_id ? `Order ${orderNumber(about.order_id)}` : `Product ${about.product_id}`;
 }
 
 /** "14:05" today, "12 Mar, 14:05" another day. */
@@ -134,10 +126,8 @@ export class ServiceThread {
     this._receipts();
   }
 
-  /** The thread changed (service.thread): receipts, blocked, unread; with `message`, a message of it changed (a
-   *  public answer decided on another page). */
-  threadChanged(thread, message = null) {
-    if (message) this._put(message);
+  /** The thread changed (service.thread): receipts, blocked, unread. */
+  threadChanged(thread) {
     this._thread(thread);
     this._render({});
   }

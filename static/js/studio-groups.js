@@ -4,7 +4,7 @@
 
 import { api } from "./api.js";
 import { saleStatus } from "./room-state.js";
-import { $, $$, clock, h, minorPerUnit, money, safeImage, sentence, text, toast } from "./ui.js";
+import { $, $$, clock, h, minorPerUnit, money, orderNumber, safeImage, sentence, text, toast } from "./ui.js";
 
 const REFRESH_MS = 10000;
 const SOON_MS = 400; // a burst of `groups` events reads the offer once
@@ -200,7 +200,7 @@ export function startGroups({ session, merchantId, role, toasts, room, now }) {
               title: member.order_id ? `Order ${member.order_id}` : "",
             },
             member.leader ? `${member.name} (leader)` : member.name,
-            member.order_id ? h("small", {}, ` · ${shortOrder(member.order_id)}`) : null,
+            member.order_id ? h("small", {}, ` · ${orderNumber(member.order_id)}`) : null,
           ),
         ),
       ),
@@ -255,10 +255,6 @@ export function startGroups({ session, merchantId, role, toasts, room, now }) {
     },
     tick,
   };
-}
-
-function shortOrder(orderId) {
-  return String(orderId).split(".").pop().slice(0, 6).toUpperCase();
 }
 
 function windowText(ms) {

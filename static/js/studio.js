@@ -1,14 +1,15 @@
 // The host studio: sign in (a single-use login link, or a code), camera preview, go live (WHIP), the product bag,
 // flash sales with live stock, chat moderation, the show's live numbers and past shows; share and earn through
-// studio-referrals.js, group buys through studio-groups.js.
+// studio-referrals.js, group buys through studio-groups.js, the buyers' messages through studio-inbox.js.
 
 import { ApiError, Session, api, storage } from "./api.js";
 import { appendLine, chatLine, removeLine, roleBadge, scrollToEnd } from "./chat-view.js";
-import { CloseCode, Command, Event, SALE_EVENTS, closeMeaning } from "./protocol.js";
+import { CloseCode, Command, Event, PERSONAL_EVENTS, SALE_EVENTS, closeMeaning } from "./protocol.js";
 import { RoomSocket, SocketState } from "./room-socket.js";
 import { sendCode, submitting } from "./sign-in.js";
 import { RoomState, saleStatus } from "./room-state.js";
 import { startGroups } from "./studio-groups.js";
+import { startInbox } from "./studio-inbox.js";
 import { startReferrals } from "./studio-referrals.js";
 import { $, clock, compact, h, minorPerUnit, money, safeImage, sentence, text, toast } from "./ui.js";
 import { publish } from "./webrtc.js";
@@ -38,6 +39,7 @@ const state = {
 
 let socket = null;
 let groups = null; // the group buys' panel and form terms (studio-groups.js)
+let inbox = null; // the Messages panel (studio-inbox.js)
 
 // --- signing in ----------------------------------------------------------------------------------
 
@@ -155,6 +157,15 @@ async function start() {
   state.blocklist = blocklist.words;
   renderBlocklist();
   startReferrals({ session, merchantId: room.merchantId, role: state.role, toasts });
+  inbox = startInbox({
+    session,
+    merchantId: room.merchantId,
+    roomId,
+    me: state.me,
+    role: state.role,
+    toasts,
+    products: () => state.products,
+  });
   groups = startGroups({
     session,
     merchantId: room.merchantId,
@@ -182,6 +193,7 @@ async function start() {
 
 function connectionChanged(status, detail) {
   $("#studio").dataset.connection = status;
+  if (status === SocketState.OPEN) inbox?.connected(); // the personal events missed while away: read again
   if (status === SocketState.RECONNECTING && detail.attempt === 1) {
     toast(toasts, "Connection to the room lost: reconnecting…", { kind: "error" });
   } else if (status === SocketState.OPEN && socket.reconnects) {
@@ -216,6 +228,10 @@ function render(snapshot) {
 }
 
 function apply(event) {
+  if (Object.hasOwn(PERSONAL_EVENTS, event.type)) {
+    inbox?.event(event); // customer service: never the room's state
+    return;
+  }
   if (!room.apply(event)) return;
   switch (event.type) {
     case Event.ROOM_STATUS:

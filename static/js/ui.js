@@ -59,6 +59,16 @@ function moneyFormat(currency) {
 }
 
 /** Minor units to money: 3900 USD -> "$39.00" (JPY has no minor unit: 3900 -> "¥3,900"). */
+/** The order number buyers and staff see: the first six characters of the order id's last part, upper-cased (the
+ *  server fills a canned reply's {order_number} the same way: server/service/rules.py). */
+export function orderNumber(orderId) {
+  return String(orderId || "")
+    .split(".")
+    .pop()
+    .slice(0, 6)
+    .toUpperCase();
+}
+
 export function money(minor, currency = "USD") {
   const { intl, digits } = moneyFormat(currency);
   return intl.format((Number(minor) || 0) / 10 ** digits);

@@ -121,7 +121,7 @@ def test_canned_replies_are_filled_in_for_the_thread_and_unknown_variables_refus
     thread_id = asked(shop, mia.token, "Where is my order?", order_id="o_abc123")["thread"]["id"]
     filled = staff_call(shop, shop.host, "GET", f"/threads/{thread_id}/replies").json()["replies"]
     assert filled == [{"id": made.json()["id"], "title": "Shipping",
-                       "text": f"Hi Mia, order o_abc123 ships today from Shop {shop.merchant_id}. Host"}]  # fmt: skip
+                       "text": f"Hi Mia, order O_ABC1 ships today from Shop {shop.merchant_id}. Host"}]  # fmt: skip
     changed = httpx.put(f"{shop.base_url}{replies}/{made.json()['id']}", headers=auth(shop.host),
                         json={"title": "Shipping", "text": "On its way, {buyer_name}!"})  # fmt: skip
     assert changed.status_code == 200 and changed.json()["text"] == "On its way, {buyer_name}!"
