@@ -143,10 +143,14 @@ export function startInbox({ session, merchantId, roomId, me, role, toasts, prod
     state.more = full && (keptOlder ? state.more : true);
   }
 
-  /** Read the list shortly (events come in bursts); its counts are the server's. */
+  /** Read the list shortly, once for a burst of events (and at least every SOON_MS in a steady stream of them);
+   *  its counts are the server's. */
   function listSoon() {
-    clearTimeout(state.soon);
-    state.soon = setTimeout(loadList, SOON_MS);
+    if (state.soon) return;
+    state.soon = setTimeout(() => {
+      state.soon = null;
+      loadList();
+    }, SOON_MS);
   }
 
   function matches(thread) {
