@@ -29,7 +29,7 @@ from loadtests.support.server import HOST, ROOT, ServerProcess, running
 from server.protocol import event
 from server.rooms.record import RoomRecords
 
-SMOKE = {"viewers": 40, "workers": 1, "seconds": 2, "sampled": 20, "clients": 1}
+SMOKE = {"viewers": 200, "workers": 1, "seconds": 2, "sampled": 20, "clients": 1}  # enough for a CPU tick
 COLUMNS = (
     "server",
     "viewers",

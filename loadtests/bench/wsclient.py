@@ -79,22 +79,26 @@ def text_frame(payload: bytes) -> bytes:
     return header + mask + masked
 
 
-class _Viewer(asyncio.Protocol):
-    """Counts a server's frames straight from the socket's bytes: no coroutine, no copy per frame."""
+class RawSocket(asyncio.Protocol):
+    """A room socket read straight from its bytes: the upgrade, the auth frame, pings answered, the close; each
+    data frame handed to `frame(buffer, start, end)` without a copy. Subclasses count what they need."""
 
-    def __init__(self, stats: Stats, measure: bool, path: str, host: str, token: str) -> None:
-        self.stats = stats
+    def __init__(self, path: str, host: str, token: str) -> None:
         self.auth = auth_frame(token)
-        self.measure = measure
         self.request = (
             f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         ).encode()
         self.buffer = bytearray()
         self.upgraded = False
-        self.first = True
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.transport: Any = None  # asyncio's or uvloop's transport
+
+    def frame(self, buffer: bytearray, start: int, end: int) -> None:
+        """A data frame's payload: buffer[start:end]."""
+
+    def finished(self, code: int | None) -> None:
+        """The socket ended: the server's close code, or None when the connection was lost."""
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -102,7 +106,7 @@ class _Viewer(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.done.done():
-            self.stats.closed += 1
+            self.finished(None)
             self.done.set_result(None)
 
     def data_received(self, data: bytes) -> None:
@@ -138,27 +142,42 @@ class _Viewer(asyncio.Protocol):
                 self._finish(int.from_bytes(buffer[start : start + 2], "big") if length >= 2 else 1005)
                 return
             if opcode == 0x9:  # ping: a masked pong with the same payload
-                assert self.transport is not None
                 self.transport.write(bytes([0x8A, 0x80 | length]) + b"\0\0\0\0" + bytes(buffer[start:at]))
                 continue
-            self.stats.frames += 1
-            self.stats.bytes += length
-            if self.first:
-                self.first = False
-                self.stats.connected += 1
-            elif self.measure:
-                now = time.time() * 1000
-                stamps = _EVENT_TS.findall(buffer, start, at)[1:]  # the frame's own ts first, then its events'
-                self.stats.latencies_ms.extend(now - int(stamp) for stamp in stamps)
+            self.frame(buffer, start, at)
         del buffer[:at]
 
     def _finish(self, code: int) -> None:
-        self.stats.closed += 1
-        self.stats.close_codes[code] = self.stats.close_codes.get(code, 0) + 1
         if not self.done.done():
+            self.finished(code)
             self.done.set_result(None)
-        assert self.transport is not None
         self.transport.close()
+
+
+class _Viewer(RawSocket):
+    """Counts a server's frames: no coroutine, no copy per frame; the measured ones' event delays."""
+
+    def __init__(self, stats: Stats, measure: bool, path: str, host: str, token: str) -> None:
+        super().__init__(path, host, token)
+        self.stats = stats
+        self.measure = measure
+        self.first = True
+
+    def frame(self, buffer: bytearray, start: int, end: int) -> None:
+        self.stats.frames += 1
+        self.stats.bytes += end - start
+        if self.first:
+            self.first = False
+            self.stats.connected += 1
+        elif self.measure:
+            now = time.time() * 1000
+            stamps = _EVENT_TS.findall(buffer, start, end)[1:]  # the frame's own ts first, then its events'
+            self.stats.latencies_ms.extend(now - int(stamp) for stamp in stamps)
+
+    def finished(self, code: int | None) -> None:
+        self.stats.closed += 1
+        if code is not None:
+            self.stats.close_codes[code] = self.stats.close_codes.get(code, 0) + 1
 
 
 async def viewer(host: str, port: int, path: str, token: str, stats: Stats, measure: bool, stop: asyncio.Event) -> None:

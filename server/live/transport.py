@@ -127,6 +127,8 @@ async def _read(node: Node, room: LocalRoom, viewer: Viewer) -> None:
             return
         raw: str | bytes = message.get("text") or message.get("bytes") or b""
         reply = await handle(node, room, viewer, raw)
+        if viewer.closing is not None:
+            return  # the server closed it meanwhile (signed out, too slow): nothing more is sent
         if reply is not None:
             await websocket.send_text(reply)
 

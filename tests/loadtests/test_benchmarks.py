@@ -46,7 +46,7 @@ def test_hub_bench_smoke_measures_the_hub_and_its_baseline() -> None:
     hub, bare = rows(printed)
     assert hub["server"] == "livecart hub, 1 worker(s)" and bare["server"] == "websockets.broadcast(), 1 process"
     for row in (hub, bare):
-        assert row["viewers"] == "40" and row["closed by server"] == "0"
+        assert row["viewers"] == "200" and row["closed by server"] == "0"
         assert number(row["delivered frames/s"]) > 0 and number(row["server µs per delivery"]) > 0
     assert re.search(r"^ratio hub / websockets\.broadcast\(\): \d+\.\d\dx ", printed, re.MULTILINE)
 
@@ -139,6 +139,29 @@ def test_group_bench_smoke_races_joins_and_no_group_passes_its_size(tmp_path: Pa
     assert run["largest_group"] == 3 and run["groups_over_size"] == 0  # the racers filled some groups, none past 3
     assert run["joined_members"] == run["joins_answered"] > 0
     assert run["answers"].get("409 group_full", 0) > 0  # more racers than slots: some lost
+
+
+def test_service_bench_smoke_delivers_every_private_message_to_its_sockets_only(tmp_path: Path) -> None:
+    """service_bench --smoke fills a room with guests, chatters, buyers and a host, times the chat alone and then
+    beside questions and answers through the REST API: every message answered 201 reaches its sockets (0 lost),
+    no service event reaches a guest, a chatter or another buyer (0 leaked), and both ratios are printed."""
+    printed = smoke("service_bench", "--json", str(tmp_path / "service.json"), timeout=150)
+    alone, private = rows(printed)
+    assert (alone["phase"], private["phase"]) == ("chat alone", "chat + private messages")
+    for row in (alone, private):
+        assert row["lost"] == "0" and row["leaked"] == "0" and number(row["chat p99 ms"]) > 0
+    assert alone["sent (201)"] == "n/a" and alone["question p99 ms"] == "n/a"
+    assert number(private["sent (201)"]) > 0
+    assert number(private["question p99 ms"]) > 0 and number(private["answer p99 ms"]) > 0
+    assert re.search(r"^ratio private p99 / chat p99 \(same phase\): \d+\.\d\dx ", printed, re.MULTILINE)
+    assert re.search(r"^ratio chat p99 with private messages / without: \d+\.\d\dx ", printed, re.MULTILINE)
+    assert "FAILED" not in printed and "checks: 0 lost" in printed
+    result = json.loads((tmp_path / "service.json").read_text())
+    [phase] = [phase for phase in result["phases"] if phase["phase"] == "private"]
+    assert phase["questions"] > 0 and phase["answers"] > 0 and phase["sent"] == phase["answered_201"]
+    assert phase["leaked_to_guests"] == phase["leaked_to_buyers"] == 0 and phase["duplicates"] == 0
+    assert result["guests_connected"] == 200 - 1 - 10 - 2  # the smoke's viewers less its host, buyers and chatters
+    assert phase["leaked_to_chatters"] == 0
 
 
 def test_archive_bench_smoke_leaves_no_keys_of_finished_sales(tmp_path: Path) -> None:
