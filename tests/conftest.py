@@ -120,6 +120,15 @@ def member(user_id: str | None = None, name: str = "Buyer") -> str:
     return tokens.buyer(SECRET_KEY, user_id, name)
 
 
+class Person:
+    """A signed-in member with a token (as the tests mint them)."""
+
+    def __init__(self, name: str = "Fan") -> None:
+        self.user_id = "u_" + secrets.token_hex(6)
+        self.name = name
+        self.token = member(self.user_id, name)
+
+
 def make_shop(base_url: str, ws_url: str, redis_url: str) -> Shop:
     import asyncio
 

@@ -83,16 +83,7 @@ class Chat:
                 reason, _, seconds = verdict.partition(":")
                 code, message = _REFUSALS[reason]
                 raise ProtocolError(code, message.format(seconds))
-        message_id = secrets.token_hex(6)
-        body = {
-            "id": message_id,
-            "user_id": author.user_id,
-            "name": author.name,
-            "role": role.value,
-            "text": text,
-        }
-        await self.records.publish(room_id, event("chat.message", message=body))
-        return message_id
+        return await self._say(room_id, author.user_id, author.name, role, text)
 
     async def answer_in_public(
         self, room_id: str, author_id: str, author_name: str, role: Role, question: str, answer: str
@@ -100,10 +91,14 @@ class Chat:
         """Post a staff member's answer to a buyer's private question (the buyer allowed it), the question quoted
         without the buyer's name (docs/customer-service.md); return the chat message's id."""
         quote = question if len(question) <= QUOTE_LENGTH else question[: QUOTE_LENGTH - 1] + "…"
-        body = {"id": secrets.token_hex(6), "user_id": author_id, "name": author_name, "role": role.value,
-                "text": answer, "question": quote}  # fmt: skip
+        return await self._say(room_id, author_id, author_name, role, answer, question=quote)
+
+    async def _say(self, room_id: str, user_id: str, name: str, role: Role, text: str, **extra: str) -> str:
+        """Publish a chat line as it was checked; its id."""
+        message_id = secrets.token_hex(6)
+        body = {"id": message_id, "user_id": user_id, "name": name, "role": role.value, "text": text, **extra}
         await self.records.publish(room_id, event("chat.message", message=body))
-        return str(body["id"])
+        return message_id
 
     async def delete(self, room_id: str, message_id: str) -> None:
         await self.records.publish(room_id, event("chat.deleted", message_id=message_id))

@@ -18,6 +18,7 @@ from server.rooms.catalog import Catalog
 from server.rooms.chat import Chat
 from server.rooms.shows import Shows
 from server.sales.ledger import SalesLedger
+from server.sales.records import Order, Sale
 from server.service import rules
 from server.service.delivery import Audience, Delivery, to_staff, to_user
 from server.service.replies import Replies, Reply
@@ -80,11 +81,12 @@ class Desk:
             show = None if room_id is None else await self.shows.current(room_id)
             return None if show is None else show.id
 
-        appended = await self.threads.ask(merchant_id, draft, live_show)
+        asked = await self.threads.ask(merchant_id, draft, live_show)
+        appended = replace(asked, thread=await self._named(asked.thread))
         if appended.created:
             metrics.SERVICE_MESSAGES.labels("buyer").inc()
             await self._tell_message(appended.thread, appended.message)
-        return replace(appended, thread=await self._named(appended.thread))
+        return appended
 
     async def conversation(
         self, buyer: Identity, merchant_id: str, before: int | None, limit: int
@@ -112,7 +114,9 @@ class Desk:
             await self._tell_thread(thread)
         return await self._named(thread)
 
-    async def decide_public(self, buyer: Identity, merchant_id: str, message_id: int, allow: bool) -> Appended:
+    async def decide_public(
+        self, buyer: Identity, merchant_id: str, message_id: int, allow: bool
+    ) -> tuple[Thread, Message]:
         """The buyer allows a staff answer to go to the room's chat (posted there at once) or keeps it private."""
 
         async def post(message: Message) -> None:
@@ -121,8 +125,9 @@ class Desk:
                                              Role(message.author_role), message.question, message.text)  # fmt: skip
 
         thread, message = await self.threads.decide_public(merchant_id, buyer.user_id, message_id, allow, post)
+        thread = await self._named(thread)
         await self._tell_message(thread, message)  # a message changed: never coalesced away, as a new one
-        return Appended(await self._named(thread), message, True)
+        return thread, message
 
     async def block(self, buyer: Identity, merchant_id: str, blocked: bool) -> Thread | None:
         _member(buyer)
@@ -135,15 +140,11 @@ class Desk:
     async def orders(self, buyer: Identity, merchant_id: str | None, limit: int) -> list[dict[str, Any]]:
         """The buyer's orders (every id they bought under), newest first, each with its shop's name."""
         found = await self.sales.orders_of([buyer.user_id, *buyer.aliases], merchant_id, limit)
-        names: dict[str, str] = {}
-        orders = []
-        for order, sale in found:
-            if sale.merchant_id not in names:
-                names[sale.merchant_id] = await self._shop_name(sale.merchant_id)
-            public = order.public(sale, 0)
-            del public["server_time"]
-            orders.append({**public, "merchant_id": sale.merchant_id, "merchant_name": names[sale.merchant_id]})
-        return orders
+        names = {shop: await self._shop_name(shop) for shop in {sale.merchant_id for _, sale in found}}
+        return [
+            {**_order(order, sale), "merchant_id": sale.merchant_id, "merchant_name": names[sale.merchant_id]}
+            for order, sale in found
+        ]
 
     # --- the staff's side -------------------------------------------------------------------------
 
@@ -194,12 +195,7 @@ class Desk:
         messages, more = await self.threads.messages(thread_id, before, limit)
         user = await self._user_ids(thread.user_id)
         found = await self.sales.orders_of(user, actor.merchant_id, ORDERS_SHOWN)
-        orders = []
-        for order, sale in found:
-            public = order.public(sale, 0)
-            del public["server_time"]
-            orders.append(public)
-        return thread, messages, more, orders
+        return thread, messages, more, [_order(order, sale) for order, sale in found]
 
     async def set_state(self, actor: Actor, thread_id: str, state: object) -> Thread:
         checked = rules.check_state(state)
@@ -304,7 +300,7 @@ class Desk:
 
     async def _tell_message(self, thread: Thread, message: Message) -> None:
         """A message of the thread, new or changed (a public answer decided): to the buyer and the shop's staff."""
-        buyer, public = await self._named(thread), message.public()
+        buyer, public = thread if thread.merchant_name else await self._named(thread), message.public()
         await self.delivery.send(
             [
                 (to_user(thread.user_id), event("service.message", thread=buyer.for_buyer(), message=public)),
@@ -340,6 +336,13 @@ class Desk:
             return [user_id, *(await self.accounts.user(user_id)).aliases]
         except NotFound:
             return [user_id]
+
+
+def _order(order: Order, sale: Sale) -> dict[str, Any]:
+    """An order as a page lists it (no server clock: it is not a live answer)."""
+    public = order.public(sale, 0)
+    del public["server_time"]
+    return public
 
 
 def _member(identity: Identity) -> None:

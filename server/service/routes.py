@@ -96,9 +96,9 @@ async def decide_public(request: Request) -> Response:
     allow = (await json_body(request)).get("allow")
     if not isinstance(allow, bool):
         raise BadRequest("'allow' must be true or false")
-    decided = await _desk(request).decide_public(identify(request), _merchant(request),
-                                                 int(request.path_params["message_id"]), allow)  # fmt: skip
-    return ok({"thread": decided.thread.for_buyer(), "message": decided.message.public()})
+    thread, message = await _desk(request).decide_public(identify(request), _merchant(request),
+                                                         int(request.path_params["message_id"]), allow)  # fmt: skip
+    return ok({"thread": thread.for_buyer(), "message": message.public()})
 
 
 async def block(request: Request) -> Response:

@@ -256,27 +256,26 @@ class Threads:
         """Move a side's read (and the buyer's delivered) marks forward, never past the newest message, never back;
         the thread and whether anything moved."""
         async with self.db.pool.acquire() as connection, connection.transaction():
-            await self._locked(connection, merchant_id, thread_id)
-            if side == "buyer":
-                status = await connection.execute(
-                    "UPDATE service_threads SET"
-                    " buyer_read = GREATEST(buyer_read, LEAST(COALESCE($2, 0), last_message_id)),"
-                    " buyer_delivered = GREATEST(buyer_delivered, LEAST(GREATEST(COALESCE($2, 0), COALESCE($3, 0)),"
-                    " last_message_id))"
-                    " WHERE thread_id = $1 AND (buyer_read < LEAST(COALESCE($2, 0), last_message_id)"
-                    " OR buyer_delivered < LEAST(GREATEST(COALESCE($2, 0), COALESCE($3, 0)), last_message_id))",
-                    thread_id,
-                    read,
-                    delivered,
+            row = await self._locked(connection, merchant_id, thread_id)
+
+            def moved(mark: str, to: int | None) -> int:
+                return max(int(row[mark]), min(to or 0, int(row["last_message_id"])))  # forward, not past the newest
+
+            marks = (
+                {
+                    "buyer_read": moved("buyer_read", read),
+                    "buyer_delivered": moved("buyer_delivered", max(read or 0, delivered or 0)),
+                }
+                if side == "buyer"
+                else {"staff_read": moved("staff_read", read)}
+            )
+            changed = {mark: value for mark, value in marks.items() if value != row[mark]}
+            if changed:
+                columns = ", ".join(f"{mark} = ${number}" for number, mark in enumerate(changed, 2))
+                await connection.execute(
+                    f"UPDATE service_threads SET {columns} WHERE thread_id = $1", thread_id, *changed.values()
                 )
-            else:
-                status = await connection.execute(
-                    "UPDATE service_threads SET staff_read = LEAST($2, last_message_id)"
-                    " WHERE thread_id = $1 AND staff_read < LEAST($2, last_message_id)",
-                    thread_id,
-                    read or 0,
-                )
-            return await self._thread(connection, thread_id), status != "UPDATE 0"
+            return await self._thread(connection, thread_id), bool(changed)
 
     async def block(self, user_id: str, merchant_id: str, blocked: bool) -> Thread | None:
         """The buyer blocks the merchant (or lifts it); their thread, if they have one."""

@@ -5,6 +5,7 @@
 
 import { api, randomKey } from "./api.js";
 import { Event } from "./protocol.js";
+import { MAX_MESSAGE_LENGTH } from "./service-thread.js";
 import { startReplies } from "./studio-replies.js";
 import { $, $$, h, money, orderNumber, sentence, text, toast } from "./ui.js";
 
@@ -15,7 +16,6 @@ const LIST_REFRESH_MS = 60000;
 const FIGURE_REFRESH_MS = 30000;
 const TYPING_EVERY_MS = 3000; // our typing signal, at most this often
 const TYPING_SHOWN_MS = 5000; // the buyer's "typing…", hidden after this long without another
-const MAX_LENGTH = 1000;
 const STATE_LABELS = { open: "Open", pending: "Pending", resolved: "Resolved" };
 const EMPTY_LABELS = {
   open: "No open threads: nobody is waiting for an answer.",
@@ -545,8 +545,8 @@ export function startInbox({ session, merchantId, roomId, me, role, toasts, prod
   function renderBox() {
     const length = box.value.length;
     const chars = $("#inbox-chars");
-    text(chars, `${length} / ${MAX_LENGTH}`);
-    chars.dataset.full = String(length >= MAX_LENGTH);
+    text(chars, `${length} / ${MAX_MESSAGE_LENGTH}`);
+    chars.dataset.full = String(length >= MAX_MESSAGE_LENGTH);
     const pending = state.pending;
     const again = pending && pending.threadId === state.open?.id && pending.text === box.value.trim();
     text($("#inbox-send"), again ? "Send again" : "Send");
@@ -669,7 +669,7 @@ export function startInbox({ session, merchantId, roomId, me, role, toasts, prod
   function answerInPublic(message) {
     const field = h("textarea.input", {
       rows: 2,
-      maxLength: MAX_LENGTH,
+      maxLength: MAX_MESSAGE_LENGTH,
       required: true,
       "aria-label": "Answer for the room",
       placeholder: "Your answer, for everyone in the room",

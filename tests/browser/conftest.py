@@ -1,4 +1,5 @@
-"""The browser tests' fixtures: Playwright, and each test's pages (a module gives its own `browser`)."""
+"""The browser tests' fixtures: Playwright, a Chromium per module (a module may launch its own `browser`, as
+test_pages does with its camera), and each test's pages."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Playwright, sync_playwright
 
-from tests.browser.helpers import CHROMIUM, Pages
+from tests.browser.helpers import CHROMIUM, CHROMIUM_ARGS, Pages
 
 
 @pytest.fixture(scope="module")
@@ -16,6 +17,13 @@ def playwright() -> Iterator[Playwright]:
         pytest.skip("Debian's chromium is not installed (scripts/test installs it)")
     with sync_playwright() as instance:
         yield instance
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    yield launched
+    launched.close()
 
 
 @pytest.fixture

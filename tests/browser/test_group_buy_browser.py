@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, expect
+from playwright.sync_api import Page, expect
 
 from loadtests.support.server import ServerProcess
 from tests.browser.helpers import (
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     DESKTOP,
     PHONE,
     Pages,
@@ -47,13 +44,6 @@ pytestmark = pytest.mark.browser
 GOOD_CARD = "4242 4242 4242 4242"
 # Windows of a few seconds: the tests' servers allow a group window of one second (the product's shortest is 15 min).
 SHORT_WINDOWS = {"GROUP_WINDOW_MIN_SECONDS": "1"}
-
-
-@pytest.fixture(scope="module")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-    yield launched
-    launched.close()
 
 
 # --- the shop, through the REST API --------------------------------------------------------------------------

@@ -10,18 +10,16 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, expect
+from playwright.sync_api import Page, expect
 
 from loadtests.support.server import ServerProcess
 from tests.browser.helpers import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     DESKTOP,
     PHONE,
     Pages,
@@ -49,13 +47,6 @@ SALE_PRICE = 3900  # the sneakers' live price: a 10% commission is $3.90
 
 
 # --- the browser (no camera: these shows have no video) -------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-    yield launched
-    launched.close()
 
 
 def another_tab(pages: Pages, page: Page, url: str) -> Page:

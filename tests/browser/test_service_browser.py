@@ -4,15 +4,11 @@ answer without a reload, and another viewer in the room sees neither."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from playwright.sync_api import Browser, Playwright, expect
+from playwright.sync_api import expect
 
 from loadtests.support.server import ServerProcess
 from tests.browser.helpers import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     DESKTOP,
     PHONE,
     Pages,
@@ -30,13 +26,6 @@ pytestmark = pytest.mark.browser
 QUESTION = "Does the hoodie run small? I'm usually an M."
 ANSWER = "It runs true to size: take your usual M."
 PUBLIC_ANSWER = "Our hoodies run true to size."
-
-
-@pytest.fixture(scope="module")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-    yield launched
-    launched.close()
 
 
 def test_a_private_question_from_a_phone_is_answered_from_the_studio_and_nobody_else_sees_it(

@@ -3,7 +3,6 @@ sharer and a buyer take."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import httpx
 import pytest
 
 from loadtests.support.server import ServerProcess
-from tests.conftest import Shop, make_shop, member, start_server
+from tests.conftest import Person, Shop, make_shop, start_server
 from tests.sale_helpers import auth, buy, create_sale, pay, query, wait_until
 
 PASS_MS = "50"
@@ -40,15 +39,6 @@ def program(shop: Shop, **settings: Any) -> dict[str, Any]:
                          headers=auth(shop.admin))  # fmt: skip
     assert response.status_code == 200, response.text
     return dict(response.json())
-
-
-class Person:
-    """A signed-in member with a token (as the tests mint them)."""
-
-    def __init__(self, name: str = "Fan") -> None:
-        self.user_id = "u_" + secrets.token_hex(6)
-        self.name = name
-        self.token = member(self.user_id, name)
 
 
 def share(shop: Shop, sharer: Person, product_id: str | None = None) -> dict[str, Any]:

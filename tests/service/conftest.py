@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from loadtests.support.server import ServerProcess
-from tests.conftest import Shop, make_shop, member, start_server
+from tests.conftest import Shop, make_shop, start_server
 from tests.sale_helpers import auth
 from tests.timing import seconds
 
@@ -36,15 +36,6 @@ def desks(stores: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
 @pytest.fixture
 def shop(desks: list[ServerProcess], redis_url: str) -> Shop:
     return make_shop(desks[0].base_url, desks[0].ws_url, redis_url)
-
-
-class Buyer:
-    """A signed-in member with a token (as the tests mint them)."""
-
-    def __init__(self, name: str = "Mia") -> None:
-        self.user_id = "u_" + secrets.token_hex(6)
-        self.name = name
-        self.token = member(self.user_id, name)
 
 
 def ask(

@@ -8,9 +8,9 @@ import pytest
 
 from loadtests.support.server import ServerProcess
 from tests.client import RoomClient
-from tests.conftest import Shop
+from tests.conftest import Person, Shop
 from tests.sale_helpers import auth
-from tests.service.conftest import Buyer, answer, asked, conversation
+from tests.service.conftest import answer, asked, conversation
 
 pytestmark = pytest.mark.anyio
 
@@ -26,7 +26,7 @@ async def test_a_question_on_one_process_reaches_staff_on_another_and_the_answer
     view of the thread (1 unread), the buyer's socket on A gets it too; the host's answer on B reaches the buyer's
     socket on A; a third viewer's socket, and a moderator of another shop, get none of it."""
     first, second = desks
-    mia, eve = Buyer("Mia"), Buyer("Eve")
+    mia, eve = Person("Mia"), Person("Eve")
     async with (
         await RoomClient.connect(room_url(first, shop, mia.token)) as buyer,
         await RoomClient.connect(room_url(second, shop, shop.host)) as host,

@@ -15,9 +15,9 @@ from server.ledger.embedded import EmbeddedPostgres
 from server.store.embedded import EmbeddedRedis
 from tests.access.conftest import new_email, sign_in
 from tests.client import RoomClient
-from tests.conftest import Shop, make_shop, start_server
+from tests.conftest import Person, Shop, make_shop, start_server
 from tests.sale_helpers import assert_error, auth, query, wait_until
-from tests.service.conftest import Buyer, answer, ask, asked, conversation
+from tests.service.conftest import answer, ask, asked, conversation
 
 pytestmark = pytest.mark.anyio
 
@@ -55,7 +55,7 @@ async def test_an_answer_no_page_received_is_sent_by_the_messenger_once(
     second_email = new_email()
     ben = sign_in(shop.base_url, {"email": second_email})
     connected = asked(shop, ben["token"], "Do you ship to Canada?")["thread"]["id"]
-    nobody = Buyer("NoEmail")
+    nobody = Person("NoEmail")
     no_email = asked(shop, nobody.token, "Hello?")["thread"]["id"]
     async with await RoomClient.connect(shop.room_url(ben["token"])) as page:
         sent = answer(shop, shop.host, connected, "We do!")["message"]["id"]
@@ -83,7 +83,7 @@ def test_the_history_outlives_the_server_process(shop: Shop, server_factory: Cal
     """Messages written through one server process are all there, in order, with their states, from a new process
     after the first has stopped."""
     first = server_factory()
-    mia = Buyer("Mia")
+    mia = Person("Mia")
     thread_id = ask(shop, mia.token, "Before the restart", base_url=first.base_url).json()["thread"]["id"]
     answer(shop, shop.host, thread_id, "Noted.", base_url=first.base_url)
     before = conversation(shop, mia.token)
@@ -104,7 +104,7 @@ def test_postgresql_away_refuses_a_message_clearly_and_the_retry_stores_it_once(
         server = start_server(tmp_path, {"REDIS_URL": redis_server.url, "DATABASE_URL": database_url})
         try:
             shop = make_shop(server.base_url, server.ws_url, redis_server.url)
-            mia = Buyer("Mia")
+            mia = Person("Mia")
             postgres.stop()
             assert_error(ask(shop, mia.token, "Are you there?", key="retry-1"), 503, "unavailable")
             postgres.start()

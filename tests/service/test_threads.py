@@ -12,10 +12,9 @@ import pytest
 
 from tests.access.conftest import add_staff
 from tests.client import RoomClient
-from tests.conftest import Shop, make_shop
+from tests.conftest import Person, Shop, make_shop
 from tests.sale_helpers import assert_error, auth
 from tests.service.conftest import (
-    Buyer,
     answer,
     ask,
     asked,
@@ -44,7 +43,7 @@ def test_a_thread_moves_open_pending_resolved_and_reopens_with_every_staff_actio
     """A question opens the thread; the host's answer leaves it pending and assigns it to the host (nobody had it);
     resolved by staff, a new question reopens it; assignment goes to a staff member of the shop or nobody, never
     to someone else; each staff action is an audit entry."""
-    mia = Buyer("Mia")
+    mia = Person("Mia")
     thread_id = asked(shop, mia.token, "Is the scarf wool?")["thread"]["id"]
     assert inbox(shop, shop.moderator, state="open")["threads"][0]["id"] == thread_id
     answered = answer(shop, shop.host, thread_id, "Yes, merino.")["thread"]
@@ -75,7 +74,7 @@ async def test_unread_counts_are_right_after_a_reconnect(shop: Shop) -> None:
     """Answers written while the buyer's socket was away are counted unread when they come back (as the page asks
     again on reconnect); received is not read; read moves forward only, never past the newest message; the staff's
     unread count follows the buyer's messages and their read mark."""
-    mia = Buyer("Mia")
+    mia = Person("Mia")
     thread_id = asked(shop, mia.token, "One")["thread"]["id"]
     asked(shop, mia.token, "Two")
     third = asked(shop, mia.token, "Three")["message"]["id"]
@@ -117,7 +116,7 @@ def test_canned_replies_are_filled_in_for_the_thread_and_unknown_variables_refus
     assert "{name}" in assert_error(unknown, 400, "bad_request")
     stray = httpx.post(f"{shop.base_url}{replies}", headers=auth(shop.admin), json={"title": "Bad", "text": "a { b"})
     assert_error(stray, 400, "bad_request")
-    mia = Buyer("Mia")
+    mia = Person("Mia")
     thread_id = asked(shop, mia.token, "Where is my order?", order_id="o_abc123")["thread"]["id"]
     filled = staff_call(shop, shop.host, "GET", f"/threads/{thread_id}/replies").json()["replies"]
     assert filled == [{"id": made.json()["id"], "title": "Shipping",
@@ -137,7 +136,7 @@ def test_canned_replies_are_filled_in_for_the_thread_and_unknown_variables_refus
 def test_another_shops_staff_never_see_a_thread(shop: Shop, redis_url: str) -> None:
     """Staff of another shop are refused the shop's inbox and threads (403); through their own shop a thread of this
     one is unknown (404); a buyer sees only their own thread."""
-    mia, eve = Buyer("Mia"), Buyer("Eve")
+    mia, eve = Person("Mia"), Person("Eve")
     thread_id = asked(shop, mia.token, "Private question")["thread"]["id"]
     other = make_shop(shop.base_url, shop.ws_url, redis_url)
     outsider = other.admin
@@ -161,7 +160,7 @@ def test_a_message_is_stored_once_per_key_and_checked_like_chat(shop: Shop) -> N
     """The same Idempotency-Key stores one message (201, then 200 with the same one); a guest is asked to sign in;
     a message too long, empty, without a key or with a word the shop blocks is refused and stores nothing; past
     LIMIT_SERVICE_MESSAGES a buyer is told to wait (429)."""
-    mia = Buyer("Mia")
+    mia = Person("Mia")
     first = ask(shop, mia.token, "Hello\u200b there", key="same-key")
     again = ask(shop, mia.token, "Hello there", key="same-key")
     assert (first.status_code, again.status_code) == (201, 200)
@@ -177,7 +176,7 @@ def test_a_message_is_stored_once_per_key_and_checked_like_chat(shop: Shop) -> N
                          headers=auth(mia.token))  # fmt: skip
     assert_error(keyless, 400, "bad_request")
     assert len(conversation(shop, mia.token)["messages"]) == 1
-    eve = Buyer("Eve")
+    eve = Person("Eve")
     codes = [ask(shop, eve.token, f"message {n}").status_code for n in range(11)]
     assert codes == [201] * 10 + [429]
 
@@ -185,7 +184,7 @@ def test_a_message_is_stored_once_per_key_and_checked_like_chat(shop: Shop) -> N
 def test_a_buyer_who_blocks_the_shop_is_not_written_to(shop: Shop) -> None:
     """Blocked, the shop's answers are refused (blocked_by_buyer) and the buyer's own messages too until they unblock
     (merchant_blocked); the thread stays readable on both sides."""
-    mia = Buyer("Mia")
+    mia = Person("Mia")
     thread_id = asked(shop, mia.token, "Question")["thread"]["id"]
     block = f"{shop.base_url}/api/merchants/{shop.merchant_id}/block"
     blocked = httpx.put(block, headers=auth(mia.token))
@@ -197,7 +196,7 @@ def test_a_buyer_who_blocks_the_shop_is_not_written_to(shop: Shop) -> None:
     assert staff_thread(shop, shop.host, thread_id)["thread"]["blocked"] is True
     assert len(conversation(shop, mia.token)["messages"]) == 1
     assert httpx.delete(block, headers=auth(mia.token)).json()["thread"]["blocked"] is False
-    eve = Buyer("Eve")  # blocks before ever writing: the conversation says so
+    eve = Person("Eve")  # blocks before ever writing: the conversation says so
     assert httpx.put(block, headers=auth(eve.token)).json() == {"thread": None, "blocked": True}
     assert conversation(shop, eve.token)["blocked"] is True
     answer(shop, shop.host, thread_id, "Thanks for coming back")
@@ -207,7 +206,7 @@ async def test_an_answer_goes_public_only_when_the_buyer_allows_it(shop: Shop) -
     """Asked to answer in public, the buyer sees the request; allowed, the room's chat gets the staff member's answer
     quoting the question without the buyer's name (posted); declined, nothing is posted; a decision is made once;
     a question not asked in a room can only be answered privately."""
-    mia, eve = Buyer("Mia"), Buyer("Eve")
+    mia, eve = Person("Mia"), Person("Eve")
     question = asked(shop, mia.token, "Does the mug fit a dishwasher?", room_id=shop.room_id)
     thread_id, question_id = question["thread"]["id"], question["message"]["id"]
 
@@ -234,7 +233,7 @@ async def test_an_answer_goes_public_only_when_the_buyer_allows_it(shop: Shop) -
         )
         assert "Mia" not in str(line) and mia.user_id not in str(line)
     assert_error(httpx.post(decide, json={"allow": False}, headers=auth(mia.token)), 409, "not_asked")
-    assert_error(httpx.post(decide, json={"allow": True}, headers=auth(Buyer().token)), 404, "unknown_message")
+    assert_error(httpx.post(decide, json={"allow": True}, headers=auth(Person().token)), 404, "unknown_message")
 
     second = asked(shop, mia.token, "Is it microwave safe?", room_id=shop.room_id)["message"]["id"]
     declined_request = ask_public(second, "Yes.").json()["message"]["id"]
@@ -256,12 +255,12 @@ async def test_first_response_time_is_counted_per_show(shop: Shop) -> None:
     waiting; the live show comes first in the figures."""
     async with await RoomClient.connect(shop.room_url(shop.host)) as host:
         await host.request("room.status", status="live")
-        mia, eve = Buyer("Mia"), Buyer("Eve")
+        mia, eve = Person("Mia"), Person("Eve")
         thread_id = asked(shop, mia.token, "Size?", room_id=shop.room_id)["thread"]["id"]
         asked(shop, mia.token, "Hello?", room_id=shop.room_id)
         answer(shop, shop.host, thread_id, "M fits most.")
         asked(shop, eve.token, "Colour?", room_id=shop.room_id)
-        asked(shop, Buyer().token, "Not from the room")
+        asked(shop, Person().token, "Not from the room")
         figures = staff_call(shop, shop.host, "GET", "/shows", params={"room_id": shop.room_id}).json()["shows"]
         assert len(figures) == 1 and figures[0]["ended_at"] is None
         show = figures[0]
