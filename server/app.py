@@ -16,8 +16,10 @@ from starlette.types import Receive, Scope, Send
 
 from server import config, http, metrics, webserver
 from server.access import routes as access_routes
+from server.auctions import routes as auctions_routes
 from server.config import Settings
 from server.errors import STORE_ERRORS
+from server.giveaways import routes as giveaways_routes
 from server.ledger import routes as ledger_routes
 from server.live.transport import room_socket
 from server.node import Node
@@ -128,6 +130,8 @@ def create_app(settings: Settings | None = None) -> LiveCart:
         *ledger_routes.routes,
         *referrals_routes.routes,
         *service_routes.routes,
+        *giveaways_routes.routes,
+        *auctions_routes.routes,
         *streaming_routes.routes,
         Mount("/", Pages(webserver.page_headers(settings)), name="static"),
     ]

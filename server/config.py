@@ -151,6 +151,18 @@ class Settings:
     limit_service_staff: tuple[int, int] = (120, 60)  # a staff member's answers
     limit_service_typing: tuple[int, int] = (30, 60)  # typing signals of one person
     limit_shares: tuple[int, int] = (30, 3600)  # share links made by one user
+    # Giveaways (docs/giveaways.md) and auctions (docs/auctions.md).
+    giveaway_clock_ms: int = 1000  # draws, redraws, live entrant counts and watch time credited this often
+    giveaway_watch_slot_ms: int = 5000  # watch time is credited in slots this long
+    giveaway_min_seconds: int = 60  # the shortest giveaway
+    giveaway_watch_margin_seconds: int = 120  # a watch condition is at least this much shorter than the giveaway
+    giveaway_claim_min_seconds: int = 3600  # the shortest time a host may give winners to claim
+    limit_giveaway_entries: tuple[int, int] = (10, 60)  # entry attempts of one person
+    auction_clock_ms: int = 250  # auctions closed, wins awarded and settled, bids copied to the record this often
+    auction_min_seconds: int = 10  # the shortest auction
+    auction_pay_seconds: int = 600  # how long a winner has to pay, unless the host says
+    auction_pay_min_seconds: int = 30  # the shortest time a host may give a winner to pay
+    limit_bids: tuple[int, int] = (20, 10)  # bids of one person
     limit_share_visits: tuple[int, int] = (60, 600)  # share links opened from one address
 
     @property
@@ -272,6 +284,17 @@ def load() -> Settings:
         limit_service_staff=_rule("LIMIT_SERVICE_STAFF", (120, 60)),
         limit_service_typing=_rule("LIMIT_SERVICE_TYPING", (30, 60)),
         limit_shares=_rule("LIMIT_SHARES", (30, 3600)),
+        giveaway_clock_ms=_int("GIVEAWAY_CLOCK_MS", 1000, 10, 60_000),
+        giveaway_watch_slot_ms=_int("GIVEAWAY_WATCH_SLOT_MS", 5000, 10, 60_000),
+        giveaway_min_seconds=_int("GIVEAWAY_MIN_SECONDS", 60, 1, 900),
+        giveaway_watch_margin_seconds=_int("GIVEAWAY_WATCH_MARGIN_SECONDS", 120, 0, 900),
+        giveaway_claim_min_seconds=_int("GIVEAWAY_CLAIM_MIN_SECONDS", 3600, 1, 14 * 86_400),
+        limit_giveaway_entries=_rule("LIMIT_GIVEAWAY_ENTRIES", (10, 60)),
+        auction_clock_ms=_int("AUCTION_CLOCK_MS", 250, 10, 60_000),
+        auction_min_seconds=_int("AUCTION_MIN_SECONDS", 10, 1, 3600),
+        auction_pay_seconds=_int("AUCTION_PAY_SECONDS", 600, 1, 86_400),
+        auction_pay_min_seconds=_int("AUCTION_PAY_MIN_SECONDS", 30, 1, 86_400),
+        limit_bids=_rule("LIMIT_BIDS", (20, 10)),
         limit_share_visits=_rule("LIMIT_SHARE_VISITS", (60, 600)),
         header_timeout_ms=_int("HEADER_TIMEOUT_MS", 10_000, 1),
         body_timeout_ms=_int("BODY_TIMEOUT_MS", 10_000, 1),

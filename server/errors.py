@@ -3,6 +3,8 @@ And the errors that mean a store (Redis or PostgreSQL) could not be reached: eve
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 from redis.exceptions import RedisError
 
@@ -30,9 +32,12 @@ class DomainError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, code: str | None = None, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, code: str | None = None, status: int | None = None, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
+        self.details = details or {}  # more for the client beside code and message (a bid's next_bid)
         if code is not None:
             self.code = code
         if status is not None:

@@ -129,9 +129,9 @@ async def send_json(send: Send, status: int, body: bytes, headers: Mapping[str, 
 
 
 def refusal(exc: DomainError) -> tuple[int, bytes, dict[str, str] | None]:
-    """A domain error as the API answers it: status, `{"error": {"code", "message"}}`, headers."""
+    """A domain error as the API answers it: status, `{"error": {"code", "message", ...its details}}`, headers."""
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
-    return exc.status, orjson.dumps({"error": {"code": exc.code, "message": exc.message}}), headers
+    return exc.status, orjson.dumps({"error": {"code": exc.code, "message": exc.message, **exc.details}}), headers
 
 
 def _error(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> Response:

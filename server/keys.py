@@ -176,3 +176,49 @@ def personal_channel() -> str:
     """The pub/sub channel of personal events (server.service.delivery): addressed to one person, or to one
     merchant's staff, wherever they are connected; every process's hub reads it."""
     return "users:events"
+
+
+def giveaway_watch(room_id: str, giveaway_id: str) -> str:
+    """Watch time counted for a giveaway (hash user id -> ms; server.giveaways.watch)."""
+    return f"room:{{{room_id}}}:giveaway:{giveaway_id}:watch"
+
+
+def giveaway_slot(room_id: str, giveaway_id: str) -> str:
+    """The last watch slot each person was credited (hash user id -> slot number; server.giveaways.watch)."""
+    return f"room:{{{room_id}}}:giveaway:{giveaway_id}:slot"
+
+
+def giveaway_said(room_id: str, giveaway_id: str) -> str:
+    """Who typed the giveaway's keyword in the room's chat (set of user ids; server.giveaways.watch)."""
+    return f"room:{{{room_id}}}:giveaway:{giveaway_id}:said"
+
+
+def auction(room_id: str, auction_id: str) -> str:
+    """An auction (hash: its terms, state, price, leader, ends_at...; server.auctions.store). Tagged with the room, so
+    the bid script also reads the room's bans."""
+    return f"room:{{{room_id}}}:auction:{auction_id}"
+
+
+def auction_bidders(room_id: str, auction_id: str) -> str:
+    """Each bidder's highest bid (hash user id -> JSON)."""
+    return f"room:{{{room_id}}}:auction:{auction_id}:bidders"
+
+
+def auction_keys(room_id: str, auction_id: str) -> str:
+    """Idempotency keys of bids (hash "<user id>\\n<key>" -> the answer JSON)."""
+    return f"room:{{{room_id}}}:auction:{auction_id}:keys"
+
+
+def auction_log(room_id: str, auction_id: str) -> str:
+    """Every bid, in order (stream), until copied to PostgreSQL."""
+    return f"room:{{{room_id}}}:auction:{auction_id}:log"
+
+
+def auction_barred(room_id: str, auction_id: str) -> str:
+    """Bidders the merchant barred (set of user ids), copied into each running auction."""
+    return f"room:{{{room_id}}}:auction:{auction_id}:barred"
+
+
+def auctions_due() -> str:
+    """Auctions to close (sorted set "<room id> <auction id>", scored by their end, ms; server.auctions.clock)."""
+    return "auctions:due"

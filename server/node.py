@@ -17,7 +17,15 @@ from server.access.codes import Codes, SandboxMessenger
 from server.access.limits import Limits
 from server.access.sessions import Revocations, Sessions
 from server.access.tokens import Tokens
+from server.auctions.clock import AuctionClock
+from server.auctions.desk import AuctionDesk
+from server.auctions.record import AuctionRecord
+from server.auctions.store import AuctionStore
 from server.config import Settings
+from server.giveaways.clock import GiveawayClock
+from server.giveaways.desk import GiveawayDesk
+from server.giveaways.record import Giveaways
+from server.giveaways.watch import Watch
 from server.ledger.audit import AuditLog
 from server.ledger.client import Database
 from server.ledger.retention import Retention
@@ -118,11 +126,12 @@ class Node:
         self.payout_provider.deliver = self.payouts.callback
         self.referrals_feed = ReferralsFeed(self.redis, self.earnings, self.records, settings)
 
+        self.delivery = Delivery(self.redis)
         self.threads = Threads(self.db)
         self.desk = Desk(
             self.threads,
             Replies(self.db),
-            Delivery(self.redis),
+            self.delivery,
             self.limits,
             self.audit,
             self.chat,
@@ -144,6 +153,31 @@ class Node:
         )
         self.relay = Relay(ice, on_stream=self.stage.set_stream, options=options)
         self.owners = Owners(self.id, self.redis, self.broker, self.relay, settings)
+        self.giveaways = GiveawayDesk(
+            Giveaways(self.db),
+            Watch(self.redis, settings.giveaway_watch_slot_ms),
+            self.chat,
+            self.records,
+            self.delivery,
+            self.limits,
+            self.audit,
+            settings,
+        )
+        self.giveaway_clock = GiveawayClock(
+            self.giveaways, self.hub.people_in, self.accounts, self.messenger, settings.giveaway_clock_ms
+        )
+        self.auctions = AuctionDesk(
+            AuctionStore(self.redis, batcher),
+            AuctionRecord(self.db),
+            self.records,
+            self.delivery,
+            self.limits,
+            self.audit,
+            settings,
+        )
+        self.auction_clock = AuctionClock(
+            self.auctions, self.sales, self.accounts, self.messenger, settings.auction_clock_ms
+        )
         self.revocations.on_revoked(self.hub.sign_out)
         self.revocations.on_revoked(self.relay.sign_out)
 
@@ -160,6 +194,8 @@ class Node:
         self.reconciler.start()
         self.referrals_feed.start()
         self.notices.start()
+        self.giveaway_clock.start()
+        self.auction_clock.start()
         self.retention.start()
         await self.owners.start()
         # What start-up made (modules, the app, pools, scripts) lives as long as the process: moved out of the
@@ -189,6 +225,8 @@ class Node:
             ("share and earn", self.referrals_feed.stop),
             ("sandbox payouts", self.payout_provider.stop),
             ("service notices", self.notices.stop),
+            ("giveaways", self.giveaway_clock.stop),
+            ("auctions", self.auction_clock.stop),
             ("retention", self.retention.stop),
             ("hub", self.hub.stop),
             ("revocations", self.tasks.stop),

@@ -231,6 +231,8 @@ LATEST_VALUE_KEYS: dict[str, str | None] = {
     "earnings": "merchant_id",  # a sharer's own numbers: private
     "groups": "sale_id",  # a group-buy offer's open groups and counts (docs/group-buys.md)
     "group": "id",  # a member's own group: private
+    "giveaway": "id",  # a giveaway's public card (docs/giveaways.md)
+    "auction": "id",  # an auction's card: a higher `version` replaces a lower (docs/auctions.md)
 }
 
 # Latest-value events addressed to one user: only that user's sockets in the room get them.
@@ -243,6 +245,9 @@ PERSONAL_EVENTS: dict[str, str | None] = {
     "service.message": None,
     "service.thread": "thread_id",
     "service.typing": "thread_id",
+    "giveaway.won": None,  # docs/giveaways.md
+    "auction.outbid": "auction_id",  # docs/auctions.md
+    "auction.won": None,
 }
 
 FRAMES = ("snapshot", "recovered", "batch", "ack", "error")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,24 @@ def start_server(tmp: Path, env: dict[str, str], port: int | None = None, worker
     """Start a server process on the tests' SECRET_KEY and wait until /readyz answers (see loadtests.support.server:
     per-address limits are lifted unless `env` sets them)."""
     return launcher.start_server(tmp, {"SECRET_KEY": SECRET_KEY, **env}, port, workers)
+
+
+@contextmanager
+def server_pair(stores: dict[str, str], tmp_path_factory: pytest.TempPathFactory, name: str, env: dict[str, str]
+                ) -> Iterator[list[ServerProcess]]:  # fmt: skip
+    """Two server processes on the session's stores with these settings (what one changes, sockets on the other
+    hear), stopped on leaving."""
+    first = start_server(tmp_path_factory.mktemp(f"{name}-a"), {**stores, **env})
+    try:
+        second = start_server(tmp_path_factory.mktemp(f"{name}-b"), {**stores, **env})
+    except BaseException:
+        first.stop()
+        raise
+    try:
+        yield [first, second]
+    finally:
+        second.stop()
+        first.stop()
 
 
 @pytest.fixture(scope="session")

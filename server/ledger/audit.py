@@ -69,6 +69,10 @@ ACTIONS: dict[str, str] = {
     "service.read": "a staff member opened a thread, reading its messages (after: {read}, the newest read)",
     "service.reply_saved": "a canned reply was added or changed (before and after: the reply)",
     "service.reply_removed": "a canned reply was removed (before: the reply)",
+    "giveaway.started": "a giveaway was started: entries open (after: its terms and the draw's commitment)",
+    "auction.started": "an auction was started: bidding open (after: its card)",
+    "bidder.barred": "a bidder was barred from the merchant's auctions (after: {user_id, barred, changed})",
+    "bidder.unbarred": "a bidder was let back into the merchant's auctions (after: {user_id, barred, changed})",
 }
 
 MAX_PAGE = 500

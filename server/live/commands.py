@@ -18,9 +18,9 @@ Handler = Callable[["Node", LocalRoom, Viewer, Command], Awaitable[dict[str, Any
 
 async def chat_send(node: Node, room: LocalRoom, viewer: Viewer, command: Command) -> dict[str, Any]:
     assert room.state is not None
-    message_id = await node.chat.post(
-        room.id, room.state, viewer.identity, viewer.role, viewer.address, command.fields["text"]
-    )
+    text = command.fields["text"]
+    message_id = await node.chat.post(room.id, room.state, viewer.identity, viewer.role, viewer.address, text)
+    await node.giveaways.heard(room.id, viewer.identity.user_id, text)
     return {"message_id": message_id}
 
 

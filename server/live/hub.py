@@ -219,6 +219,11 @@ class Hub:
             self.remove(viewer)
             viewer.stop(CloseCode.SIGNED_OUT)
 
+    def people_in(self, room_id: str) -> list[str]:
+        """The people with a socket open in the room on this process."""
+        room = self.rooms.get(room_id)
+        return [] if room is None else list(room.users)
+
     def take_likes(self, user_id: str, count: int) -> int:
         """How many of `count` likes the user may still add this second (LIKES_PER_SECOND, over all their sockets)."""
         second = int(time.monotonic())

@@ -125,6 +125,11 @@ class Chat:
             pipe.hdel(keys.muted(room_id), *person)
             await pipe.execute()
 
+    async def is_banned(self, room_id: str, person: Identity) -> bool:
+        """Is this person (their account, or the device a guest uses) banned from the room?"""
+        who = [person.user_id] if person.device_id is None else [person.user_id, person.device_id]
+        return any(await self.redis.smismember(keys.banned(room_id), who))
+
     async def blocklist(self, merchant_id: str) -> Blocklist:
         """The merchant's block list, kept for BLOCKLIST_CACHE_MS (a change on another process shows after that)."""
         cached = self._blocklists.get(merchant_id)

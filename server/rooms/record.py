@@ -4,8 +4,9 @@ A room's hash holds: id, merchant_id, title, status (scheduled, live, ended), st
 offline), pinned (the product card JSON, or ""), bag (JSON list of cards), slow_mode (seconds),
 offset (of the newest durable event), epoch (changes when the history starts over), likes, and
 one field "sale:<id>" per sale until the sale is archived (the public sale as last announced, JSON),
-with "groups:<id>" for a group-buy offer (its board as last published, JSON; docs/group-buys.md), and sharers
-(the room's top sharers as last published, JSON; docs/referrals.md).
+with "groups:<id>" for a group-buy offer (its board as last published, JSON; docs/group-buys.md), sharers
+(the room's top sharers as last published, JSON; docs/referrals.md), and "giveaway:<id>" and "auction:<id>" for the
+room's latest giveaway and auction (their cards as last published, JSON; docs/giveaways.md, docs/auctions.md).
 
 Contract: a durable event is given the next offset of its room, stored in the room's bounded
 history and published, all atomically with the record fields that change with it
@@ -29,6 +30,8 @@ from server.store import scripts
 
 _SALE = "sale:"
 _GROUPS = "groups:"
+_GIVEAWAY = "giveaway:"
+_AUCTION = "auction:"
 
 
 class UnknownRoom(NotFound):
@@ -67,6 +70,8 @@ class RoomRecord:
     sales: dict[str, dict[str, Any]]  # sale id -> public sale as last announced
     sharers: list[dict[str, Any]]  # the room's top sharers as last published
     groups: dict[str, dict[str, Any]]  # sale id -> a group-buy offer's board as last published
+    giveaways: dict[str, dict[str, Any]]  # giveaway id -> its card as last published
+    auctions: dict[str, dict[str, Any]]  # auction id -> its card as last published
 
     @classmethod
     def parse(cls, fields: dict[str, str]) -> RoomRecord:
@@ -78,12 +83,17 @@ class RoomRecord:
             offset=int(fields["offset"]),
             epoch=fields["epoch"],
             likes=int(fields["likes"]),
-            sales={name[len(_SALE) :]: orjson.loads(raw) for name, raw in fields.items() if name.startswith(_SALE)},
+            sales=_prefixed(fields, _SALE),
             sharers=orjson.loads(fields.get("sharers") or "[]"),
-            groups={
-                name[len(_GROUPS) :]: orjson.loads(raw) for name, raw in fields.items() if name.startswith(_GROUPS)
-            },
+            groups=_prefixed(fields, _GROUPS),
+            giveaways=_prefixed(fields, _GIVEAWAY),
+            auctions=_prefixed(fields, _AUCTION),
         )
+
+
+def _prefixed(fields: dict[str, str], prefix: str) -> dict[str, dict[str, Any]]:
+    """The record's JSON fields named "<prefix><id>", by id."""
+    return {name[len(prefix) :]: orjson.loads(raw) for name, raw in fields.items() if name.startswith(prefix)}
 
 
 # The record fields that change with each kind of durable event (passed to RoomRecords.publish).
@@ -200,7 +210,27 @@ class RoomRecords:
         """Keep a group-buy offer's board in the room's record and publish it (the `groups` event)."""
         await self._publish_board(room_id, f"{_GROUPS}{sale_id}", board, protocol.event("groups", **board))
 
-    async def _publish_board(self, room_id: str, field: str, board: object, event: dict[str, Any]) -> None:
+    async def publish_giveaway(self, room_id: str, card: dict[str, Any]) -> None:
+        """Keep a giveaway's card in the room's record and publish it (the `giveaway` event)."""
+        await self._publish_board(room_id, f"{_GIVEAWAY}{card['id']}", card, protocol.event("giveaway", **card))
+
+    async def publish_auction(self, room_id: str, card: dict[str, Any]) -> None:
+        """Keep an auction's card in the room's record and publish it (the `auction` event); an older `version` than
+        the record's is not kept (processes publish out of order), the room's pages drop it too."""
+        await self._publish_board(
+            room_id, f"{_AUCTION}{card['id']}", card, protocol.event("auction", **card), card["version"]
+        )
+
+    async def forget_moments(self, room_id: str, giveaway_ids: list[str], auction_ids: list[str]) -> None:
+        """The room stops showing these giveaways and auctions (a new one of the kind replaces them)."""
+        fields = [f"{_GIVEAWAY}{item}" for item in giveaway_ids] + [f"{_AUCTION}{item}" for item in auction_ids]
+        fields += [f"version:{field}" for field in fields]
+        if fields:
+            await self.redis.hdel(keys.room(room_id), *fields)
+
+    async def _publish_board(
+        self, room_id: str, field: str, board: object, event: dict[str, Any], version: int = 0
+    ) -> None:
         await self._board(
             keys=[keys.room(room_id)],
             args=[
@@ -208,6 +238,7 @@ class RoomRecords:
                 field,
                 orjson.dumps(board).decode(),
                 protocol.bus_message(protocol.encode(event)),
+                version,
             ],
         )
 

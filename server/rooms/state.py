@@ -11,6 +11,7 @@ from server.rooms.record import RoomRecord
 
 SALE_STOCK = ("available", "held", "sold", "version")
 MAX_SALES = 20  # the newest sales (by start time) a room keeps in its snapshot
+MAX_CARDS = 3  # the newest giveaways and auctions (by start time, each kind) a room keeps
 
 
 @dataclass
@@ -31,6 +32,8 @@ class RoomState:
     sales: dict[str, dict[str, Any]] = field(default_factory=dict)  # sale id -> public sale with live stock
     sharers: list[dict[str, Any]] = field(default_factory=list)  # the room's top sharers (docs/referrals.md)
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)  # sale id -> an offer's board (group-buys.md)
+    giveaways: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> card (docs/giveaways.md)
+    auctions: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> card (docs/auctions.md)
 
     @classmethod
     def load(
@@ -54,6 +57,8 @@ class RoomState:
             chat=deque(maxlen=chat_size),
             sharers=record.sharers,
             groups=record.groups,
+            giveaways=record.giveaways,
+            auctions=record.auctions,
         )
         for sale in record.sales.values():
             state._apply_sale(sale)
@@ -95,6 +100,8 @@ class RoomState:
             self.sharers = message["top"]
         elif kind == "groups":
             self._apply_groups(message)
+        elif kind in ("giveaway", "auction"):
+            self._apply_card(self.giveaways if kind == "giveaway" else self.auctions, message)
 
     def _apply_sale(self, sale: dict[str, Any]) -> None:
         """A sale's new terms and status; its stock unless the stock already known is newer."""
@@ -119,6 +126,15 @@ class RoomState:
             self.groups[message["sale_id"]] = {
                 name: value for name, value in message.items() if name not in ("type", "ts")
             }
+
+    @staticmethod
+    def _apply_card(cards: dict[str, dict[str, Any]], message: dict[str, Any]) -> None:
+        """A giveaway's or auction's card, unless an older one (processes publish out of order)."""
+        known = cards.get(message["id"])
+        if known is None or message["version"] >= known["version"]:
+            cards[message["id"]] = {name: value for name, value in message.items() if name not in ("type", "ts")}
+        if len(cards) > MAX_CARDS:
+            del cards[min(cards.values(), key=lambda card: card["starts_at"])["id"]]
 
     def _apply_chat(self, message: dict[str, Any]) -> None:
         if message["type"] == "chat.message":
@@ -149,6 +165,8 @@ class RoomState:
             "sales": sorted(self.sales.values(), key=lambda sale: sale["starts_at"]),
             "sharers": self.sharers,
             "groups": {sale_id: board for sale_id, board in self.groups.items() if sale_id in self.sales},
+            "giveaways": self.giveaways,
+            "auctions": self.auctions,
             "offset": self.offset,
             "epoch": self.epoch,
         }

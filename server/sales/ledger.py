@@ -177,7 +177,7 @@ class SalesLedger:
         # earlier point; then its terms (from Redis) make it again, and the backup goes on.
         await self.db.pool.executemany(
             f"WITH sale AS ({_INSERT_SALE}) INSERT INTO order_log (sale_id, stream_ids, changes, entries)"
-            " VALUES ($1, $16, $17, $18)",
+            " VALUES ($1, $18, $19, $20)",
             [(*_sale_values(b.sale, None), b.stream_ids, b.changes, b.entries) for b in batches],
         )
 
@@ -359,8 +359,9 @@ class SalesLedger:
 
 _INSERT_SALE = (
     "INSERT INTO sales (sale_id, merchant_id, room_id, show_id, product, price, currency, quantity,"
-    " per_user_limit, hold_ms, starts_at, ends_at, created_at, buyers, group_terms)"
-    " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb) ON CONFLICT DO NOTHING"
+    " per_user_limit, hold_ms, starts_at, ends_at, created_at, buyers, group_terms, auction_id, winner_id)"
+    " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb, $16, $17)"
+    " ON CONFLICT DO NOTHING"
 )
 
 
@@ -478,6 +479,8 @@ def _sale_values(sale: Sale, show_id: str | None) -> tuple[Any, ...]:
         at(sale.created_at),
         sale.buyers,
         None if sale.group is None else sale.group.to_json(),
+        sale.auction_id,
+        sale.winner,
     )
 
 
@@ -525,6 +528,8 @@ def _sale(row: Record) -> Sale:
         group=None if row["group_terms"] is None else GroupTerms.from_json(row["group_terms"]),
         filled=int(row["filled"]),
         failed=int(row["failed"]),
+        auction_id=row["auction_id"],
+        winner=row["winner_id"],
     )
 
 

@@ -54,6 +54,7 @@ class Refusal(StrEnum):
     GROUP_CLOSED = "group_closed"
     GROUP_FULL = "group_full"
     IN_GROUP = "in_group"
+    NOT_THE_WINNER = "not_the_winner"
 
     @property
     def status(self) -> int:
@@ -72,6 +73,7 @@ _STATUS = {
     Refusal.PAYMENT_DECLINED: 402,
     Refusal.SIGN_IN_REQUIRED: 403,
     Refusal.PHONE_REQUIRED: 403,
+    Refusal.NOT_THE_WINNER: 403,
 }
 
 
@@ -130,6 +132,8 @@ class Terms:
     duration_ms: int
     hold_ms: int
     group: GroupTerms | None = None  # a group-buy offer's (docs/group-buys.md); None for a flash sale
+    auction_id: str | None = None  # an auction's award sale (docs/auctions.md): only `winner` may hold its unit
+    winner: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,8 @@ class Sale:
     forming: int = 0  # open groups
     filled: int = 0
     failed: int = 0
+    auction_id: str | None = None  # an auction's award sale: only `winner` may hold its unit (docs/auctions.md)
+    winner: str | None = None
 
     @classmethod
     def from_hash(cls, fields: dict[str, str]) -> Sale:
@@ -184,6 +190,8 @@ class Sale:
             forming=int(fields.get("forming", 0)),
             filled=int(fields.get("filled", 0)),
             failed=int(fields.get("failed", 0)),
+            auction_id=fields.get("auction_id"),
+            winner=fields.get("winner"),
         )
 
     def status(self, now: int) -> str:
@@ -216,6 +224,7 @@ class Sale:
             "status": status,
             **stock,
             **self._group_fields(),
+            **({} if self.auction_id is None else {"auction_id": self.auction_id}),
         }
 
     def _group_fields(self) -> dict[str, Any]:
@@ -545,4 +554,5 @@ _MESSAGES = {
     ),
     Refusal.GROUP_FULL: "Every place in this group is taken. Join another group or open your own.",
     Refusal.IN_GROUP: "You're already in a group of this offer: wait until it fills or its time runs out.",
+    Refusal.NOT_THE_WINNER: "This item was won in an auction: only its winner can buy it.",
 }

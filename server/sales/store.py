@@ -84,6 +84,8 @@ def _terms_fields(terms: Terms | Sale) -> dict[str, str | int]:
     group: dict[str, str | int] = {}
     if terms.group is not None:
         group = {"group": terms.group.to_json(), "reserved": 0, "forming": 0, "filled": 0, "failed": 0}
+    if terms.auction_id is not None and terms.winner is not None:
+        group = {"auction_id": terms.auction_id, "winner": terms.winner}
     return {
         **group,
         "merchant_id": terms.merchant_id,
@@ -149,26 +151,35 @@ class Sales:
 
     # --- sales ---------------------------------------------------------------------------
 
-    async def create(self, terms: Terms, show_id: str | None = None) -> Sale:
+    async def create(self, terms: Terms, show_id: str | None = None, sale_id: str | None = None) -> Sale:
         """A new sale with all its units available; it opens at its start time (Redis clock). It is in the
-        record (PostgreSQL) before anyone can buy: should that fail, the sale is taken back and the error raised."""
-        sale_id = "s_" + secrets.token_hex(5)
+        record (PostgreSQL) before anyone can buy: should that fail, the sale is taken back and the error raised.
+        With `sale_id` (an auction's award sale), a sale of that id made before is returned as it is."""
+        if sale_id is not None and (made := await self.get(sale_id)) is not None:
+            await self.ledger.record_sale(made, show_id)  # a process that made it may have died before this
+            return made
+        given, sale_id = sale_id, sale_id or "s_" + secrets.token_hex(5)
         fields = _terms_fields(terms)
         # Scheduled first: should this process die right after, the clock finds no sale and drops it.
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zadd(keys.sales_due(), {sale_id: now_ms() + 1000})
             await pipe.execute()
-        await self._create(
-            keys=[keys.sale(sale_id), keys.sale_log(sale_id)],
-            args=[
-                sale_id,
-                orjson.dumps(fields).decode(),
-                terms.quantity,
-                terms.starts_at,
-                terms.countdown_ms,
-                terms.duration_ms,
-            ],
-        )
+        try:
+            await self._create(
+                keys=[keys.sale(sale_id), keys.sale_log(sale_id)],
+                args=[
+                    sale_id,
+                    orjson.dumps(fields).decode(),
+                    terms.quantity,
+                    terms.starts_at,
+                    terms.countdown_ms,
+                    terms.duration_ms,
+                ],
+            )
+        except ResponseError as error:
+            if given is None or not str(error).startswith("EXISTS"):
+                raise
+            return await self.create(terms, show_id, given)  # another process made it at the same moment
         # Backed up once its log exists (a backup pass that finds no log and no sale drops the id).
         await self.redis.zadd(keys.sales_ledger(), {sale_id: now_ms()})
         sale = await self.get(sale_id)

@@ -26,6 +26,11 @@ export const Event = Object.freeze({
   SERVICE_MESSAGE: "service.message",
   SERVICE_THREAD: "service.thread",
   SERVICE_TYPING: "service.typing",
+  GIVEAWAY: "giveaway",
+  AUCTION: "auction",
+  GIVEAWAY_WON: "giveaway.won",
+  AUCTION_OUTBID: "auction.outbid",
+  AUCTION_WON: "auction.won",
 });
 
 /** A sale's lifecycle, in order: each event carries the whole public sale in `sale`. */
@@ -64,18 +69,23 @@ export const LATEST_VALUE_KEYS = Object.freeze({
   [Event.EARNINGS]: "merchant_id",
   [Event.GROUPS]: "sale_id",
   [Event.GROUP]: "id",
+  [Event.GIVEAWAY]: "id",
+  [Event.AUCTION]: "id",
 });
 
 /** Latest-value events addressed to one user: only that user's sockets get them (docs/referrals.md,
  * docs/group-buys.md). */
 export const PRIVATE_EVENTS = new Set([Event.EARNINGS, Event.GROUP]);
 
-/** Personal events (docs/customer-service.md): to one person, or one shop's staff, on any room socket they have
+/** Personal events (docs/customer-service.md, docs/giveaways.md, docs/auctions.md): to one person, or one shop's staff, on any room socket they have
  * open; never in the room's state. The field a newer one replaces an older one by, or null: never replaced. */
 export const PERSONAL_EVENTS = Object.freeze({
   [Event.SERVICE_MESSAGE]: null,
   [Event.SERVICE_THREAD]: "thread_id",
   [Event.SERVICE_TYPING]: "thread_id",
+  [Event.GIVEAWAY_WON]: null,
+  [Event.AUCTION_OUTBID]: "auction_id",
+  [Event.AUCTION_WON]: null,
 });
 
 /** Client -> server commands (docs/protocol.md, "Client -> server"). */

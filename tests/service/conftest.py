@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from loadtests.support.server import ServerProcess
-from tests.conftest import Shop, make_shop, start_server
+from tests.conftest import Shop, make_shop, server_pair
 from tests.sale_helpers import auth
 from tests.timing import seconds
 
@@ -22,15 +22,8 @@ SERVICE_ENV = {"SERVICE_NOTIFY_AFTER_MS": str(NOTIFY_AFTER_MS), "SERVICE_PASS_MS
 @pytest.fixture(scope="module")
 def desks(stores: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[ServerProcess]]:
     """Two server processes whose notice pass runs every 50 ms, notifying answers not received within a second."""
-    first = start_server(tmp_path_factory.mktemp("service-a"), {**stores, **SERVICE_ENV})
-    try:
-        second = start_server(tmp_path_factory.mktemp("service-b"), {**stores, **SERVICE_ENV})
-    except BaseException:
-        first.stop()
-        raise
-    yield [first, second]
-    second.stop()
-    first.stop()
+    with server_pair(stores, tmp_path_factory, "service", SERVICE_ENV) as pair:
+        yield pair
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 -- Reserve units of a sale for a user as a hold that expires, unless this purchase was already made.
 -- Checks in order: the idempotency key, the sale, its window, the quantity, the user's limit, the stock.
--- KEYS[1] - sale hash (sale:{id}): starts_at, ends_at, per_user_limit, hold_ms, available, held, version, group
---           (the hot path: the counters are written with one HSET)
+-- KEYS[1] - sale hash (sale:{id}): starts_at, ends_at, per_user_limit, hold_ms, available, held, version, group,
+--           winner (an auction's award sale: only that user may hold it) (the hot path: the counters are written
+--           with one HSET)
 -- KEYS[2] - orders (hash order id -> order JSON)
 -- KEYS[3] - units per user (hash user id -> units held or paid)
 -- KEYS[4] - idempotency keys (hash "<user id>\n<key>" -> order id)
@@ -14,8 +15,8 @@
 -- Returns {verdict, order JSON or "", available, now}; verdict is "held" (a new hold), "taken" (the new order's
 -- random id is an existing order's: nothing moved, call again with another), "existing"
 -- (the key's earlier order, nothing moved) or a refusal: unknown_sale, group_only (a group-buy offer: its units
--- are bought by opening or joining a group, group_reserve.lua), ended, not_started, bad_quantity, limit_reached,
--- sold_out (nothing moved).
+-- are bought by opening or joining a group, group_reserve.lua), not_the_winner, ended, not_started, bad_quantity,
+-- limit_reached, sold_out (nothing moved).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local user = ARGV[1]
@@ -25,12 +26,15 @@ if existing then
   return {'existing', redis.call('HGET', KEYS[2], existing), tonumber(redis.call('HGET', KEYS[1], 'available')), now}
 end
 local sale = redis.call('HMGET', KEYS[1], 'starts_at', 'ends_at', 'per_user_limit', 'hold_ms', 'available', 'held',
-  'version', 'group')
+  'version', 'group', 'winner')
 if not sale[1] then
   return {'unknown_sale', '', 0, now}
 end
 if sale[8] then
   return {'group_only', '', 0, now}
+end
+if sale[9] and sale[9] ~= user then
+  return {'not_the_winner', '', 0, now}
 end
 local available = tonumber(sale[5])
 if now >= tonumber(sale[2]) then
