@@ -173,7 +173,7 @@ def referrals_changed() -> str:
 
 
 def personal_channel() -> str:
-    """The pub/sub channel of personal events (server.service.delivery): addressed to one person, or to one
+    """The pub/sub channel of personal events (server.live.personal): addressed to one person, or to one
     merchant's staff, wherever they are connected; every process's hub reads it."""
     return "users:events"
 

@@ -77,6 +77,12 @@ GROUP_REFUNDS = Counter(
 SERVICE_MESSAGES = Counter(
     "livecart_service_messages_total", "Customer-service messages stored, by who wrote them: buyer, staff", ["side"]
 )
+BIDS = Counter(
+    "livecart_bids_total",
+    "Auction bids answered, by outcome: leading, outbid, raised (accepted); too_low, closed, barred (refused)",
+    ["outcome"],
+)
+GIVEAWAY_ENTRIES = Counter("livecart_giveaway_entries_total", "Giveaway entries made")
 SERVICE_NOTICES = Counter(
     "livecart_service_notices_total",
     "Answers sent to buyers by the messenger (sent), without an email or phone (no_destination), failed (retried)",
@@ -94,6 +100,8 @@ for _outcome in ("made", "deferred"):
     GROUP_REFUNDS.labels(_outcome)
 for _side in ("buyer", "staff"):
     SERVICE_MESSAGES.labels(_side)
+for _outcome in ("leading", "outbid", "raised", "too_low", "closed", "barred"):
+    BIDS.labels(_outcome)
 for _outcome in ("sent", "no_destination", "failed"):
     SERVICE_NOTICES.labels(_outcome)
 

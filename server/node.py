@@ -33,6 +33,7 @@ from server.live.broker import Broker
 from server.live.history import History
 from server.live.hub import Hub
 from server.live.loader import RoomLoader
+from server.live.personal import Delivery
 from server.referrals.earnings import Earnings
 from server.referrals.feed import ReferralsFeed
 from server.referrals.payouts import Payouts, SandboxPayouts
@@ -54,7 +55,6 @@ from server.sales.reconciler import Reconciler
 from server.sales.refunds import Refunds
 from server.sales.stats import RoomStats
 from server.sales.store import Sales
-from server.service.delivery import Delivery
 from server.service.desk import Desk
 from server.service.notices import Notices
 from server.service.replies import Replies
@@ -142,9 +142,6 @@ class Node:
             settings,
         )
         self.notices = Notices(self.db, self.accounts, self.messenger, self.catalog, settings)
-        self.retention = Retention(
-            self.db, self.sales.ledger, self.audit, self.sessions, self.threads, settings.order_retention_days
-        )
 
         loader = RoomLoader(self.records, self.history, self.sales, settings.history_size, settings.chat_recent)
         self.hub = Hub(settings, self.id, self.broker, loader, self.history, self.records, self.presence)
@@ -177,6 +174,16 @@ class Node:
         )
         self.auction_clock = AuctionClock(
             self.auctions, self.sales, self.accounts, self.messenger, settings.auction_clock_ms
+        )
+        self.retention = Retention(
+            self.db,
+            self.sales.ledger,
+            self.audit,
+            self.sessions,
+            self.threads,
+            self.giveaways.record,
+            self.auctions.record,
+            settings.order_retention_days,
         )
         self.revocations.on_revoked(self.hub.sign_out)
         self.revocations.on_revoked(self.relay.sign_out)

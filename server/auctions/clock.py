@@ -15,10 +15,10 @@ from server.access.accounts import Accounts
 from server.access.codes import Messenger
 from server.auctions.desk import AuctionDesk
 from server.auctions.rules import Auction, award_sale_id
+from server.live.personal import to_user
 from server.protocol import event, now_ms
 from server.sales.records import Terms as SaleTerms
 from server.sales.store import Sales
-from server.service.delivery import to_user
 from server.tasks import Tasks
 
 log = logging.getLogger("livecart.auctions")

@@ -9,6 +9,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
+from server import metrics
 from server.access.limits import Limits, Rule
 from server.access.tokens import Actor, Identity
 from server.auctions.record import AuctionRecord
@@ -17,14 +18,15 @@ from server.auctions.store import AuctionStore
 from server.config import Settings
 from server.errors import STORE_ERRORS
 from server.ledger.audit import AuditLog
+from server.live.personal import Delivery, to_user
 from server.protocol import event
 from server.rooms.record import RoomRecords
-from server.service.delivery import Delivery, to_user
 
 log = logging.getLogger("livecart.auctions")
 
 _KNOWN = 4096  # auctions whose terms a process keeps
 
+_OUTCOMES = {"unknown_auction": "closed", "auction_closed": "closed", "banned": "barred"}  # as the metric counts
 _REFUSALS = {
     "unknown_auction": Refusal.AUCTION_CLOSED,  # its keys left Redis: it closed and settled
     "auction_closed": Refusal.AUCTION_CLOSED,
@@ -109,6 +111,8 @@ class AuctionDesk:
         done = await self.store.bid(
             known.room_id, auction_id, bidder.user_id, bidder.device_id, key, amount, max_ or 0, bidder.name
         )
+        if done.verdict != "existing":  # a retry was counted the first time
+            metrics.BIDS.labels(_OUTCOMES.get(done.verdict, done.verdict)).inc()
         if done.verdict == "too_low":
             next_bid = done.answer["next_bid"]
             if done.answer.get("leading"):

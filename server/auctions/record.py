@@ -4,6 +4,7 @@ is unique per auction and round and per auction and bidder (a win is offered to 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -80,6 +81,13 @@ class AuctionRecord:
             "SELECT auction_id FROM auctions WHERE room_id = $1 AND auction_id <> $2", room_id, auction_id
         )
         return [row["auction_id"] for row in rows]
+
+    async def purge(self, before: datetime) -> int:
+        """Remove the settled auctions (with their bids and awards) that ended before `before`."""
+        status = await self.db.pool.execute(
+            "DELETE FROM auctions WHERE ends_at < $1 AND state IN ('sold', 'unsold')", before
+        )
+        return int(status.split()[-1])
 
     # --- bids --------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from server import metrics
 from server.access.limits import Limits, Rule
 from server.access.tokens import Actor, Identity
 from server.config import Settings
@@ -15,10 +16,10 @@ from server.giveaways.record import Giveaways
 from server.giveaways.rules import Address, Giveaway, GiveawayRefused, Refusal, Terms, Winner
 from server.giveaways.watch import Watch
 from server.ledger.audit import AuditLog
+from server.live.personal import Delivery, to_user
 from server.protocol import event
 from server.rooms.chat import Chat
 from server.rooms.record import RoomRecords
-from server.service.delivery import Delivery, to_user
 
 log = logging.getLogger("livecart.giveaways")
 
@@ -108,7 +109,10 @@ class GiveawayDesk:
             raise GiveawayRefused(
                 Refusal.WATCH_MORE, f"Keep watching: you can enter after {left} more seconds in the room."
             )
-        return await self.record.enter(giveaway.id, person.user_id, person.name)
+        entry, created = await self.record.enter(giveaway.id, person.user_id, person.name)
+        if created:
+            metrics.GIVEAWAY_ENTRIES.inc()
+        return entry, created
 
     async def claim(self, giveaway_id: str, person: Identity, address: Address) -> tuple[dict[str, Any], bool]:
         giveaway = await self.get(giveaway_id)

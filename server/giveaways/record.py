@@ -6,6 +6,7 @@ the entrant list the draw publishes is the whole list. The draw and each redraw 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -132,6 +133,11 @@ class Giveaways:
             "SELECT giveaway_id FROM giveaways WHERE room_id = $1 AND giveaway_id <> $2", room_id, giveaway_id
         )
         return [row["giveaway_id"] for row in rows]
+
+    async def purge(self, before: datetime) -> int:
+        """Remove the giveaways (with their entries, winners and claims) that ended before `before`."""
+        status = await self.db.pool.execute("DELETE FROM giveaways WHERE ends_at < $1 AND state = 'drawn'", before)
+        return int(status.split()[-1])
 
     # --- entries ---------------------------------------------------------------------------
 

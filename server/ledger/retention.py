@@ -2,9 +2,9 @@
 
 Commerce law in the main markets asks for transaction records kept complete for at least three
 years; past the retention period a sale (with its orders, their changes and payments), the audit
-entries, the sessions that ended and the customer-service threads last written that long ago are
-removed, each by the module that owns them. One process purges at a time (an advisory lock); the
-others skip the hour.
+entries, the sessions that ended, the customer-service threads last written, and the giveaways and settled
+auctions that ended that long ago are removed, each by the module that owns them. One process purges at a
+time (an advisory lock); the others skip the hour.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from server.access.sessions import Sessions
+from server.auctions.record import AuctionRecord
+from server.giveaways.record import Giveaways
 from server.ledger.audit import AuditLog
 from server.ledger.client import Database
 from server.sales.ledger import SalesLedger
@@ -27,13 +29,23 @@ INTERVAL_SECONDS = 3600.0
 
 class Retention:
     def __init__(
-        self, db: Database, sales: SalesLedger, audit: AuditLog, sessions: Sessions, threads: Threads, days: int
+        self,
+        db: Database,
+        sales: SalesLedger,
+        audit: AuditLog,
+        sessions: Sessions,
+        threads: Threads,
+        giveaways: Giveaways,
+        auctions: AuctionRecord,
+        days: int,
     ) -> None:
         self.db = db
         self.sales = sales
         self.audit = audit
         self.sessions = sessions
         self.threads = threads
+        self.giveaways = giveaways
+        self.auctions = auctions
         self.days = days
         self.tasks = Tasks("retention")
 
@@ -43,9 +55,9 @@ class Retention:
     async def stop(self, timeout: float) -> None:
         await self.tasks.stop(timeout)
 
-    async def purge(self) -> tuple[int, int, int, int] | None:
-        """Remove what is past the retention period: (sales, audit entries, sessions, threads), or None when another
-        process is at it."""
+    async def purge(self) -> tuple[int, ...] | None:
+        """Remove what is past the retention period: (sales, audit entries, sessions, threads, giveaways, auctions),
+        or None when another process is at it."""
         before = datetime.now(UTC) - timedelta(days=self.days)
         async with self.db.pool.acquire() as connection:
             if not await connection.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK):
@@ -56,12 +68,15 @@ class Retention:
                     await self.audit.purge(before),
                     await self.sessions.purge(before),
                     await self.threads.purge(before),
+                    await self.giveaways.purge(before),
+                    await self.auctions.purge(before),
                 )
             finally:
                 await connection.execute("SELECT pg_advisory_unlock($1)", _LOCK)
         if any(purged):
             log.info(
-                "retention: removed %d sales, %d audit entries, %d sessions and %d threads older than %s",
+                "retention: removed %d sales, %d audit entries, %d sessions, %d threads, %d giveaways and %d auctions"
+                " older than %s",
                 *purged,
                 before.date(),
             )

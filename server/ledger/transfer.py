@@ -9,7 +9,8 @@ A file is one JSON object a line, each with its "type", in this order:
     room         {id, merchant_id, title, status, pinned, bag, slow_mode, likes}   Redis, through rooms/record.py
     show, sale, order, order_change, payment, sandbox_authorization,
     referral_program, commission_rule, share, share_visit, referral_binding, refund, commission, payout,
-    sandbox_payout, service_thread, service_message, service_notice, service_block, service_reply, audit
+    sandbox_payout, service_thread, service_message, service_notice, service_block, service_reply,
+    giveaway, giveaway_entry, giveaway_winner, giveaway_claim, auction, auction_bid, auction_award, auction_bar, audit
                  one PostgreSQL row each, verbatim: every column, times ISO 8601 in UTC, jsonb as JSON
     end          {lines}: how many lines came before it (a file cut short is refused)
 
@@ -59,6 +60,9 @@ class Table:
     order: str
 
 
+_OF_GIVEAWAYS = "giveaway_id IN (SELECT giveaway_id FROM giveaways WHERE merchant_id = $1)"
+_OF_AUCTIONS = "auction_id IN (SELECT auction_id FROM auctions WHERE merchant_id = $1)"
+
 # In the order they are written and restored (a row's references come before it).
 TABLES = (
     Table("show", "shows", "merchant_id = $1", "show_id"),
@@ -97,6 +101,14 @@ TABLES = (
     Table("service_notice", "service_notices", "merchant_id = $1", "message_id"),
     Table("service_block", "service_blocks", "merchant_id = $1", "user_id"),
     Table("service_reply", "service_replies", "merchant_id = $1", "reply_id"),
+    Table("giveaway", "giveaways", "merchant_id = $1", "giveaway_id"),
+    Table("giveaway_entry", "giveaway_entries", _OF_GIVEAWAYS, "giveaway_id, user_id"),
+    Table("giveaway_winner", "giveaway_winners", _OF_GIVEAWAYS, "giveaway_id, rank"),
+    Table("giveaway_claim", "giveaway_claims", _OF_GIVEAWAYS, "giveaway_id, rank"),
+    Table("auction", "auctions", "merchant_id = $1", "auction_id"),
+    Table("auction_bid", "auction_bids", _OF_AUCTIONS, "auction_id, seq"),
+    Table("auction_award", "auction_awards", _OF_AUCTIONS, "auction_id, round"),
+    Table("auction_bar", "auction_bars", "merchant_id = $1", "user_id"),
     Table("audit", "audit_log", "merchant_id = $1", "audit_id"),
 )
 _TABLES = {table.kind: table for table in TABLES}
@@ -110,7 +122,7 @@ _SERIALS = (  # ids kept on import: the sequences follow
     ("service_messages", "message_id"),
 )
 _MERCHANT_TABLES = ("shows", "sales", "orders", "payments", "audit_log", "referral_programs", "shares", "commissions",
-                    "service_threads", "service_replies")  # fmt: skip
+                    "service_threads", "service_replies", "giveaways", "auctions", "auction_bars")  # fmt: skip
 
 
 def _line(kind: str, data: dict[str, Any]) -> bytes:

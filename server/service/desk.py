@@ -13,6 +13,7 @@ from server.access.tokens import Actor, Identity
 from server.config import Settings
 from server.errors import BadRequest, NotFound
 from server.ledger.audit import AuditLog
+from server.live.personal import Audience, Delivery, to_staff, to_user
 from server.protocol import Role, event
 from server.rooms.catalog import Catalog
 from server.rooms.chat import Chat
@@ -20,7 +21,6 @@ from server.rooms.shows import Shows
 from server.sales.ledger import SalesLedger
 from server.sales.records import Order, Sale
 from server.service import rules
-from server.service.delivery import Audience, Delivery, to_staff, to_user
 from server.service.replies import Replies, Reply
 from server.service.rules import Message, ServiceRefused, Thread
 from server.service.threads import Appended, Draft, ThreadPage, Threads

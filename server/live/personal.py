@@ -1,5 +1,6 @@
-"""Personal events on their way (docs/customer-service.md, Events): each addressed to one person or to one
-merchant's staff, published on the personal channel that every process's hub reads (server.live.hub)."""
+"""Personal events on their way (docs/protocol.md, Events: customer service, giveaway wins, auction news): each
+addressed to one person or to one merchant's staff, published on the personal channel that every process's hub
+reads (server.live.hub)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from redis.asyncio import Redis
 from server import keys, protocol
 from server.errors import STORE_ERRORS
 
-log = logging.getLogger("livecart.service")
+log = logging.getLogger("livecart.personal")
 
 Audience = tuple[str, str]  # ("user", user id) or ("staff", merchant id)
 
