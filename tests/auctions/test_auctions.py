@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from loadtests.support.server import ServerProcess
+from tests.access.conftest import new_email, sign_in
 from tests.auctions.conftest import bid, card, placed, reaches, start, started
 from tests.client import RoomClient
 from tests.conftest import Person, Shop
@@ -218,3 +219,31 @@ async def test_bids_are_refused_for_guests_the_banned_after_the_end_and_too_low(
     assert reaches(shop.base_url, aid, "unsold")["bids"] == 0
     assert_error(start(shop, increments=[[10, 5]]), 400, "bad_request")
     assert_error(start(shop, mode="dutch"), 400, "bad_request")
+
+
+async def test_a_member_who_wins_hears_by_messenger_and_a_signed_out_session_cannot_bid(
+    shop: Shop, pair: list[ServerProcess]
+) -> None:
+    """A winner signed in with an email gets the win by the messenger (with the order to pay); once they sign out,
+    their token's bids are refused on every process."""
+    email = new_email()
+    member = sign_in(shop.base_url, {"email": email})
+    auction = started(shop, duration_seconds=1, mode="sudden_death")
+    placed(shop.base_url, member["token"], auction["id"], 1000)
+
+    def inbox() -> list[str]:
+        found = httpx.get(f"{shop.base_url}/api/sandbox/inbox", params={"email": email}, timeout=seconds(10))
+        return [message["text"] for message in found.json()["messages"]]
+
+    wait_until(lambda: any("You won" in text for text in inbox()), 15)
+    awarded = reaches(shop.base_url, auction["id"], "awarded")
+    assert "Red scarf" in inbox()[0] and "10.00 USD" in inbox()[0] and awarded["winner"] == member["user"]["name"]
+
+    signed_out = httpx.post(f"{shop.base_url}/api/sessions/sign-out", headers=auth(member["token"]))
+    assert signed_out.status_code == 204
+    next_one = started(shop, duration_seconds=60)
+    me = f"{pair[1].base_url}/api/me"
+    wait_until(lambda: httpx.get(me, headers=auth(member["token"])).status_code == 401, 5)  # every process hears
+    for server in pair:
+        assert_error(bid(server.base_url, member["token"], next_one["id"], 1000), 401, "invalid_token")
+    assert card(shop.base_url, next_one["id"])["bids"] == 0
