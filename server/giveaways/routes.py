@@ -7,7 +7,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.errors import BadRequest, NotFound
 from server.giveaways.desk import GiveawayDesk
 from server.giveaways.rules import GiveawayRefused, Refusal, address_from, terms_from
 from server.http import identify, json_body, node_of, ok, require
@@ -25,13 +24,7 @@ async def start(request: Request) -> Response:
     actor = require(request, merchant_id, PRESENTERS)
     node = node_of(request)
     body = await json_body(request)
-    room = await node.catalog.get_room(room_id)
-    if room is None or room.merchant_id != merchant_id:
-        raise NotFound(f"no room '{room_id}' in this shop")
-    product_id = body.get("product_id")
-    product = await node.catalog.get_product(merchant_id, product_id) if isinstance(product_id, str) else None
-    if product is None:
-        raise BadRequest("'product_id' must name one of this shop's products")
+    product = await node.catalog.offer(merchant_id, room_id, body.get("product_id"))
     settings = node.settings
     terms = terms_from(
         body,

@@ -12,7 +12,7 @@ import orjson
 from redis.asyncio import Redis
 
 from server import keys
-from server.errors import BadRequest, Conflict
+from server.errors import BadRequest, Conflict, NotFound
 from server.rooms.record import Room, RoomRecords
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
@@ -123,6 +123,17 @@ class Catalog:
 
     async def get_room(self, room_id: str) -> Room | None:
         return await self.records.card(room_id)
+
+    async def offer(self, merchant_id: str, room_id: str, product_id: object) -> Product:
+        """The product a host puts on offer in one of the merchant's rooms (a sale, a giveaway's prize, an auction's
+        lot): NotFound for another shop's room, BadRequest for a product that is not the shop's."""
+        room = await self.get_room(room_id)
+        if room is None or room.merchant_id != merchant_id:
+            raise NotFound(f"no room '{room_id}' in this shop")
+        product = await self.get_product(merchant_id, product_id) if isinstance(product_id, str) else None
+        if product is None:
+            raise BadRequest("'product_id' must name one of this shop's products")
+        return product
 
     async def list_rooms(self, merchant_id: str) -> list[Room]:
         return await self.records.cards(merchant_id)

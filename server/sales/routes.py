@@ -84,13 +84,7 @@ async def create_sale(request: Request) -> Response:
     staff = require(request, merchant_id, PRESENTERS)
     node = node_of(request)
     body = await json_body(request)
-    room = await node.catalog.get_room(room_id)
-    if room is None or room.merchant_id != merchant_id:
-        raise NotFound(f"no room '{room_id}' in this shop")
-    product_id = body.get("product_id")
-    product = await node.catalog.get_product(merchant_id, product_id) if isinstance(product_id, str) else None
-    if product is None:
-        raise BadRequest("'product_id' must name one of this shop's products")
+    product = await node.catalog.offer(merchant_id, room_id, body.get("product_id"))
     card = {key: value for key, value in product.public().items() if key != "merchant_id"}
     settings = node.settings
     terms = terms_from(
