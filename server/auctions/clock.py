@@ -47,6 +47,8 @@ class AuctionClock:
         record, store = self.desk.record, self.desk.store
         for auction in await record.in_states("open"):
             await self.save_bids(auction)
+            if not await store.exists(auction.room_id, auction.id):
+                await self._close_lost(auction)
         for room_id, auction_id in await store.due(now_ms()):
             await self._close(room_id, auction_id)
         for auction in await record.in_states("closed", "awarded"):
@@ -79,6 +81,14 @@ class AuctionClock:
         await self.desk.publish(closed)
         if closed.state == "unsold":  # no bid
             await store.drop(room_id, auction_id)
+
+    async def _close_lost(self, auction: Auction) -> None:
+        """Redis lost a running auction's keys (its bids since the last copy with them): it closes on the bids the
+        record has, so the win is still offered and nothing waits forever."""
+        log.warning("auction %s: its Redis keys are gone; closed on the bids recorded", auction.id)
+        await self.desk.store.come_back(auction.room_id, auction.id, None)
+        closed = await self.desk.record.closed(auction.id, await self.desk.record.final_from_bids(auction))
+        await self.desk.publish(closed)
 
     async def _settle(self, auction: Auction) -> None:
         """Offer the win, or settle the current offer by its order's state."""

@@ -139,6 +139,23 @@ class AuctionRecord:
         assert auction is not None
         return auction
 
+    async def final_from_bids(self, auction: Auction) -> dict[str, Any]:
+        """An auction's final fields as its recorded bids say (Redis lost its keys): the highest bid, earlier first."""
+        top = await self.db.pool.fetchrow(
+            "SELECT user_id, name, amount, (SELECT count(*) FROM auction_bids WHERE auction_id = $1) AS bids"
+            " FROM auction_bids WHERE auction_id = $1 ORDER BY amount DESC, seq LIMIT 1",
+            auction.id,
+        )
+        return {
+            "leader": "" if top is None else top["user_id"],
+            "leader_name": "" if top is None else top["name"],
+            "price": 0 if top is None else top["amount"],
+            "bids": 0 if top is None else top["bids"],
+            "ends_at": auction.ends_at,
+            "extensions": auction.extensions,
+            "version": auction.version + 1,
+        }
+
     async def next_bidder(self, auction_id: str) -> tuple[str, str, int] | None:
         """The highest bidder not offered the win yet, at their own highest bid (an earlier bid first at equal
         amounts): (user id, name, price)."""

@@ -92,6 +92,9 @@ class AuctionStore:
             version=int(fields["version"]),
         )
 
+    async def exists(self, room_id: str, auction_id: str) -> bool:
+        return bool(await self.redis.exists(keys.auction(room_id, auction_id)))
+
     async def bid(
         self, room_id: str, auction_id: str, user_id: str, device_id: str | None, key: str, amount: int, max_: int,
         name: str,

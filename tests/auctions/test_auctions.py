@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from loadtests.support.server import ServerProcess
 from tests.access.conftest import new_email, sign_in
@@ -247,3 +248,22 @@ async def test_a_member_who_wins_hears_by_messenger_and_a_signed_out_session_can
     for server in pair:
         assert_error(bid(server.base_url, member["token"], next_one["id"], 1000), 401, "invalid_token")
     assert card(shop.base_url, next_one["id"])["bids"] == 0
+
+
+async def test_an_auction_whose_redis_keys_are_lost_closes_on_its_recorded_bids(shop: Shop, redis_url: str) -> None:
+    """Redis loses a running auction (a flush, a failover without the data): the clock closes it on the bids the
+    record has, and offers the win to the highest of them; nothing waits forever."""
+    ada, bob = Person("Ada"), Person("Bob")
+    auction = started(shop, duration_seconds=600)
+    placed(shop.base_url, ada.token, auction["id"], 1000)
+    placed(shop.base_url, bob.token, auction["id"], 1500)
+    wait_until(lambda: len(bids_of(shop, auction["id"])) == 2)
+
+    redis = Redis.from_url(redis_url)
+    try:
+        lost = await redis.keys(f"room:{{{shop.room_id}}}:auction:{auction['id']}*")
+        await redis.delete(*lost)
+    finally:
+        await redis.aclose()
+    offered = reaches(shop.base_url, auction["id"], "awarded", timeout=10)
+    assert (offered["winner"], offered["price"], offered["bids"]) == ("Bob", 1500, 2)
