@@ -14,7 +14,7 @@ import logging
 from server.access.accounts import Accounts
 from server.access.codes import Messenger
 from server.auctions.desk import AuctionDesk
-from server.auctions.rules import Auction, award_sale_id
+from server.auctions.rules import Auction, award_sale_id, money
 from server.live.personal import to_user
 from server.protocol import event, now_ms
 from server.sales.records import Terms as SaleTerms
@@ -189,8 +189,9 @@ class AuctionClock:
         if auction is None:
             return
         text = (
-            f"You won {auction.terms.product['title']} in a live auction at {int(str(offer['price'])) / 100:.2f} "
-            f"{auction.terms.currency}. Pay to keep it: /room.html?room={auction.room_id}&order={offer['order_id']}"
+            f"You won {auction.terms.product['title']} in a live auction at "
+            f"{money(int(str(offer['price'])), auction.terms.currency)}. Pay to keep it: "
+            f"/room.html?room={auction.room_id}&order={offer['order_id']}"
         )
         try:
             await self.messenger.send(destination, text)

@@ -13,7 +13,7 @@ from server import metrics
 from server.access.limits import Limits, Rule
 from server.access.tokens import Actor, Identity
 from server.auctions.record import AuctionRecord
-from server.auctions.rules import Auction, AuctionRefused, Refusal, Terms, new_id, step
+from server.auctions.rules import Auction, AuctionRefused, Refusal, Terms, money, new_id, step
 from server.auctions.store import AuctionStore
 from server.config import Settings
 from server.errors import STORE_ERRORS
@@ -121,7 +121,9 @@ class AuctionDesk:
                     next_bid=next_bid,
                 )  # fmt: skip
             raise AuctionRefused(
-                Refusal.TOO_LOW, f"Someone bid first: the next bid is at least {next_bid}.", next_bid=next_bid
+                Refusal.TOO_LOW,
+                f"Someone bid first: the next bid is at least {money(next_bid, known.terms.currency)}.",
+                next_bid=next_bid,
             )
         if done.verdict in _REFUSALS:
             raise AuctionRefused(_REFUSALS[done.verdict])

@@ -289,7 +289,8 @@ class AuctionRecord:
     async def bidders(self, merchant_id: str) -> list[dict[str, Any]]:
         """Bidders with unpaid wins (strikes) or barred, most strikes first."""
         rows = await self.db.pool.fetch(
-            "SELECT user_id, max(name) AS name, count(*) FILTER (WHERE outcome = 'unpaid') AS strikes,"
+            "SELECT user_id, coalesce(max(name), (SELECT u.name FROM users u WHERE u.user_id = b.user_id)) AS name,"
+            " count(*) FILTER (WHERE outcome = 'unpaid') AS strikes,"
             " count(*) FILTER (WHERE outcome = 'paid') AS paid, bool_or(barred) AS barred FROM ("
             " SELECT x.user_id, x.name, x.outcome, false AS barred FROM auction_awards x JOIN auctions a"
             " USING (auction_id) WHERE a.merchant_id = $1"

@@ -228,6 +228,11 @@ def terms_of(raw: str | bytes) -> Terms:
     return Terms(**{**data, "increments": tuple(tuple(tier) for tier in data["increments"])})
 
 
+def money(amount: int, currency: str) -> str:
+    """An amount in minor units as people read it: 2100, USD -> 21.00 USD."""
+    return f"{amount / 100:.2f} {currency}"
+
+
 def check_amount(value: object, name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_PRICE:
         raise AuctionRefused(

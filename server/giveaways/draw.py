@@ -1,7 +1,7 @@
 """The draw of a giveaway (docs/giveaways.md, "The draw"): commitment, entrants' hash, ranking, winners.
 
-Standard library only, so anyone can read it in a minute and run it anywhere; `static/js/draw-check.js` does the
-same in the browser (tests/giveaways/test_draw.py runs both on the same data).
+Standard library only, so anyone can read it in a minute and run it anywhere; `static/js/draw.js` does the same in
+the browser (tests/giveaways/test_draw_js.py runs both on the same data).
 """
 
 from __future__ import annotations

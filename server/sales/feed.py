@@ -76,7 +76,8 @@ class SalesFeed:
                 return told
             public = sale.public(SALE_STATUSES[step])
             try:
-                await self.records.publish(sale.room_id, event(SALE_EVENTS[step], sale=public), record.sale(public))
+                if sale.auction_id is None:  # an auction's award sale is the auction card's news, not a sale's
+                    await self.records.publish(sale.room_id, event(SALE_EVENTS[step], sale=public), record.sale(public))
             except UnknownRoom:
                 log.warning("sale %s: room %s is gone; not announcing %s", sale_id, sale.room_id, SALE_EVENTS[step])
             await self.sales.announced(sale_id, self.process_id, step)

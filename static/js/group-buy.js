@@ -4,7 +4,7 @@
 
 import { api, storage } from "./api.js";
 import { saleStatus } from "./room-state.js";
-import { $, $$, clock, copyText, h, money, safeImage, text, toast } from "./ui.js";
+import { $, $$, clock, copyText, h, keptImage, money, plural, text, toast } from "./ui.js";
 
 const SHOWN_OPEN = 6; // open groups listed (the board has at most 20); the list scrolls past three
 const SHOWN_AVATARS = 6;
@@ -241,7 +241,7 @@ export class GroupBuys {
     return h(
       "div.group-offer",
       { dataset: { status } },
-      this._image(product),
+      keptImage(this.images, product.image_url, "img.group-image"),
       h(
         "div.group-body",
         {},
@@ -267,17 +267,6 @@ export class GroupBuys {
         label,
       ),
     );
-  }
-
-  /** The product's picture, the same node from one render to the next (no reload, no flicker). */
-  _image(product) {
-    const src = safeImage(product.image_url);
-    let image = this.images.get(src);
-    if (!image) {
-      image = h("img.group-image", { src, alt: "" });
-      this.images.set(src, image);
-    }
-    return image;
   }
 
   /** The offer's open groups, closest to filling first (the viewer's own and the shared one are shown above). */
@@ -783,8 +772,4 @@ function holding(order, now) {
 
 function short(orderId) {
   return String(orderId || "").split(".").pop().slice(0, 6).toUpperCase();
-}
-
-function plural(value, noun) {
-  return `${value} ${noun}${value === 1 ? "" : "s"}`;
 }

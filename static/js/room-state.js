@@ -30,6 +30,9 @@ export class RoomState {
     this.sales = new Map((snapshot.sales || []).map((sale) => [sale.id, { ...sale }])); // id -> sale, live stock
     // sale id -> a group-buy offer's board: {sale_id, version, open, forming, filled, failed, reserved}
     this.groups = new Map(Object.entries(boardsOf(snapshot.groups)));
+    // id -> a giveaway's or an auction's public card (docs/giveaways.md, docs/auctions.md)
+    this.giveaways = new Map(Object.entries(boardsOf(snapshot.giveaways)));
+    this.auctions = new Map(Object.entries(boardsOf(snapshot.auctions)));
     this.offset = snapshot.offset ?? null; // the last durable event applied
     this.epoch = snapshot.epoch ?? null;
   }
@@ -83,6 +86,10 @@ export class RoomState {
         return this._applyBoard(event);
       case Event.GROUP:
         return true; // the viewer's own group: nothing kept here, the page shows it (group-buy.js)
+      case Event.GIVEAWAY:
+        return putCard(this.giveaways, event);
+      case Event.AUCTION:
+        return putCard(this.auctions, event);
       default:
         if (!SALE_EVENTS.includes(event.type)) return false;
         this.putSale(event.sale);
@@ -115,7 +122,24 @@ export class RoomState {
   }
 }
 
-/** The boards of a snapshot's `groups` (sale id -> board); anything else is none. */
+/** A giveaway's or an auction's card (its event), unless the one known has a higher `version`. */
+function putCard(cards, event) {
+  const known = cards.get(event.id);
+  if (known && event.version < known.version) return false;
+  const { type: _type, ts: _ts, ...card } = event;
+  cards.set(event.id, card);
+  return true;
+}
+
+/** The newest card (by `starts_at`) of a map of giveaways or auctions; null when there is none. */
+export function newestCard(cards) {
+  let newest = null;
+  for (const card of cards.values()) if (!newest || card.starts_at > newest.starts_at) newest = card;
+  return newest;
+}
+
+/** The entries of a snapshot's map (`groups`: sale id -> board; `giveaways`, `auctions`: id -> card); anything else
+ * is none. */
 function boardsOf(value) {
   if (!value || typeof value !== "object" || Array.isArray(value)) return {};
   return Object.fromEntries(Object.entries(value).filter(([, board]) => board && typeof board === "object"));

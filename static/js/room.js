@@ -1,9 +1,12 @@
 // The viewer room: video, the "now presenting" card with its flash sale, checkout, the bag, chat and hearts;
-// sharing and earning through share.js, group buys through group-buy.js, "Ask the seller" through ask-seller.js.
+// sharing and earning through share.js, group buys through group-buy.js, "Ask the seller" through ask-seller.js,
+// giveaways through giveaway.js and auctions through auction.js.
 
 import { ApiError, Session, api, randomKey, retrying, storage } from "./api.js";
 import { AskSeller } from "./ask-seller.js";
+import { Auctions } from "./auction.js";
 import { appendLine, chatLine, removeLine, scrollToEnd } from "./chat-view.js";
+import { Giveaways } from "./giveaway.js";
 import { GROUP_REFUSAL_TITLES, GroupBuys, isGroupOrder } from "./group-buy.js";
 import {
   CloseCode,
@@ -63,6 +66,21 @@ const groups = new GroupBuys({
 // Ask the seller: the buyer's thread with the room's shop; its personal events never enter the room's state.
 const asking = new AskSeller({ room, session, roomId, toasts, signIn: openSignIn });
 
+// Live moments: the giveaway card (enter, the draw, a winner's claim) and the auction card (bids; a win pays through
+// this page's checkout).
+const moments = {
+  room,
+  session,
+  toasts,
+  now: () => (socket ? socket.serverNow() : Date.now()),
+  signIn: openSignIn,
+  openSheet: (selector) => openSheet(selector),
+  closeSheets: () => closeSheets(),
+  dismissed: () => renderCard(),
+};
+const giveaways = new Giveaways(moments);
+const auctions = new Auctions({ ...moments, payHeld: (sale, order, detail) => payHeld(sale, order, detail) });
+
 // --- start -----------------------------------------------------------------------------------
 
 /** A fresh access token of the shopper's session; a new guest session when there is none (or it ended). */
@@ -85,7 +103,7 @@ async function start() {
   openSocket(token);
   sharing.ready();
   groups.ready();
-  window.livecart = { get socket() { return socket; }, room, session, sharing, groups, asking };
+  window.livecart = { get socket() { return socket; }, room, session, sharing, groups, asking, giveaways, auctions };
   setInterval(tick, 250);
 }
 
@@ -179,6 +197,8 @@ function render(snapshot) {
   renderLikes();
   renderBag();
   groups.snapshot();
+  giveaways.snapshot();
+  auctions.snapshot();
   renderCard();
   sharing.snapshot();
   asking.snapshot();
@@ -197,7 +217,7 @@ function renderRoom() {
 
 function apply(event) {
   if (Object.hasOwn(PERSONAL_EVENTS, event.type)) {
-    asking.eventArrived(event); // addressed to this person: not the room's
+    personal(event); // addressed to this person: not the room's
     return;
   }
   if (!room.apply(event)) return;
@@ -254,6 +274,14 @@ function apply(event) {
     case Event.GROUP:
       groups.groupArrived(event);
       break;
+    case Event.GIVEAWAY:
+      giveaways.cardChanged();
+      renderCard();
+      break;
+    case Event.AUCTION:
+      auctions.cardChanged(event.id);
+      renderCard();
+      break;
     default:
       if (SALE_EVENTS.includes(event.type)) {
         const sale = event.sale;
@@ -263,6 +291,22 @@ function apply(event) {
         renderCard();
         renderBag();
       }
+  }
+}
+
+function personal(event) {
+  switch (event.type) {
+    case Event.GIVEAWAY_WON:
+      giveaways.wonArrived(event);
+      break;
+    case Event.AUCTION_OUTBID:
+      auctions.outbidArrived(event);
+      break;
+    case Event.AUCTION_WON:
+      auctions.wonArrived(event);
+      break;
+    default:
+      asking.eventArrived(event);
   }
 }
 
@@ -404,8 +448,9 @@ function renderCard() {
   const card = $("#card");
   const sale = cardSale();
   const product = room.pinned || sale?.product;
-  if (!product || (!sale && groups.showsProduct(product.id))) {
-    card.hidden = true; // nothing presented, or the group-buy card shows it
+  const elsewhere = (id) => groups.showsProduct(id) || giveaways.showsProduct(id) || auctions.showsProduct(id);
+  if (!product || (!sale && elsewhere(product.id))) {
+    card.hidden = true; // nothing presented, or the group-buy, giveaway or auction card shows it
     return;
   }
   card.hidden = false;
@@ -512,6 +557,8 @@ function tick() {
   const sale = cardSale();
   if (sale) renderCard();
   groups.tick();
+  giveaways.tick();
+  auctions.tick();
   if (checkout.step === "hold") renderHold();
 }
 
@@ -853,6 +900,7 @@ $("#chat-form").addEventListener("submit", async (submit) => {
   input.value = "";
   try {
     await socket.request(Command.CHAT_SEND, { text: value });
+    giveaways.chatSent();
   } catch (error) {
     if (!input.value) input.value = value;
     chatNotice(chatRefusal(error));

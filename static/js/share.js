@@ -2,7 +2,7 @@
 // visit of a shared link (?ref=), the sharer's live "My earnings" panel and the room's "Top sharers" board.
 
 import { api, storage } from "./api.js";
-import { $, copyText, h, money, sentence, text, toast } from "./ui.js";
+import { $, copyText, h, money, plural, sentence, text, toast } from "./ui.js";
 
 const TOP_SHOWN = 5;
 const visits = storage("session"); // one visit per link, kept for this tab (a reload doesn't repeat it)
@@ -306,11 +306,6 @@ function active(numbers) {
 
 function count(value) {
   return new Intl.NumberFormat().format(Number(value) || 0);
-}
-
-function plural(value, noun) {
-  const number = Number(value) || 0;
-  return `${count(number)} ${noun}${number === 1 ? "" : "s"}`;
 }
 
 /** Flash a panel whose numbers just changed. */

@@ -1,6 +1,7 @@
 // The host studio: sign in (a single-use login link, or a code), camera preview, go live (WHIP), the product bag,
 // flash sales with live stock, chat moderation, the show's live numbers and past shows; share and earn through
-// studio-referrals.js, group buys through studio-groups.js, the buyers' messages through studio-inbox.js.
+// studio-referrals.js, group buys through studio-groups.js, the buyers' messages through studio-inbox.js, giveaways
+// through studio-giveaways.js and auctions through studio-auctions.js.
 
 import { ApiError, Session, api, storage } from "./api.js";
 import { appendLine, chatLine, removeLine, roleBadge, scrollToEnd } from "./chat-view.js";
@@ -8,6 +9,8 @@ import { CloseCode, Command, Event, PERSONAL_EVENTS, SALE_EVENTS, closeMeaning }
 import { RoomSocket, SocketState } from "./room-socket.js";
 import { sendCode, submitting } from "./sign-in.js";
 import { RoomState, saleStatus } from "./room-state.js";
+import { startAuctions } from "./studio-auctions.js";
+import { startGiveaways } from "./studio-giveaways.js";
 import { startGroups } from "./studio-groups.js";
 import { startInbox } from "./studio-inbox.js";
 import { startReferrals } from "./studio-referrals.js";
@@ -40,6 +43,8 @@ const state = {
 let socket = null;
 let groups = null; // the group buys' panel and form terms (studio-groups.js)
 let inbox = null; // the Messages panel (studio-inbox.js)
+let giveaways = null; // the Giveaway panel (studio-giveaways.js)
+let auctions = null; // the Auction panel (studio-auctions.js)
 
 // --- signing in ----------------------------------------------------------------------------------
 
@@ -174,6 +179,18 @@ async function start() {
     room,
     now: () => (socket ? socket.serverNow() : Date.now()),
   });
+  const moments = {
+    session,
+    merchantId: room.merchantId,
+    roomId,
+    role: state.role,
+    toasts,
+    room,
+    now: () => (socket ? socket.serverNow() : Date.now()),
+    products: () => state.products,
+  };
+  giveaways = startGiveaways(moments);
+  auctions = startAuctions(moments);
 
   socket = new RoomSocket({
     roomId,
@@ -223,6 +240,8 @@ function render(snapshot) {
   renderSaleForm();
   renderSales();
   groups.salesChanged();
+  giveaways.render();
+  auctions.render();
   renderLive();
   scrollToEnd($("#chat"), true);
 }
@@ -271,6 +290,13 @@ function apply(event) {
     case Event.GROUPS:
       groups.boardChanged(event.sale_id);
       break;
+    case Event.GIVEAWAY:
+      giveaways.cardChanged(event.id);
+      break;
+    case Event.AUCTION:
+      auctions.cardChanged(event.id);
+      statsSoon(); // a paid win is an order
+      break;
     case Event.SALE_TOAST: {
       const sale = room.sales.get(event.sale_id);
       const who = event.orders > 1 ? `${event.orders} orders` : "New order";
@@ -292,6 +318,8 @@ function tick() {
   if (!room.id) return;
   renderSales();
   groups.tick();
+  giveaways.tick();
+  auctions.tick();
   const since = live.since;
   $("#on-air").hidden = !since;
   if (since) text($("#on-air"), clock(Date.now() - since));

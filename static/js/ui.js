@@ -41,6 +41,18 @@ export function safeImage(url) {
   return "/img/placeholder.svg";
 }
 
+/** The same <img> (built as `tag`) for the same picture from one render to the next: no reload, no flicker. `images`
+ *  is the caller's Map of picture URL -> node. */
+export function keptImage(images, url, tag) {
+  const src = safeImage(url);
+  let image = images.get(src);
+  if (!image) {
+    image = h(tag, { src, alt: "" });
+    images.set(src, image);
+  }
+  return image;
+}
+
 const moneyFormats = new Map();
 
 function moneyFormat(currency) {
@@ -86,6 +98,22 @@ export function clock(ms) {
   const minutes = Math.floor((total % 3600) / 60);
   const seconds = String(total % 60).padStart(2, "0");
   return hours ? `${hours}:${String(minutes).padStart(2, "0")}:${seconds}` : `${minutes}:${seconds}`;
+}
+
+/** "1 winner", "3 winners", "1,200 buyers". */
+export function plural(value, noun) {
+  const number = Number(value) || 0;
+  return `${new Intl.NumberFormat().format(number)} ${noun}${number === 1 ? "" : "s"}`;
+}
+
+/** A moment (ms since the epoch) as this browser's time of day: "8:45 PM". */
+export function timeOfDay(ms) {
+  return new Date(ms).toLocaleTimeString([], { hour: "numeric", minute: "2-digit" });
+}
+
+/** A moment as this browser's date and time of day: "Dec 3, 8:45 PM". */
+export function dayAndTime(ms) {
+  return new Date(ms).toLocaleString([], { month: "short", day: "numeric", hour: "numeric", minute: "2-digit" });
 }
 
 /** 1234 -> "1.2K". */
