@@ -155,11 +155,10 @@ class Giveaways:
                 raise GiveawayRefused(Refusal.UNKNOWN_GIVEAWAY)
             if not is_open:
                 raise GiveawayRefused(Refusal.GIVEAWAY_CLOSED)
-            while True:  # a ticket already drawn for someone else (2^50 of them): another
+            while True:
                 row = await connection.fetchrow(
                     "INSERT INTO giveaway_entries (giveaway_id, user_id, name, ticket, entered_at)"
-                    " VALUES ($1, $2, $3, $4, now()) ON CONFLICT (giveaway_id, ticket) DO NOTHING"
-                    " RETURNING ticket, entered_at",
+                    " VALUES ($1, $2, $3, $4, now()) ON CONFLICT DO NOTHING RETURNING ticket, entered_at",
                     giveaway_id,
                     user_id,
                     name,
@@ -167,6 +166,10 @@ class Giveaways:
                 )
                 if row is not None:
                     return {"ticket": row["ticket"], "entered_at": ms(row["entered_at"])}, True
+                existing = await _entry(connection, giveaway_id, user_id)
+                if existing is not None:  # the same person's other request came first
+                    return existing, False
+                # else the ticket was someone else's (one in 2^50): another
 
     async def entry(self, giveaway_id: str, user_id: str) -> dict[str, Any] | None:
         async with self.db.pool.acquire() as connection:

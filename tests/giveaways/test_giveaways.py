@@ -3,6 +3,7 @@ by the verification script, watch time from presence, the conditions, claims and
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -188,3 +189,21 @@ async def test_bad_terms_are_refused(shop: Shop) -> None:
     assert_error(start(shop, winners=101), 400, "bad_request")
     assert_error(start(shop, conditions={"keyword": "   "}), 400, "bad_request")
     assert_error(start(shop, duration_seconds=901), 400, "bad_request")
+
+
+async def test_one_entry_per_person_whatever_the_concurrency(shop: Shop, pair: list[ServerProcess]) -> None:
+    """Ten taps on Enter at once, on both processes: one entry (one 201), the same ticket for all."""
+    fan = Person("Eager")
+    giveaway = started(shop, duration_seconds=60)
+    async with httpx.AsyncClient(timeout=seconds(10)) as client:
+        answers = await asyncio.gather(
+            *(
+                client.post(
+                    f"{pair[index % 2].base_url}/api/giveaways/{giveaway['id']}/entries", headers=auth(fan.token)
+                )
+                for index in range(10)
+            )
+        )
+    assert sorted(answer.status_code for answer in answers) == [200] * 9 + [201]
+    assert len({answer.json()["ticket"] for answer in answers}) == 1
+    assert card(shop.base_url, giveaway["id"])["entrants"] == 1

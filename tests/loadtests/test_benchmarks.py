@@ -164,6 +164,37 @@ def test_service_bench_smoke_delivers_every_private_message_to_its_sockets_only(
     assert phase["leaked_to_chatters"] == 0
 
 
+def test_auction_bench_smoke_loses_no_bid_and_shows_every_viewer_the_final_card(tmp_path: Path) -> None:
+    """auction_bench --smoke fills a room, then bids on an auction and buys from a flash sale at the same offered
+    rate, the room's chat timed beside both: every bid answered 201 is counted by the closed auction and recorded in
+    PostgreSQL, the price is the highest of them, every viewer was shown the final card, and the ratios are printed."""
+    printed = smoke("auction_bench", "--json", str(tmp_path / "auction.json"), timeout=150)
+    purchase, bid = rows(printed)
+    assert (purchase["phase"], bid["phase"]) == ("purchase (baseline)", "bid")
+    for row in (purchase, bid):
+        assert row["workers"] == "1" and number(row["requests/s"]) > 0 and number(row["accepted/s"]) > 0
+        assert number(row["p99 ms"]) > 0 and row["chat p50 / p99 ms"] != "n/a"
+    assert bid["lost"] == "0" and purchase["lost"] == "n/a" and purchase["on screen p50 / p99 ms (from send)"] == "n/a"
+    assert bid["on screen p50 / p99 ms (from send)"] != "n/a" and number(bid["cards/s at a viewer"]) > 0
+    for label in (
+        "bid p99 / purchase p99",
+        "bid requests/s / purchase requests/s",
+        "on-screen p99 from send / chat p99",
+    ):
+        assert re.search(rf"^ratio {re.escape(label)}.*, 1 worker\(s\): \d+\.\d\dx ", printed, re.MULTILINE), label
+    assert "FAILED" not in printed and "checks: 0 lost" in printed
+    result = json.loads((tmp_path / "auction.json").read_text())
+    [server] = result["servers"]
+    [phase] = [phase for phase in server["phases"] if phase["phase"] == "bid"]
+    final = phase["final"]
+    assert final["state"] != "open" and final["bids"] == phase["accepted_all"] > 0
+    assert final["price"] == phase["highest_amount"] == phase["recorded"]["highest"]
+    assert phase["recorded"]["bids"] == final["bids"]
+    assert phase["viewers_shown"] == {str(final["version"]): server["guests_connected"]}
+    assert phase["viewers_behind"] == phase["unseen"] == 0 and phase["stale_samples"] > 0
+    assert set(phase["answers_all"]) <= {"201 leading", "409 too_low"}
+
+
 def test_archive_bench_smoke_leaves_no_keys_of_finished_sales(tmp_path: Path) -> None:
     """archive_bench --smoke finishes sales on a server that archives them and on one that never does: the archived
     sales leave no key in Redis, the others keep theirs, and PostgreSQL has every order of both."""
