@@ -64,6 +64,33 @@ export function storage(kind) {
   }
 }
 
+/**
+ * What this browser keeps per person under one key of `store` (from storage()): read(person) is theirs (undefined for
+ * nothing kept, or storage refused); write(person, value) keeps it, undefined forgets it.
+ */
+export function perPerson(store, key) {
+  const all = () => JSON.parse(store?.getItem(key) || "{}");
+  return {
+    read(person) {
+      try {
+        return all()[person];
+      } catch {
+        return undefined;
+      }
+    },
+    write(person, value) {
+      try {
+        const kept = all();
+        if (value === undefined) delete kept[person];
+        else kept[person] = value;
+        store?.setItem(key, JSON.stringify(kept));
+      } catch {
+        // storage refused: what was written lives as long as the page
+      }
+    },
+  };
+}
+
 const DEVICE_KEY = "livecart.device";
 const REFRESH_MARGIN_MS = 60000;
 

@@ -3,12 +3,11 @@
 // leads or was outbid, and for the winner "You won! Pay by …" with the room's payment sheet; after the close, sold,
 // unsold or awaiting payment.
 
-import { api, randomKey, retrying, storage } from "./api.js";
-import { newestCard } from "./room-state.js";
-import { $, $$, clock, h, keptImage, minorPerUnit, money, plural, sentence, text, timeOfDay, toast } from "./ui.js";
+import { api, perPerson, randomKey, retrying, storage } from "./api.js";
+import { MomentCard } from "./moment-card.js";
+import { $, clock, h, keptImage, minorPerUnit, money, plural, sentence, text, timeOfDay, toast } from "./ui.js";
 
 const EXTENDED_MS = 3000; // how long "+10 s" shows after an extension
-const WINS_KEY = "livecart.auction-wins"; // per person: their latest wins
 const KEPT_WINS = 5;
 const SIGN_IN_REASON = "Sign in to bid: we send you a code, no password needed. You pay only if you win.";
 const REFUSALS = {
@@ -18,7 +17,7 @@ const REFUSALS = {
   rate_limited: "You're bidding too fast: wait a moment.",
 };
 const SIGN_IN_CODES = new Set(["sign_in_required", "invalid_token"]);
-const local = storage("local");
+const keptWins = perPerson(storage("local"), "livecart.auction-wins"); // per person: their latest wins
 
 /**
  * The room page's auction card. `room` is the page's RoomState, `session` its Session, `now()` the server's clock;
@@ -27,30 +26,17 @@ const local = storage("local");
  * (the product card may come back). The page calls snapshot() after each snapshot, cardChanged(id) for `auction`
  * events, outbidArrived(event) and wonArrived(event) for the personal events, and tick() a few times a second.
  */
-export class Auctions {
-  constructor({ room, session, toasts, now, signIn, openSheet, closeSheets, dismissed, payHeld }) {
-    this.room = room;
-    this.session = session;
-    this.toasts = toasts;
-    this.now = now;
-    this.signIn = signIn;
-    this.openSheet = openSheet;
-    this.closeSheets = closeSheets;
-    this.onDismiss = dismissed;
+export class Auctions extends MomentCard {
+  constructor({ payHeld, ...hooks }) {
+    super(hooks, { kind: "auctions", card: "#auction-card" });
     this.payHeld = payHeld;
-    this.card = $("#auction-card");
     this.mine = new Map(); // auction id -> {leading, bid}: what this viewer's bids and outbid events said
     this.orders = new Map(); // order id -> the winner's award order as last read
     this.extensions = new Map(); // auction id -> [extensions seen, until when "+N s" shows]
     this.bidding = null; // the id of the auction a bid is being sent to
     this.refusal = null; // {auction_id, text}
-    this.dismissed = new Set();
-    this.images = new Map(); // picture URL -> its <img>, kept across renders
-    this.signature = "";
-    this.person = session.user?.id ?? null;
     this.wins = this._storedWins(); // the viewer's auction.won events, newest first: a reload can still pay
     $("#max-bid-form").addEventListener("submit", (submit) => this._maxBid(submit));
-    session.onChange((user) => this._personChanged(user));
   }
 
   // --- what the page tells us ---------------------------------------------------------------------------
@@ -89,25 +75,10 @@ export class Auctions {
     this.render();
   }
 
-  /** The card shows this product (the page's product card then steps aside). */
-  showsProduct(productId) {
-    return this._shown()?.product?.id === productId;
-  }
-
-  tick() {
-    if (this._signature() !== this.signature) {
-      this.render();
-      return;
-    }
-    const now = this.now();
-    for (const node of $$("[data-until]", this.card)) text(node, clock(Number(node.dataset.until) - now));
-  }
-
   // --- the card ------------------------------------------------------------------------------------------
 
-  _shown() {
-    const auction = newestCard(this.room.auctions);
-    return auction && !this.dismissed.has(auction.id) ? auction : null;
+  _left(ms) {
+    return clock(ms);
   }
 
   /** What the card depends on besides events: the clock running out, an extension's "+N s" going away. */
@@ -126,14 +97,9 @@ export class Auctions {
   }
 
   render() {
-    const auction = this._shown();
+    const auction = this._showing();
+    if (!auction) return;
     const card = this.card;
-    this.signature = this._signature();
-    if (!auction) {
-      card.hidden = true;
-      card.replaceChildren();
-      return;
-    }
     const state = auction.state === "open" && this.now() >= auction.ends_at ? "closing" : auction.state;
     card.hidden = false;
     card.dataset.auctionId = auction.id;
@@ -153,7 +119,7 @@ export class Auctions {
           h("h2.moment-title", {}, auction.product?.title ?? "Auction"),
           this._price(auction, state),
         ),
-        state === "open" ? this._bidButton(auction) : this._dismiss(auction),
+        state === "open" ? this._bidButton(auction) : this._dismissButton(auction),
       ),
       state === "open" ? this._standing(auction) : this._outcome(auction, state),
       refusal ? h("p.moment-alert", { role: "alert", dataset: { testid: "auction-refusal" } }, refusal) : null,
@@ -166,7 +132,7 @@ export class Auctions {
     let timer;
     if (state === "open") {
       const dataset = { until: String(auction.ends_at), testid: "auction-timer" };
-      timer = h("span.moment-timer", { dataset }, clock(auction.ends_at - this.now()));
+      timer = h("span.moment-timer", { dataset }, this._left(auction.ends_at - this.now()));
     } else {
       timer = h("span.moment-timer", {}, state === "closing" ? "Closing…" : "Closed");
     }
@@ -201,18 +167,19 @@ export class Auctions {
     );
   }
 
-  /** While open, the head's button: Bid the next minimum. */
+  /** While open, the head's button: Bid the next minimum (not while this viewer leads: Max bid raises theirs). */
   _bidButton(auction) {
     const busy = this.bidding === auction.id;
+    const leading = Boolean(this.mine.get(auction.id)?.leading);
     return h(
       "button.buy-button.moment-action",
       {
         type: "button",
-        disabled: busy,
+        disabled: busy || leading,
         dataset: { testid: "auction-bid" },
         on: { click: () => this._bid(auction, {}) },
       },
-      busy ? "Bidding…" : `Bid ${money(auction.next_bid, auction.currency)}`,
+      busy ? "Bidding…" : leading ? "Leading" : `Bid ${money(auction.next_bid, auction.currency)}`,
     );
   }
 
@@ -273,24 +240,6 @@ export class Auctions {
     else if (state === "awarded") line = `Won by ${auction.winner}: awaiting payment`;
     if (win && order) line = `Your win lapsed unpaid. ${line}`;
     return h("p.moment-outcome", { dataset: { testid: "auction-result", state } }, line);
-  }
-
-  _dismiss(auction) {
-    return h(
-      "button.moment-dismiss",
-      {
-        type: "button",
-        "aria-label": "Close",
-        on: {
-          click: () => {
-            this.dismissed.add(auction.id);
-            this.render();
-            this.onDismiss();
-          },
-        },
-      },
-      "×",
-    );
   }
 
   // --- bidding -------------------------------------------------------------------------------------------
@@ -412,24 +361,14 @@ export class Auctions {
   /** The person's wins kept in this browser, newest first (none for nobody, or where storage is refused). */
   _storedWins() {
     const person = this.session.user?.id;
-    try {
-      const all = JSON.parse(local?.getItem(WINS_KEY) || "{}");
-      return person && Array.isArray(all[person]) ? all[person] : [];
-    } catch {
-      return [];
-    }
+    const wins = person ? keptWins.read(person) : null;
+    return Array.isArray(wins) ? wins : [];
   }
 
+  /** Keep the person's wins in this browser (storage refused: they show while this page is open). */
   _storeWins() {
     const person = this.session.user?.id;
-    if (!person) return;
-    try {
-      const all = JSON.parse(local?.getItem(WINS_KEY) || "{}");
-      all[person] = this.wins;
-      local?.setItem(WINS_KEY, JSON.stringify(all));
-    } catch {
-      // storage refused: the wins show while this page is open
-    }
+    if (person) keptWins.write(person, this.wins);
   }
 
   _personChanged(user) {

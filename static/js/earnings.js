@@ -64,7 +64,7 @@ function merchantSection(entry) {
   const merchantId = entry.merchant_id ?? summary.merchant_id;
   const currency = summary.currency || entry.program?.currency || "USD";
   const section = h(
-    "section.earnings-card.merchant",
+    "section.column-card.earnings-card.merchant",
     { dataset: { merchantId }, "aria-label": `Earnings with @${merchantId}` },
     h("header.merchant-head", {}, h("h2", {}, entry.name || `@${merchantId}`), h("span.hint", {}, currency)),
     h(

@@ -4,8 +4,8 @@
 // and "Check this draw".
 
 import { api } from "./api.js";
-import { newestCard } from "./room-state.js";
-import { $, $$, clock, dayAndTime, h, keptImage, plural, sentence, text, timeOfDay, toast } from "./ui.js";
+import { MomentCard } from "./moment-card.js";
+import { $, clock, dayAndTime, h, keptImage, plural, sentence, text, timeOfDay, toast } from "./ui.js";
 
 const PROGRESS_MS = 10000; // the viewer's progress is read again this often while the giveaway is open
 const SHOWN_WINNERS = 5;
@@ -23,17 +23,9 @@ const REFUSALS = {
  * each snapshot, cardChanged() for `giveaway` events, wonArrived(event) for the personal `giveaway.won`, chatSent()
  * after the viewer's chat message went out, and tick() a few times a second.
  */
-export class Giveaways {
-  constructor({ room, session, toasts, now, signIn, openSheet, closeSheets, dismissed }) {
-    this.room = room;
-    this.session = session;
-    this.toasts = toasts;
-    this.now = now;
-    this.signIn = signIn;
-    this.openSheet = openSheet;
-    this.closeSheets = closeSheets;
-    this.onDismiss = dismissed;
-    this.card = $("#giveaway-card");
+export class Giveaways extends MomentCard {
+  constructor(hooks) {
+    super(hooks, { kind: "giveaways", card: "#giveaway-card" });
     this.progress = null; // GET /api/giveaways/{g}/me of the shown giveaway: {giveaway_id, entered, ticket, …}
     this.readAt = 0; // when the progress was last asked for (this browser's clock)
     this.reads = 0; // progress reads begun (and entries made): only the latest read's answer is kept
@@ -41,12 +33,7 @@ export class Giveaways {
     this.claims = new Map(); // giveaway id -> the claim made from this page
     this.refusal = null; // {giveaway_id, text}: why the last Enter was refused
     this.entering = false;
-    this.dismissed = new Set();
-    this.images = new Map(); // picture URL -> its <img>, kept across renders
-    this.signature = "";
-    this.person = session.user?.id ?? null;
     $("#claim-form").addEventListener("submit", (submit) => this._claim(submit));
-    session.onChange((user) => this._personChanged(user));
   }
 
   // --- what the page tells us ---------------------------------------------------------------------------
@@ -78,27 +65,16 @@ export class Giveaways {
     if (giveaway?.state === "open" && giveaway.conditions?.keyword) this._read();
   }
 
-  /** The card shows this product (the page's product card then steps aside). */
-  showsProduct(productId) {
-    return this._shown()?.product?.id === productId;
-  }
-
   tick() {
     const giveaway = this._shown();
     if (giveaway?.state === "open" && Date.now() - this.readAt > PROGRESS_MS) this._read();
-    if (this._signature() !== this.signature) {
-      this.render();
-      return;
-    }
-    const now = this.now();
-    for (const node of $$("[data-until]", this.card)) text(node, `${clock(Number(node.dataset.until) - now)} left`);
+    super.tick();
   }
 
   // --- the card ------------------------------------------------------------------------------------------
 
-  _shown() {
-    const giveaway = newestCard(this.room.giveaways);
-    return giveaway && !this.dismissed.has(giveaway.id) ? giveaway : null;
+  _left(ms) {
+    return `${clock(ms)} left`;
   }
 
   /** What the card depends on besides events: whether entries have closed by the clock. */
@@ -108,14 +84,9 @@ export class Giveaways {
   }
 
   render() {
-    const giveaway = this._shown();
+    const giveaway = this._showing();
+    if (!giveaway) return;
     const card = this.card;
-    this.signature = this._signature();
-    if (!giveaway) {
-      card.hidden = true;
-      card.replaceChildren();
-      return;
-    }
     const closing = giveaway.state === "open" && this.now() >= giveaway.ends_at;
     const state = giveaway.state === "open" ? (closing ? "drawing" : "open") : giveaway.state;
     card.hidden = false;
@@ -137,7 +108,7 @@ export class Giveaways {
         ? h(
             "span.moment-timer",
             { dataset: { until: String(giveaway.ends_at) } },
-            `${clock(giveaway.ends_at - this.now())} left`,
+            this._left(giveaway.ends_at - this.now()),
           )
         : h("span.moment-timer", {}, state === "drawing" ? "Drawing…" : "Drawn");
     return h(
@@ -162,13 +133,7 @@ export class Giveaways {
   }
 
   _action(giveaway, state, progress) {
-    if (state === "drawn") {
-      return h(
-        "button.moment-dismiss",
-        { type: "button", "aria-label": "Close", on: { click: () => this._dismiss(giveaway.id) } },
-        "×",
-      );
-    }
+    if (state === "drawn") return this._dismissButton(giveaway);
     if (progress?.entered) {
       return h(
         "span.moment-ticket",
@@ -391,12 +356,6 @@ export class Giveaways {
     } finally {
       button.disabled = false;
     }
-  }
-
-  _dismiss(id) {
-    this.dismissed.add(id);
-    this.render();
-    this.onDismiss();
   }
 
   _personChanged(user) {

@@ -2,7 +2,7 @@
 // "Open a group"), the open groups to join, the viewer's own group (its members, countdown and share link; complete,
 // or failed and refunded), and the group a shared link (?group=) opens.
 
-import { api, storage } from "./api.js";
+import { api, perPerson, storage } from "./api.js";
 import { saleStatus } from "./room-state.js";
 import { $, $$, clock, copyText, h, keptImage, money, plural, text, toast } from "./ui.js";
 
@@ -10,13 +10,12 @@ const SHOWN_OPEN = 6; // open groups listed (the board has at most 20); the list
 const SHOWN_AVATARS = 6;
 const KEPT_ORDERS = 10; // group orders remembered per person, to find their groups again after a reload
 const KEPT_CLOSED_MS = 30 * 60 * 1000; // a closed group is shown again after a reload for this long
-const ORDERS_KEY = "livecart.group-orders";
 const REFUND_CHECKS = 5; // reads of a failed group's order until it shows refunded (the refund follows at once)
 const FORMING = new Set(["pending", "open"]);
 const CLOSED = new Set(["filled", "failed", "cancelled"]);
 const STATUS_ORDER = { live: 0, scheduled: 1, sold_out: 2, ended: 3 };
 const RETRYABLE = new Set(["network", "unavailable", "rate_limited", "http_502", "http_503", "http_504"]);
-const orders = storage("local");
+const orders = perPerson(storage("local"), "livecart.group-orders"); // per person: their group orders' ids
 
 /** True for an order of a group buy (the order carries its group, or at least the group's id). */
 export function isGroupOrder(order) {
@@ -618,23 +617,13 @@ export class GroupBuys {
   }
 
   _stored(person) {
-    try {
-      const all = JSON.parse(orders?.getItem(ORDERS_KEY) || "{}");
-      return Array.isArray(all[person]) ? all[person].filter((id) => typeof id === "string") : [];
-    } catch {
-      return [];
-    }
+    const ids = orders.read(person);
+    return Array.isArray(ids) ? ids.filter((id) => typeof id === "string") : [];
   }
 
+  /** Keep the person's group orders in this browser (storage refused: the groups of this page still show). */
   _store(person, ids) {
-    try {
-      const all = JSON.parse(orders?.getItem(ORDERS_KEY) || "{}");
-      if (ids.length) all[person] = ids;
-      else delete all[person];
-      orders?.setItem(ORDERS_KEY, JSON.stringify(all));
-    } catch {
-      // storage refused: the groups of this page still show
-    }
+    orders.write(person, ids.length ? ids : undefined);
   }
 
   _personChanged(user) {

@@ -4,23 +4,9 @@
 
 import { api } from "./api.js";
 import { newestCard } from "./room-state.js";
-import {
-  $,
-  $$,
-  clock,
-  h,
-  minorPerUnit,
-  money,
-  orderNumber,
-  plural,
-  safeImage,
-  sentence,
-  text,
-  timeOfDay,
-  toast,
-} from "./ui.js";
+import { countDown, momentItem, readsSoon, rowList, startMoment } from "./studio-moments.js";
+import { $, clock, h, minorPerUnit, money, orderNumber, plural, sentence, timeOfDay, toast } from "./ui.js";
 
-const SOON_MS = 400; // a burst of `auction` events reads the bids once
 const SHOWN = 3; // the room keeps its three newest auctions
 const SHOWN_BIDS = 12;
 const STATE_LABELS = {
@@ -42,7 +28,7 @@ export function startAuctions({ session, merchantId, roomId, role, toasts, room,
   const mayBar = role === "admin";
   const bids = new Map(); // auction id -> its newest bids
   const awards = new Map(); // auction id -> its awards (the merchant's auction list)
-  const soon = new Map(); // auction id -> a timer: read its bids shortly
+  const soon = readsSoon(load); // a burst of `auction` events reads the bids once
 
   // --- the form -------------------------------------------------------------------------------------------
 
@@ -80,14 +66,10 @@ export function startAuctions({ session, merchantId, roomId, role, toasts, room,
   $("#auction-mode").addEventListener("change", modeChanged);
   modeChanged();
 
-  $("#auction-form").addEventListener("submit", async (submit) => {
+  $("#auction-form").addEventListener("submit", (submit) => {
     submit.preventDefault();
     const product = chosen();
     if (!product) return;
-    const error = $("#auction-error");
-    const button = $("#auction-start");
-    error.hidden = true;
-    button.disabled = true;
     const mode = $("#auction-mode").value;
     const body = {
       product_id: product.id,
@@ -97,19 +79,13 @@ export function startAuctions({ session, merchantId, roomId, role, toasts, room,
       unpaid: $("#auction-unpaid").value,
     };
     if (mode === "anti_snipe") body.extend_seconds = Number($("#auction-extend").value);
-    try {
-      const path = `${base}/rooms/${encodeURIComponent(roomId)}/auctions`;
-      const auction = await api(path, { method: "POST", session, body });
-      room.apply({ type: "auction", ...auction });
+    const path = `${base}/rooms/${encodeURIComponent(roomId)}/auctions`;
+    const started = (auction) => {
       const from = money(auction.starting_bid, auction.currency);
       toast(toasts, `Auction started: ${product.title} from ${from}`, { kind: "ok" });
       render();
-    } catch (problem) {
-      text(error, sentence(problem.message));
-      error.hidden = false;
-    } finally {
-      button.disabled = false;
-    }
+    };
+    startMoment("auction", { session, room, path, body, started });
   });
 
   // --- the room's auctions ------------------------------------------------------------------------------------
@@ -128,19 +104,8 @@ export function startAuctions({ session, merchantId, roomId, role, toasts, room,
     render();
   }
 
-  function readSoon(id) {
-    clearTimeout(soon.get(id));
-    soon.set(
-      id,
-      setTimeout(() => {
-        soon.delete(id);
-        load(id);
-      }, SOON_MS),
-    );
-  }
-
   function cardChanged(id) {
-    readSoon(id);
+    soon.later(id);
     const auction = room.auctions.get(id);
     if (auction && auction.state !== "open") loadBidders(); // an unpaid win is a strike
     render();
@@ -149,7 +114,7 @@ export function startAuctions({ session, merchantId, roomId, role, toasts, room,
   function render() {
     renderForm();
     const auctions = [...room.auctions.values()].sort((a, b) => b.starts_at - a.starts_at).slice(0, SHOWN);
-    for (const auction of auctions) if (!bids.has(auction.id) && !soon.has(auction.id)) readSoon(auction.id);
+    for (const auction of auctions) if (!bids.has(auction.id) && !soon.waiting(auction.id)) soon.later(auction.id);
     const running = newestCard(room.auctions)?.state === "open";
     $("#auction-start").disabled = running;
     $("#auction-running").hidden = !running;
@@ -162,25 +127,13 @@ export function startAuctions({ session, merchantId, roomId, role, toasts, room,
     const mode = auction.mode === "anti_snipe" ? `anti-snipe +${auction.extend_seconds} s` : "sudden death";
     const price = auction.price == null ? null : money(auction.price, auction.currency);
     const who = state === "open" || state === "closing" ? auction.leader : (auction.winner ?? auction.leader);
-    return h(
-      "li.sale-item.moment-item",
-      { dataset: { auctionId: auction.id, state } },
-      h(
-        "div.sale-top",
-        {},
-        h("img", { src: safeImage(auction.product?.image_url), alt: "" }),
-        h(
-          "div",
-          {},
-          h("span.title", {}, auction.product?.title),
-          h(
-            "span.meta",
-            {},
-            `from ${money(auction.starting_bid, auction.currency)} · ${mode} · ${UNPAID_LABELS[auction.unpaid]}`,
-          ),
-        ),
-        h("span.sale-status", { dataset: { testid: "auction-state" } }, STATE_LABELS[state] || state),
-      ),
+    return momentItem(
+      auction,
+      {
+        dataset: { auctionId: auction.id, state },
+        meta: `from ${money(auction.starting_bid, auction.currency)} · ${mode} · ${UNPAID_LABELS[auction.unpaid]}`,
+        status: h("span.sale-status", { dataset: { testid: "auction-state" } }, STATE_LABELS[state] || state),
+      },
       h(
         "div.sale-numbers",
         {},
@@ -197,38 +150,26 @@ export function startAuctions({ session, merchantId, roomId, role, toasts, room,
   }
 
   function awardsList(auction) {
-    const list = awards.get(auction.id) || [];
     const currency = auction.currency;
-    if (!list.length) return null;
-    return h(
-      "ul.offer-groups",
-      { dataset: { testid: "auction-awards" } },
-      ...list.map((award) =>
-        h(
-          "li.offer-group",
-          { dataset: { state: award.outcome || "offered" } },
-          h("span.group-state", {}, award.outcome || "offered"),
-          h("span.offer-group-count", {}, `Round ${award.round}: ${award.name}, ${money(award.price, currency)}`),
-          h("span.offer-when", {}, award.order_id ? `order ${orderNumber(award.order_id)}` : ""),
-        ),
+    return rowList("auction-awards", awards.get(auction.id) || [], (award) =>
+      h(
+        "li.offer-group",
+        { dataset: { state: award.outcome || "offered" } },
+        h("span.group-state", {}, award.outcome || "offered"),
+        h("span.offer-group-count", {}, `Round ${award.round}: ${award.name}, ${money(award.price, currency)}`),
+        h("span.offer-when", {}, award.order_id ? `order ${orderNumber(award.order_id)}` : ""),
       ),
     );
   }
 
   function bidsList(auction) {
-    const list = (bids.get(auction.id) || []).slice(0, SHOWN_BIDS);
-    if (!list.length) return null;
-    return h(
-      "ul.offer-groups",
-      { dataset: { testid: "auction-bids" } },
-      ...list.map((bid) =>
-        h(
-          "li.offer-group",
-          {},
-          h("span.offer-group-count", {}, money(bid.amount, auction.currency)),
-          h("span", {}, bid.proxy ? `${bid.name} (max bid)` : bid.name),
-          h("span.offer-when", {}, bid.at ? new Date(bid.at).toLocaleTimeString() : ""),
-        ),
+    return rowList("auction-bids", (bids.get(auction.id) || []).slice(0, SHOWN_BIDS), (bid) =>
+      h(
+        "li.offer-group",
+        {},
+        h("span.offer-group-count", {}, money(bid.amount, auction.currency)),
+        h("span", {}, bid.proxy ? `${bid.name} (max bid)` : bid.name),
+        h("span.offer-when", {}, bid.at ? new Date(bid.at).toLocaleTimeString() : ""),
       ),
     );
   }
@@ -283,15 +224,7 @@ export function startAuctions({ session, merchantId, roomId, role, toasts, room,
 
   /** Clocks only (no rebuild); the whole list when one ran out. */
   function tick() {
-    const at = now();
-    for (const node of $$("#auction-list [data-until]")) {
-      const left = Number(node.dataset.until) - at;
-      if (left <= 0) {
-        render();
-        return;
-      }
-      text(node, clock(left));
-    }
+    countDown("#auction-list", now, clock, render);
   }
 
   loadBidders();

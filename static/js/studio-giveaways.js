@@ -3,9 +3,9 @@
 
 import { api } from "./api.js";
 import { newestCard } from "./room-state.js";
-import { $, $$, clock, dayAndTime, h, plural, safeImage, sentence, text, timeOfDay, toast } from "./ui.js";
+import { countDown, momentItem, readsSoon, rowList, startMoment } from "./studio-moments.js";
+import { $, clock, dayAndTime, h, plural, timeOfDay, toast } from "./ui.js";
 
-const SOON_MS = 400; // a burst of `giveaway` events reads the giveaway once
 const SHOWN = 3; // the room keeps its three newest giveaways
 const STATE_LABELS = { open: "Open", drawing: "Drawing", drawn: "Drawn" };
 const WINNER_LABELS = { won: "Won", claimed: "Claimed", forfeited: "Forfeited" };
@@ -17,7 +17,7 @@ const WINNER_LABELS = { won: "Won", claimed: "Claimed", forfeited: "Forfeited" }
 export function startGiveaways({ session, merchantId, roomId, toasts, room, now, products }) {
   const base = `/api/merchants/${encodeURIComponent(merchantId)}`;
   const details = new Map(); // giveaway id -> GET …/giveaways/{g}: the card with `entrants_list` and `claims`
-  const soon = new Map(); // giveaway id -> a timer: read it shortly
+  const soon = readsSoon(load); // a burst of `giveaway` events reads the giveaway once
   const opened = new Set(); // giveaway ids whose entrant list the host opened (kept open across renders)
 
   // --- the form -------------------------------------------------------------------------------------------
@@ -30,12 +30,8 @@ export function startGiveaways({ session, merchantId, roomId, toasts, room, now,
     if (room.pinned) select.value = room.pinned.id;
   }
 
-  $("#giveaway-form").addEventListener("submit", async (submit) => {
+  $("#giveaway-form").addEventListener("submit", (submit) => {
     submit.preventDefault();
-    const error = $("#giveaway-error");
-    const button = $("#giveaway-start");
-    error.hidden = true;
-    button.disabled = true;
     const keyword = $("#giveaway-keyword").value.trim();
     const body = {
       product_id: $("#giveaway-product").value,
@@ -48,20 +44,15 @@ export function startGiveaways({ session, merchantId, roomId, toasts, room, now,
       },
       claim_seconds: Math.round(Number($("#giveaway-claim-hours").value) * 3600),
     };
-    try {
-      const path = `${base}/rooms/${encodeURIComponent(roomId)}/giveaways`;
-      const giveaway = await api(path, { method: "POST", session, body });
-      room.apply({ type: "giveaway", ...giveaway });
-      const left = clock(giveaway.ends_at - now());
-      toast(toasts, `Giveaway started: ${giveaway.product.title}, entries close in ${left}`, { kind: "ok" });
-      render();
-    } catch (problem) {
-      text(error, sentence(problem.message));
-      error.hidden = false;
-    } finally {
-      button.disabled = false;
-    }
+    const path = `${base}/rooms/${encodeURIComponent(roomId)}/giveaways`;
+    startMoment("giveaway", { session, room, path, body, started });
   });
+
+  function started(giveaway) {
+    const left = clock(giveaway.ends_at - now());
+    toast(toasts, `Giveaway started: ${giveaway.product.title}, entries close in ${left}`, { kind: "ok" });
+    render();
+  }
 
   // --- the room's giveaways --------------------------------------------------------------------------------
 
@@ -74,19 +65,8 @@ export function startGiveaways({ session, merchantId, roomId, toasts, room, now,
     render();
   }
 
-  function readSoon(id) {
-    clearTimeout(soon.get(id));
-    soon.set(
-      id,
-      setTimeout(() => {
-        soon.delete(id);
-        load(id);
-      }, SOON_MS),
-    );
-  }
-
   function cardChanged(id) {
-    readSoon(id);
+    soon.later(id);
     render();
   }
 
@@ -97,7 +77,9 @@ export function startGiveaways({ session, merchantId, roomId, toasts, room, now,
   function render() {
     renderForm();
     const giveaways = shown();
-    for (const giveaway of giveaways) if (!details.has(giveaway.id) && !soon.has(giveaway.id)) readSoon(giveaway.id);
+    for (const giveaway of giveaways) {
+      if (!details.has(giveaway.id) && !soon.waiting(giveaway.id)) soon.later(giveaway.id);
+    }
     const running = newestCard(room.giveaways)?.state === "open";
     $("#giveaway-start").disabled = running;
     $("#giveaway-running").hidden = !running;
@@ -113,21 +95,13 @@ export function startGiveaways({ session, merchantId, roomId, toasts, room, now,
       terms.keyword ? `keyword “${terms.keyword}”` : null,
       terms.watch_seconds ? `watch ${clock(terms.watch_seconds * 1000)}` : null,
     ].filter(Boolean);
-    return h(
-      "li.sale-item.moment-item",
-      { dataset: { giveawayId: giveaway.id, state } },
-      h(
-        "div.sale-top",
-        {},
-        h("img", { src: safeImage(giveaway.product?.image_url), alt: "" }),
-        h(
-          "div",
-          {},
-          h("span.title", {}, giveaway.product?.title),
-          h("span.meta", {}, `${plural(giveaway.winners_count, "winner")} · ${conditions.join(" · ")}`),
-        ),
-        h("span.sale-status", {}, STATE_LABELS[state] || state),
-      ),
+    return momentItem(
+      giveaway,
+      {
+        dataset: { giveawayId: giveaway.id, state },
+        meta: `${plural(giveaway.winners_count, "winner")} · ${conditions.join(" · ")}`,
+        status: h("span.sale-status", {}, STATE_LABELS[state] || state),
+      },
       h(
         "div.sale-numbers",
         {},
@@ -150,26 +124,22 @@ export function startGiveaways({ session, merchantId, roomId, toasts, room, now,
     return h(
       "div.moment-winners-block",
       {},
-      h(
-        "ul.offer-groups",
-        { dataset: { testid: "giveaway-winners" } },
-        ...winners.map((winner) => {
-          const claim = claims.get(winner.rank);
-          return h(
-            "li.offer-group",
-            { dataset: { ticket: winner.ticket, state: winner.state } },
-            h("span.group-state", {}, WINNER_LABELS[winner.state] || winner.state),
-            h("span.offer-group-count", {}, `#${winner.rank} ${winner.name} · ${winner.ticket}`),
-            claim
-              ? h(
-                  "span.offer-members.moment-claim",
-                  { dataset: { testid: "giveaway-claim" } },
-                  [claim.name, claim.address, claim.phone].filter(Boolean).join(" · "),
-                )
-              : null,
-          );
-        }),
-      ),
+      rowList("giveaway-winners", winners, (winner) => {
+        const claim = claims.get(winner.rank);
+        return h(
+          "li.offer-group",
+          { dataset: { ticket: winner.ticket, state: winner.state } },
+          h("span.group-state", {}, WINNER_LABELS[winner.state] || winner.state),
+          h("span.offer-group-count", {}, `#${winner.rank} ${winner.name} · ${winner.ticket}`),
+          claim
+            ? h(
+                "span.offer-members.moment-claim",
+                { dataset: { testid: "giveaway-claim" } },
+                [claim.name, claim.address, claim.phone].filter(Boolean).join(" · "),
+              )
+            : null,
+        );
+      }),
       h("a.button-link", { href: check, target: "_blank", rel: "noopener" }, "Check this draw"),
     );
   }
@@ -182,17 +152,13 @@ export function startGiveaways({ session, merchantId, roomId, toasts, room, now,
       "details.moment-entrants",
       { open: opened.has(giveaway.id), on: { toggle } },
       h("summary", {}, `Entrants (${entrants.length})`),
-      h(
-        "ul.offer-groups",
-        {},
-        ...entrants.map((entrant) =>
-          h(
-            "li.offer-group",
-            {},
-            h("span.offer-group-count", {}, entrant.name),
-            h("span.draw-hash", {}, entrant.ticket),
-            h("span.offer-when", {}, entrant.entered_at ? dayAndTime(entrant.entered_at) : ""),
-          ),
+      rowList(null, entrants, (entrant) =>
+        h(
+          "li.offer-group",
+          {},
+          h("span.offer-group-count", {}, entrant.name),
+          h("span.draw-hash", {}, entrant.ticket),
+          h("span.offer-when", {}, entrant.entered_at ? dayAndTime(entrant.entered_at) : ""),
         ),
       ),
     );
@@ -200,15 +166,7 @@ export function startGiveaways({ session, merchantId, roomId, toasts, room, now,
 
   /** Countdowns only (no rebuild); the whole list when one ran out. */
   function tick() {
-    const at = now();
-    for (const node of $$("#giveaway-list [data-until]")) {
-      const left = Number(node.dataset.until) - at;
-      if (left <= 0) {
-        render();
-        return;
-      }
-      text(node, `Ends in ${clock(left)}`);
-    }
+    countDown("#giveaway-list", now, (left) => `Ends in ${clock(left)}`, render);
   }
 
   return { render, cardChanged, tick };

@@ -188,6 +188,8 @@ def test_a_giveaway_and_an_auction_from_the_studio_to_two_phones(
     # A bids the starting bid and leads.
     ana_auction.locator("[data-testid=auction-bid]").click()
     expect(ana_auction.locator("[data-testid=auction-mine]")).to_have_text("You're winning")
+    expect(ana_auction.locator("[data-testid=auction-bid]")).to_have_text("Leading")  # no bidding against oneself
+    expect(ana_auction.locator("[data-testid=auction-bid]")).to_be_disabled()
     expect(bo_auction.locator("[data-testid=auction-price]")).to_have_text("$20.00")
     expect(bo_auction.locator("[data-testid=auction-leader]")).to_have_text(ana_name)
 
