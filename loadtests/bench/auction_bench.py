@@ -59,9 +59,7 @@ import itertools
 import math
 import os
 import platform
-import resource
 import secrets
-import statistics
 import sys
 import time
 from collections import Counter
@@ -74,9 +72,10 @@ import httpx
 import orjson
 import uvloop
 
-from loadtests.bench import purchase_bench, wsclient
+from loadtests.bench import chat, cpu, figures, purchase_bench, wsclient
 from loadtests.support import smoke, table, tokens
-from loadtests.support.server import HOST, ROOT, ServerProcess, running
+from loadtests.support.server import HOST, ServerProcess, running
+from loadtests.support.viewers import Viewers, raise_open_files
 from server.protocol import Role
 
 MERCHANT, ROOM, PRODUCT = "demo", "demo", "mug"
@@ -100,9 +99,7 @@ SMOKE = {
 # Every client is 127.0.0.1 and the bidders bid far faster than people: the bid and chat limits are raised as
 # LOOPBACK_LIMITS raises the per-address ones; a short auction for the smoke (docstring).
 ENV = {"LIMIT_BIDS": "1000000/1", "CHAT_RATE_COUNT": "1000000", "AUCTION_MIN_SECONDS": "1"}
-CHAT_PER_SOCKET = 5.0  # chat messages/s of one chatter's socket: half what the server allows one socket
 END_MARGIN_SECONDS = 1.0  # the auction ends this long after the bidders stop: none is refused auction_closed
-CPU_PROGRAMS = ("server", "redis", "postgres", "client", "others")
 COLUMNS = (
     "workers",
     "phase",
@@ -117,11 +114,7 @@ COLUMNS = (
     "chat p50 / p99 ms",
     "cards/s at a viewer",
     "lost",
-    "server CPU %",
-    "Redis CPU %",
-    "PostgreSQL CPU %",
-    "client CPU %",
-    "others CPU %",
+    *cpu.COLUMNS,
 )
 
 JSON_HEADERS = "\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
@@ -161,6 +154,15 @@ class Storm:
     bids: list[Bid] = field(default_factory=list)  # every 201 of the bid phase, the warm-up's too
     errors: list[str] = field(default_factory=list)
     sent: int = 0  # requests written in the measured seconds
+
+    def answered(self, kind: str, status: int, latency: float, measured: bool) -> None:
+        """A request answered (`kind`: its status and outcome or error code) after `latency` ms."""
+        self.answers_all[kind] += 1
+        if measured:
+            self.sent += 1
+            self.answers[kind] += 1
+            self.latencies.append(latency)
+            (self.accepted_latencies if status == 201 else self.refused_latencies).append(latency)
 
 
 class Market:
@@ -281,12 +283,7 @@ async def bidder(
                 kind = f"{status} {error.get('code')}"
                 if error.get("code") == "too_low":
                     market.too_low(next_bid_of(error))
-            storm.answers_all[kind] += 1
-            if measured:
-                storm.sent += 1
-                storm.answers[kind] += 1
-                storm.latencies.append(latency)
-                (storm.accepted_latencies if status == 201 else storm.refused_latencies).append(latency)
+            storm.answered(kind, status, latency, measured)
     except (ConnectionError, asyncio.IncompleteReadError) as exc:
         storm.errors.append(f"bidder {number}: {exc!r}")
     finally:
@@ -315,62 +312,15 @@ async def purchaser(
             status, body = await read_answer(reader)
             latency = 1000 * (time.perf_counter() - started)
             kind = f"{status} held" if status == 201 else f"{status} {error_of(body).get('code')}"
-            storm.answers_all[kind] += 1
-            if measured:
-                storm.sent += 1
-                storm.answers[kind] += 1
-                storm.latencies.append(latency)
-                (storm.accepted_latencies if status == 201 else storm.refused_latencies).append(latency)
+            storm.answered(kind, status, latency, measured)
     except (ConnectionError, asyncio.IncompleteReadError) as exc:
         storm.errors.append(f"purchaser: {exc!r}")
     finally:
         writer.close()
 
 
-@dataclass
-class Viewers:
-    """The load generator's viewer processes."""
-
-    processes: list[asyncio.subprocess.Process]
-
-    async def tell(self, command: bytes) -> None:
-        for process in self.processes:
-            assert process.stdin is not None
-            process.stdin.write(command + b"\n")
-            await process.stdin.drain()
-
-    async def report(self, until_ms: float) -> list[dict[str, Any]]:
-        """What the viewers saw: the chat stamped before `until_ms` (ms since the epoch), the rest until now."""
-        await self.tell(b"report %.1f" % until_ms)
-        results = []
-        for process in self.processes:
-            assert process.stdout is not None
-            results.append(orjson.loads(await asyncio.wait_for(process.stdout.readline(), 120)))
-        return results
-
-
-async def start_viewers(args: argparse.Namespace, server: ServerProcess, count: int) -> tuple[Viewers, int, float]:
-    """--clients processes sharing `count` guest viewers; the processes, how many got in, in how many seconds."""
-    started = time.monotonic()
-    shares = [count // args.clients + (1 if i < count % args.clients else 0) for i in range(args.clients)]
-    processes = [
-        await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "loadtests.bench.auction_viewers", "--port", str(server.port), "--room", ROOM,
-            f"--secret={server.secret}", "--count", str(share), "--sampled", str(args.sampled // args.clients),
-            cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**28,
-        )
-        for share in shares
-    ]  # fmt: skip
-    connected = 0
-    for process in processes:
-        assert process.stdout is not None
-        line = (await asyncio.wait_for(process.stdout.readline(), 600)).split()
-        connected += int(line[1])
-    return Viewers(processes), connected, time.monotonic() - started
-
-
-class Chat:
-    """The chatters' sockets (signed-in members) in the bench's process: they chat, stamped, and read every frame."""
+class Chatters:
+    """The chatters' sockets (signed-in members) in the bench's process: they chat (chat.send) and read every frame."""
 
     def __init__(self, args: argparse.Namespace, server: ServerProcess) -> None:
         self.args = args
@@ -380,8 +330,7 @@ class Chat:
         self.closed: list[str] = []
 
     async def open(self) -> None:
-        for index in range(chatters(self.args)):
-            token = tokens.buyer(self.server.secret, f"u_chatter{index}", f"Chatter {index}")
+        for index, token in enumerate(chat.chatter_tokens(self.server.secret, self.args.chat)):
             reader, writer = await wsclient.connect(HOST, self.server.port, f"/ws/rooms/{ROOM}", token)
             await wsclient.read_frame(reader)  # the snapshot
             self.writers.append(writer)
@@ -393,47 +342,15 @@ class Chat:
             while True:
                 opcode, payload = await wsclient.read_frame(reader)
                 if opcode == 0x9:
-                    writer.write(bytes([0x8A, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
+                    writer.write(wsclient.pong_frame(payload))
                 elif opcode == 0x8:
-                    self.closed.append(f"{name}: {int.from_bytes(payload[:2], 'big') if payload else 1005}")
+                    self.closed.append(f"{name}: {wsclient.close_code(payload)}")
                     return
         except (asyncio.IncompleteReadError, ConnectionError):
             self.closed.append(f"{name}: connection lost")
 
     async def close(self) -> None:
-        for task in self.readers:
-            task.cancel()
-        await asyncio.gather(*self.readers, return_exceptions=True)
-        for writer in self.writers:
-            writer.close()
-
-    async def run(self, stop: asyncio.Event, stamps: list[float]) -> None:
-        """Chat at --chat messages/s from the chatters in turn, each text stamped with its send time (each stamp
-        added to `stamps`), until `stop`."""
-        loop = asyncio.get_running_loop()
-        start, sent = loop.time(), 0
-        while not stop.is_set():
-            delay = start + sent / self.args.chat - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif delay < -1 / self.args.chat:  # this process stalled: go on from now, never a burst (4029)
-                start -= delay
-            writers = [writer for writer in self.writers if not writer.is_closing()]
-            if not writers:
-                return
-            stamp = round(time.time() * 1000, 1)
-            stamps.append(stamp)
-            text = f"bench chat {stamp:.1f}"
-            writers[sent % len(writers)].write(wsclient.text_frame(orjson.dumps({"type": "chat.send", "text": text})))
-            sent += 1
-
-
-def chatters(args: argparse.Namespace) -> int:
-    return max(1, math.ceil(float(args.chat) / CHAT_PER_SOCKET))
-
-
-def ms(values: list[float], fraction: float) -> float | None:
-    return round(wsclient.percentile(values, fraction), 1) if values else None
+        await wsclient.close(self.readers, self.writers)
 
 
 def staleness(bids: list[Bid], arrivals: list[list[list[float]]]) -> tuple[list[float], list[float], int]:
@@ -550,7 +467,7 @@ async def run_phase(
     args: argparse.Namespace,
     server: ServerProcess,
     viewers: Viewers,
-    chat: Chat,
+    chatters: Chatters,
     host: httpx.AsyncClient,
     name: str,
     bidder_tokens: list[str],
@@ -581,12 +498,9 @@ async def run_phase(
         ]
     pacing = asyncio.create_task(pace.run(connections))
     stamps: list[float] = []
-    chatting = asyncio.create_task(chat.run(stop, stamps))
+    chatting = asyncio.create_task(chat.send(chatters.writers, args.chat, stop, stamps))
     await asyncio.sleep(args.warmup)
-    tree = server.tree()
-    client_pids = [os.getpid(), *(process.pid for process in viewers.processes)]
-    cpu_before = purchase_bench.cpu_seconds(tree.web + tree.redis + tree.postgres + client_pids)
-    machine_before = purchase_bench.machine_busy_seconds()
+    meter = cpu.Meter.start(server, [os.getpid(), *viewers.pids])
     since_ms = round(time.time() * 1000, 1)
     measuring.set()
     await viewers.tell(b"measure %.1f" % since_ms)  # the chat stamped from since_ms on is timed
@@ -597,9 +511,7 @@ async def run_phase(
     pace.measuring = False
     until_ms = round(time.time() * 1000, 1)
     elapsed = time.monotonic() - started
-    tree = server.tree()
-    cpu_after = purchase_bench.cpu_seconds(tree.web + tree.redis + tree.postgres + client_pids)
-    machine = purchase_bench.machine_busy_seconds() - machine_before
+    cpu_percent = meter.percent(elapsed)
     stop.set()
     await pacing
     await chatting
@@ -609,7 +521,7 @@ async def run_phase(
     if name == "bid":
         final = await closed_card(host, card["id"], args.timeout)
         await asyncio.sleep(0.5)  # the last tick's card on its way to the viewers
-        reports = await viewers.report(until_ms)
+        reports = await viewers.report(b"report %.1f" % until_ms, 120)
         checks = audit_auction(storm, final, reports)
         checks["recorded"] = await recorded_bids(server, card["id"], int(final.get("bids") or 0), args.timeout)
         checks["recorded_ok"] = checks["recorded"]["bids"] == checks["recorded"]["seqs"] == final.get(
@@ -617,19 +529,11 @@ async def run_phase(
         ) and checks["recorded"]["highest"] == (final.get("price") or 0)
     else:
         await asyncio.sleep(0.5)
-        reports = await viewers.report(until_ms)
+        reports = await viewers.report(b"report %.1f" % until_ms, 120)
         audit = (await host.get(f"/api/merchants/{MERCHANT}/sales/{sale_id}/invariant")).json()
         checks = {"invariant": audit, "invariant_ok": bool(audit.get("ok"))}
     settled = await settle(server, args.timeout)
 
-    cpu = {pid: used - cpu_before.get(pid, 0.0) for pid, used in cpu_after.items()}
-    programs = {
-        "server": sum(cpu.get(pid, 0.0) for pid in tree.web),
-        "redis": sum(cpu.get(pid, 0.0) for pid in tree.redis),
-        "postgres": sum(cpu.get(pid, 0.0) for pid in tree.postgres),
-        "client": sum(cpu.get(pid, 0.0) for pid in client_pids),
-    }
-    programs["others"] = machine - sum(programs.values())
     chat_ms = [value for report in reports for value in report["chat_ms"]]
     from_answer, from_send, unseen = staleness(storm.bids, [seen for r in reports for seen in r["arrivals"]])
     accepted = sum(count for kind, count in storm.answers.items() if kind.startswith("201"))
@@ -655,29 +559,29 @@ async def run_phase(
         "answers_all": dict(storm.answers_all.most_common()),
         "unexpected_answers": unexpected,
         "connection_errors": storm.errors[:10],
-        "p50_ms": ms(storm.latencies, 0.50),
-        "p99_ms": ms(storm.latencies, 0.99),
-        "accepted_p99_ms": ms(storm.accepted_latencies, 0.99),
-        "refused_p99_ms": ms(storm.refused_latencies, 0.99),
-        "stale_answer_p50_ms": ms(from_answer, 0.50),
-        "stale_answer_p99_ms": ms(from_answer, 0.99),
-        "stale_send_p50_ms": ms(from_send, 0.50),
-        "stale_send_p99_ms": ms(from_send, 0.99),
+        "p50_ms": figures.ms(storm.latencies, 0.50),
+        "p99_ms": figures.ms(storm.latencies, 0.99),
+        "accepted_p99_ms": figures.ms(storm.accepted_latencies, 0.99),
+        "refused_p99_ms": figures.ms(storm.refused_latencies, 0.99),
+        "stale_answer_p50_ms": figures.ms(from_answer, 0.50),
+        "stale_answer_p99_ms": figures.ms(from_answer, 0.99),
+        "stale_send_p50_ms": figures.ms(from_send, 0.50),
+        "stale_send_p99_ms": figures.ms(from_send, 0.99),
         "stale_send_max_ms": round(max(from_send), 1) if from_send else None,
         "stale_samples": len(from_send),
         "unseen": unseen,
         "chat_sent": chat_sent,
         "chat_samples": len(chat_ms),
         "chat_expected": chat_sent * sampled,
-        "chat_p50_ms": ms(chat_ms, 0.50),
-        "chat_p99_ms": ms(chat_ms, 0.99),
+        "chat_p50_ms": figures.ms(chat_ms, 0.50),
+        "chat_p99_ms": figures.ms(chat_ms, 0.99),
         "cards_per_s_at_viewer": cards_per_s if name == "bid" else None,
         "out_of_order": sum(report["out_of_order"] for report in reports),
         "viewer_frames_per_s": round(sum(report["frames"] for report in reports) / elapsed),
         "viewers_closed": sum(report["closed"] for report in reports),
         "settled_s": settled,
         **checks,
-        **{f"{program}_cpu_percent": round(100 * used / elapsed) for program, used in programs.items()},
+        **cpu_percent,
     }
 
 
@@ -713,61 +617,53 @@ async def run_server(args: argparse.Namespace, workers: int) -> dict[str, Any]:
         host_token = tokens.staff(server.secret, MERCHANT, Role.HOST, "Bench Host")
         bidder_tokens = [tokens.buyer(server.secret, f"u_bidder{i}", f"Bidder {i}") for i in range(args.bidders)]
         buyer_tokens = [tokens.buyer(server.secret, f"b{i}") for i in range(args.buyers)]
-        chat = Chat(args, server)
-        guests = args.viewers - chatters(args)
-        viewers, connected, connect_s = await start_viewers(args, server, guests)
+        chatters = Chatters(args, server)
+        guests = args.viewers - chat.chatters(args.chat)
+        viewers = await Viewers.start("loadtests.bench.auction_viewers", server, ROOM, guests, args.clients,
+                                      args.sampled)  # fmt: skip
         headers = {"Authorization": f"Bearer {host_token}"}
         try:
-            await chat.open()
-            print(f"{workers} worker(s): {connected + len(chat.writers):,} sockets in the room in {connect_s:.0f} s",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            await chatters.open()
+            print(f"{workers} worker(s): {viewers.connected + len(chatters.writers):,} sockets in the room in "
+                  f"{viewers.seconds:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
             await asyncio.sleep(1)
             async with httpx.AsyncClient(base_url=server.base_url, headers=headers, timeout=60) as host:
                 for number in range(1, args.rounds + 1):
                     for name in PHASES if number % 2 else tuple(reversed(PHASES)):
-                        figures = await run_phase(args, server, viewers, chat, host, name, bidder_tokens, buyer_tokens)
-                        phases.append({"workers": workers, "round": number, **figures})
+                        phase = await run_phase(
+                            args, server, viewers, chatters, host, name, bidder_tokens, buyer_tokens
+                        )
+                        phases.append({"workers": workers, "round": number, **phase})
                         print(
-                            f"{workers} worker(s), round {number}/{args.rounds}, {name}: {figures['requests_per_s']:,} "
-                            f"requests/s, {figures['accepted_per_s']:,} accepted/s, p99 {figures['p99_ms']} ms, "
-                            f"chat p99 {figures['chat_p99_ms']} ms"
+                            f"{workers} worker(s), round {number}/{args.rounds}, {name}: {phase['requests_per_s']:,} "
+                            f"requests/s, {phase['accepted_per_s']:,} accepted/s, p99 {phase['p99_ms']} ms, "
+                            f"chat p99 {phase['chat_p99_ms']} ms"
                             + (
-                                f", on screen p99 {figures['stale_send_p99_ms']} ms from send, bids "
-                                f"{figures['final']['bids']} of {figures['accepted_all']} accepted"
+                                f", on screen p99 {phase['stale_send_p99_ms']} ms from send, bids "
+                                f"{phase['final']['bids']} of {phase['accepted_all']} accepted"
                                 if name == "bid"
                                 else ""
                             )
-                            + f", others CPU {figures['others_cpu_percent']}%",
+                            + f", others CPU {phase['others_cpu_percent']}%",
                             file=sys.stderr,
                             flush=True,
                         )
         finally:
-            await viewers.tell(b"quit")
-            for process in viewers.processes:
-                await process.wait()
-            await chat.close()
+            await viewers.quit()
+            await chatters.close()
     return {
         "workers": workers,
-        "guests_connected": connected,
-        "connect_seconds": round(connect_s, 1),
-        "closed": chat.closed,
+        "guests_connected": viewers.connected,
+        "connect_seconds": round(viewers.seconds, 1),
+        "closed": chatters.closed,
         "phases": phases,
     }
-
-
-def _median(values: list[Any]) -> float | None:
-    present = [value for value in values if value is not None]
-    return round(statistics.median(present), 1) if present else None
-
-
-def _ratio(top: float | None, bottom: float | None) -> float | None:
-    return round(top / bottom, 2) if top is not None and bottom else None
 
 
 FIGURES = (
     "offered_per_s", "requests_per_s", "accepted_per_s", "p50_ms", "p99_ms", "accepted_p99_ms", "refused_p99_ms",
     "stale_answer_p50_ms", "stale_answer_p99_ms", "stale_send_p50_ms", "stale_send_p99_ms", "chat_p50_ms",
-    "chat_p99_ms", "cards_per_s_at_viewer", *(f"{program}_cpu_percent" for program in CPU_PROGRAMS),
+    "chat_p99_ms", "cards_per_s_at_viewer", *(f"{program}_cpu_percent" for program in cpu.PROGRAMS),
 )  # fmt: skip
 
 
@@ -780,7 +676,7 @@ def summarize(phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for name in PHASES:
             line: dict[str, Any] = {"workers": workers, "phase": name, "rounds": len(mine[name])}
             for figure in FIGURES:
-                line[figure] = _median([phase[figure] for phase in mine[name]])
+                line[figure] = figures.median([phase[figure] for phase in mine[name]])
             line["requests_per_s_each"] = [phase["requests_per_s"] for phase in mine[name]]
             line["p99_ms_each"] = [phase["p99_ms"] for phase in mine[name]]
             line["stale_send_max_ms"] = max((p["stale_send_max_ms"] or 0 for p in mine[name]), default=None)
@@ -797,22 +693,22 @@ def summarize(phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
         by_round = {(p["round"], p["phase"]): p for p in phases if p["workers"] == workers}
         rounds = sorted({p["round"] for p in phases if p["workers"] == workers})
         bid["ratios"] = {
-            "bid_p99_over_purchase_p99": _ratio(bid["p99_ms"], purchase["p99_ms"]),
-            "bid_rate_over_purchase_rate": _ratio(bid["requests_per_s"], purchase["requests_per_s"]),
-            "stale_p99_over_chat_p99": _ratio(bid["stale_send_p99_ms"], bid["chat_p99_ms"]),
-            "chat_during_bids_over_purchases": _ratio(bid["chat_p99_ms"], purchase["chat_p99_ms"]),
+            "bid_p99_over_purchase_p99": figures.ratio(bid["p99_ms"], purchase["p99_ms"]),
+            "bid_rate_over_purchase_rate": figures.ratio(bid["requests_per_s"], purchase["requests_per_s"]),
+            "stale_p99_over_chat_p99": figures.ratio(bid["stale_send_p99_ms"], bid["chat_p99_ms"]),
+            "chat_during_bids_over_purchases": figures.ratio(bid["chat_p99_ms"], purchase["chat_p99_ms"]),
             "each": [
                 {
-                    "bid_p99_over_purchase_p99": _ratio(
+                    "bid_p99_over_purchase_p99": figures.ratio(
                         by_round[r, "bid"]["p99_ms"], by_round[r, "purchase"]["p99_ms"]
                     ),
-                    "bid_rate_over_purchase_rate": _ratio(
+                    "bid_rate_over_purchase_rate": figures.ratio(
                         by_round[r, "bid"]["requests_per_s"], by_round[r, "purchase"]["requests_per_s"]
                     ),
-                    "stale_p99_over_chat_p99": _ratio(
+                    "stale_p99_over_chat_p99": figures.ratio(
                         by_round[r, "bid"]["stale_send_p99_ms"], by_round[r, "bid"]["chat_p99_ms"]
                     ),
-                    "chat_during_bids_over_purchases": _ratio(
+                    "chat_during_bids_over_purchases": figures.ratio(
                         by_round[r, "bid"]["chat_p99_ms"], by_round[r, "purchase"]["chat_p99_ms"]
                     ),
                 }
@@ -897,7 +793,7 @@ def report(result: dict[str, Any]) -> str:
             pair(line["chat_p50_ms"], line["chat_p99_ms"]),
             line["cards_per_s_at_viewer"],
             line["lost"],
-            *(line[f"{program}_cpu_percent"] for program in CPU_PROGRAMS),
+            *(line[f"{program}_cpu_percent"] for program in cpu.PROGRAMS),
         ]
         for line in result["summary"]
     ]
@@ -976,7 +872,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "bidders": args.bidders,
         "rate": args.rate,
         "chat": args.chat,
-        "chatters": chatters(args),
+        "chatters": chat.chatters(args.chat),
         "timeout": args.timeout,
         "summary": summarize([phase for server in servers for phase in server["phases"]]),
         "servers": servers,
@@ -1011,14 +907,11 @@ def main(argv: list[str] | None = None) -> None:
         args.worker_counts = [int(count) for count in str(args.workers).split(",")]
     except ValueError:
         parser.error("--workers takes worker counts, comma-separated: 1,2")
-    if args.viewers <= chatters(args) or args.bidders < 2 or args.chat <= 0 or args.rate < 0:
+    if args.viewers <= chat.chatters(args.chat) or args.bidders < 2 or args.chat <= 0 or args.rate < 0:
         parser.error("--viewers must hold the chatters and guests; --bidders >= 2; --chat > 0; --rate >= 0")
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_open_files()
     result = uvloop.run(run(args))
-    smoke.emit(result, args.json, report)
-    if failures(result):
-        sys.exit(1)
+    smoke.emit(result, args.json, report, failures)
 
 
 if __name__ == "__main__":

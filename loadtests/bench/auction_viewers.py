@@ -24,31 +24,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
-import resource
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import uvloop
 
-from loadtests.bench import wsclient
-from loadtests.support import tokens
+from loadtests.bench import chat, wsclient
+from loadtests.support import viewers
 
-CHAT_STAMP = re.compile(rb"bench chat (\d+\.\d+)")
 AUCTION = b'"type":"auction"'
 
 
 @dataclass
-class Counts:
-    connected: int = 0
-    closed: int = 0
-    close_codes: dict[int, int] = field(default_factory=dict)
-    sampled: int = 0  # connected viewers that note every card's arrival and time the chat
-    frames: int = 0
+class Counts(viewers.Counts):
     watched: str = ""  # the auction whose cards are noted
     since_ms: float = 0.0  # chat stamped before this is not timed (sent before the measured seconds)
     cards: int = 0  # cards of the watched auction, at every viewer
@@ -57,25 +47,19 @@ class Counts:
     viewers: list[_Viewer] = field(default_factory=list)
 
 
-class _Viewer(wsclient.RawSocket):
+class _Viewer(wsclient.CountingSocket):
     """A guest's room socket, read straight from its bytes: frames, the watched auction's cards, chat stamps."""
 
+    counts: Counts
+
     def __init__(self, counts: Counts, sampled: bool, path: str, host: str, token: str) -> None:
-        super().__init__(path, host, token)
-        self.counts = counts
-        self.sampled = sampled
-        self.first = True
+        super().__init__(counts, sampled, path, host, token)
         self.highest = 0  # the highest version of the watched auction's card shown to this viewer
         self.arrivals: list[tuple[int, float]] = []  # sampled: (version, arrival ms) of each card, in arrival order
+        counts.viewers.append(self)
 
-    def frame(self, buffer: bytearray, start: int, end: int) -> None:
+    def event(self, buffer: bytearray, start: int, end: int) -> None:
         counts = self.counts
-        counts.frames += 1
-        if self.first:  # the snapshot (its recent chat is old news; no auction is running yet)
-            self.first = False
-            counts.connected += 1
-            counts.sampled += self.sampled
-            return
         now = time.time() * 1000
         if buffer.find(AUCTION, start, end) >= 0:
             for item in orjson.loads(bytes(buffer[start:end])).get("events", ()):
@@ -89,73 +73,30 @@ class _Viewer(wsclient.RawSocket):
                     if self.sampled:
                         self.arrivals.append((version, now))
         if self.sampled:
-            for stamp in CHAT_STAMP.findall(buffer, start, end):
+            for stamp in chat.STAMP.findall(buffer, start, end):
                 if float(stamp) >= counts.since_ms:
                     counts.chat.append((float(stamp), now - float(stamp)))
 
-    def finished(self, code: int | None) -> None:
-        self.counts.closed += 1
-        if code is not None:
-            self.counts.close_codes[code] = self.counts.close_codes.get(code, 0) + 1
 
-
-async def viewer(args: argparse.Namespace, counts: Counts, sampled: bool, stop: asyncio.Event) -> None:
-    """A guest of its own (the room counts people, not sockets) in the room until `stop` or the server closes it."""
-    loop = asyncio.get_running_loop()
-    token = tokens.guest(args.secret)
-    path, host = f"/ws/rooms/{args.room}", f"{args.host}:{args.port}"
-    transport, protocol = await loop.create_connection(
-        lambda: _Viewer(counts, sampled, path, host, token), args.host, args.port
-    )
-    counts.viewers.append(protocol)
-    stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait([protocol.done, stopping], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopping.cancel()
-        transport.close()
-
-
-def report(counts: Counts, frames: int, usage: resource.struct_rusage, until_ms: float) -> dict[str, Any]:
-    after = resource.getrusage(resource.RUSAGE_SELF)
+def report(counts: Counts, until_ms: float) -> dict[str, Any]:
+    figures = counts.report()
     connected = [viewer for viewer in counts.viewers if not viewer.first]
     return {
-        "frames": counts.frames - frames,
+        **figures,
         "chat_ms": [latency for stamp, latency in counts.chat if stamp < until_ms],
-        "connected": counts.connected,
-        "sampled": counts.sampled,
-        "closed": counts.closed,
-        "close_codes": counts.close_codes,
         "cards": counts.cards,
         "out_of_order": counts.out_of_order,
         # the highest version each viewer was shown, counted: {version: viewers}
         "highest": dict(Counter(viewer.highest for viewer in connected)),
         "arrivals": [viewer.arrivals for viewer in connected if viewer.sampled],
-        "cpu_seconds": (after.ru_utime + after.ru_stime) - (usage.ru_utime + usage.ru_stime),
     }
 
 
 async def main(args: argparse.Namespace) -> None:
     counts = Counts()
     stop = asyncio.Event()
-    gate = asyncio.Semaphore(100)
-    every = max(1, args.count // max(args.sampled, 1))
-
-    async def one(index: int) -> None:
-        async with gate:
-            task = asyncio.ensure_future(viewer(args, counts, args.sampled > 0 and index % every == 0, stop))
-            await asyncio.sleep(0.001)
-        await task
-
-    viewers = [asyncio.create_task(one(index)) for index in range(args.count)]
-    while counts.connected + counts.closed < args.count:
-        await asyncio.sleep(0.1)
-    print(f"connected {counts.connected} {counts.closed}", flush=True)
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=2**20)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    frames, usage = 0, resource.getrusage(resource.RUSAGE_SELF)
-    while (command := (await reader.readline()).strip()) not in (b"quit", b""):
+    sockets = await wsclient.guests(args, counts, _Viewer, stop)
+    async for command in viewers.commands():
         if command.startswith(b"watch "):
             counts.watched = command.split()[1].decode()
             counts.cards = counts.out_of_order = 0
@@ -165,25 +106,11 @@ async def main(args: argparse.Namespace) -> None:
         elif command.startswith(b"measure "):
             counts.since_ms = float(command.split()[1])
             counts.chat = [(stamp, latency) for stamp, latency in counts.chat if stamp >= counts.since_ms]
-            frames, usage = counts.frames, resource.getrusage(resource.RUSAGE_SELF)
+            counts.measure()
         elif command.startswith(b"report "):
-            result = report(counts, frames, usage, float(command.split()[1]))
-            sys.stdout.write(orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS).decode() + "\n")
-            sys.stdout.flush()
-    stop.set()
-    for task in viewers:
-        task.cancel()
-    await asyncio.gather(*viewers, return_exceptions=True)
+            viewers.answer(report(counts, float(command.split()[1])))
+    await viewers.leave(sockets, stop)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--room", required=True)
-    parser.add_argument("--secret", required=True, help="the server's SECRET_KEY: each viewer gets a guest token")
-    parser.add_argument("--count", type=int, required=True)
-    parser.add_argument("--sampled", type=int, default=50, help="viewers of this process that note every card")
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    uvloop.run(main(parser.parse_args()))  # the load generator must stay cheaper than the server
+    viewers.run(main, 50, "viewers of this process that note every card")

@@ -66,7 +66,7 @@ import orjson
 import uvloop
 from redis.asyncio import Redis
 
-from loadtests.bench import purchase_bench, wsclient
+from loadtests.bench import cpu, purchase_bench, wsclient
 from loadtests.support import smoke, table, tokens
 from loadtests.support.server import HOST, ServerProcess, running
 from server import keys
@@ -110,13 +110,8 @@ COLUMNS = (
     "stock updates/s at a viewer",
     "longest stock gap ms",
     "feed caught up after s",
-    "server CPU %",
-    "Redis CPU %",
-    "PostgreSQL CPU %",
-    "client CPU %",
-    "others CPU %",
+    *cpu.COLUMNS,
 )
-CPU_PROGRAMS = ("server", "redis", "postgres", "client", "others")
 
 PAY_BODY = b'{"card_number":"4242424242424242"}'  # the sandbox's approved test card
 JSON_HEADERS = b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
@@ -652,7 +647,7 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     (run["stock_gap_max_ms"] for run in mine if run["stock_gap_max_ms"] is not None), default=None
                 ),
                 **{
-                    f"{program}_cpu_percent": round(_median(mine, f"{program}_cpu_percent")) for program in CPU_PROGRAMS
+                    f"{program}_cpu_percent": round(_median(mine, f"{program}_cpu_percent")) for program in cpu.PROGRAMS
                 },
                 "granted": sum(run["granted"] for run in mine),
                 "refused": sum(run["refused"] for run in mine),
@@ -721,7 +716,7 @@ def report(result: dict[str, Any]) -> str:
             line["stock_updates_per_s_at_viewer_median"],
             line["stock_gap_max_ms"],
             line["feed_caught_up_s_max"],
-            *(line[f"{program}_cpu_percent"] for program in CPU_PROGRAMS),
+            *(line[f"{program}_cpu_percent"] for program in cpu.PROGRAMS),
         ]
         for line in result["summary"]
     ]
@@ -823,9 +818,7 @@ def main(argv: list[str] | None = None) -> None:
     args = smoke.parse(parser, SMOKE, argv)
     args.argv = sys.argv[1:] if argv is None else argv
     result = uvloop.run(run(args))
-    smoke.emit(result, args.json, report)
-    if failures(result):
-        sys.exit(1)
+    smoke.emit(result, args.json, report, failures)
 
 
 if __name__ == "__main__":

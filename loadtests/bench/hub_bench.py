@@ -25,7 +25,8 @@ from redis.asyncio import Redis
 
 from loadtests.bench import wsclient
 from loadtests.support import procstat, smoke, table, tokens
-from loadtests.support.server import HOST, ROOT, ServerProcess, running
+from loadtests.support.server import HOST, ServerProcess, running
+from loadtests.support.viewers import Viewers, raise_open_files
 from server.protocol import event
 from server.rooms.record import RoomRecords
 
@@ -119,22 +120,9 @@ async def measure(args: argparse.Namespace, server: ServerProcess, *, baseline: 
     await asyncio.sleep(1)
     web, redis_pids = server.tree()
     rss_before = sum(procstat.rss_bytes(pid) for pid in web)
-    started = time.monotonic()
-    shares = [args.viewers // args.clients + (1 if i < args.viewers % args.clients else 0) for i in range(args.clients)]
-    groups = [
-        await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "loadtests.bench.hub_viewers", "--port", str(port), "--room", room_id,
-            f"--secret={server.secret}", "--count", str(share), "--sampled", str(args.sampled // args.clients),
-            cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**26,
-        )
-        for share in shares
-    ]  # fmt: skip
-    connected = 0
-    for group in groups:
-        assert group.stdout is not None
-        line = (await asyncio.wait_for(group.stdout.readline(), 300)).split()
-        connected += int(line[1])
-    connect_seconds = time.monotonic() - started
+    viewers = await Viewers.start("loadtests.bench.hub_viewers", server, room_id, args.viewers, args.clients,
+                                  args.sampled)  # fmt: skip
+    connected, connect_seconds = viewers.connected, viewers.seconds
     await asyncio.sleep(3)
     web, redis_pids = server.tree()
     rss_idle = sum(procstat.rss_bytes(pid) for pid in web)
@@ -144,10 +132,7 @@ async def measure(args: argparse.Namespace, server: ServerProcess, *, baseline: 
     load_stop = asyncio.Event()
     cpu_before = {pid: procstat.cpu_seconds(pid) for pid in web + redis_pids}
     client_before = resource.getrusage(resource.RUSAGE_SELF)
-    for group in groups:
-        assert group.stdin is not None
-        group.stdin.write(b"measure\n")
-        await group.stdin.drain()
+    await viewers.tell(b"measure")
     t0 = time.monotonic()
     load: list[asyncio.Task[int]] = []
     if not baseline:
@@ -159,13 +144,13 @@ async def measure(args: argparse.Namespace, server: ServerProcess, *, baseline: 
     await asyncio.sleep(args.seconds)
     load_stop.set()
     results = []
-    for group in groups:
+    for group in viewers.processes:
         assert group.stdin is not None and group.stdout is not None
         group.stdin.write(b"stop\n")
         await group.stdin.drain()
         results.append(orjson.loads(await asyncio.wait_for(group.stdout.readline(), 60)))
     elapsed = time.monotonic() - t0
-    for group in groups:
+    for group in viewers.processes:
         await group.wait()
     frames = sum(result["frames"] for result in results)
     client_after = resource.getrusage(resource.RUSAGE_SELF)
@@ -222,8 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline", action="store_true", help="then measure a bare websockets.broadcast() server")
     parser.add_argument("--json", type=Path, help="also write the figures here, as JSON")
     args = smoke.parse(parser, SMOKE, argv)
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_open_files()
     results = asyncio.run(run(args))
     smoke.emit(results, args.json, report)
 

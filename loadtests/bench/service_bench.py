@@ -49,13 +49,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import os
 import platform
 import random
-import resource
 import secrets
-import statistics
 import sys
 import time
 from collections import Counter, deque
@@ -66,9 +63,10 @@ from typing import Any
 import orjson
 import uvloop
 
-from loadtests.bench import purchase_bench, wsclient
+from loadtests.bench import chat, cpu, figures, purchase_bench, wsclient
 from loadtests.support import smoke, table, tokens
-from loadtests.support.server import HOST, ROOT, ServerProcess, running
+from loadtests.support.server import HOST, ServerProcess, running
+from loadtests.support.viewers import Viewers, raise_open_files
 from server.protocol import Role
 
 MERCHANT, ROOM = "demo", "demo"
@@ -93,7 +91,6 @@ ENV = {
     "LIMIT_SERVICE_STAFF": "1000000/1",
     "CHAT_RATE_COUNT": "1000000",
 }
-CHAT_PER_SOCKET = 5.0  # chat messages/s of one chatter's socket: half what the server allows one socket (above)
 SERVICE = b'"type":"service.'
 COLUMNS = (
     "phase",
@@ -111,13 +108,8 @@ COLUMNS = (
     "sent (201)",
     "lost",
     "leaked",
-    "server CPU %",
-    "Redis CPU %",
-    "PostgreSQL CPU %",
-    "client CPU %",
-    "others CPU %",
+    *cpu.COLUMNS,
 )
-CPU_PROGRAMS = ("server", "redis", "postgres", "client", "others")
 
 
 @dataclass
@@ -155,9 +147,7 @@ class Bench:
             tokens.staff(server.secret, MERCHANT, Role.HOST, f"Bench Host {i}") for i in range(1, args.staff)
         ]
         self.buyer_tokens = [tokens.buyer(server.secret, f"u_bench{i}", f"Buyer {i}") for i in range(args.buyers)]
-        self.chatter_tokens = [
-            tokens.buyer(server.secret, f"u_chatter{i}", f"Chatter {i}") for i in range(chatters(args))
-        ]
+        self.chatter_tokens = chat.chatter_tokens(server.secret, args.chat)
         self.staff_names = [f"staff{i}" for i in range(args.staff)]
         self.thread_of: dict[int, str] = {}  # buyer -> their thread with the shop (from a 201)
         self.waiting: deque[int] = deque()  # buyers whose question was answered 201 and not yet by the staff
@@ -184,11 +174,7 @@ class Bench:
             self.listeners.append(asyncio.create_task(self.listen(reader, writer, name, buyer)))
 
     async def close_sockets(self) -> None:
-        for task in self.listeners:
-            task.cancel()
-        await asyncio.gather(*self.listeners, return_exceptions=True)
-        for writer in self.writers:
-            writer.close()
+        await wsclient.close(self.listeners, self.writers)
 
     async def listen(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, name: str, buyer: int | None
@@ -198,11 +184,11 @@ class Bench:
         try:
             while True:
                 opcode, payload = await wsclient.read_frame(reader)
-                if opcode == 0x9:  # a masked pong (a zero mask) with the same payload
-                    writer.write(bytes([0x8A, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
+                if opcode == 0x9:
+                    writer.write(wsclient.pong_frame(payload))
                     continue
                 if opcode == 0x8:
-                    self.closed.append(f"{name}: {int.from_bytes(payload[:2], 'big') if payload else 1005}")
+                    self.closed.append(f"{name}: {wsclient.close_code(payload)}")
                     return
                 if SERVICE not in payload:
                     continue
@@ -239,24 +225,6 @@ class Bench:
         return self.staff_names if sent.kind == "question" else [f"buyer{sent.buyer}"]
 
     # --- the load ---------------------------------------------------------------------------------
-
-    async def chat(self, stop: asyncio.Event) -> int:
-        """Chat at --chat messages/s from the chatters in turn, each text stamped with its send time; how many."""
-        loop = asyncio.get_running_loop()
-        start, sent = loop.time(), 0
-        while not stop.is_set():
-            delay = start + sent / self.args.chat - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif delay < -1 / self.args.chat:  # this process stalled: go on from now, never a burst (4029)
-                start -= delay
-            writers = [writer for writer in self.chat_writers if not writer.is_closing()]
-            if not writers:
-                return sent  # every chatter closed (the failures say by what)
-            text = f"bench chat {time.time() * 1000:.1f}"
-            writers[sent % len(writers)].write(wsclient.text_frame(orjson.dumps({"type": "chat.send", "text": text})))
-            sent += 1
-        return sent
 
     async def private(self, stop: asyncio.Event, connections: asyncio.Queue[Connection]) -> None:
         """--rate messages/s, questions and answers in turn, each on a connection of the pool, not awaiting each."""
@@ -338,47 +306,6 @@ class Connection:
         return cls(reader, writer)
 
 
-@dataclass
-class Viewers:
-    """The load generator's viewer processes."""
-
-    processes: list[asyncio.subprocess.Process]
-
-    async def tell(self, command: bytes) -> None:
-        for process in self.processes:
-            assert process.stdin is not None
-            process.stdin.write(command + b"\n")
-            await process.stdin.drain()
-
-    async def report(self) -> list[dict[str, Any]]:
-        await self.tell(b"report")
-        results = []
-        for process in self.processes:
-            assert process.stdout is not None
-            results.append(orjson.loads(await asyncio.wait_for(process.stdout.readline(), 60)))
-        return results
-
-
-async def start_viewers(args: argparse.Namespace, server: ServerProcess, count: int) -> tuple[Viewers, int, float]:
-    """--clients processes sharing `count` guest viewers; the processes, how many got in, in how many seconds."""
-    started = time.monotonic()
-    shares = [count // args.clients + (1 if i < count % args.clients else 0) for i in range(args.clients)]
-    processes = [
-        await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "loadtests.bench.service_viewers", "--port", str(server.port), "--room", ROOM,
-            f"--secret={server.secret}", "--count", str(share), "--sampled", str(args.sampled // args.clients),
-            cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**26,
-        )
-        for share in shares
-    ]  # fmt: skip
-    connected = 0
-    for process in processes:
-        assert process.stdout is not None
-        line = (await asyncio.wait_for(process.stdout.readline(), 600)).split()
-        connected += int(line[1])
-    return Viewers(processes), connected, time.monotonic() - started
-
-
 async def loop_lag(stop: asyncio.Event, lags: list[float]) -> None:
     """How late this process's event loop wakes from a 10 ms sleep (it times every arrival)."""
     loop = asyncio.get_running_loop()
@@ -386,15 +313,6 @@ async def loop_lag(stop: asyncio.Event, lags: list[float]) -> None:
         before = loop.time()
         await asyncio.sleep(0.01)
         lags.append(1000 * (loop.time() - before - 0.01))
-
-
-def chatters(args: argparse.Namespace) -> int:
-    """The chatters' sockets: enough for --chat messages/s at CHAT_PER_SOCKET each."""
-    return max(1, math.ceil(float(args.chat) / CHAT_PER_SOCKET))
-
-
-def ms(values: list[float], fraction: float) -> float | None:
-    return round(wsclient.percentile(values, fraction), 1) if values else None
 
 
 async def run_phase(bench: Bench, viewers: Viewers, name: str, seconds: float) -> dict[str, Any]:
@@ -406,23 +324,18 @@ async def run_phase(bench: Bench, viewers: Viewers, name: str, seconds: float) -
     if name != "chat":
         for _ in range(args.connections):
             connections.put_nowait(await Connection.open(server.port))
-    tree = server.tree()
-    client_pids = [os.getpid(), *(process.pid for process in viewers.processes)]
-    cpu_before = purchase_bench.cpu_seconds(tree.web + tree.redis + tree.postgres + client_pids)
-    machine_before = purchase_bench.machine_busy_seconds()
+    meter = cpu.Meter.start(server, [os.getpid(), *viewers.pids])
     stop, lag_stop = asyncio.Event(), asyncio.Event()
     lags: list[float] = []
     lagging = asyncio.create_task(loop_lag(lag_stop, lags))
     started = time.monotonic()
-    chat = asyncio.create_task(bench.chat(stop))
+    chatting = asyncio.create_task(chat.send(bench.chat_writers, args.chat, stop))
     private = asyncio.create_task(bench.private(stop, connections)) if name != "chat" else None
     await asyncio.sleep(seconds)
     stop.set()
-    chat_sent = await chat
+    chat_sent = await chatting
     elapsed = time.monotonic() - started
-    tree = server.tree()
-    cpu_after = purchase_bench.cpu_seconds(tree.web + tree.redis + tree.postgres + client_pids)
-    machine = purchase_bench.machine_busy_seconds() - machine_before
+    cpu_percent = meter.percent(elapsed)
     if private is not None:
         await private  # every request answered (or failed)
     deadline = time.monotonic() + args.timeout
@@ -437,14 +350,6 @@ async def run_phase(bench: Bench, viewers: Viewers, name: str, seconds: float) -
     while not connections.empty():
         connections.get_nowait().writer.close()
 
-    cpu = {pid: used - cpu_before.get(pid, 0.0) for pid, used in cpu_after.items()}
-    programs = {
-        "server": sum(cpu.get(pid, 0.0) for pid in tree.web),
-        "redis": sum(cpu.get(pid, 0.0) for pid in tree.redis),
-        "postgres": sum(cpu.get(pid, 0.0) for pid in tree.postgres),
-        "client": sum(cpu.get(pid, 0.0) for pid in client_pids),
-    }
-    programs["others"] = machine - sum(programs.values())
     questions = [sent for sent in phase.sent.values() if sent.kind == "question"]
     answers = [sent for sent in phase.sent.values() if sent.kind == "answer"]
 
@@ -471,8 +376,8 @@ async def run_phase(bench: Bench, viewers: Viewers, name: str, seconds: float) -
         "chat_sent": chat_sent,
         "chat_samples": len(chat_ms),
         "chat_expected": chat_sent * sum(report["sampled"] for report in reports),
-        "chat_p50_ms": ms(chat_ms, 0.50),
-        "chat_p99_ms": ms(chat_ms, 0.99),
+        "chat_p50_ms": figures.ms(chat_ms, 0.50),
+        "chat_p99_ms": figures.ms(chat_ms, 0.99),
         "chat_max_ms": round(max(chat_ms), 1) if chat_ms else None,
         "sent": len(phase.sent),
         "sent_per_s": round(len(phase.sent) / elapsed, 1),
@@ -480,17 +385,17 @@ async def run_phase(bench: Bench, viewers: Viewers, name: str, seconds: float) -
         "statuses": dict(statuses),
         "questions": len(questions),
         "answers": len(answers),
-        "question_p50_ms": ms(question_ms, 0.50),
-        "question_p99_ms": ms(question_ms, 0.99),
-        "answer_p50_ms": ms(answer_ms, 0.50),
-        "answer_p99_ms": ms(answer_ms, 0.99),
-        "private_p50_ms": ms(private_ms, 0.50),
-        "private_p99_ms": ms(private_ms, 0.99),
+        "question_p50_ms": figures.ms(question_ms, 0.50),
+        "question_p99_ms": figures.ms(question_ms, 0.99),
+        "answer_p50_ms": figures.ms(answer_ms, 0.50),
+        "answer_p99_ms": figures.ms(answer_ms, 0.99),
+        "private_p50_ms": figures.ms(private_ms, 0.50),
+        "private_p99_ms": figures.ms(private_ms, 0.99),
         "private_max_ms": round(max(private_ms), 1) if private_ms else None,
-        "http_question_p50_ms": ms([s.http_ms for s in questions if s.http_ms is not None], 0.50),
-        "http_question_p99_ms": ms([s.http_ms for s in questions if s.http_ms is not None], 0.99),
-        "http_answer_p50_ms": ms([s.http_ms for s in answers if s.http_ms is not None], 0.50),
-        "http_answer_p99_ms": ms([s.http_ms for s in answers if s.http_ms is not None], 0.99),
+        "http_question_p50_ms": figures.ms([s.http_ms for s in questions if s.http_ms is not None], 0.50),
+        "http_question_p99_ms": figures.ms([s.http_ms for s in questions if s.http_ms is not None], 0.99),
+        "http_answer_p50_ms": figures.ms([s.http_ms for s in answers if s.http_ms is not None], 0.50),
+        "http_answer_p99_ms": figures.ms([s.http_ms for s in answers if s.http_ms is not None], 0.99),
         "lost": len(lost),
         "lost_tags": lost[:20],
         "leaked_to_guests": leaked_guests,
@@ -502,8 +407,8 @@ async def run_phase(bench: Bench, viewers: Viewers, name: str, seconds: float) -
         "strays": phase.strays,
         "viewer_frames_per_s": round(sum(report["frames"] for report in reports) / elapsed),
         "viewers_closed": sum(report["closed"] for report in reports),
-        "client_loop_lag_p99_ms": ms(lags, 0.99),
-        **{f"{program}_cpu_percent": round(100 * used / elapsed) for program, used in programs.items()},
+        "client_loop_lag_p99_ms": figures.ms(lags, 0.99),
+        **cpu_percent,
     }
 
 
@@ -512,45 +417,44 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     phases: list[dict[str, Any]] = []
     with running(workers=args.workers, env=ENV) as server:
         bench = Bench(args, server)
-        guests = args.viewers - args.staff - args.buyers - chatters(args)
-        viewers, connected, connect_s = await start_viewers(args, server, guests)
+        guests = args.viewers - args.staff - args.buyers - chat.chatters(args.chat)
+        viewers = await Viewers.start("loadtests.bench.service_viewers", server, ROOM, guests, args.clients,
+                                      args.sampled)  # fmt: skip
         try:
             await bench.open_sockets()
-            print(f"{connected + len(bench.writers):,} sockets in the room in {connect_s:.0f} s",
+            print(f"{viewers.connected + len(bench.writers):,} sockets in the room in {viewers.seconds:.0f} s",
                   file=sys.stderr, flush=True)  # fmt: skip
             await asyncio.sleep(2)
             warmup = await run_phase(bench, viewers, "warm-up", args.warmup)
             for number in range(1, args.rounds + 1):
                 for name in PHASES if number % 2 else tuple(reversed(PHASES)):
-                    figures = await run_phase(bench, viewers, name, args.seconds)
-                    phases.append({"round": number, **figures})
+                    phase = await run_phase(bench, viewers, name, args.seconds)
+                    phases.append({"round": number, **phase})
                     print(
-                        f"round {number}/{args.rounds}, {name}: chat p99 {figures['chat_p99_ms']} ms"
+                        f"round {number}/{args.rounds}, {name}: chat p99 {phase['chat_p99_ms']} ms"
                         + (
-                            f", private p99 {figures['private_p99_ms']} ms ({figures['answered_201']:,} sent 201), "
-                            f"lost {figures['lost']}"
+                            f", private p99 {phase['private_p99_ms']} ms ({phase['answered_201']:,} sent 201), "
+                            f"lost {phase['lost']}"
                             if name == "private"
                             else ""
                         )
-                        + f", leaked {figures['leaked']}, others CPU {figures['others_cpu_percent']}%",
+                        + f", leaked {phase['leaked']}, others CPU {phase['others_cpu_percent']}%",
                         file=sys.stderr,
                         flush=True,
                     )
         finally:
-            await viewers.tell(b"quit")
-            for process in viewers.processes:
-                await process.wait()
+            await viewers.quit()
             await bench.close_sockets()
     return {
         "command": "python -m loadtests.bench.service_bench " + " ".join(args.argv),
         "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, {platform.platform()}",
         "workers": args.workers,
         "viewers": args.viewers,
-        "guests_connected": connected,
-        "connect_seconds": round(connect_s, 1),
+        "guests_connected": viewers.connected,
+        "connect_seconds": round(viewers.seconds, 1),
         "staff": args.staff,
         "buyers": args.buyers,
-        "chatters": chatters(args),
+        "chatters": chat.chatters(args.chat),
         "rate": args.rate,
         "chat": args.chat,
         "timeout": args.timeout,
@@ -559,15 +463,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "summary": summarize(phases),
         "phases": phases,
     }
-
-
-def _median(values: list[float | None]) -> float | None:
-    present = [value for value in values if value is not None]
-    return round(statistics.median(present), 1) if present else None
-
-
-def _ratio(top: float | None, bottom: float | None) -> float | None:
-    return round(top / bottom, 2) if top is not None and bottom else None
 
 
 def summarize(phases: list[dict[str, Any]]) -> dict[str, Any]:
@@ -581,9 +476,9 @@ def summarize(phases: list[dict[str, Any]]) -> dict[str, Any]:
             "chat_p50_ms", "chat_p99_ms", "sent_per_s", "question_p50_ms", "question_p99_ms", "answer_p50_ms",
             "answer_p99_ms", "private_p50_ms", "private_p99_ms", "http_question_p50_ms", "http_question_p99_ms",
             "http_answer_p50_ms", "http_answer_p99_ms", "client_loop_lag_p99_ms",
-            *(f"{program}_cpu_percent" for program in CPU_PROGRAMS),
+            *(f"{program}_cpu_percent" for program in cpu.PROGRAMS),
         ):  # fmt: skip
-            line[figure] = _median([phase[figure] for phase in mine])
+            line[figure] = figures.median([phase[figure] for phase in mine])
         line["chat_p99_ms_each"] = [phase["chat_p99_ms"] for phase in mine]
         line["private_p99_ms_each"] = [phase["private_p99_ms"] for phase in mine]
         line["private_max_ms"] = max((p["private_max_ms"] for p in mine if p["private_max_ms"] is not None),
@@ -598,15 +493,16 @@ def summarize(phases: list[dict[str, Any]]) -> dict[str, Any]:
     rounds = sorted({phase["round"] for phase in phases})
     return {
         "lines": [chat, private],
-        "private_over_chat": _ratio(private["private_p99_ms"], private["chat_p99_ms"]),
-        "questions_over_chat": _ratio(private["question_p99_ms"], private["chat_p99_ms"]),
-        "answers_over_chat": _ratio(private["answer_p99_ms"], private["chat_p99_ms"]),
+        "private_over_chat": figures.ratio(private["private_p99_ms"], private["chat_p99_ms"]),
+        "questions_over_chat": figures.ratio(private["question_p99_ms"], private["chat_p99_ms"]),
+        "answers_over_chat": figures.ratio(private["answer_p99_ms"], private["chat_p99_ms"]),
         "private_over_chat_each": [
-            _ratio(by_round[r, "private"]["private_p99_ms"], by_round[r, "private"]["chat_p99_ms"]) for r in rounds
+            figures.ratio(by_round[r, "private"]["private_p99_ms"], by_round[r, "private"]["chat_p99_ms"])
+            for r in rounds
         ],
-        "chat_cost": _ratio(private["chat_p99_ms"], chat["chat_p99_ms"]),
+        "chat_cost": figures.ratio(private["chat_p99_ms"], chat["chat_p99_ms"]),
         "chat_cost_each": [
-            _ratio(by_round[r, "private"]["chat_p99_ms"], by_round[r, "chat"]["chat_p99_ms"]) for r in rounds
+            figures.ratio(by_round[r, "private"]["chat_p99_ms"], by_round[r, "chat"]["chat_p99_ms"]) for r in rounds
         ],
     }
 
@@ -662,7 +558,7 @@ def report(result: dict[str, Any]) -> str:
             line["answered_201"] if line["phase"] != "chat" else None,
             line["lost"],
             line["leaked"],
-            *(line[f"{program}_cpu_percent"] for program in CPU_PROGRAMS),
+            *(line[f"{program}_cpu_percent"] for program in cpu.PROGRAMS),
         ]
         for line in summary["lines"]
     ]
@@ -728,14 +624,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, help="also write every phase and the summary here, as JSON")
     args = smoke.parse(parser, SMOKE, argv)
     args.argv = sys.argv[1:] if argv is None else argv
-    if args.viewers < args.staff + args.buyers + chatters(args) or args.staff < 1 or args.buyers < 1 or args.chat <= 0:
+    if (
+        args.viewers < args.staff + args.buyers + chat.chatters(args.chat)
+        or args.staff < 1
+        or args.buyers < 1
+        or args.chat <= 0
+    ):
         parser.error("--viewers must hold --staff (>= 1), --buyers (>= 1) and the chatters; --chat must be > 0")
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_open_files()
     result = uvloop.run(run(args))
-    smoke.emit(result, args.json, report)
-    if failures(result):
-        sys.exit(1)
+    smoke.emit(result, args.json, report, failures)
 
 
 if __name__ == "__main__":

@@ -19,131 +19,47 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
-import resource
-import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
-import orjson
-import uvloop
+from loadtests.bench import chat, wsclient
+from loadtests.support import viewers
 
-from loadtests.bench import wsclient
-from loadtests.support import tokens
-
-CHAT_STAMP = re.compile(rb"bench chat (\d+\.\d+)")
 SERVICE = b'"type":"service.'
 
 
 @dataclass
-class Counts:
-    connected: int = 0
-    closed: int = 0
-    close_codes: dict[int, int] = field(default_factory=dict)
-    sampled: int = 0  # connected viewers that time the chat
-    frames: int = 0
+class Counts(viewers.Counts):
     leaked: int = 0  # service.* events that reached a guest
     chat_ms: list[float] = field(default_factory=list)  # the sampled viewers' chat latencies
 
 
-class _Viewer(wsclient.RawSocket):
+class _Viewer(wsclient.CountingSocket):
     """A guest's room socket, read straight from its bytes: frames, leaks, chat stamps."""
 
-    def __init__(self, counts: Counts, sampled: bool, path: str, host: str, token: str) -> None:
-        super().__init__(path, host, token)
-        self.counts = counts
-        self.sampled = sampled
-        self.first = True
+    counts: Counts
 
-    def frame(self, buffer: bytearray, start: int, end: int) -> None:
+    def event(self, buffer: bytearray, start: int, end: int) -> None:
         counts = self.counts
-        counts.frames += 1
-        if self.first:  # the snapshot (its recent chat is old news)
-            self.first = False
-            counts.connected += 1
-            counts.sampled += self.sampled
-            return
         counts.leaked += buffer.count(SERVICE, start, end)
         if self.sampled:
             now = time.time() * 1000
-            counts.chat_ms.extend(now - float(stamp) for stamp in CHAT_STAMP.findall(buffer, start, end))
-
-    def finished(self, code: int | None) -> None:
-        self.counts.closed += 1
-        if code is not None:
-            self.counts.close_codes[code] = self.counts.close_codes.get(code, 0) + 1
-
-
-async def viewer(args: argparse.Namespace, counts: Counts, sampled: bool, stop: asyncio.Event) -> None:
-    """A guest of its own (the room counts people, not sockets) in the room until `stop` or the server closes it."""
-    loop = asyncio.get_running_loop()
-    token = tokens.guest(args.secret)
-    path, host = f"/ws/rooms/{args.room}", f"{args.host}:{args.port}"
-    transport, protocol = await loop.create_connection(
-        lambda: _Viewer(counts, sampled, path, host, token), args.host, args.port
-    )
-    stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait([protocol.done, stopping], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopping.cancel()
-        transport.close()
+            counts.chat_ms.extend(now - float(stamp) for stamp in chat.STAMP.findall(buffer, start, end))
 
 
 async def main(args: argparse.Namespace) -> None:
     counts = Counts()
     stop = asyncio.Event()
-    gate = asyncio.Semaphore(100)
-    every = max(1, args.count // max(args.sampled, 1))
-
-    async def one(index: int) -> None:
-        async with gate:
-            task = asyncio.ensure_future(viewer(args, counts, args.sampled > 0 and index % every == 0, stop))
-            await asyncio.sleep(0.001)
-        await task
-
-    viewers = [asyncio.create_task(one(index)) for index in range(args.count)]
-    while counts.connected + counts.closed < args.count:
-        await asyncio.sleep(0.1)
-    print(f"connected {counts.connected} {counts.closed}", flush=True)
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    frames, usage = 0, resource.getrusage(resource.RUSAGE_SELF)
-    while (command := (await reader.readline()).strip()) not in (b"quit", b""):
+    sockets = await wsclient.guests(args, counts, _Viewer, stop)
+    async for command in viewers.commands():
         if command == b"measure":
             counts.chat_ms.clear()
             counts.leaked = 0
-            frames, usage = counts.frames, resource.getrusage(resource.RUSAGE_SELF)
+            counts.measure()
         elif command == b"report":
-            after = resource.getrusage(resource.RUSAGE_SELF)
-            result = {
-                "frames": counts.frames - frames,
-                "leaked": counts.leaked,
-                "chat_ms": counts.chat_ms,
-                "connected": counts.connected,
-                "sampled": counts.sampled,
-                "closed": counts.closed,
-                "close_codes": counts.close_codes,
-                "cpu_seconds": (after.ru_utime + after.ru_stime) - (usage.ru_utime + usage.ru_stime),
-            }
-            sys.stdout.write(orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS).decode() + "\n")
-            sys.stdout.flush()
-    stop.set()
-    for task in viewers:
-        task.cancel()
-    await asyncio.gather(*viewers, return_exceptions=True)
+            viewers.answer({**counts.report(), "leaked": counts.leaked, "chat_ms": counts.chat_ms})
+    await viewers.leave(sockets, stop)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--room", required=True)
-    parser.add_argument("--secret", required=True, help="the server's SECRET_KEY: each viewer gets a guest token")
-    parser.add_argument("--count", type=int, required=True)
-    parser.add_argument("--sampled", type=int, default=100, help="viewers of this process that time the chat")
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    uvloop.run(main(parser.parse_args()))  # the load generator must stay cheaper than the server
+    viewers.run(main, 100, "viewers of this process that time the chat")

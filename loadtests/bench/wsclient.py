@@ -2,10 +2,12 @@
 
 A full client library saturates its own core before the server does; this one only reads frame
 headers, except for the connections chosen to measure latency, which decode each frame's events.
+The viewer processes (loadtests.support.viewers) fill a room with `guests`: CountingSockets, counting into their Counts.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import os
@@ -15,17 +17,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from loadtests.support import tokens, viewers
+from loadtests.support.viewers import Counts
+
 _EVENT_TS = re.compile(rb'"ts":(\d+)')
 
 
 @dataclass
-class Stats:
-    connected: int = 0
-    frames: int = 0
+class Stats(Counts):
+    """hub_viewers' counts: also the bytes, and the sampled viewers' event delays."""
+
     bytes: int = 0
     latencies_ms: list[float] = field(default_factory=list)
-    closed: int = 0
-    close_codes: dict[int, int] = field(default_factory=dict)
 
 
 def auth_frame(token: str) -> bytes:
@@ -54,6 +57,15 @@ async def connect(
     return reader, writer
 
 
+async def close(readers: list[asyncio.Task[None]], writers: list[asyncio.StreamWriter]) -> None:
+    """Close sockets opened with `connect`: the tasks reading them cancelled and awaited, then their writers."""
+    for task in readers:
+        task.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
+    for writer in writers:
+        writer.close()
+
+
 async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     """One whole server frame (servers never mask): (opcode, payload)."""
     head = await reader.readexactly(2)
@@ -77,6 +89,16 @@ def text_frame(payload: bytes) -> bytes:
         header = struct.pack("!BBQ", 0x81, 0x80 | 127, length)
     masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
     return header + mask + masked
+
+
+def pong_frame(payload: bytes) -> bytes:
+    """The answer to a server's ping: a masked pong (a zero mask) with the ping's payload."""
+    return bytes([0x8A, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
+
+
+def close_code(payload: bytes) -> int:
+    """A close frame's code (1005: none given)."""
+    return int.from_bytes(payload[:2], "big") if payload else 1005
 
 
 class RawSocket(asyncio.Protocol):
@@ -142,7 +164,7 @@ class RawSocket(asyncio.Protocol):
                 self._finish(int.from_bytes(buffer[start : start + 2], "big") if length >= 2 else 1005)
                 return
             if opcode == 0x9:  # ping: a masked pong with the same payload
-                self.transport.write(bytes([0x8A, 0x80 | length]) + b"\0\0\0\0" + bytes(buffer[start:at]))
+                self.transport.write(pong_frame(bytes(buffer[start:at])))
                 continue
             self.frame(buffer, start, at)
         del buffer[:at]
@@ -154,45 +176,83 @@ class RawSocket(asyncio.Protocol):
         self.transport.close()
 
 
-class _Viewer(RawSocket):
-    """Counts a server's frames: no coroutine, no copy per frame; the measured ones' event delays."""
+class CountingSocket(RawSocket):
+    """A viewer process's socket, counting into its Counts: every frame, the first (the snapshot) as connected (and
+    sampled), the close and its code; each later frame handed to `event(buffer, start, end)`."""
 
-    def __init__(self, stats: Stats, measure: bool, path: str, host: str, token: str) -> None:
+    def __init__(self, counts: Counts, sampled: bool, path: str, host: str, token: str) -> None:
         super().__init__(path, host, token)
-        self.stats = stats
-        self.measure = measure
+        self.counts = counts
+        self.sampled = sampled
         self.first = True
 
     def frame(self, buffer: bytearray, start: int, end: int) -> None:
-        self.stats.frames += 1
-        self.stats.bytes += end - start
-        if self.first:
+        counts = self.counts
+        counts.frames += 1
+        if self.first:  # the snapshot
             self.first = False
-            self.stats.connected += 1
-        elif self.measure:
-            now = time.time() * 1000
-            stamps = _EVENT_TS.findall(buffer, start, end)[1:]  # the frame's own ts first, then its events'
-            self.stats.latencies_ms.extend(now - int(stamp) for stamp in stamps)
+            counts.connected += 1
+            counts.sampled += self.sampled
+            return
+        self.event(buffer, start, end)
+
+    def event(self, buffer: bytearray, start: int, end: int) -> None:
+        """A frame after the snapshot: buffer[start:end]."""
 
     def finished(self, code: int | None) -> None:
-        self.stats.closed += 1
+        self.counts.closed += 1
         if code is not None:
-            self.stats.close_codes[code] = self.stats.close_codes.get(code, 0) + 1
+            self.counts.close_codes[code] = self.counts.close_codes.get(code, 0) + 1
 
 
-async def viewer(host: str, port: int, path: str, token: str, stats: Stats, measure: bool, stop: asyncio.Event) -> None:
-    """Count frames until `stop`; when `measure`, record each event's delay from its server timestamp
-    (the first frame, the snapshot, is only counted)."""
+async def guests(
+    args: argparse.Namespace,
+    counts: Counts,
+    socket: type[CountingSocket],
+    stop: asyncio.Event,
+    sampled: int | None = None,
+) -> list[asyncio.Task[None]]:
+    """A viewer process's --count viewers of --room (its command line: loadtests.support.viewers.run), each a guest
+    of its own (the room counts people, not sockets) on a `socket` counting into `counts`, until `stop` or the server
+    closes it; --sampled of them (or `sampled`) sampled. Their tasks, once every one is in or was refused."""
+    path, host = f"/ws/rooms/{args.room}", f"{args.host}:{args.port}"
+
+    async def guest(sampled: bool) -> None:
+        await stay(socket(counts, sampled, path, host, tokens.guest(args.secret)), args.host, args.port, stop)
+
+    return await viewers.crowd(counts, args.count, args.sampled if sampled is None else sampled, guest)
+
+
+async def stay(socket: RawSocket, host: str, port: int, stop: asyncio.Event) -> None:
+    """Connect `socket` and keep it until `stop` or the server closes it."""
     loop = asyncio.get_running_loop()
-    transport, protocol = await loop.create_connection(
-        lambda: _Viewer(stats, measure, path, f"{host}:{port}", token), host, port
-    )
-    stopping = asyncio.ensure_future(stop.wait())
+    transport, _ = await loop.create_connection(lambda: socket, host, port)
+    stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
     try:
-        await asyncio.wait([protocol.done, stopping], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([socket.done, stopping], return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopping.cancel()
         transport.close()
+
+
+class Viewer(CountingSocket):
+    """hub_viewers' socket: counts a server's frames and their bytes, no coroutine, no copy per frame; the sampled
+    ones' event delays (from each event's server timestamp; the first frame, the snapshot, is only counted)."""
+
+    counts: Stats
+
+    def frame(self, buffer: bytearray, start: int, end: int) -> None:
+        stats = self.counts
+        stats.frames += 1
+        stats.bytes += end - start
+        if self.first:
+            self.first = False
+            stats.connected += 1
+            stats.sampled += self.sampled
+        elif self.sampled:
+            now = time.time() * 1000
+            stamps = _EVENT_TS.findall(buffer, start, end)[1:]  # the frame's own ts first, then its events'
+            stats.latencies_ms.extend(now - int(stamp) for stamp in stamps)
 
 
 def percentile(values: list[float], fraction: float) -> float:
