@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
@@ -30,10 +31,11 @@ from server.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from server.protocol import STAFF, Role
+from server.protocol import PRESENTERS, STAFF, Role
 
 if TYPE_CHECKING:
     from server.node import Node
+    from server.rooms.catalog import Product
 
 log = logging.getLogger("livecart.http")
 
@@ -113,6 +115,25 @@ async def json_body(request: Request, *, optional: bool = False) -> dict[str, An
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object")
     return data
+
+
+@dataclass(frozen=True)
+class Offer:
+    """A host's request to put a product on offer in one of the merchant's rooms: a sale, a giveaway, an auction."""
+
+    actor: Actor
+    room_id: str
+    body: dict[str, Any]
+    product: Product
+
+
+async def offer(request: Request) -> Offer:
+    """POST /api/merchants/{merchant_id}/rooms/{room_id}/... by the merchant's host or admin, naming `product_id`."""
+    merchant_id, room_id = request.path_params["merchant_id"], request.path_params["room_id"]
+    actor = require(request, merchant_id, PRESENTERS)
+    body = await json_body(request)
+    product = await node_of(request).catalog.offer(merchant_id, room_id, body.get("product_id"))
+    return Offer(actor, room_id, body, product)
 
 
 def ok(data: Any, status: int = 200) -> Response:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +19,7 @@ from loadtests.support.server import free_port as free_port  # the tests import 
 from server.ledger.embedded import EmbeddedPostgres
 from server.protocol import Role
 from server.store.embedded import EmbeddedRedis
+from tests.timing import seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_KEY = "livecart-test-secret"  # fixed: this module may be imported twice (as conftest and tests.conftest)
@@ -55,22 +56,34 @@ def start_server(tmp: Path, env: dict[str, str], port: int | None = None, worker
     return launcher.start_server(tmp, {"SECRET_KEY": SECRET_KEY, **env}, port, workers)
 
 
-@contextmanager
-def server_pair(stores: dict[str, str], tmp_path_factory: pytest.TempPathFactory, name: str, env: dict[str, str]
-                ) -> Iterator[list[ServerProcess]]:  # fmt: skip
-    """Two server processes on the session's stores with these settings (what one changes, sockets on the other
-    hear), stopped on leaving."""
-    first = start_server(tmp_path_factory.mktemp(f"{name}-a"), {**stores, **env})
-    try:
-        second = start_server(tmp_path_factory.mktemp(f"{name}-b"), {**stores, **env})
-    except BaseException:
-        first.stop()
-        raise
-    try:
+def two_servers(name: str, label: str, env: dict[str, str], doc: str) -> Any:
+    """A module-scoped fixture called `name`: two server processes on the session's stores with these settings
+    (what one changes, sockets on the other hear), their folders named after `label`."""
+
+    @pytest.fixture(scope="module", name=name)
+    def fixture(stores: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[ServerProcess]]:
+        first = start_server(tmp_path_factory.mktemp(f"{label}-a"), {**stores, **env})
+        try:
+            second = start_server(tmp_path_factory.mktemp(f"{label}-b"), {**stores, **env})
+        except BaseException:
+            first.stop()
+            raise
         yield [first, second]
-    finally:
         second.stop()
         first.stop()
+
+    fixture.__doc__ = doc
+    return fixture
+
+
+def host_starts(shop: Shop, kind: str, body: dict[str, Any], base_url: str | None = None) -> httpx.Response:
+    """POST /api/merchants/{m}/rooms/{r}/{kind} as the shop's host: a sale, a giveaway, an auction."""
+    return httpx.post(
+        f"{base_url or shop.base_url}/api/merchants/{shop.merchant_id}/rooms/{shop.room_id}/{kind}",
+        json=body,
+        headers=shop.headers(shop.host),
+        timeout=seconds(10),
+    )
 
 
 @pytest.fixture(scope="session")

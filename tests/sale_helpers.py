@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from tests.conftest import ROOT, SECRET_KEY, Shop, member
+from tests.conftest import ROOT, SECRET_KEY, Shop, host_starts, member
 from tests.timing import seconds
 
 GOOD_CARD = "4242424242424242"
@@ -47,13 +47,7 @@ def sale_terms(shop: Shop, **terms: Any) -> dict[str, Any]:
 
 def post_sale(shop: Shop, base_url: str | None = None, **terms: Any) -> httpx.Response:
     """POST a sale of the shop's first product, open now, as the host (a term set to None is left out)."""
-    body = sale_terms(shop, **terms)
-    return httpx.post(
-        f"{base_url or shop.base_url}/api/merchants/{shop.merchant_id}/rooms/{shop.room_id}/sales",
-        json=body,
-        headers=auth(shop.host),
-        timeout=seconds(10),
-    )
+    return host_starts(shop, "sales", sale_terms(shop, **terms), base_url)
 
 
 def create_sale(shop: Shop, base_url: str | None = None, **terms: Any) -> dict[str, Any]:

@@ -9,8 +9,8 @@ from starlette.routing import Route
 
 from server.auctions.desk import AuctionDesk
 from server.auctions.rules import AuctionRefused, Refusal, check_amount, terms_from
-from server.http import identify, json_body, node_of, ok, require
-from server.protocol import PRESENTERS, Role, now_ms
+from server.http import identify, json_body, node_of, offer, ok, require
+from server.protocol import Role, now_ms
 from server.sales.records import valid_idempotency_key
 
 
@@ -21,20 +21,16 @@ def _desk(request: Request) -> AuctionDesk:
 async def start(request: Request) -> Response:
     """POST /api/merchants/{m}/rooms/{r}/auctions {product_id, starting_bid, duration_seconds, mode, extend_seconds?,
     increments?, unpaid?, pay_seconds?} (host or admin): bidding opens now."""
-    merchant_id, room_id = request.path_params["merchant_id"], request.path_params["room_id"]
-    actor = require(request, merchant_id, PRESENTERS)
-    node = node_of(request)
-    body = await json_body(request)
-    product = await node.catalog.offer(merchant_id, room_id, body.get("product_id"))
-    settings = node.settings
+    asked = await offer(request)
+    settings = node_of(request).settings
     terms = terms_from(
-        body,
-        product.public(),
+        asked.body,
+        asked.product.public(),
         settings.auction_min_seconds,
         settings.auction_pay_seconds,
         settings.auction_pay_min_seconds,
     )
-    auction = await _desk(request).start(actor, room_id, terms)
+    auction = await _desk(request).start(asked.actor, asked.room_id, terms)
     return ok({**auction.card(), "server_time": now_ms()}, 201)
 
 

@@ -9,8 +9,8 @@ from starlette.routing import Route
 
 from server.giveaways.desk import GiveawayDesk
 from server.giveaways.rules import GiveawayRefused, Refusal, address_from, terms_from
-from server.http import identify, json_body, node_of, ok, require
-from server.protocol import PRESENTERS, now_ms
+from server.http import identify, json_body, node_of, offer, ok, require
+from server.protocol import now_ms
 
 
 def _desk(request: Request) -> GiveawayDesk:
@@ -20,20 +20,16 @@ def _desk(request: Request) -> GiveawayDesk:
 async def start(request: Request) -> Response:
     """POST /api/merchants/{m}/rooms/{r}/giveaways {product_id, winners, duration_seconds, conditions, claim_seconds?}
     (host or admin): entries open now."""
-    merchant_id, room_id = request.path_params["merchant_id"], request.path_params["room_id"]
-    actor = require(request, merchant_id, PRESENTERS)
-    node = node_of(request)
-    body = await json_body(request)
-    product = await node.catalog.offer(merchant_id, room_id, body.get("product_id"))
-    settings = node.settings
+    asked = await offer(request)
+    settings = node_of(request).settings
     terms = terms_from(
-        body,
-        product.public(),
+        asked.body,
+        asked.product.public(),
         settings.giveaway_min_seconds,
         settings.giveaway_watch_margin_seconds,
         settings.giveaway_claim_min_seconds,
     )
-    giveaway = await _desk(request).start(actor, room_id, terms)
+    giveaway = await _desk(request).start(asked.actor, asked.room_id, terms)
     return ok({**giveaway.card(), "server_time": now_ms()}, 201)
 
 

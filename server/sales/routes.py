@@ -28,6 +28,7 @@ from server.http import (
     identify,
     json_body,
     node_of,
+    offer,
     ok,
     refusal,
     require,
@@ -80,15 +81,12 @@ async def create_sale(request: Request) -> Response:
     """POST /api/merchants/{m}/rooms/{r}/sales {product_id, price, quantity, per_user_limit,
     starts_at | countdown_seconds, duration_seconds, hold_seconds?, group?} (admin or host); with `group`
     ({size, window_seconds, leader_price?}) a group-buy offer (docs/group-buys.md)."""
-    merchant_id, room_id = request.path_params["merchant_id"], request.path_params["room_id"]
-    staff = require(request, merchant_id, PRESENTERS)
-    node = node_of(request)
-    body = await json_body(request)
-    product = await node.catalog.offer(merchant_id, room_id, body.get("product_id"))
-    card = {key: value for key, value in product.public().items() if key != "merchant_id"}
+    asked = await offer(request)
+    staff, room_id, node = asked.actor, asked.room_id, node_of(request)
+    card = {key: value for key, value in asked.product.public().items() if key != "merchant_id"}
     settings = node.settings
     terms = terms_from(
-        body, merchant_id, room_id, card, settings.hold_seconds, now_ms(), settings.group_window_min_seconds
+        asked.body, staff.merchant_id, room_id, card, settings.hold_seconds, now_ms(), settings.group_window_min_seconds
     )
     show = await node.shows.current(room_id)
     async with node.audit.change(staff, "sale.created") as entry:

@@ -4,14 +4,13 @@ per-person bid limit lifted (the tests bid as hundreds of people from one addres
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from loadtests.support.server import ServerProcess
-from tests.conftest import Shop, make_shop, server_pair
+from tests.conftest import Shop, host_starts, make_shop, two_servers
 from tests.sale_helpers import auth, wait_until
 from tests.timing import seconds
 
@@ -24,11 +23,9 @@ AUCTION_ENV = {
 }
 
 
-@pytest.fixture(scope="module")
-def pair(stores: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[ServerProcess]]:
-    """Two server processes whose auction and sale clocks run every 50 ms."""
-    with server_pair(stores, tmp_path_factory, "auctions", AUCTION_ENV) as servers:
-        yield servers
+pair = two_servers(
+    "pair", "auctions", AUCTION_ENV, "Two server processes whose auction and sale clocks run every 50 ms."
+)
 
 
 @pytest.fixture
@@ -37,13 +34,8 @@ def shop(pair: list[ServerProcess], redis_url: str) -> Shop:
 
 
 def start(shop: Shop, **terms: Any) -> httpx.Response:
-    body = {"product_id": shop.products[0], "starting_bid": 1000, "duration_seconds": 60, **terms}
-    return httpx.post(
-        f"{shop.base_url}/api/merchants/{shop.merchant_id}/rooms/{shop.room_id}/auctions",
-        json=body,
-        headers=auth(shop.host),
-        timeout=seconds(10),
-    )
+    return host_starts(shop, "auctions", {"product_id": shop.products[0], "starting_bid": 1000,
+                                          "duration_seconds": 60, **terms})  # fmt: skip
 
 
 def started(shop: Shop, **terms: Any) -> dict[str, Any]:

@@ -3,14 +3,13 @@ steps a host and a viewer take."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from loadtests.support.server import ServerProcess
-from tests.conftest import Shop, make_shop, server_pair
+from tests.conftest import Shop, host_starts, make_shop, two_servers
 from tests.sale_helpers import auth, wait_until
 from tests.timing import seconds
 
@@ -24,11 +23,12 @@ GIVEAWAY_ENV = {
 }
 
 
-@pytest.fixture(scope="module")
-def pair(stores: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[ServerProcess]]:
-    """Two server processes whose giveaway clock runs every 50 ms, crediting watch time in 250 ms slots."""
-    with server_pair(stores, tmp_path_factory, "giveaways", GIVEAWAY_ENV) as servers:
-        yield servers
+pair = two_servers(
+    "pair",
+    "giveaways",
+    GIVEAWAY_ENV,
+    "Two server processes whose giveaway clock runs every 50 ms, crediting watch time in 250 ms slots.",
+)
 
 
 @pytest.fixture
@@ -37,13 +37,8 @@ def shop(pair: list[ServerProcess], redis_url: str) -> Shop:
 
 
 def start(shop: Shop, **terms: Any) -> httpx.Response:
-    body = {"product_id": shop.products[0], "winners": 1, "duration_seconds": 60, **terms}
-    return httpx.post(
-        f"{shop.base_url}/api/merchants/{shop.merchant_id}/rooms/{shop.room_id}/giveaways",
-        json=body,
-        headers=auth(shop.host),
-        timeout=seconds(10),
-    )
+    return host_starts(shop, "giveaways", {"product_id": shop.products[0], "winners": 1, "duration_seconds": 60,
+                                           **terms})  # fmt: skip
 
 
 def started(shop: Shop, **terms: Any) -> dict[str, Any]:

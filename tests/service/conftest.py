@@ -4,14 +4,13 @@ on the other), answers notified after a short wait, and the steps a buyer and th
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from loadtests.support.server import ServerProcess
-from tests.conftest import Shop, make_shop, server_pair
+from tests.conftest import Shop, make_shop, two_servers
 from tests.sale_helpers import auth
 from tests.timing import seconds
 
@@ -19,11 +18,12 @@ NOTIFY_AFTER_MS = 1000
 SERVICE_ENV = {"SERVICE_NOTIFY_AFTER_MS": str(NOTIFY_AFTER_MS), "SERVICE_PASS_MS": "50"}
 
 
-@pytest.fixture(scope="module")
-def desks(stores: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[ServerProcess]]:
-    """Two server processes whose notice pass runs every 50 ms, notifying answers not received within a second."""
-    with server_pair(stores, tmp_path_factory, "service", SERVICE_ENV) as pair:
-        yield pair
+desks = two_servers(
+    "desks",
+    "service",
+    SERVICE_ENV,
+    "Two server processes whose notice pass runs every 50 ms, notifying answers not received within a second.",
+)
 
 
 @pytest.fixture
