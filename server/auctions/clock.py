@@ -10,6 +10,7 @@ is reserved with a key derived from both; settling changes an offer once (`outco
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from server.access.accounts import Accounts
 from server.access.codes import Messenger
@@ -181,20 +182,20 @@ class AuctionClock:
             ]
         )
 
-    async def _notify(self, offer: dict[str, object]) -> None:
-        destination = await self.accounts.destination_of(str(offer["user_id"]))
+    async def _notify(self, offer: dict[str, Any]) -> None:
+        destination = await self.accounts.destination_of(offer["user_id"])
         if destination is None:
             return
-        auction = await self.desk.record.get(str(offer["auction_id"]))
+        auction = await self.desk.record.get(offer["auction_id"])
         if auction is None:
             return
         text = (
             f"You won {auction.terms.product['title']} in a live auction at "
-            f"{money(int(str(offer['price'])), auction.terms.currency)}. Pay to keep it: "
+            f"{money(offer['price'], auction.terms.currency)}. Pay to keep it: "
             f"/room.html?room={auction.room_id}&order={offer['order_id']}"
         )
         try:
             await self.messenger.send(destination, text)
         except Exception as error:  # the messenger failed: give the notice back for the next tick
             log.warning("auction %s: notice of round %s failed: %r", auction.id, offer["round"], error)
-            await self.desk.record.notice_failed(auction.id, int(str(offer["round"])))
+            await self.desk.record.notice_failed(auction.id, offer["round"])

@@ -139,4 +139,5 @@ class AuctionStore:
 
     async def drop(self, room_id: str, auction_id: str) -> None:
         """The auction is settled and its log is in the record: its keys leave Redis."""
-        await self.redis.delete(*_keys(room_id, auction_id)[:5])
+        bidding = _keys(room_id, auction_id)
+        await self.redis.delete(*(key for key in bidding if key != keys.banned(room_id)))  # the room's bans stay

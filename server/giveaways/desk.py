@@ -79,7 +79,9 @@ class GiveawayDesk:
             "keyword_said": await self.watch.said(giveaway.room_id, giveaway.id, person.user_id),
             "watched_seconds": await self.watch.watched_ms(giveaway.room_id, giveaway.id, person.user_id) // 1000,
             "banned": await self.chat.is_banned(giveaway.room_id, person),
-            "won": None if won is None else {"rank": won.rank, "claim_by": won.claim_by, "claimed": won.claimed},
+            "won": None
+            if won is None
+            else {"rank": won.rank, "claim_by": won.claim_by, "claimed": won.state == "claimed"},
         }
 
     async def enter(self, giveaway_id: str, person: Identity) -> tuple[dict[str, Any], bool]:

@@ -34,9 +34,8 @@ _SELECT = (
     " AS entrants FROM giveaways g"
 )
 _WINNERS = (
-    "SELECT w.*, e.name, c.claimed_at FROM giveaway_winners w"
-    " JOIN giveaway_entries e USING (giveaway_id, user_id)"
-    " LEFT JOIN giveaway_claims c USING (giveaway_id, rank) WHERE w.giveaway_id = $1 ORDER BY w.rank"
+    "SELECT w.*, e.name FROM giveaway_winners w JOIN giveaway_entries e USING (giveaway_id, user_id)"
+    " WHERE w.giveaway_id = $1 ORDER BY w.rank"
 )
 
 
@@ -73,8 +72,7 @@ def _winner(row: Record) -> Winner:
         name=row["name"],
         ticket=row["ticket"],
         claim_by=ms(row["claim_by"]) or 0,
-        forfeited=row["forfeited_at"] is not None,
-        claimed=row["claimed_at"] is not None,
+        outcome=row["outcome"],
     )
 
 
@@ -230,17 +228,16 @@ class Giveaways:
         for _ in range(DUE_BATCH):
             async with self.db.pool.acquire() as connection, connection.transaction():
                 row = await connection.fetchrow(
-                    "SELECT w.giveaway_id, w.rank FROM giveaway_winners w WHERE w.forfeited_at IS NULL"
-                    " AND w.claim_by <= now() AND NOT EXISTS (SELECT 1 FROM giveaway_claims c"
-                    " WHERE c.giveaway_id = w.giveaway_id AND c.rank = w.rank)"
-                    " ORDER BY w.claim_by LIMIT 1 FOR UPDATE SKIP LOCKED"
+                    "SELECT giveaway_id, rank FROM giveaway_winners WHERE outcome IS NULL AND claim_by <= now()"
+                    " ORDER BY claim_by LIMIT 1 FOR UPDATE SKIP LOCKED"
                 )
                 if row is None:
                     break
                 giveaway_id = row["giveaway_id"]
                 giveaway = await _locked(connection, giveaway_id)
                 await connection.execute(
-                    "UPDATE giveaway_winners SET forfeited_at = now() WHERE giveaway_id = $1 AND rank = $2",
+                    "UPDATE giveaway_winners SET outcome = 'forfeited', settled_at = now()"
+                    " WHERE giveaway_id = $1 AND rank = $2",
                     giveaway_id,
                     row["rank"],
                 )
@@ -252,7 +249,6 @@ class Giveaways:
                 last = await connection.fetchval(
                     "SELECT max(rank) FROM giveaway_winners WHERE giveaway_id = $1", giveaway_id
                 )
-                new_winner = None
                 if last < len(ranked):
                     ticket = ranked[last]
                     await connection.execute(
@@ -266,9 +262,7 @@ class Giveaways:
                     )
                 found = await _read(connection, giveaway_id)
                 assert found is not None
-                if last < len(ranked):
-                    new_winner = found.winners[-1]
-                redrawn.append((found, new_winner))
+                redrawn.append((found, found.winners[-1] if last < len(ranked) else None))
         return redrawn
 
     async def published(self, giveaway_id: str) -> dict[str, Any]:
@@ -297,7 +291,7 @@ class Giveaways:
         """A winner's claim with where to send the prize, before `claim_by`: (claim, new?)."""
         async with self.db.pool.acquire() as connection, connection.transaction():
             winner = await connection.fetchrow(
-                "SELECT rank, forfeited_at IS NULL AND claim_by > now() AS in_time FROM giveaway_winners"
+                "SELECT rank, outcome IS NULL AND claim_by > now() AS in_time FROM giveaway_winners"
                 " WHERE giveaway_id = $1 AND user_id = $2 FOR UPDATE",
                 giveaway_id,
                 user_id,
@@ -322,6 +316,12 @@ class Giveaways:
                 address.address,
                 address.phone,
             )
+            await connection.execute(
+                "UPDATE giveaway_winners SET outcome = 'claimed', settled_at = now()"
+                " WHERE giveaway_id = $1 AND rank = $2",
+                giveaway_id,
+                winner["rank"],
+            )
             return _claim(row), True
 
     async def claims(self, giveaway_id: str) -> list[dict[str, Any]]:
@@ -334,7 +334,7 @@ class Giveaways:
         """Winners not told by messenger yet, each claimed for this process (`notified` gives it back on failure)."""
         rows = await self.db.pool.fetch(
             "UPDATE giveaway_winners SET notified_at = now() WHERE (giveaway_id, rank) IN (SELECT giveaway_id, rank"
-            " FROM giveaway_winners WHERE notified_at IS NULL AND forfeited_at IS NULL LIMIT $1 FOR UPDATE SKIP LOCKED)"
+            " FROM giveaway_winners WHERE notified_at IS NULL AND outcome IS NULL LIMIT $1 FOR UPDATE SKIP LOCKED)"
             " RETURNING giveaway_id, rank",
             limit,
         )

@@ -94,12 +94,11 @@ class Winner:
     name: str
     ticket: str
     claim_by: int  # ms
-    forfeited: bool
-    claimed: bool
+    outcome: str | None  # claimed, forfeited; None while the claim is awaited
 
     @property
     def state(self) -> str:
-        return "claimed" if self.claimed else "forfeited" if self.forfeited else "won"
+        return self.outcome or "won"
 
     def public(self) -> dict[str, Any]:
         return {"rank": self.rank, "ticket": self.ticket, "name": self.name, "state": self.state}
@@ -203,9 +202,6 @@ class Address:
     name: str
     address: str
     phone: str | None
-
-    def public(self) -> dict[str, Any]:
-        return {"name": self.name, "address": self.address, "phone": self.phone}
 
 
 def address_from(body: dict[str, Any]) -> Address:

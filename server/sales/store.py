@@ -81,13 +81,13 @@ def _group_keys(k: dict[str, str]) -> list[str]:
 def _terms_fields(terms: Terms | Sale) -> dict[str, str | int]:
     """The sale hash's fields for what a host set (sale_create.lua adds the counters and times; a group offer's
     counters start here)."""
-    group: dict[str, str | int] = {}
+    kind: dict[str, str | int] = {}  # a group-buy offer's, or an auction's award sale's
     if terms.group is not None:
-        group = {"group": terms.group.to_json(), "reserved": 0, "forming": 0, "filled": 0, "failed": 0}
+        kind = {"group": terms.group.to_json(), "reserved": 0, "forming": 0, "filled": 0, "failed": 0}
     if terms.auction_id is not None and terms.winner is not None:
-        group = {"auction_id": terms.auction_id, "winner": terms.winner}
+        kind = {"auction_id": terms.auction_id, "winner": terms.winner}
     return {
-        **group,
+        **kind,
         "merchant_id": terms.merchant_id,
         "room_id": terms.room_id,
         "product": orjson.dumps(terms.product).decode(),

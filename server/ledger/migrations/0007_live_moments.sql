@@ -44,12 +44,13 @@ CREATE TABLE giveaway_winners (
     ticket       text NOT NULL,
     drawn_at     timestamptz NOT NULL,
     claim_by     timestamptz NOT NULL,
-    forfeited_at timestamptz,
+    outcome      text CHECK (outcome IN ('claimed', 'forfeited')),  -- NULL: won, the claim awaited
+    settled_at   timestamptz,
     notified_at  timestamptz,  -- the messenger notice claimed (NULL again when its send failed)
     PRIMARY KEY (giveaway_id, rank),
     UNIQUE (giveaway_id, user_id)
 );
-CREATE INDEX giveaway_winners_due ON giveaway_winners (claim_by) WHERE forfeited_at IS NULL;
+CREATE INDEX giveaway_winners_due ON giveaway_winners (claim_by) WHERE outcome IS NULL;
 
 CREATE TABLE giveaway_claims (
     giveaway_id text NOT NULL,
