@@ -116,10 +116,13 @@ async def test_500_bidders_on_two_processes_in_the_last_seconds_of_an_anti_snipe
         limits = httpx.Limits(max_connections=200)
         opening = card(shop.base_url, aid)["next_bid"]
         async with httpx.AsyncClient(timeout=seconds(30), limits=limits) as client:
+            # The first of the storm opens it at once (a busy machine may take seconds to send the rest): its bid in
+            # the last 2 seconds moves the end to 5 s after it, and each accepted bid after it moves it again.
+            await bidder(client, storm[0], pair[0].base_url, opening)
             await asyncio.gather(
                 *(
                     bidder(client, person, pair[index % 2].base_url, opening)
-                    for index, person in enumerate([*storm[:250], second, *storm[250:]])
+                    for index, person in enumerate([second, *storm[1:]])
                 )
             )
         closed = reaches(shop.base_url, aid, "awarded", "sold", "unsold", timeout=20)
