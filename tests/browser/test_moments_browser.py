@@ -61,7 +61,7 @@ def test_a_giveaway_and_an_auction_from_the_studio_to_two_phones(
     viewer B is refused until B types it too; both see the entrant count, the close and the same winner (name and
     ticket); the winner claims with an address, which the studio shows, and "Check this draw" recomputes the draw in
     the browser: verified, with the winner's ticket in the list. Then the host starts an anti-snipe auction: A bids,
-    B sets a max bid and leads, A is told "Outbid"; A's late bid extends the clock on both phones (+10 s) but B's max
+    B sets a max bid and leads, A is told "Outbid"; A's late bid extends the clock on both phones (+20 s) but B's max
     keeps B in front; B sees "You won!", pays through the room's checkout, and the studio shows the auction sold."""
     server: ServerProcess = server_factory(**SHORT_MOMENTS)  # type: ignore[operator]
     shop = demo_shop(server.base_url, server.ws_url, redis_url, "Moments night")
@@ -170,9 +170,9 @@ def test_a_giveaway_and_an_auction_from_the_studio_to_two_phones(
 
     studio.select_option("#auction-product", "hoodie")
     studio.fill("#auction-starting", "20")
-    studio.fill("#auction-minutes", minutes(30))
+    studio.fill("#auction-minutes", minutes(45))
     studio.select_option("#auction-mode", "anti_snipe")
-    studio.fill("#auction-extend", "10")
+    studio.fill("#auction-extend", "20")
     studio.click("#auction-start")
     expect(studio.locator("#toasts")).to_contain_text("Auction started: Everyday hoodie from $20.00")
     studio_auction = studio.locator("#auction-list > li")
@@ -206,20 +206,22 @@ def test_a_giveaway_and_an_auction_from_the_studio_to_two_phones(
     expect(ana_auction).to_have_attribute("data-extensions", "0")
     screenshot(ana, "moments-auction-outbid.png")
 
-    # In the last ten seconds A bids again: the clock goes back up on both phones, "+10 s"; B's max keeps the lead.
-    expect(ana_auction.locator("[data-testid=auction-timer]")).to_have_text(re.compile(r"^0:0[2-8]$"), timeout=ms(40))
+    # In the last twenty seconds A bids again: the clock goes back up on both phones, "+20 s"; B's max keeps the lead.
+    # (The window is wide so that a busy machine's stall between two looks at the timer cannot skip over it.)
+    late = re.compile(r"^0:(0[2-9]|1[0-8])$")
+    expect(ana_auction.locator("[data-testid=auction-timer]")).to_have_text(late, timeout=ms(50))
     ana_auction.locator("[data-testid=auction-bid]").click()
     for card in (ana_auction, bo_auction):
         expect(card).to_have_attribute("data-extensions", "1")
-        expect(card.locator("[data-testid=auction-extended]")).to_have_text("+10 s")
-        expect(card.locator("[data-testid=auction-timer]")).to_have_text(re.compile(r"^0:(09|10)$"))
+        expect(card.locator("[data-testid=auction-extended]")).to_have_text("+20 s")
+        expect(card.locator("[data-testid=auction-timer]")).to_have_text(re.compile(r"^0:(19|20)$"))
     expect(ana_auction.locator("[data-testid=auction-mine]")).to_have_text("Outbid: bid $24.00 to lead")
     expect(bo_auction.locator("[data-testid=auction-price]")).to_have_text("$23.00")
     screenshot(bo, "moments-auction-extended.png")
 
     # The clock runs out: B won at $23.00 and pays through the room's checkout; A sees it go to B.
     won = bo_auction.locator("[data-testid=auction-mine]")
-    expect(won).to_have_attribute("data-mine", "won", timeout=ms(25))
+    expect(won).to_have_attribute("data-mine", "won", timeout=ms(35))
     expect(won).to_contain_text(re.compile(r"You won! Pay \$23\.00 by \d+:\d\d"))
     screenshot(bo, "moments-auction-won.png")
     won.locator("[data-testid=auction-pay]").click()
