@@ -25,7 +25,7 @@ from server.live.transport import room_socket
 from server.node import Node
 from server.referrals import routes as referrals_routes
 from server.rooms import routes as rooms_routes
-from server.sales import group_routes
+from server.sales import group_routes, shop_routes
 from server.sales import routes as sales_routes
 from server.service import routes as service_routes
 from streaming import routes as streaming_routes
@@ -127,6 +127,7 @@ def create_app(settings: Settings | None = None) -> LiveCart:
         *rooms_routes.routes,
         *sales_routes.routes,
         *group_routes.routes,
+        *shop_routes.routes,
         *ledger_routes.routes,
         *referrals_routes.routes,
         *service_routes.routes,

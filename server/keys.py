@@ -222,3 +222,8 @@ def auction_barred(room_id: str, auction_id: str) -> str:
 def auctions_due() -> str:
     """Auctions to close (sorted set "<room id> <auction id>", scored by their end, ms; server.auctions.clock)."""
     return "auctions:due"
+
+
+def shelves(merchant_id: str) -> str:
+    """Product id -> the sale id of its shelf (server/sales/shelf.py)."""
+    return f"merchant:{{{merchant_id}}}:shelves"

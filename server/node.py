@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from server.access.accounts import Accounts
+from server.access.addresses import Addresses
 from server.access.codes import Codes, SandboxMessenger
 from server.access.limits import Limits
 from server.access.sessions import Revocations, Sessions
@@ -53,8 +54,11 @@ from server.sales.ledger import SalesLedger
 from server.sales.payments import SandboxProvider
 from server.sales.reconciler import Reconciler
 from server.sales.refunds import Refunds
+from server.sales.shelf import Shelves
+from server.sales.shipping import Shipping
 from server.sales.stats import RoomStats
 from server.sales.store import Sales
+from server.sales.waitlist import Waitlist
 from server.service.desk import Desk
 from server.service.notices import Notices
 from server.service.replies import Replies
@@ -103,7 +107,7 @@ class Node:
         self.catalog = Catalog(self.redis, self.records)
         self.history = History(self.redis)
         self.presence = Presence(self.redis, settings.presence_ttl_ms)
-        self.shows = Shows(self.db, self.presence)
+        self.shows = Shows(self.db, self.presence, self.records)
         self.stage = Stage(self.catalog, self.records, self.shows)
         self.chat = Chat(self.redis, self.catalog, self.records, self.accounts, settings)
 
@@ -113,7 +117,11 @@ class Node:
         self.payments = SandboxProvider(self.db, settings.sandbox_slow_card_ms)
         self.refunds = Refunds(self.db, self.sales, self.payments, self.audit)
         self.sales_feed = SalesFeed(self.id, self.sales, self.records, self.refunds, settings)
-        self.checkout = Checkout(self.sales, self.payments, self.limits, settings)
+        self.addresses = Addresses(self.db)
+        self.shipping = Shipping(self.db, self.addresses)
+        self.checkout = Checkout(self.sales, self.payments, self.limits, self.shipping, settings)
+        self.shelves = Shelves(self.redis, self.sales, settings.hold_seconds * 1000)
+        self.waitlist = Waitlist(self.db)
         self.backup = Backup(self.id, self.sales, settings)
         self.reconciler = Reconciler(self.db, self.sales.ledger, self.payments, settings)
         self.stats = RoomStats(self.shows, self.presence)
@@ -183,6 +191,8 @@ class Node:
             self.threads,
             self.giveaways.record,
             self.auctions.record,
+            self.shipping,
+            self.waitlist,
             settings.order_retention_days,
         )
         self.revocations.on_revoked(self.hub.sign_out)

@@ -218,6 +218,7 @@ DURABLE_EVENTS = frozenset(
         "chat.deleted",
         "chat.slow_mode",
         *SALE_EVENTS,
+        "sale.updated",  # a host started a sale now, restocked or extended it: the whole public sale
     }
 )
 
@@ -248,6 +249,7 @@ PERSONAL_EVENTS: dict[str, str | None] = {
     "giveaway.won": None,  # docs/giveaways.md
     "auction.outbid": "auction_id",  # docs/auctions.md
     "auction.won": None,
+    "product.back": None,  # a product someone waited for has units again (docs/sales.md)
 }
 
 FRAMES = ("snapshot", "recovered", "batch", "ack", "error")

@@ -8,12 +8,13 @@ import logging
 from typing import Any
 
 from server import metrics
+from server.access.addresses import Address
 from server.access.limits import Limits, Rule
 from server.access.tokens import Actor, Identity
 from server.config import Settings
 from server.errors import STORE_ERRORS
 from server.giveaways.record import Giveaways
-from server.giveaways.rules import Address, Giveaway, GiveawayRefused, Refusal, Terms, Winner
+from server.giveaways.rules import Giveaway, GiveawayRefused, Refusal, Terms, Winner
 from server.giveaways.watch import Watch
 from server.ledger.audit import AuditLog
 from server.live.personal import Delivery, to_user

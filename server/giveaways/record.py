@@ -12,9 +12,9 @@ from typing import Any
 import asyncpg
 import orjson
 
+from server.access.addresses import Address
 from server.giveaways import draw
 from server.giveaways.rules import (
-    Address,
     Conditions,
     Giveaway,
     GiveawayRefused,

@@ -7,8 +7,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from server.access.addresses import address_from
 from server.giveaways.desk import GiveawayDesk
-from server.giveaways.rules import GiveawayRefused, Refusal, address_from, terms_from
+from server.giveaways.rules import GiveawayRefused, Refusal, terms_from
 from server.http import identify, json_body, node_of, offer, ok, require
 from server.protocol import now_ms
 

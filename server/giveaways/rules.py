@@ -15,7 +15,6 @@ MAX_SECONDS = 900  # 15 minutes
 MAX_CLAIM_SECONDS = 14 * 86_400
 DEFAULT_CLAIM_SECONDS = 48 * 3600
 MAX_KEYWORD = 30
-MAX_NAME, MAX_ADDRESS, MAX_PHONE = 100, 500, 30
 TICKET_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read aloud and typed without mistakes
 TICKET_LENGTH = 10
 
@@ -195,16 +194,3 @@ def terms_from(
         conditions=conditions,
         claim_seconds=_int(body, "claim_seconds", claim_min, MAX_CLAIM_SECONDS, max(claim_min, DEFAULT_CLAIM_SECONDS)),
     )
-
-
-@dataclass(frozen=True)
-class Address:
-    name: str
-    address: str
-    phone: str | None
-
-
-def address_from(body: dict[str, Any]) -> Address:
-    name, address = _text(body, "name", MAX_NAME), _text(body, "address", MAX_ADDRESS)
-    assert name is not None and address is not None
-    return Address(name, address, _text(body, "phone", MAX_PHONE, required=False))

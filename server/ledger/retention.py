@@ -2,9 +2,10 @@
 
 Commerce law in the main markets asks for transaction records kept complete for at least three
 years; past the retention period a sale (with its orders, their changes and payments), the audit
-entries, the sessions that ended, the customer-service threads last written, and the giveaways and settled
-auctions that ended that long ago are removed, each by the module that owns them. One process purges at a
-time (an advisory lock); the others skip the hour.
+entries, the sessions that ended, the customer-service threads last written, the giveaways and settled
+auctions that ended that long ago, and orders' shipping addresses and waits for a product made that long ago are
+removed, each by the module that owns them. One process purges at a time (an advisory lock); the others skip the
+hour.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from server.giveaways.record import Giveaways
 from server.ledger.audit import AuditLog
 from server.ledger.client import Database
 from server.sales.ledger import SalesLedger
+from server.sales.shipping import Shipping
+from server.sales.waitlist import Waitlist
 from server.service.threads import Threads
 from server.tasks import Tasks
 
@@ -37,6 +40,8 @@ class Retention:
         threads: Threads,
         giveaways: Giveaways,
         auctions: AuctionRecord,
+        shipping: Shipping,
+        waitlist: Waitlist,
         days: int,
     ) -> None:
         self.db = db
@@ -46,6 +51,8 @@ class Retention:
         self.threads = threads
         self.giveaways = giveaways
         self.auctions = auctions
+        self.shipping = shipping
+        self.waitlist = waitlist
         self.days = days
         self.tasks = Tasks("retention")
 
@@ -70,13 +77,15 @@ class Retention:
                     await self.threads.purge(before),
                     await self.giveaways.purge(before),
                     await self.auctions.purge(before),
+                    await self.shipping.purge(before),
+                    await self.waitlist.purge(before),
                 )
             finally:
                 await connection.execute("SELECT pg_advisory_unlock($1)", _LOCK)
         if any(purged):
             log.info(
-                "retention: removed %d sales, %d audit entries, %d sessions, %d threads, %d giveaways and %d auctions"
-                " older than %s",
+                "retention: removed %d sales, %d audit entries, %d sessions, %d threads, %d giveaways, %d auctions,"
+                " %d orders' shipping and %d waits older than %s",
                 *purged,
                 before.date(),
             )

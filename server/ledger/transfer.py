@@ -88,6 +88,8 @@ TABLES = (
     Table("share_visit", "share_visits", "merchant_id = $1", "visit_id"),
     Table("referral_binding", "referral_bindings", "merchant_id = $1", "binding_id"),
     Table("refund", "refunds", "merchant_id = $1", "order_id"),
+    Table("order_shipping", "order_shipping", "merchant_id = $1", "order_id"),
+    Table("waitlist", "waitlist", "merchant_id = $1", "product_id, user_id"),
     Table("commission", "commissions", "merchant_id = $1", "entry_id"),
     Table("payout", "payouts", "merchant_id = $1", "payout_id"),
     Table(
@@ -122,7 +124,8 @@ _SERIALS = (  # ids kept on import: the sequences follow
     ("service_messages", "message_id"),
 )
 _MERCHANT_TABLES = ("shows", "sales", "orders", "payments", "audit_log", "referral_programs", "shares", "commissions",
-                    "service_threads", "service_replies", "giveaways", "auctions", "auction_bars")  # fmt: skip
+                    "service_threads", "service_replies", "giveaways", "auctions", "auction_bars",
+                    "order_shipping", "waitlist")  # fmt: skip
 
 
 def _line(kind: str, data: dict[str, Any]) -> bytes:

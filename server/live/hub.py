@@ -59,6 +59,12 @@ class LocalRoom:
         self.catch_up = asyncio.Lock()
         self._snapshot: str | None = None
 
+    def audience(self) -> int:
+        """The people watching: not the staff of the room's merchant (the host is not a viewer)."""
+        assert self.state is not None
+        merchant_id = self.state.merchant_id
+        return sum(1 for sockets in self.users.values() if merchant_id not in next(iter(sockets)).identity.roles)
+
     def receive(self, message: dict[str, Any], raw: str, offset: int = 0) -> None:
         """Queue an event for the next frame (the hub schedules that frame)."""
         self.incoming.append((message, raw, offset))
@@ -387,7 +393,7 @@ class Hub:
         loaded = [room for room in self.rooms.values() if room.state is not None]
         if not loaded:
             return
-        counts = {room.id: len(room.users) for room in loaded}
+        counts = {room.id: room.audience() for room in loaded}
         totals = await self.presence.refresh(self.process_id, counts)
         offsets = await self.records.offsets(list(counts))
         for room in loaded:

@@ -242,6 +242,10 @@ class RoomRecords:
             ],
         )
 
+    async def likes(self, room_id: str) -> int:
+        """The room's likes so far (0 for no room)."""
+        return int(await self.redis.hget(keys.room(room_id), "likes") or 0)
+
     async def add_likes(self, room_id: str, count: int) -> int:
         """Add likes to a room; return its new total."""
         return int(await self.redis.hincrby(keys.room(room_id), "likes", count))

@@ -6,6 +6,9 @@ closes when the room leaves live (ended, or back to scheduled): `server.rooms.st
 `shows_one_live_per_room`), so going live twice keeps the one show; the next go-live after an
 end is a new show.
 
+Likes: the room's likes are counted for ever (server.rooms.record); a show keeps the count when it opened and its own
+likes when it closes, so an open show's likes are the room's now minus that.
+
 Peak viewers: the room's peak (`server.rooms.presence`, raised by every stats read) is reset when
 a show opens, so while it is open the room's peak is the show's; `end` raises it once more with
 the viewers at that moment and keeps it on the show's row.
@@ -27,7 +30,7 @@ from server.ledger.client import Database, Record, at, ms
 from server.protocol import now_ms
 from server.rooms.catalog import new_id
 from server.rooms.presence import Presence
-from server.rooms.record import Room
+from server.rooms.record import Room, RoomRecords
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ class Show:
     started_at: int  # ms since the epoch
     ended_at: int | None
     peak_viewers: int
+    likes_at_start: int
+    likes: int | None  # kept when it closes
 
     @classmethod
     def parse(cls, row: Record) -> Show:
@@ -78,10 +83,15 @@ class Show:
             started_at,
             ms(row["ended_at"]),
             row["peak_viewers"],
+            row["likes_at_start"],
+            row["likes"],
         )
 
-    def public(self, numbers: Numbers, peak_viewers: int | None = None) -> dict[str, Any]:
-        """The show and its numbers; `peak_viewers` is the live peak of an open show (its row keeps the last one)."""
+    def public(
+        self, numbers: Numbers, peak_viewers: int | None = None, room_likes: int | None = None
+    ) -> dict[str, Any]:
+        """The show and its numbers; `peak_viewers` is the live peak of an open show (its row keeps the last one),
+        `room_likes` the room's likes now (an open show's likes are counted from them)."""
         peak = max(self.peak_viewers, peak_viewers or 0)
         return {
             "show_id": self.id,
@@ -90,11 +100,18 @@ class Show:
             "started_at": self.started_at,
             "ended_at": self.ended_at,
             "peak_viewers": peak,
+            "likes": self.likes_now(room_likes),
             **numbers.public(peak),
         }
 
+    def likes_now(self, room_likes: int | None) -> int:
+        """The show's likes: kept when it closed, else the room's now since it opened."""
+        if self.likes is not None:
+            return self.likes
+        return max(0, (room_likes or 0) - self.likes_at_start)
 
-_COLUMNS = "show_id, merchant_id, room_id, title, started_at, ended_at, peak_viewers"
+
+_COLUMNS = "show_id, merchant_id, room_id, title, started_at, ended_at, peak_viewers, likes_at_start, likes"
 
 # Per show: one row of totals (GROUPING(currency) = 1) and one per currency of its paid orders.
 _NUMBERS = """
@@ -113,21 +130,24 @@ GROUP BY GROUPING SETS ((s.show_id), (s.show_id, o.currency))
 class Shows:
     """A room's shows (see the module docstring). Every call is one or two statements on the pool."""
 
-    def __init__(self, db: Database, presence: Presence) -> None:
+    def __init__(self, db: Database, presence: Presence, records: RoomRecords) -> None:
         self.db = db
         self.presence = presence
+        self.records = records
 
     async def start(self, room: Room) -> Show:
         """The room's open show, opened now (with a fresh peak) unless one is open already."""
         while True:
             row = await self.db.pool.fetchrow(
-                f"INSERT INTO shows (show_id, merchant_id, room_id, title, started_at) VALUES ($1, $2, $3, $4, $5)"
-                f" ON CONFLICT (room_id) WHERE ended_at IS NULL DO NOTHING RETURNING {_COLUMNS}",
+                "INSERT INTO shows (show_id, merchant_id, room_id, title, started_at, likes_at_start)"
+                f" VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (room_id) WHERE ended_at IS NULL DO NOTHING"
+                f" RETURNING {_COLUMNS}",
                 new_id("sh_"),
                 room.merchant_id,
                 room.id,
                 room.title,
                 at(now_ms()),
+                await self.records.likes(room.id),
             )
             if row is not None:
                 await self.presence.reset_peak(room.id)
@@ -138,14 +158,16 @@ class Shows:
             # the open show ended between the two statements: open a new one
 
     async def end(self, room_id: str) -> Show | None:
-        """Close the room's open show, keeping its peak viewers; None when none was open."""
+        """Close the room's open show, keeping its peak viewers and likes; None when none was open."""
         _, peak = await self.presence.count(room_id)
         row = await self.db.pool.fetchrow(
-            "UPDATE shows SET ended_at = $2, peak_viewers = GREATEST(peak_viewers, $3)"
+            "UPDATE shows SET ended_at = $2, peak_viewers = GREATEST(peak_viewers, $3),"
+            " likes = GREATEST(0, $4 - likes_at_start)"
             f" WHERE room_id = $1 AND ended_at IS NULL RETURNING {_COLUMNS}",
             room_id,
             at(now_ms()),
             peak,
+            await self.records.likes(room_id),
         )
         return None if row is None else Show.parse(row)
 

@@ -39,15 +39,17 @@ class Stage:
 
         The show changes first, so when the publish fails the host's retry finishes the change
         (opening and closing are idempotent), and viewers never see a live room with no show.
+        A room leaving `ended` (a new show) clears its chat: the event says `chat_cleared`.
         """
+        room = await self.catalog.get_room(room_id)
+        if room is None:
+            raise ProtocolError(ErrorCode.NOT_FOUND, f"no room '{room_id}'")
         if status == "live":
-            room = await self.catalog.get_room(room_id)
-            if room is None:
-                raise ProtocolError(ErrorCode.NOT_FOUND, f"no room '{room_id}'")
             await self.shows.start(room)
         else:
             await self.shows.end(room_id)
-        await self.records.publish(room_id, event("room.status", status=status), record.status(status))
+        fresh = {"chat_cleared": True} if room.status == "ended" and status != "ended" else {}
+        await self.records.publish(room_id, event("room.status", status=status, **fresh), record.status(status))
 
     async def set_stream(self, room_id: str, online: bool) -> None:
         """The host's video started (online) or stopped (offline)."""

@@ -65,7 +65,9 @@ class RoomState:
         for stock in stocks.values():
             state._apply_stock(stock)
         for message in recent:
-            if message["type"] in ("chat.message", "chat.deleted"):
+            if message.get("chat_cleared"):  # a new show after an ended one
+                state.chat.clear()
+            elif message["type"] in ("chat.message", "chat.deleted"):
                 state._apply_chat(message)
         return state
 
@@ -76,6 +78,8 @@ class RoomState:
             self.offset = offset
         if kind == "room.status":
             self.status = message["status"]
+            if message.get("chat_cleared"):  # a new show after an ended one starts with an empty chat
+                self.chat.clear()
         elif kind == "stream.state":
             self.stream = message["state"]
         elif kind == "product.pinned":
@@ -92,7 +96,7 @@ class RoomState:
             self.likes = max(self.likes, message["total"])
         elif kind == "viewers":
             self.viewers = message["count"]
-        elif kind in SALE_EVENTS:
+        elif kind in SALE_EVENTS or kind == "sale.updated":
             self._apply_sale(message["sale"])
         elif kind == "stock":
             self._apply_stock(message)

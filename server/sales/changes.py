@@ -18,7 +18,8 @@ class SaleChanges:
         self._groups: dict[str, tuple[str, str, int]] = {}  # group id -> (room id, its newest JSON, its version)
 
     def stock_changed(self, sale_id: str, room_id: str) -> None:
-        self._stock[sale_id] = room_id
+        if room_id:  # a product's shelf (no room) is told to nobody
+            self._stock[sale_id] = room_id
 
     def bought(self, sale_id: str, units: int) -> None:
         orders, total = self._bought.get(sale_id, (0, 0))

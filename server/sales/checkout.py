@@ -21,12 +21,14 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from server.access.addresses import Address
 from server.access.limits import Limits, Rule
 from server.access.tokens import Identity
 from server.config import Settings
 from server.sales.groups import sale_of_group
 from server.sales.payments import PaymentProvider, card_digits
 from server.sales.records import Order, Outcome, Refusal, Sale, SaleRefused, check_buyer, refused
+from server.sales.shipping import Shipping
 from server.sales.store import Sales
 
 log = logging.getLogger("livecart.orders")
@@ -50,6 +52,9 @@ EXPORT_FIELDS = (
     "closed_at",
     "payment_ref",
     "group_id",
+    "ship_name",
+    "ship_address",
+    "ship_phone",
 )
 
 _DECLINES = {
@@ -62,8 +67,11 @@ _DECLINES = {
 class Checkout:
     """A buyer's orders and a merchant's export, on top of Sales and a payment provider."""
 
-    def __init__(self, sales: Sales, provider: PaymentProvider, limits: Limits, settings: Settings) -> None:
+    def __init__(
+        self, sales: Sales, provider: PaymentProvider, limits: Limits, shipping: Shipping, settings: Settings
+    ) -> None:
         self.sales = sales
+        self.shipping = shipping
         self.provider = provider
         self.limits = limits
         self._card_key = hashlib.sha256(f"cards:{settings.secret_key}".encode()).digest()
@@ -100,10 +108,13 @@ class Checkout:
             raise refused(Refusal.NOT_YOUR_ORDER)
         return order, sale
 
-    async def pay(self, order_id: str, buyer: Identity, card_number: str, key: str, address: str) -> Outcome:
+    async def pay(
+        self, order_id: str, buyer: Identity, card_number: str, key: str, address: str, ship_to: Address | None = None
+    ) -> Outcome:
         """Authorize the card, mark the order paid, capture; or refuse, voiding the authorization.
         The same key again returns the order this payment paid. Each new attempt counts against the payment
-        limits of the order, the buyer and their address (card testing stops there)."""
+        limits of the order, the buyer and their address (card testing stops there). The order ships to `ship_to`
+        (remembered for the buyer's next order) or to the address they gave last (server.sales.shipping)."""
         order, sale = await self.get(order_id, buyer)
         user_id = order.user_id
         if order.status == "paid" and order.payment_key == key and order.payment_ref:
@@ -125,6 +136,7 @@ class Checkout:
             (address_rule, address),
             attempt=attempt,  # the same payment again (a retry, a double tap) is not another attempt
         )
+        await self.shipping.ship(order_id, sale.merchant_id, buyer.user_id, ship_to)
         amount = order.amount(sale)
         authorization = await self.provider.authorize(
             reference=order_id, key=key, amount=amount, currency=sale.currency, card_number=card_number
@@ -170,11 +182,12 @@ class Checkout:
     async def export(self, merchant_id: str, status: str | None = None) -> AsyncIterator[dict[str, Any]]:
         """The merchant's orders (optionally of one status) from the record, sale by sale, oldest first within a
         sale (a live sale's last second may not be there yet: the backup's lag)."""
+        ships = await self.shipping.of_merchant(merchant_id)
         async for order, sale in self.sales.ledger.export(merchant_id, status):
-            yield export_row(order, sale)
+            yield export_row(order, sale, ships.get(order.id))
 
 
-def export_row(order: Order, sale: Sale) -> dict[str, Any]:
+def export_row(order: Order, sale: Sale, ship: Address | None) -> dict[str, Any]:
     return {
         "order_id": order.id,
         "sale_id": sale.id,
@@ -193,6 +206,9 @@ def export_row(order: Order, sale: Sale) -> dict[str, Any]:
         "closed_at": _iso(order.closed_at),
         "payment_ref": order.payment_ref,
         "group_id": order.group_id,
+        "ship_name": None if ship is None else ship.name,
+        "ship_address": None if ship is None else ship.address,
+        "ship_phone": None if ship is None else ship.phone,
     }
 
 

@@ -27,11 +27,12 @@ import time
 
 from server import metrics
 from server.config import Settings
-from server.protocol import SALE_EVENTS, SALE_STATUSES, event
+from server.protocol import SALE_EVENTS, SALE_STATUSES, event, now_ms
 from server.rooms import record
 from server.rooms.record import RoomRecords, UnknownRoom
 from server.sales.groups import FORMING, Group
 from server.sales.payments import PaymentError
+from server.sales.records import Sale
 from server.sales.refunds import Refunds
 from server.sales.store import Sales
 from server.tasks import Tasks
@@ -76,13 +77,19 @@ class SalesFeed:
                 return told
             public = sale.public(SALE_STATUSES[step])
             try:
-                if sale.auction_id is None:  # an auction's award sale is the auction card's news, not a sale's
+                # An auction's award sale is the auction card's news, not a sale's; a shelf is in no room.
+                if sale.auction_id is None and not sale.shelf:
                     await self.records.publish(sale.room_id, event(SALE_EVENTS[step], sale=public), record.sale(public))
             except UnknownRoom:
                 log.warning("sale %s: room %s is gone; not announcing %s", sale_id, sale.room_id, SALE_EVENTS[step])
             await self.sales.announced(sale_id, self.process_id, step)
             told = step
         return told
+
+    async def updated(self, sale: Sale) -> None:
+        """A host changed a running sale (started it now, restocked, extended): the room hears the whole sale."""
+        public = sale.public(sale.status(now_ms()))
+        await self.records.publish(sale.room_id, event("sale.updated", sale=public), record.sale(public))
 
     # --- stock and toasts --------------------------------------------------------------------
 
@@ -126,6 +133,8 @@ class SalesFeed:
             self.changes.toasted(sale_id)
             self._last_toast[sale_id] = now
             sale, _ = await self.sales.terms(sale_id)
+            if sale.shelf:
+                continue
             await self.records.publish_latest(
                 sale.room_id, event("sale.toast", sale_id=sale_id, orders=orders, quantity=units)
             )
@@ -162,7 +171,8 @@ class SalesFeed:
             if now >= released.ends_at + grace:
                 sale, _ = await self.sales.terms(sale_id)
                 if await self.sales.archive(sale_id, grace):
-                    await self.records.forget_sale(sale.room_id, sale_id)
+                    if not sale.shelf:
+                        await self.records.forget_sale(sale.room_id, sale_id)
                     return
             moments.append(max(released.ends_at + grace, now + self.settings.live_revisit_ms))
         await self.sales.come_back(sale_id, min(moments))

@@ -101,9 +101,16 @@ class SalesLedger:
         """A new sale's terms (a repeat changes nothing)."""
         await self.db.pool.execute(_INSERT_SALE, *_sale_values(sale, show_id))
 
-    async def ended(self, sale_id: str, ends_at: int) -> None:
-        """The sale ended (early, by its host, or on time)."""
-        await self.db.pool.execute("UPDATE sales SET ends_at = $2 WHERE sale_id = $1", sale_id, at(ends_at))
+    async def changed(self, sale: Sale) -> None:
+        """The sale's units or times changed (its host started it now, restocked, extended or ended it; or it ended
+        on time)."""
+        await self.db.pool.execute(
+            "UPDATE sales SET quantity = $2, starts_at = $3, ends_at = $4 WHERE sale_id = $1",
+            sale.id,
+            sale.quantity,
+            at(sale.starts_at),
+            at(sale.ends_at),
+        )
 
     async def archived(self, sale_id: str) -> None:
         """The sale's Redis keys are gone: from now on it is read from here."""
@@ -237,6 +244,29 @@ class SalesLedger:
         sales = {sale_id: await self.sale(sale_id) for sale_id in {order.sale_id for order in orders}}
         return [(order, sale) for order in orders if (sale := sales[order.sale_id]) is not None]
 
+    async def of_show(self, show_id: str, merchant_id: str, since: int, limit: int) -> list[dict[str, Any]]:
+        """A show's orders for its studio, newest first: those of the sales made during it and the merchant's shelf
+        orders since it opened (`since`), with each buyer's name; as far as the order log is copied."""
+        rows = await self.db.pool.fetch(_OF_SHOW, show_id, merchant_id, at(since), limit)
+        found = []
+        for row in rows:
+            product = orjson.loads(row["product"])
+            found.append(
+                {
+                    "order_id": row["order_id"],
+                    "buyer": {"id": row["user_id"], "name": row["name"]},
+                    "product": {"id": product["id"], "title": product["title"]},
+                    "quantity": row["quantity"],
+                    "amount": row["quantity"] * row["unit_price"],
+                    "currency": row["currency"],
+                    "status": row["status"],
+                    "created_at": ms(row["created_at"]),
+                    "paid_at": ms(row["paid_at"]),
+                    "kind": row["kind"],
+                }
+            )
+        return found
+
     async def export(self, merchant_id: str, status: str | None) -> AsyncIterator[tuple[Order, Sale]]:
         """The merchant's orders (optionally of one status), sale by sale (newest sale first), oldest order first;
         the log projected first, so every change copied so far is in."""
@@ -356,6 +386,16 @@ class SalesLedger:
             await connection.execute("DELETE FROM sales WHERE sale_id = ANY($1)", ids)
             return len(ids)
 
+
+_OF_SHOW = """
+SELECT o.order_id, o.user_id, coalesce(u.name, '') AS name, s.product, o.quantity, o.unit_price, o.currency, o.status,
+       o.created_at, o.paid_at,
+       CASE WHEN s.room_id = '' THEN 'shelf' WHEN s.auction_id IS NOT NULL THEN 'auction'
+            WHEN s.group_terms IS NOT NULL THEN 'group' ELSE 'flash' END AS kind
+FROM orders o JOIN sales s ON s.sale_id = o.sale_id LEFT JOIN users u ON u.user_id = o.user_id
+WHERE s.show_id = $1 OR (s.room_id = '' AND s.merchant_id = $2 AND o.created_at >= $3)
+ORDER BY o.created_at DESC, o.order_id LIMIT $4
+"""
 
 _INSERT_SALE = (
     "INSERT INTO sales (sale_id, merchant_id, room_id, show_id, product, price, currency, quantity,"

@@ -194,6 +194,11 @@ class Sale:
             winner=fields.get("winner"),
         )
 
+    @property
+    def shelf(self) -> bool:
+        """A product's shelf (its units at the regular price, server/sales/shelf.py): a sale of no room."""
+        return self.room_id == ""
+
     def status(self, now: int) -> str:
         """scheduled, live, sold_out (every unit paid) or ended."""
         if now >= self.ends_at:
@@ -225,6 +230,7 @@ class Sale:
             **stock,
             **self._group_fields(),
             **({} if self.auction_id is None else {"auction_id": self.auction_id}),
+            **({"shelf": True} if self.shelf else {}),
         }
 
     def _group_fields(self) -> dict[str, Any]:
@@ -404,7 +410,7 @@ class Audit:
         }
 
 
-def _int_field(body: dict[str, Any], name: str, low: int, high: int, default: int | None = None) -> int:
+def int_field(body: dict[str, Any], name: str, low: int, high: int, default: int | None = None) -> int:
     value = body.get(name, default)
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise SaleRefused(Refusal.BAD_REQUEST, f"'{name}' must be a whole number from {low} to {high}")
@@ -422,15 +428,15 @@ def terms_from(
 ) -> Terms:
     """Check a host's new-sale body: price, quantity, per-user limit, start (or countdown), duration, hold, and a
     group-buy offer's `group` (size, window, leader's price)."""
-    quantity = _int_field(body, "quantity", 1, MAX_QUANTITY)
-    price = _int_field(body, "price", 0, MAX_PRICE)
+    quantity = int_field(body, "quantity", 1, MAX_QUANTITY)
+    price = int_field(body, "price", 0, MAX_PRICE)
     if ("starts_at" in body) == ("countdown_seconds" in body):
         raise SaleRefused(Refusal.BAD_REQUEST, "give either 'starts_at' (ms since the epoch) or 'countdown_seconds'")
     starts_at = countdown = 0
     if "starts_at" in body:
-        starts_at = _int_field(body, "starts_at", now - 60_000, now + MAX_LEAD_DAYS * 86_400_000)
+        starts_at = int_field(body, "starts_at", now - 60_000, now + MAX_LEAD_DAYS * 86_400_000)
     else:
-        countdown = _int_field(body, "countdown_seconds", MIN_COUNTDOWN, MAX_COUNTDOWN)
+        countdown = int_field(body, "countdown_seconds", MIN_COUNTDOWN, MAX_COUNTDOWN)
     return Terms(
         merchant_id=merchant_id,
         room_id=room_id,
@@ -438,12 +444,12 @@ def terms_from(
         price=price,
         currency=product["currency"],
         quantity=quantity,
-        per_user_limit=_int_field(body, "per_user_limit", 1, min(quantity, MAX_UNITS), default=1),
+        per_user_limit=int_field(body, "per_user_limit", 1, min(quantity, MAX_UNITS), default=1),
         buyers=_buyers(body.get("buyers", "signed_in")),
         starts_at=starts_at,
         countdown_ms=countdown * 1000,
-        duration_ms=_int_field(body, "duration_seconds", 1, MAX_DURATION) * 1000,
-        hold_ms=_int_field(body, "hold_seconds", 1, MAX_HOLD, default=hold_seconds) * 1000,
+        duration_ms=int_field(body, "duration_seconds", 1, MAX_DURATION) * 1000,
+        hold_ms=int_field(body, "hold_seconds", 1, MAX_HOLD, default=hold_seconds) * 1000,
         group=_group_terms(body.get("group"), price, quantity, min_window_seconds),
     )
 
@@ -453,9 +459,9 @@ def _group_terms(value: object, price: int, quantity: int, min_window_seconds: i
         return None
     if not isinstance(value, dict):
         raise SaleRefused(Refusal.BAD_REQUEST, "'group' must be an object: size, window_seconds, leader_price?")
-    size = _int_field(value, "size", 2, min(MAX_SIZE, quantity))
-    window = _int_field(value, "window_seconds", min_window_seconds, MAX_WINDOW)
-    leader_price = None if value.get("leader_price") is None else _int_field(value, "leader_price", 0, price)
+    size = int_field(value, "size", 2, min(MAX_SIZE, quantity))
+    window = int_field(value, "window_seconds", min_window_seconds, MAX_WINDOW)
+    leader_price = None if value.get("leader_price") is None else int_field(value, "leader_price", 0, price)
     return GroupTerms(size, window * 1000, leader_price)
 
 
@@ -524,6 +530,15 @@ def refusal(verdict: str, sale: Sale, available: int, now: int) -> SaleRefused:
     if code is Refusal.LIMIT_REACHED:
         return SaleRefused(code, f"You can buy at most {sale.per_user_limit} of this item in this sale.")
     return refused(code)
+
+
+def adjust_refused(verdict: str) -> SaleRefused:
+    """The refusal of a host's change of a sale (sale_adjust.lua's verdict)."""
+    if verdict == "too_many":
+        return SaleRefused(Refusal.BAD_QUANTITY, f"A sale has at most {MAX_QUANTITY} units.")
+    if verdict == "too_long":
+        return SaleRefused(Refusal.BAD_REQUEST, f"A sale runs at most {MAX_DURATION // 3600} hours.")
+    return refused(Refusal(verdict))
 
 
 def refused(code: Refusal) -> SaleRefused:

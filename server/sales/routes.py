@@ -21,6 +21,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from server.access.addresses import address_from
 from server.errors import STORE_ERRORS, BadRequest, DomainError, NotFound
 from server.http import (
     client_address,
@@ -38,11 +39,13 @@ from server.protocol import PRESENTERS, STAFF, Role, now_ms
 from server.sales.checkout import EXPORT_FIELDS, ORDER_STATUSES
 from server.sales.groups import Group
 from server.sales.records import (
+    MAX_QUANTITY,
     Outcome,
     Refusal,
     Sale,
     check_idempotency_key,
     check_quantity,
+    int_field,
     refused,
     terms_from,
 )
@@ -113,6 +116,34 @@ async def end_sale(request: Request) -> Response:
         entry.after = ended.public(ended.status(now_ms()))
     await _announce(request, sale.id)
     return ok(_sale_body(ended))
+
+
+_ADJUSTMENTS = {"start": "sale.started_now", "restock": "sale.restocked", "extend": "sale.extended"}
+MAX_EXTEND_SECONDS = 3600  # one extension
+
+
+async def adjust_sale(request: Request) -> Response:
+    """POST /api/merchants/{m}/sales/{sale_id}/start | restock {units} | extend {seconds} (admin or host): a scheduled
+    sale starts now, a running one gets more units or more time; the room hears `sale.updated`."""
+    staff = require(request, request.path_params["merchant_id"], PRESENTERS)
+    sale = await merchant_sale(request, PRESENTERS)
+    what = request.url.path.rsplit("/", 1)[1]
+    if sale.auction_id is not None or sale.shelf:
+        raise BadRequest("an auction's win and a product's shelf are not changed here")
+    body = await json_body(request, optional=True)
+    amount = 0
+    if what == "restock":
+        amount = int_field(body, "units", 1, MAX_QUANTITY)
+    elif what == "extend":
+        amount = int_field(body, "seconds", 1, MAX_EXTEND_SECONDS) * 1000
+    node = node_of(request)
+    before = sale.public(sale.status(now_ms()))
+    async with node.audit.change(staff, _ADJUSTMENTS[what], f"sale:{sale.id}", before=before) as entry:
+        changed = await node.sales.adjust(sale.id, what, amount)
+        entry.after = changed.public(changed.status(now_ms()))
+    await node.sales_feed.updated(changed)
+    await _announce(request, sale.id)
+    return ok(_sale_body(changed))
 
 
 async def invariant(request: Request) -> Response:
@@ -221,8 +252,10 @@ async def purchase(request: Request) -> tuple[int, bytes]:
 
 
 async def order_public(request: Request, outcome: Outcome) -> dict[str, Any]:
-    """The order as its buyer sees it; a group buy's with its group as it is now."""
+    """The order as its buyer sees it, with where it ships; a group buy's with its group as it is now."""
     public = outcome.order.public(outcome.sale, outcome.now)
+    ship = (await node_of(request).shipping.of([outcome.order.id])).get(outcome.order.id)
+    public["shipping"] = None if ship is None else ship.public()
     if outcome.group is not None:  # the group as the change left it
         public["group"] = Group.from_json(outcome.group).public()
     elif outcome.order.group_id is not None:
@@ -249,11 +282,13 @@ async def pay(request: Request) -> Response:
     nothing charged; the same key again returns the paid order."""
     identity = identify(request)
     key = check_idempotency_key(request.headers.get("idempotency-key"))
-    card = (await json_body(request, optional=True)).get("card_number")
+    body = await json_body(request, optional=True)
+    card = body.get("card_number")
     if not isinstance(card, str) or len(card) > 40:
         raise BadRequest("'card_number' must be the card number as a string")
+    ship_to = None if body.get("shipping") is None else address_from(body["shipping"])
     order_id = request.path_params["order_id"]
-    outcome = await node_of(request).checkout.pay(order_id, identity, card, key, client_address(request))
+    outcome = await node_of(request).checkout.pay(order_id, identity, card, key, client_address(request), ship_to)
     return ok(await order_public(request, outcome))
 
 
@@ -284,6 +319,10 @@ routes = [
     Route("/api/merchants/{merchant_id}/rooms/{room_id}/stats", room_stats),
     Route("/api/merchants/{merchant_id}/sales", list_sales),
     Route("/api/merchants/{merchant_id}/sales/{sale_id}/end", end_sale, methods=["POST"]),
+    *(
+        Route(f"/api/merchants/{{merchant_id}}/sales/{{sale_id}}/{what}", adjust_sale, methods=["POST"])
+        for what in _ADJUSTMENTS
+    ),
     Route("/api/merchants/{merchant_id}/sales/{sale_id}/invariant", invariant),
     Route("/api/merchants/{merchant_id}/orders.csv", export_csv),
     Route("/api/merchants/{merchant_id}/orders.jsonl", export_jsonl),

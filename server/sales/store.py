@@ -33,6 +33,8 @@ from server.sales.changes import SaleChanges
 from server.sales.groups import BOARD_SIZE, FORMING, Group, GroupTerms, new_group_id, sale_of_group
 from server.sales.ledger import SalesLedger
 from server.sales.records import (
+    MAX_DURATION,
+    MAX_QUANTITY,
     Audit,
     Order,
     Outcome,
@@ -42,6 +44,7 @@ from server.sales.records import (
     SaleRefused,
     Stock,
     Terms,
+    adjust_refused,
     is_sale_id,
     new_order_id,
     refusal,
@@ -143,6 +146,7 @@ class Sales:
         self._group_reserve = scripts.register(redis, __file__, "group_reserve", "group")
         self._group_clock = scripts.register(redis, __file__, "group_clock", "group")
         self._end = scripts.register(redis, __file__, "sale_end")
+        self._adjust = scripts.register(redis, __file__, "sale_adjust")
         self._announce = scripts.register(redis, __file__, "sale_announce")
         self._stock = scripts.register(redis, __file__, "sale_stock")
         self._archive = scripts.register(redis, __file__, "sale_archive")
@@ -247,8 +251,23 @@ class Sales:
         self.changes.stock_changed(sale_id, sale.room_id)
         ended = await self.get(sale_id)
         assert ended is not None
-        await self.ledger.ended(sale_id, ended.ends_at)
+        await self.ledger.changed(ended)
         return ended
+
+    async def adjust(self, sale_id: str, what: str, amount: int = 0) -> Sale:
+        """A host's change of a sale that is on (sale_adjust.lua): 'start' it now, 'restock' `amount` units, or
+        'extend' it by `amount` ms. The record follows; the clock comes at once (to announce a start)."""
+        sale, k = await self.terms(sale_id)
+        most = {"restock": MAX_QUANTITY, "extend": MAX_DURATION * 1000}.get(what, 0)
+        verdict, _ = await self._adjust(keys=[k["sale"]], args=[what, amount, most])
+        if verdict != "ok":
+            raise adjust_refused(verdict)
+        await self.redis.zadd(keys.sales_due(), {sale_id: 0})
+        self.changes.stock_changed(sale_id, sale.room_id)
+        adjusted = await self.get(sale_id)
+        assert adjusted is not None
+        await self.ledger.changed(adjusted)
+        return adjusted
 
     # --- orders --------------------------------------------------------------------------
 
@@ -500,7 +519,7 @@ class Sales:
             return True
         if await self.ledger.unprojected(sale_id) is not None:
             return False  # its last changes are copied, not yet in its orders' rows: after the projection
-        await self.ledger.ended(sale_id, sale.ends_at)
+        await self.ledger.changed(sale)
         k = _sale_keys(sale_id)
         done = int(
             await self._archive(

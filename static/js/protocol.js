@@ -15,6 +15,7 @@ export const Event = Object.freeze({
   SALE_STARTED: "sale.started",
   SALE_SOLD_OUT: "sale.sold_out",
   SALE_ENDED: "sale.ended",
+  SALE_UPDATED: "sale.updated",
   VIEWERS: "viewers",
   LIKES: "likes",
   STOCK: "stock",
@@ -31,6 +32,7 @@ export const Event = Object.freeze({
   GIVEAWAY_WON: "giveaway.won",
   AUCTION_OUTBID: "auction.outbid",
   AUCTION_WON: "auction.won",
+  PRODUCT_BACK: "product.back",
 });
 
 /** A sale's lifecycle, in order: each event carries the whole public sale in `sale`. */
@@ -57,6 +59,7 @@ export const DURABLE_EVENTS = new Set([
   Event.CHAT_DELETED,
   Event.CHAT_SLOW_MODE,
   ...SALE_EVENTS,
+  Event.SALE_UPDATED,
 ]);
 
 /** Latest-value events have no offset; the newest per key (this field of the event, or the type alone) wins. */
@@ -86,6 +89,7 @@ export const PERSONAL_EVENTS = Object.freeze({
   [Event.GIVEAWAY_WON]: null,
   [Event.AUCTION_OUTBID]: "auction_id",
   [Event.AUCTION_WON]: null,
+  [Event.PRODUCT_BACK]: null,
 });
 
 /** Client -> server commands (docs/protocol.md, "Client -> server"). */

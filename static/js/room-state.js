@@ -43,6 +43,7 @@ export class RoomState {
     switch (event.type) {
       case Event.ROOM_STATUS:
         this.status = event.status;
+        if (event.chat_cleared) this.chat = []; // a new show after an ended one starts with an empty chat
         return true;
       case Event.STREAM_STATE:
         this.stream = event.state;
@@ -91,7 +92,7 @@ export class RoomState {
       case Event.AUCTION:
         return putCard(this.auctions, event);
       default:
-        if (!SALE_EVENTS.includes(event.type)) return false;
+        if (!SALE_EVENTS.includes(event.type) && event.type !== Event.SALE_UPDATED) return false;
         this.putSale(event.sale);
         return true;
     }

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from server.ledger.client import Database
 from server.rooms.presence import Presence
-from server.rooms.record import Room
+from server.rooms.record import Room, RoomRecords
 from server.rooms.shows import Numbers, Shows
 from tests.client import RoomClient
 from tests.conftest import Shop
@@ -122,27 +122,34 @@ async def test_going_live_opens_a_show_and_ending_closes_it(shop: Shop) -> None:
 
 
 async def test_a_shows_peak_counts_from_its_go_live(shop: Shop) -> None:
-    """Viewers before the go-live do not count to the show's peak; the ended show keeps its peak."""
+    """Viewers before the go-live do not count to the show's peak, nor does the host (staff are not viewers); the
+    ended show keeps its peak."""
     async with httpx.AsyncClient() as client, await RoomClient.connect(shop.room_url(shop.host)) as host:
         one = await RoomClient.connect(shop.room_url(shop.guest()))
         two = await RoomClient.connect(shop.room_url(shop.guest()))
         async with one, two:
-            await host.wait_event("viewers", count=3)
-            assert (await _stats(client, shop))["viewers"] == 3  # the room's peak is now 3
-        await _settled(client, shop, lambda stats: stats["viewers"] == 1, "the guests to leave")
+            await host.wait_event("viewers", count=2)
+            assert (await _stats(client, shop))["viewers"] == 2  # the room's peak is now 2
+        await _settled(client, shop, lambda stats: stats["viewers"] == 0, "the guests to leave")
 
         await _set_status(host, "live")
         live = await _stats(client, shop)
-        assert live["show"]["peak_viewers"] == live["peak_viewers"] == 1
+        assert live["show"]["peak_viewers"] == live["peak_viewers"] == 0
+        async with await RoomClient.connect(shop.room_url(shop.guest())):
+            await _settled(client, shop, lambda stats: stats["peak_viewers"] == 1, "a viewer in the show")
         await _set_status(host, "ended")
         assert (await _stats(client, shop))["shows"][0]["peak_viewers"] == 1
 
 
 async def test_a_shows_numbers_count_only_its_own_paid_orders(shop: Shop) -> None:
     """Orders, units, GMV, buyers and conversion of a show count the paid orders of its sales, no other show's."""
-    async with httpx.AsyncClient() as client, await RoomClient.connect(shop.room_url(shop.host)) as host:
+    async with (
+        httpx.AsyncClient() as client,
+        await RoomClient.connect(shop.room_url(shop.host)) as host,
+        await RoomClient.connect(shop.room_url(shop.guest())),
+    ):
         base = shop.base_url
-        await _settled(client, shop, lambda stats: stats["viewers"] == 1, "the host's socket to count")
+        await _settled(client, shop, lambda stats: stats["viewers"] == 1, "the viewer's socket to count")
         before = await _sale(client, shop, 100)  # made while the room is not live: in no show
         await _buy(client, base, before, viewer_token(), 1, paid=True)
 
@@ -160,7 +167,7 @@ async def test_a_shows_numbers_count_only_its_own_paid_orders(shop: Shop) -> Non
             1,
             1,
         )
-        assert first["peak_viewers"] == 1  # the host's own socket
+        assert first["peak_viewers"] == 1  # the viewer's socket (the host is not a viewer)
         assert first["conversion"] == 1.0
         assert first["show"]["orders"] == 2
         await _set_status(host, "ended")
@@ -186,7 +193,7 @@ async def test_numbers_sum_paid_orders_per_currency_over_a_shows_sales(database_
     await db.open()
     redis = Redis.from_url(redis_url, decode_responses=True)
     try:
-        shows = Shows(db, Presence(redis, 1000))
+        shows = Shows(db, Presence(redis, 1000), RoomRecords(redis))
         room = Room(f"r_{secrets.token_hex(4)}", "m", "Numbers", "live", "offline")
         other = (await shows.start(room)).id
         await shows.end(room.id)
@@ -249,7 +256,7 @@ async def test_go_lives_at_once_open_one_show(database_url: str, redis_url: str)
     await db.open()
     redis = Redis.from_url(redis_url, decode_responses=True)
     try:
-        shows = Shows(db, Presence(redis, 1000))
+        shows = Shows(db, Presence(redis, 1000), RoomRecords(redis))
         room = Room(f"r_{secrets.token_hex(4)}", "m", "Together", "live", "offline")
         opened = await asyncio.gather(*(shows.start(room) for _ in range(20)))
         assert len({show.id for show in opened}) == 1
@@ -262,3 +269,54 @@ async def test_go_lives_at_once_open_one_show(database_url: str, redis_url: str)
     finally:
         await redis.aclose()
         await db.close()
+
+
+async def test_each_show_starts_afresh_its_likes_its_chat_and_its_orders(shop: Shop) -> None:
+    """A show's likes count from its go-live and are kept when it ends; the next show after an ended one starts with
+    an empty chat (the status event says `chat_cleared`, so a joining viewer's snapshot has none) and no likes or
+    orders; the studio's orders list holds the show's orders (flash and shelf), newest first, with buyer and status."""
+    orders_url = f"{shop.base_url}/api/merchants/{shop.merchant_id}/rooms/{shop.room_id}/orders"
+    async with (
+        httpx.AsyncClient() as client,
+        await RoomClient.connect(shop.room_url(shop.host)) as host,
+        await RoomClient.connect(shop.room_url(viewer_token())) as fan,
+    ):
+        await fan.send_raw('{"type":"like","count":5}')  # before the show: not the show's
+        await host.wait_event("likes", total=5)
+        assert (await client.get(orders_url, headers=auth(shop.host))).json()["orders"] == []
+        await _set_status(host, "live")
+        assert (await _stats(client, shop))["likes"] == 0
+        await fan.send_raw('{"type":"like","count":3}')
+        await _settled(client, shop, lambda stats: stats["likes"] == 3, "the show's likes")
+        assert (await fan.request("chat.send", text="first show!"))["type"] == "ack"
+
+        sale = await _sale(client, shop, 500)
+        alice = viewer_token()
+        await _buy(client, shop.base_url, sale, alice, 2, paid=True)
+        shelf = await client.post(
+            f"{shop.base_url}/api/merchants/{shop.merchant_id}/products/{shop.products[1]}/shelf",
+            json={"units": 5},
+            headers=auth(shop.host),
+        )
+        await _buy(client, shop.base_url, shelf.json()["shelf"]["sale_id"], alice, 1, paid=False)
+        deadline = time.monotonic() + seconds(10)
+        while len(listed := (await client.get(orders_url, headers=auth(shop.host))).json()["orders"]) < 2:
+            assert time.monotonic() < deadline, listed
+            await asyncio.sleep(0.05)
+        assert [(order["kind"], order["status"], order["amount"]) for order in listed] == [
+            ("shelf", "held", 1001),
+            ("flash", "paid", 1000),
+        ]
+        assert listed[0]["buyer"]["id"] == listed[1]["buyer"]["id"] and listed[0]["product"]["id"] == shop.products[1]
+        assert (await client.get(orders_url, headers=auth(viewer_token()))).status_code == 403
+
+        await _set_status(host, "ended")
+        assert (await _stats(client, shop))["shows"][0]["likes"] == 3
+        await _set_status(host, "live")
+        changed = await fan.wait_event("room.status", status="live", chat_cleared=True)
+        assert changed["chat_cleared"] is True
+        fresh = await _stats(client, shop)
+        assert fresh["likes"] == 0 and fresh["orders"] == 0 and fresh["show"]["likes"] == 0
+        assert (await client.get(orders_url, headers=auth(shop.host))).json()["orders"] == []
+        async with await RoomClient.connect(shop.room_url(viewer_token())) as late:
+            assert late.first is not None and late.first["chat"] == []

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine
 from redis.asyncio import Redis
 
+from server.access.addresses import Addresses
 from server.access.limits import Limits
 from server.access.tokens import Identity
 from server.config import Settings
@@ -27,6 +28,7 @@ from server.sales.ledger import SalesLedger
 from server.sales.payments import SandboxProvider
 from server.sales.records import Terms
 from server.sales.refunds import Refunds
+from server.sales.shipping import Shipping
 from server.sales.store import Sales
 from server.store.batcher import ScriptBatcher
 
@@ -82,7 +84,8 @@ class SaleMachineBase(RuleBasedStateMachine):
         settings = Settings(
             limit_payments_order=unlimited, limit_payments_user=unlimited, limit_payments_address=unlimited
         )
-        self.checkout = Checkout(self.sales, self.provider, Limits(self.redis), settings)
+        shipping = Shipping(self.db, Addresses(self.db))
+        self.checkout = Checkout(self.sales, self.provider, Limits(self.redis), shipping, settings)
         self.refunds = Refunds(self.db, self.sales, self.provider, AuditLog(self.db))
         self.backup = Backup("property", self.sales, Settings())
         terms = sale_terms(quantity, per_user_limit, hold_ms, group)
