@@ -9,7 +9,7 @@ from typing import Any
 from server.errors import BadRequest
 from server.ledger.client import Database, at
 from server.protocol import now_ms
-from server.rooms.text import clean
+from server.rooms.text import text_field
 
 MAX_NAME, MAX_ADDRESS, MAX_PHONE = 100, 500, 30
 
@@ -24,23 +24,13 @@ class Address:
         return asdict(self)
 
 
-def _text(body: dict[str, Any], name: str, limit: int, *, required: bool = True) -> str | None:
-    value = body.get(name)
-    if value is None and not required:
-        return None
-    cleaned = clean(value).strip() if isinstance(value, str) else ""
-    if not 0 < len(cleaned) <= limit:
-        raise BadRequest(f"'{name}' must be text of 1 to {limit} characters")
-    return cleaned
-
-
 def address_from(body: object) -> Address:
     """A name, an address and maybe a phone, cleaned as chat is (control and bidi characters out)."""
     if not isinstance(body, dict):
         raise BadRequest("an address must be an object: {name, address, phone?}")
-    name, address = _text(body, "name", MAX_NAME), _text(body, "address", MAX_ADDRESS)
+    name, address = text_field(body, "name", MAX_NAME), text_field(body, "address", MAX_ADDRESS)
     assert name is not None and address is not None
-    return Address(name, address, _text(body, "phone", MAX_PHONE, required=False))
+    return Address(name, address, text_field(body, "phone", MAX_PHONE, required=False))
 
 
 class Addresses:

@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from server.errors import DomainError
-from server.rooms.text import Blocklist, clean
+from server.rooms.text import Blocklist, text_field
 
 MAX_WINNERS = 100
 MAX_SECONDS = 900  # 15 minutes
@@ -162,16 +162,6 @@ def _int(body: dict[str, Any], name: str, low: int, high: int, default: int | No
     return value
 
 
-def _text(body: dict[str, Any], name: str, limit: int, *, required: bool = True) -> str | None:
-    value = body.get(name)
-    if value is None and not required:
-        return None
-    cleaned = clean(value).strip() if isinstance(value, str) else ""
-    if not 0 < len(cleaned) <= limit:
-        raise GiveawayRefused(Refusal.BAD_REQUEST, f"'{name}' must be text of 1 to {limit} characters")
-    return cleaned
-
-
 def terms_from(
     body: dict[str, Any], product: dict[str, Any], min_seconds: int, watch_margin: int, claim_min: int
 ) -> Terms:
@@ -183,7 +173,7 @@ def terms_from(
     signed_in = given.get("signed_in", True)
     if not isinstance(signed_in, bool):
         raise GiveawayRefused(Refusal.BAD_REQUEST, "'signed_in' must be true or false")
-    keyword = _text(given, "keyword", MAX_KEYWORD, required=False)
+    keyword = text_field(given, "keyword", MAX_KEYWORD, required=False)
     if keyword is not None and not Blocklist([keyword]).find(keyword):
         raise GiveawayRefused(Refusal.BAD_REQUEST, "'keyword' must contain a letter or a digit")
     conditions = Conditions(signed_in, keyword, _int(given, "watch_seconds", 0, max(0, duration - watch_margin), 0))

@@ -6,6 +6,9 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from itertools import groupby
+from typing import Any
+
+from server.errors import BadRequest
 
 # ANSI control sequences, removed whole: CSI (ESC [ or C1 CSI, parameters, final byte) and OSC (ESC ] ... BEL or ST).
 _ANSI = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?")
@@ -65,6 +68,17 @@ def clean(text: str) -> str:
     cleaned = " ".join(unicodedata.normalize("NFKC", "".join(kept)).split())
     # Combining marks or variation selectors with no base character show nothing either.
     return cleaned if any(unicodedata.category(char)[0] not in "MZ" for char in cleaned) else ""
+
+
+def text_field(body: dict[str, Any], name: str, limit: int, *, required: bool = True) -> str | None:
+    """A JSON body's text field, cleaned as chat is, 1 to `limit` characters (None when absent and not required)."""
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    cleaned = clean(value).strip() if isinstance(value, str) else ""
+    if not 0 < len(cleaned) <= limit:
+        raise BadRequest(f"'{name}' must be text of 1 to {limit} characters")
+    return cleaned
 
 
 def _newer_emoji(char: str, category: str) -> bool:

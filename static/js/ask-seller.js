@@ -5,10 +5,10 @@
 import { api } from "./api.js";
 import { Event } from "./protocol.js";
 import { ServiceThread } from "./service-thread.js";
+import { t } from "./strings/room.js";
 import { $, orderNumber, text, toast } from "./ui.js";
 
 const SIDE_PANEL = matchMedia("(min-width: 1000px)"); // beside the stage; narrower: a sheet over it
-const SIGN_IN_REASON = "Sign in to ask the seller: we send you a code, no password needed. The answers come here.";
 
 /**
  * The room page's customer service. `room` is the page's RoomState, `session` its Session; `signIn({reason, then})`
@@ -55,7 +55,7 @@ export class AskSeller {
         } else if (event.message.side === "staff" && thread?.merchant_id) {
           this._delivered(thread.merchant_id, event.message.id); // another shop's answer: this page got it
           const shop = thread.merchant_name || `@${thread.merchant_id}`;
-          toast(this.toasts, `${shop} answered you: see My orders & messages`, { ms: 6000 });
+          toast(this.toasts, t("ask.answered", { shop }), { ms: 6000 });
         }
         break;
       case Event.SERVICE_THREAD:
@@ -73,7 +73,7 @@ export class AskSeller {
    *  signs in first. */
   open(about = null) {
     if (!this._member()) {
-      this.signIn({ reason: SIGN_IN_REASON, then: () => this.open(about) });
+      this.signIn({ reason: t("ask.signIn"), then: () => this.open(about) });
       return;
     }
     if (!this.room.merchantId) return; // the room hasn't arrived yet
@@ -131,7 +131,8 @@ export class AskSeller {
       const orderId = $("#checkout").dataset.orderId;
       if (!orderId) return;
       const title = $("#order-title").textContent.trim();
-      this.open({ order_id: orderId, label: `Order ${orderNumber(orderId)}${title ? ` · ${title}` : ""}` });
+      const number = orderNumber(orderId);
+      this.open({ order_id: orderId, label: title ? t("ask.orderTitle", { number, title }) : t("ask.order", { number }) });
     });
     document.addEventListener("visibilitychange", () => {
       if (this._reading()) this.thread.seen();
@@ -159,9 +160,9 @@ export class AskSeller {
         },
         onSignIn: () => {
           this.close();
-          this.signIn({ reason: SIGN_IN_REASON, then: () => this.open() });
+          this.signIn({ reason: t("ask.signIn"), then: () => this.open() });
         },
-        placeholder: "Ask the seller…",
+        placeholder: t("ask.placeholder"),
       });
     }
     this.thread.load();
@@ -175,12 +176,12 @@ export class AskSeller {
     text(badge, this.unread > 99 ? "99+" : String(this.unread));
     $("#ask-button").setAttribute(
       "aria-label",
-      shown ? `Ask the seller: ${this.unread} unread` : "Ask the seller",
+      shown ? t("ask.unread", { count: this.unread }) : t("ask.heading"),
     );
     $("#ask-button").setAttribute("aria-expanded", String(open));
     const merchant = this.room.merchantId;
     text($("#ask-shop"), this.thread?.thread?.merchant_name || (merchant ? `@${merchant}` : ""));
-    text($("#ask-block"), this.thread?.blocked ? "Unblock this shop" : "Block this shop");
+    text($("#ask-block"), this.thread?.blocked ? t("ask.unblock") : t("ask.block"));
     $("#ask-block").disabled = !this.thread;
   }
 
@@ -200,7 +201,7 @@ export class AskSeller {
   }
 
   _describe(about) {
-    if (about.order_id) return `Order ${orderNumber(about.order_id)}`;
+    if (about.order_id) return t("ask.order", { number: orderNumber(about.order_id) });
     return this._productTitle(about.product_id);
   }
 

@@ -5,16 +5,16 @@
 
 import { api, perPerson, randomKey, retrying, storage } from "./api.js";
 import { MomentCard } from "./moment-card.js";
-import { $, clock, h, keptImage, minorPerUnit, money, plural, sentence, text, timeOfDay, toast } from "./ui.js";
+import { t } from "./strings/room.js";
+import { $, clock, h, keptImage, minorPerUnit, money, sentence, text, timeOfDay, toast } from "./ui.js";
 
 const EXTENDED_MS = 3000; // how long "+10 s" shows after an extension
 const KEPT_WINS = 5;
-const SIGN_IN_REASON = "Sign in to bid: we send you a code, no password needed. You pay only if you win.";
-const REFUSALS = {
-  auction_closed: "Bidding has closed.",
-  barred: "You can't bid in this shop's auctions.",
-  too_low: "Someone bid first: tap again to bid the new amount.",
-  rate_limited: "You're bidding too fast: wait a moment.",
+const REFUSALS = { // their strings
+  auction_closed: "auction.refusedClosed",
+  barred: "auction.refusedBarred",
+  too_low: "auction.refusedLow",
+  rate_limited: "auction.refusedFast",
 };
 const SIGN_IN_CODES = new Set(["sign_in_required", "invalid_token"]);
 const keptWins = perPerson(storage("local"), "livecart.auction-wins"); // per person: their latest wins
@@ -61,7 +61,7 @@ export class Auctions extends MomentCard {
   outbidArrived(event) {
     this.mine.set(event.auction_id, { bid: true, leading: false });
     const next = money(event.next_bid, this.room.auctions.get(event.auction_id)?.currency);
-    toast(this.toasts, `You've been outbid: bid ${next} to lead`, { kind: "error" });
+    toast(this.toasts, t("auction.outbidToast", { next }), { kind: "error" });
     this.render();
   }
 
@@ -70,7 +70,7 @@ export class Auctions extends MomentCard {
     this.wins = [win, ...this.wins.filter((known) => known.auction_id !== win.auction_id)].slice(0, KEPT_WINS);
     this._storeWins();
     const price = money(win.price, win.currency);
-    toast(this.toasts, `You won the auction! Pay ${price} to get it.`, { kind: "ok", ms: 8000 });
+    toast(this.toasts, t("auction.wonToast", { price }), { kind: "ok", ms: 8000 });
     this._loadOrder(win.order_id);
     this.render();
   }
@@ -134,27 +134,27 @@ export class Auctions extends MomentCard {
       const dataset = { until: String(auction.ends_at), testid: "auction-timer" };
       timer = h("span.moment-timer", { dataset }, this._left(auction.ends_at - this.now()));
     } else {
-      timer = h("span.moment-timer", {}, state === "closing" ? "Closing…" : "Closed");
+      timer = h("span.moment-timer", {}, state === "closing" ? t("auction.closing") : t("auction.closed"));
     }
     return h(
       "div.moment-tags",
       {},
-      h("span.tag.tag-auction", {}, "Auction"),
+      h("span.tag.tag-auction", {}, t("auction.tag")),
       auction.mode === "sudden_death"
-        ? h("span.tag.tag-sudden", { title: "Ends exactly on time: no extensions" }, "Sudden death")
+        ? h("span.tag.tag-sudden", { title: t("auction.suddenTitle") }, t("auction.sudden"))
         : null,
       timer,
       extended && state === "open"
-        ? h("span.moment-extended", { dataset: { testid: "auction-extended" } }, `+${auction.extend_seconds} s`)
+        ? h("span.moment-extended", { dataset: { testid: "auction-extended" } }, t("auction.extended", { seconds: auction.extend_seconds }))
         : null,
     );
   }
 
   _price(auction, state) {
-    const bids = plural(auction.bids || 0, "bid");
+    const bids = t("auction.bids", { count: auction.bids || 0 });
     if (auction.price == null) {
       const starting = money(auction.starting_bid, auction.currency);
-      return h("span.moment-note", {}, h("strong.moment-price", {}, starting), ` starting bid · ${bids}`);
+      return h("span.moment-note", {}, h("strong.moment-price", {}, starting), t("auction.starting", { bids }));
     }
     const leader = state === "open" ? auction.leader : (auction.winner ?? auction.leader);
     return h(
@@ -179,21 +179,25 @@ export class Auctions extends MomentCard {
         dataset: { testid: "auction-bid" },
         on: { click: () => this._bid(auction, {}) },
       },
-      busy ? "Bidding…" : leading ? "Leading" : `Bid ${money(auction.next_bid, auction.currency)}`,
+      busy
+        ? t("auction.bidding")
+        : leading
+          ? t("auction.leading")
+          : t("auction.bid", { amount: money(auction.next_bid, auction.currency) }),
     );
   }
 
   /** While open, under the head: whether this viewer leads or was outbid, and Max bid. */
   _standing(auction) {
     const mine = this.mine.get(auction.id);
-    let standing = h("span.moment-fine", {}, "You bid, you buy: the winner pays.");
+    let standing = h("span.moment-fine", {}, t("auction.bidYouBuy"));
     if (mine?.leading) {
       const dataset = { testid: "auction-mine", mine: "leading" };
-      standing = h("strong.moment-standing", { dataset }, "You're winning");
+      standing = h("strong.moment-standing", { dataset }, t("auction.winning"));
     } else if (mine?.bid) {
       const dataset = { testid: "auction-mine", mine: "outbid" };
       const next = money(auction.next_bid, auction.currency);
-      standing = h("strong.moment-standing.outbid", { dataset }, `Outbid: bid ${next} to lead`);
+      standing = h("strong.moment-standing.outbid", { dataset }, t("auction.outbid", { next }));
     }
     return h(
       "div.moment-bids",
@@ -207,7 +211,7 @@ export class Auctions extends MomentCard {
           dataset: { testid: "auction-max" },
           on: { click: () => this._openMax(auction) },
         },
-        "Max bid",
+        t("auction.max"),
       ),
     );
   }
@@ -219,7 +223,7 @@ export class Auctions extends MomentCard {
     if (win && (!order || order.status === "held" || order.status === "paid")) {
       const paid = order?.status === "paid";
       const price = money(win.price, win.currency);
-      const line = paid ? "You won! Paid: it's yours." : `You won! Pay ${price} by ${timeOfDay(win.pay_by)}`;
+      const line = paid ? t("auction.wonPaid") : t("auction.wonPay", { price, time: timeOfDay(win.pay_by) });
       return h(
         "div.moment-outcome.won",
         { dataset: { testid: "auction-mine", mine: paid ? "paid" : "won" } },
@@ -229,16 +233,16 @@ export class Auctions extends MomentCard {
           : h(
               "button.button-primary.small",
               { type: "button", dataset: { testid: "auction-pay" }, on: { click: () => this._pay(auction, win) } },
-              "Pay",
+              t("auction.pay"),
             ),
       );
     }
-    let line = "Closed: awarding…";
-    if (state === "closing") line = "Closing…";
-    else if (state === "sold") line = `Sold to ${auction.winner}`;
-    else if (state === "unsold") line = auction.price == null ? "Unsold: no bids" : "Unsold";
-    else if (state === "awarded") line = `Won by ${auction.winner}: awaiting payment`;
-    if (win && order) line = `Your win lapsed unpaid. ${line}`;
+    let line = t("auction.awarding");
+    if (state === "closing") line = t("auction.closing");
+    else if (state === "sold") line = t("auction.soldTo", { name: auction.winner });
+    else if (state === "unsold") line = auction.price == null ? t("auction.unsoldNoBids") : t("auction.unsold");
+    else if (state === "awarded") line = t("auction.awaiting", { name: auction.winner });
+    if (win && order) line = t("auction.lapsed", { line });
     return h("p.moment-outcome", { dataset: { testid: "auction-result", state } }, line);
   }
 
@@ -272,9 +276,9 @@ export class Auctions extends MomentCard {
       this.mine.set(auction.id, { bid: true, leading });
       if (answer.auction) this.room.apply({ type: "auction", ...answer.auction });
       if (answer.outcome === "outbid") {
-        toast(this.toasts, "Someone's max bid is higher: you've been outbid.", { kind: "error" });
+        toast(this.toasts, t("auction.outbidByMax"), { kind: "error" });
       }
-      if (answer.outcome === "raised") toast(this.toasts, "Max bid raised: you're still winning.", { kind: "ok" });
+      if (answer.outcome === "raised") toast(this.toasts, t("auction.raised"), { kind: "ok" });
     } catch (error) {
       if (SIGN_IN_CODES.has(error.code)) {
         this._signIn(auction, max);
@@ -290,15 +294,15 @@ export class Auctions extends MomentCard {
   /** Why a bid was refused, in the viewer's words. */
   _refused(auction, error) {
     if (error.code === "too_low" && this.mine.get(auction.id)?.leading) {
-      return "You're in the lead: to raise your max bid, set one above it.";
+      return t("auction.raiseAbove");
     }
-    return REFUSALS[error.code] || sentence(error.message);
+    return REFUSALS[error.code] ? t(REFUSALS[error.code]) : sentence(error.message);
   }
 
   /** Sign in, then make the same bid at the auction's next amount then. */
   _signIn(auction, max) {
     const then = () => this._bid(this.room.auctions.get(auction.id) || auction, { max });
-    this.signIn({ reason: SIGN_IN_REASON, then });
+    this.signIn({ reason: t("auction.signIn"), then });
   }
 
   _openMax(auction) {
@@ -310,7 +314,7 @@ export class Auctions extends MomentCard {
     input.min = String(auction.next_bid / unit);
     if (!input.value || Number(input.value) * unit < auction.next_bid) input.value = String(auction.next_bid / unit);
     const next = money(auction.next_bid, auction.currency);
-    text($("#max-bid-next"), `The next bid is ${next}: your max must be at least that.`);
+    text($("#max-bid-next"), t("auction.next", { next }));
     $("#max-bid-error").hidden = true;
     this.openSheet("#max-bid-sheet");
     input.focus();
@@ -322,7 +326,7 @@ export class Auctions extends MomentCard {
     if (!auction) return;
     const max = Math.round(Number($("#max-bid-amount").value) * minorPerUnit(auction.currency));
     if (!(max >= auction.next_bid)) {
-      text($("#max-bid-error"), `Your max must be at least ${money(auction.next_bid, auction.currency)}.`);
+      text($("#max-bid-error"), t("auction.atLeast", { amount: money(auction.next_bid, auction.currency) }));
       $("#max-bid-error").hidden = false;
       return;
     }
@@ -338,7 +342,7 @@ export class Auctions extends MomentCard {
       const order = await api(`/api/orders/${encodeURIComponent(win.order_id)}`, { session: this.session });
       this.orders.set(order.order_id, order);
       const sale = { id: order.sale_id, product: auction.product, currency: order.currency };
-      this.payHeld(sale, order, `Auction win · ${money(order.amount, order.currency)}`);
+      this.payHeld(sale, order, t("auction.winDetail", { amount: money(order.amount, order.currency) }));
     } catch (error) {
       toast(this.toasts, sentence(error.message), { kind: "error" });
     }

@@ -1,12 +1,13 @@
 // Chat lines as both pages show them: role badges, and every message built as text, never as HTML.
 
+import { t } from "./strings/room.js";
 import { h } from "./ui.js";
 
-const ROLE_BADGES = Object.freeze({ host: "Host", admin: "Shop", moderator: "Mod" });
+const ROLE_BADGES = Object.freeze({ host: "badge.host", admin: "badge.shop", moderator: "badge.mod" }); // their strings
 
 /** The badge of a staff role ("Host", "Shop", "Mod"); null for viewers. */
 export function roleBadge(role) {
-  return Object.hasOwn(ROLE_BADGES, role) ? ROLE_BADGES[role] : null;
+  return Object.hasOwn(ROLE_BADGES, role) ? t(ROLE_BADGES[role]) : null;
 }
 
 /** One message: <li data-id data-user> with its badge (staff get class "staff"), its name and its text; a staff
@@ -17,7 +18,7 @@ export function chatLine(message, { mine = false } = {}) {
   const item = h(
     "li",
     { dataset: { id: message.id, user: message.user_id } },
-    question ? h("span.question", {}, `Q: ${question}`) : null,
+    question ? h("span.question", {}, t("chat.question", { question })) : null,
     badge ? h("span.badge", {}, badge) : null,
     h("span.name", {}, message.name),
     h("span.text", {}, message.text),

@@ -5,15 +5,15 @@
 
 import { api } from "./api.js";
 import { MomentCard } from "./moment-card.js";
-import { $, clock, dayAndTime, h, keptImage, plural, sentence, text, timeOfDay, toast } from "./ui.js";
+import { t } from "./strings/room.js";
+import { $, clock, dayAndTime, h, keptImage, sentence, text, timeOfDay, toast } from "./ui.js";
 
 const PROGRESS_MS = 10000; // the viewer's progress is read again this often while the giveaway is open
 const SHOWN_WINNERS = 5;
-const SIGN_IN_REASON = "This giveaway is for signed-in viewers. Sign in with your email or phone number to enter.";
 const REFUSALS = {
-  keyword_required: (giveaway) => `Type “${giveaway.conditions.keyword}” in the chat first, then tap Enter.`,
-  banned: () => "You can't enter: you can't chat in this room.",
-  giveaway_closed: () => "Entries have closed.",
+  keyword_required: (giveaway) => t("giveaway.keywordFirst", { keyword: giveaway.conditions.keyword }),
+  banned: () => t("giveaway.banned"),
+  giveaway_closed: () => t("giveaway.closed"),
 };
 
 /**
@@ -54,7 +54,7 @@ export class Giveaways extends MomentCard {
 
   wonArrived(event) {
     this.wins.set(event.giveaway_id, event);
-    toast(this.toasts, "You won the giveaway! Claim your prize on its card.", { kind: "ok", ms: 8000 });
+    toast(this.toasts, t("giveaway.wonToast"), { kind: "ok", ms: 8000 });
     this._read();
     this.render();
   }
@@ -74,7 +74,7 @@ export class Giveaways extends MomentCard {
   // --- the card ------------------------------------------------------------------------------------------
 
   _left(ms) {
-    return `${clock(ms)} left`;
+    return t("giveaway.left", { clock: clock(ms) });
   }
 
   /** What the card depends on besides events: whether entries have closed by the clock. */
@@ -102,7 +102,7 @@ export class Giveaways extends MomentCard {
   }
 
   _head(giveaway, state, progress) {
-    const winners = plural(giveaway.winners_count, "winner");
+    const winners = t("giveaway.winners", { count: giveaway.winners_count });
     const timer =
       state === "open"
         ? h(
@@ -110,7 +110,7 @@ export class Giveaways extends MomentCard {
             { dataset: { until: String(giveaway.ends_at) } },
             this._left(giveaway.ends_at - this.now()),
           )
-        : h("span.moment-timer", {}, state === "drawing" ? "Drawing…" : "Drawn");
+        : h("span.moment-timer", {}, state === "drawing" ? t("giveaway.drawing") : t("giveaway.drawn"));
     return h(
       "div.moment-head",
       {},
@@ -118,14 +118,14 @@ export class Giveaways extends MomentCard {
       h(
         "div.moment-body",
         {},
-        h("div.moment-tags", {}, h("span.tag.tag-giveaway", {}, "Giveaway"), timer),
-        h("h2.moment-title", {}, `Win ${giveaway.product?.title ?? "a prize"}`),
+        h("div.moment-tags", {}, h("span.tag.tag-giveaway", {}, t("giveaway.tag")), timer),
+        h("h2.moment-title", {}, t("giveaway.win", { prize: giveaway.product?.title ?? t("giveaway.aPrize") })),
         h(
           "span.moment-note",
           {},
           `${winners} · `,
-          h("span", { dataset: { testid: "giveaway-entrants" } }, `${giveaway.entrants ?? 0} entered`),
-          state === "open" ? ` · ends ${timeOfDay(giveaway.ends_at)}` : "",
+          h("span", { dataset: { testid: "giveaway-entrants" } }, t("giveaway.entered", { count: giveaway.entrants ?? 0 })),
+          state === "open" ? t("giveaway.ends", { time: timeOfDay(giveaway.ends_at) }) : "",
         ),
       ),
       this._action(giveaway, state, progress),
@@ -138,7 +138,7 @@ export class Giveaways extends MomentCard {
       return h(
         "span.moment-ticket",
         {},
-        h("small", {}, "Your ticket"),
+        h("small", {}, t("giveaway.ticket")),
         h("span", { dataset: { testid: "giveaway-ticket" } }, progress.ticket),
       );
     }
@@ -150,7 +150,7 @@ export class Giveaways extends MomentCard {
         dataset: { testid: "giveaway-enter" },
         on: { click: () => this._enter(giveaway) },
       },
-      this.entering ? "Entering…" : "Enter",
+      this.entering ? t("giveaway.entering") : t("giveaway.enter"),
     );
   }
 
@@ -166,8 +166,8 @@ export class Giveaways extends MomentCard {
       h(
         "p.moment-fine",
         {},
-        `Free to enter, one entry each. Winners are drawn when entries close and have ${claim} to claim. `,
-        h("span", { title: giveaway.commitment }, `Draw sealed: ${String(giveaway.commitment).slice(0, 10)}…`),
+        t("giveaway.fine", { claim }),
+        h("span", { title: giveaway.commitment }, t("giveaway.sealed", { hash: String(giveaway.commitment).slice(0, 10) })),
       ),
       refusal ? h("p.moment-alert", { role: "alert", dataset: { testid: "giveaway-refusal" } }, refusal) : null,
     ];
@@ -179,12 +179,12 @@ export class Giveaways extends MomentCard {
     const items = [];
     if (terms.signed_in) {
       const done = progress ? progress.signed_in : Boolean(user && !user.guest);
-      items.push(condition("signed_in", done, done ? "Signed in" : "Sign in", () => this._signIn(giveaway)));
+      items.push(condition("signed_in", done, done ? t("giveaway.signedIn") : t("account.signIn"), () => this._signIn(giveaway)));
     }
     if (terms.keyword) {
       const done = Boolean(progress?.keyword_said);
       items.push(
-        condition("keyword", done, `Type “${terms.keyword}” in chat`, () => {
+        condition("keyword", done, t("giveaway.typeKeyword", { keyword: terms.keyword }), () => {
           const input = $("#chat-input");
           input.value = terms.keyword;
           input.focus();
@@ -193,10 +193,10 @@ export class Giveaways extends MomentCard {
     }
     if (terms.watch_seconds > 0) {
       const watched = Math.min(progress?.watched_seconds ?? 0, terms.watch_seconds);
-      const label = `Watched ${duration(watched, terms.watch_seconds)}`;
+      const label = t("giveaway.watched", { duration: duration(watched, terms.watch_seconds) });
       items.push(condition("watch", watched >= terms.watch_seconds, label));
     }
-    if (progress?.banned) items.push(condition("banned", false, "You can't chat in this room"));
+    if (progress?.banned) items.push(condition("banned", false, t("giveaway.cantChat")));
     return items;
   }
 
@@ -223,17 +223,21 @@ export class Giveaways extends MomentCard {
                 { dataset: { ticket: winner.ticket, state: winner.state, mine: String(winner === mine) } },
                 h("strong", {}, winner.name),
                 ` · ${winner.ticket}`,
-                winner.state === "claimed" ? " · claimed" : winner.state === "forfeited" ? " · forfeited" : "",
+                winner.state === "claimed"
+                  ? t("giveaway.claimed")
+                  : winner.state === "forfeited"
+                    ? t("giveaway.forfeited")
+                    : "",
               ),
             ),
-            winners.length > shown.length ? h("li.moment-more", {}, `+${winners.length - shown.length} more`) : null,
+            winners.length > shown.length ? h("li.moment-more", {}, t("giveaway.more", { count: winners.length - shown.length })) : null,
           )
-        : h("p.moment-fine", {}, "Nobody entered: no winner."),
+        : h("p.moment-fine", {}, t("giveaway.nobody")),
       this._mine(giveaway, progress, mine),
       h(
         "a.moment-link",
         { href: check.href, target: "_blank", rel: "noopener", dataset: { testid: "check-draw" } },
-        "Check this draw",
+        t("giveaway.check"),
       ),
     );
   }
@@ -245,17 +249,17 @@ export class Giveaways extends MomentCard {
     const claim = this.claims.get(giveaway.id);
     if (!mine && !won && !event) {
       if (!progress?.entered) return null;
-      return h("p.moment-outcome", { dataset: { testid: "giveaway-mine" } }, "Not this time: thanks for entering!");
+      return h("p.moment-outcome", { dataset: { testid: "giveaway-mine" } }, t("giveaway.notThisTime"));
     }
     const claimBy = won?.claim_by ?? event?.claim_by ?? null;
     let line;
     let action = null;
     if (claim || won?.claimed || mine?.state === "claimed") {
-      line = "You won! Claimed: your prize is on its way.";
+      line = t("giveaway.wonClaimed");
     } else if (mine?.state === "forfeited" || (claimBy && this.now() >= claimBy)) {
-      line = "You won, but the time to claim ran out.";
+      line = t("giveaway.wonLapsed");
     } else {
-      line = claimBy ? `You won! Claim by ${dayAndTime(claimBy)}` : "You won!";
+      line = claimBy ? t("giveaway.wonBy", { time: dayAndTime(claimBy) }) : t("giveaway.won");
       action = h(
         "button.button-primary.small",
         {
@@ -263,7 +267,7 @@ export class Giveaways extends MomentCard {
           dataset: { testid: "giveaway-claim" },
           on: { click: () => this._openClaim(giveaway, claimBy) },
         },
-        "Claim",
+        t("giveaway.claim"),
       );
     }
     return h("div.moment-outcome.won", { dataset: { testid: "giveaway-mine" } }, h("strong", {}, line), action);
@@ -283,7 +287,7 @@ export class Giveaways extends MomentCard {
       });
       this.reads += 1; // a read begun before the entry would show it missing
       this.progress = { ...(this._progressOf(giveaway) || { giveaway_id: giveaway.id }), entered: true, ...entry };
-      toast(this.toasts, `You're in! Your ticket: ${entry.ticket}`, { kind: "ok" });
+      toast(this.toasts, t("giveaway.inToast", { ticket: entry.ticket }), { kind: "ok" });
     } catch (error) {
       if (error.code === "sign_in_required") this._signIn(giveaway);
       else {
@@ -298,7 +302,7 @@ export class Giveaways extends MomentCard {
   }
 
   _signIn(giveaway) {
-    this.signIn({ reason: SIGN_IN_REASON, then: () => this._enter(giveaway) });
+    this.signIn({ reason: t("giveaway.signIn"), then: () => this._enter(giveaway) });
   }
 
   /** Read the viewer's progress in the shown giveaway (GET …/me). */
@@ -326,8 +330,8 @@ export class Giveaways extends MomentCard {
   _openClaim(giveaway, claimBy) {
     const form = $("#claim-form");
     form.dataset.giveawayId = giveaway.id;
-    const by = claimBy ? `: claim it by ${dayAndTime(claimBy)}` : "";
-    text($("#claim-note"), `${giveaway.product?.title ?? "Your prize"} is yours${by}. Where should the shop send it?`);
+    const by = claimBy ? t("giveaway.claimBy", { time: dayAndTime(claimBy) }) : "";
+    text($("#claim-note"), t("giveaway.claimNote", { prize: giveaway.product?.title ?? t("giveaway.yourPrize"), by }));
     $("#claim-error").hidden = true;
     if (!$("#claim-name").value && this.session.user) $("#claim-name").value = this.session.user.name;
     this.openSheet("#claim-sheet");
@@ -348,7 +352,7 @@ export class Giveaways extends MomentCard {
       const claim = await api(path, { method: "POST", session: this.session, body });
       this.claims.set(id, claim);
       this.closeSheets();
-      toast(this.toasts, "Claimed: the shop ships your prize to that address.", { kind: "ok", ms: 6000 });
+      toast(this.toasts, t("giveaway.claimedToast"), { kind: "ok", ms: 6000 });
       this.render();
     } catch (error) {
       text($("#claim-error"), sentence(error.message));
@@ -383,11 +387,11 @@ function condition(name, done, label, act = null) {
 
 /** "Watched 3 of 5 min" (seconds under two minutes: "20 of 30 s"). */
 function duration(watched, needed) {
-  if (needed < 120) return `${Math.floor(watched)} of ${needed} s`;
-  return `${Math.floor(watched / 60)} of ${Math.ceil(needed / 60)} min`;
+  if (needed < 120) return t("giveaway.watchSeconds", { watched: Math.floor(watched), needed });
+  return t("giveaway.watchMinutes", { watched: Math.floor(watched / 60), needed: Math.ceil(needed / 60) });
 }
 
 function hours(seconds) {
   const value = Math.round((seconds || 0) / 3600);
-  return value >= 48 && value % 24 === 0 ? `${value / 24} days` : plural(value, "hour");
+  return value >= 48 && value % 24 === 0 ? t("giveaway.days", { count: value / 24 }) : t("giveaway.hours", { count: value });
 }

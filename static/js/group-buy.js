@@ -4,7 +4,8 @@
 
 import { api, perPerson, storage } from "./api.js";
 import { saleStatus } from "./room-state.js";
-import { $, $$, clock, copyText, h, keptImage, money, plural, text, toast } from "./ui.js";
+import { t } from "./strings/room.js";
+import { $, $$, clock, copyText, h, keptImage, money, text, toast } from "./ui.js";
 
 const SHOWN_OPEN = 6; // open groups listed (the board has at most 20); the list scrolls past three
 const SHOWN_AVATARS = 6;
@@ -23,15 +24,29 @@ export function isGroupOrder(order) {
 }
 
 /** Titles of the checkout's error step for refusals of opening or joining a group (room.js shows them). */
-export const GROUP_REFUSAL_TITLES = {
-  group_full: "This group is full",
-  group_closed: "This group has closed",
-  group_not_open: "This group isn't open yet",
-  in_group: "You're already in a group",
-  unknown_group: "No such group",
-  not_a_group_offer: "Not a group buy",
-  group_only: "Group buy only",
-};
+export const GROUP_REFUSAL_TITLES = Object.freeze({
+  get group_full() {
+    return t("group.full");
+  },
+  get group_closed() {
+    return t("group.closed");
+  },
+  get group_not_open() {
+    return t("group.notOpen");
+  },
+  get in_group() {
+    return t("group.inGroup");
+  },
+  get unknown_group() {
+    return t("group.unknown");
+  },
+  get not_a_group_offer() {
+    return t("group.notGroup");
+  },
+  get group_only() {
+    return t("group.only");
+  },
+});
 
 /**
  * The room page's group buys. `room` is the page's RoomState, `session` its Session, `now()` the server's clock.
@@ -137,16 +152,13 @@ export class GroupBuys {
   /** What the checkout's last step says for a paid group order: {title, text}. */
   paidNote(order) {
     const group = order.group || this.mine.get(order.group_id)?.group || { state: "open", size: 0, paid: 0 };
-    const paid = `${money(order.amount, order.currency)} paid`;
+    const paid = t("group.paid", { amount: money(order.amount, order.currency) });
     if (group.state === "filled") {
-      return { title: "Your group is complete!", text: `${paid}: everyone's order is confirmed.` };
+      return { title: t("group.complete"), text: t("group.completeText", { paid }) };
     }
     const missing = Math.max(0, group.size - group.paid);
-    const more = missing ? `${missing} more ${missing === 1 ? "person" : "people"} to go: ` : "";
-    return {
-      title: "You're in!",
-      text: `${paid}. ${more}share your group's link so it fills in time. If it doesn't, you're refunded.`,
-    };
+    const more = missing ? t("group.toGo", { count: missing }) : "";
+    return { title: t("group.in"), text: t("group.inText", { paid, more }) };
   }
 
   /** The card shows this product's group offer (the page's product card then steps aside). */
@@ -226,16 +238,16 @@ export class GroupBuys {
     const leader = leaderPrice(sale);
     const off = solo > sale.price ? Math.round((1 - sale.price / solo) * 100) : 0;
     const forming = this._formingIn(sale.id);
-    let label = "Open a group";
-    if (status === "scheduled") label = "Soon";
-    else if (status === "ended") label = "Ended";
-    else if (forming) label = "In a group";
-    else if (sale.available < terms.size) label = "Sold out";
+    let label = "openOne";
+    if (status === "scheduled") label = "soon";
+    else if (status === "ended") label = "ended";
+    else if (forming) label = "inAGroup";
+    else if (sale.available < terms.size) label = "soldOut";
     const timer =
       status === "scheduled"
         ? clockNode(sale.starts_at, "starts", now)
         : status === "ended"
-          ? h("span.group-timer", {}, "Ended")
+          ? h("span.group-timer", {}, t("group.ended"))
           : clockNode(sale.ends_at, "ends", now);
     return h(
       "div.group-offer",
@@ -244,26 +256,28 @@ export class GroupBuys {
       h(
         "div.group-body",
         {},
-        h("div.group-tags", {}, h("span.tag.tag-group", {}, `Group of ${terms.size}`), timer),
+        h("div.group-tags", {}, h("span.tag.tag-group", {}, t("group.of", { size: terms.size })), timer),
         h("h2.group-title", {}, product.title),
         h(
           "div.group-prices",
           {},
           h("strong.group-price", { dataset: { testid: "group-price" } }, money(sale.price, sale.currency)),
-          h("span.group-solo", {}, "Solo ", h("s", {}, money(solo, product.currency))),
+          h("span.group-solo", {}, t("group.solo"), h("s", {}, money(solo, product.currency))),
           off ? h("span.price-off", {}, `−${off}%`) : null,
         ),
-        leader < sale.price ? h("span.group-leader", {}, `Open a group and pay ${money(leader, sale.currency)}`) : null,
+        leader < sale.price
+          ? h("span.group-leader", {}, t("group.leaderPays", { price: money(leader, sale.currency) }))
+          : null,
       ),
       h(
         "button.buy-button.group-open",
         {
           type: "button",
-          disabled: label !== "Open a group",
+          disabled: label !== "openOne",
           dataset: { testid: "group-open" },
           on: { click: () => this._open(sale) },
         },
-        label,
+        t(`group.${label}`),
       ),
     );
   }
@@ -278,7 +292,7 @@ export class GroupBuys {
     return h(
       "div.group-open-list",
       {},
-      h("p.group-heading", {}, `Groups forming · ${open.length}`),
+      h("p.group-heading", {}, t("group.forming", { count: open.length })),
       h(
         "ul.group-list",
         { dataset: { testid: "open-groups" } },
@@ -292,8 +306,8 @@ export class GroupBuys {
             h(
               "div.group-row-text",
               {},
-              h("strong", {}, `${group.joined} of ${group.size} joined`),
-              closing ? h("span", {}, "Closing…") : clockNode(group.expires_at, "left", now),
+              h("strong", {}, t("group.joined", { joined: group.joined, size: group.size })),
+              closing ? h("span", {}, t("group.closing")) : clockNode(group.expires_at, "left", now),
             ),
             h(
               "button.button-primary.small.group-join",
@@ -302,7 +316,7 @@ export class GroupBuys {
                 disabled: Boolean(forming) || closing || full,
                 on: { click: () => this._join(sale, group) },
               },
-              full ? "Full" : "Join",
+              full ? t("group.isFull") : t("group.join"),
             ),
           );
         }),
@@ -320,38 +334,39 @@ export class GroupBuys {
     let headline;
     let note = null;
     if (group.state === "filled") {
-      headline = "Your group is complete!";
-      note = order ? `Order ${short(order.order_id)} is confirmed.` : "Every order is confirmed.";
+      headline = t("group.complete");
+      note = order ? t("group.orderConfirmed", { number: short(order.order_id) }) : t("group.everyConfirmed");
     } else if (group.state === "failed") {
-      headline = "Your group didn't fill in time: you've been refunded";
+      headline = t("group.failed");
       note = order ? refundNote(order) : null;
     } else if (group.state === "cancelled") {
-      headline = "This group was cancelled: you were not charged";
+      headline = t("group.cancelledMine");
     } else if (group.state === "pending") {
-      headline = "Pay to open your group";
-      note = `It opens to friends once you've paid: ${group.size - 1} more can join.`;
+      headline = t("group.payToOpen");
+      note = t("group.opensOnce", { count: group.size - 1 });
     } else {
-      headline = `Your group · ${group.joined} of ${group.size} joined`;
-      const left = held ? "pay to keep your place" : `${plural(group.size - group.joined, "place")} left`;
-      note = [closing ? h("span.group-timer", {}, "Closing…") : clockNode(group.expires_at, "left", now), ` · ${left}`];
+      headline = t("group.yours", { joined: group.joined, size: group.size });
+      const left = held ? t("group.payToKeep") : t("group.placesLeft", { count: group.size - group.joined });
+      const timer = closing ? h("span.group-timer", {}, t("group.closing")) : clockNode(group.expires_at, "left", now);
+      note = [timer, ` · ${left}`];
     }
     let action = null;
     if (held && sale) {
       action = h(
         "button.button-primary.small",
         { type: "button", on: { click: () => this.payHeld(sale, order, orderDetail(sale, group, order)) } },
-        `Pay ${money(order.amount, order.currency)}`,
+        t("group.payAmount", { amount: money(order.amount, order.currency) }),
       );
     } else if (group.state === "open") {
       action = h(
         "button.button-secondary.small.group-share",
         { type: "button", dataset: { testid: "group-share" }, on: { click: (click) => this._share(group, click) } },
-        "Share link",
+        t("group.shareLink"),
       );
     } else if (CLOSED.has(group.state)) {
       action = h(
         "button.group-dismiss",
-        { type: "button", "aria-label": "Close", on: { click: () => this._dismiss(group.id) } },
+        { type: "button", "aria-label": t("common.close"), on: { click: () => this._dismiss(group.id) } },
         "×",
       );
     }
@@ -383,14 +398,14 @@ export class GroupBuys {
     const sale = this.room.sales.get(group.sale_id);
     const leader = group.members.find((member) => member.leader)?.name;
     const closing = group.expires_at != null && now >= group.expires_at;
-    let headline = leader ? `Join ${leader}'s group` : "Join this group";
+    let headline = leader ? t("group.joinLeader", { name: leader }) : t("group.joinThis");
     let joinable = group.state === "open" && !closing && group.joined < group.size;
-    if (group.state === "filled") headline = "This group is already complete";
-    else if (CLOSED.has(group.state) || closing) headline = "This group has closed";
-    else if (group.state === "pending") headline = "This group opens once its leader pays";
-    else if (group.joined >= group.size) headline = "This group is full for now";
+    if (group.state === "filled") headline = t("group.alreadyComplete");
+    else if (CLOSED.has(group.state) || closing) headline = t("group.closed");
+    else if (group.state === "pending") headline = t("group.opensWhenPaid");
+    else if (group.joined >= group.size) headline = t("group.fullForNow");
     if (this._formingIn(group.sale_id)) joinable = false;
-    const price = sale ? `${money(sale.price, sale.currency)} each · ` : "";
+    const price = sale ? t("group.each", { price: money(sale.price, sale.currency) }) : "";
     return h(
       "div.group-invite",
       { dataset: { testid: "group-invite", groupId: group.id, state: group.state } },
@@ -402,7 +417,7 @@ export class GroupBuys {
         h(
           "span.group-note",
           {},
-          `${price}${group.joined} of ${group.size} joined`,
+          price + t("group.joined", { joined: group.joined, size: group.size }),
           group.state === "open" && !closing ? [" · ", clockNode(group.expires_at, "left", now)] : null,
         ),
       ),
@@ -414,7 +429,7 @@ export class GroupBuys {
           dataset: { testid: "invite-join" },
           on: { click: () => sale && this._join(sale, group) },
         },
-        "Join",
+        t("group.join"),
       ),
     );
   }
@@ -425,7 +440,7 @@ export class GroupBuys {
     const price = leaderPrice(sale);
     this.buy(sale, 1, {
       path: `/api/sales/${encodeURIComponent(sale.id)}/groups`,
-      detail: `Group of ${sale.group.size} · you open it · ${money(price, sale.currency)}`,
+      detail: t("group.openDetail", { size: sale.group.size, price: money(price, sale.currency) }),
       price,
       retry: (code) => RETRYABLE.has(code),
     });
@@ -434,7 +449,7 @@ export class GroupBuys {
   _join(sale, group) {
     this.buy(sale, 1, {
       path: `/api/sales/${encodeURIComponent(sale.id)}/groups/${encodeURIComponent(group.id)}/join`,
-      detail: `Group of ${group.size} · ${money(sale.price, sale.currency)} each`,
+      detail: t("group.joinDetail", { size: group.size, price: money(sale.price, sale.currency) }),
       price: sale.price,
       retry: (code) => RETRYABLE.has(code) || code === "group_full",
     });
@@ -448,7 +463,7 @@ export class GroupBuys {
       const link = await this._link(group);
       button.dataset.link = link;
       const copied = await copyText(link);
-      toast(this.toasts, copied ? "Group link copied: send it to friends so your group fills" : link, {
+      toast(this.toasts, copied ? t("group.copied") : link, {
         kind: copied ? "ok" : "info",
         ms: 5000,
       });
@@ -547,19 +562,19 @@ export class GroupBuys {
     if (CLOSED.has(group.state)) {
       if (this.announced.has(key)) return;
       this.announced.add(key);
-      if (group.state === "filled") toast(this.toasts, "Your group is complete!", { kind: "ok", ms: 6000 });
+      if (group.state === "filled") toast(this.toasts, t("group.complete"), { kind: "ok", ms: 6000 });
       if (group.state === "failed") {
-        toast(this.toasts, "Your group didn't fill in time: you've been refunded", { kind: "error", ms: 6000 });
+        toast(this.toasts, t("group.failed"), { kind: "error", ms: 6000 });
         this._checkRefund(entry, REFUND_CHECKS);
       }
-      if (group.state === "cancelled") toast(this.toasts, "The group was cancelled: you were not charged");
+      if (group.state === "cancelled") toast(this.toasts, t("group.cancelled"));
       if (entry.orderId && group.state !== "failed") this._loadOrder(entry);
       return;
     }
     if (before && group.state === "open" && group.joined > before.joined) {
       const newest = group.members[group.members.length - 1];
       const me = this.session.user?.name;
-      if (newest && newest.name !== me) toast(this.toasts, `${newest.name} joined your group`, { kind: "buy" });
+      if (newest && newest.name !== me) toast(this.toasts, t("group.someoneJoined", { name: newest.name }), { kind: "buy" });
     }
   }
 
@@ -649,7 +664,7 @@ export class GroupBuys {
         this.room.putSale(await api(`/api/sales/${encodeURIComponent(group.sale_id)}`));
       }
     } catch (error) {
-      if (error.status === 404 && !this.invite.group) toast(this.toasts, "That group link doesn't work anymore.");
+      if (error.status === 404 && !this.invite.group) toast(this.toasts, t("group.linkGone"));
     } finally {
       this.invite.asking = false;
     }
@@ -686,7 +701,7 @@ function avatars(group) {
   const names = members.map((member) => member.name).join(", ");
   return h(
     "div.group-avatars",
-    { role: "img", "aria-label": `${group.joined} of ${group.size} joined${names ? `: ${names}` : ""}` },
+    { role: "img", "aria-label": t(names ? "group.joinedNames" : "group.joined", { joined: group.joined, size: group.size, names }) },
     ...shown.map((member) => {
       const node = h(
         "span.group-avatar",
@@ -721,20 +736,20 @@ function clockNode(until, format, now) {
 
 function countdown({ until, format }, now) {
   const left = clock(Number(until) - now);
-  if (format === "starts") return `Starts in ${left}`;
-  if (format === "ends") return `Ends in ${left}`;
-  return `${left} left`;
+  if (format === "starts") return t("group.startsIn", { clock: left });
+  if (format === "ends") return t("group.endsIn", { clock: left });
+  return t("group.left", { clock: left });
 }
 
 function refundNote(order) {
   const amount = money(order.refund?.amount ?? order.amount, order.refund?.currency ?? order.currency);
-  if (order.status === "refunded" || order.refund) return `Order ${short(order.order_id)} · ${amount} refunded.`;
-  if (order.status === "expired" || order.status === "cancelled") return "You were not charged.";
-  return `Refunding ${amount}…`;
+  if (order.status === "refunded" || order.refund) return t("group.refunded", { number: short(order.order_id), amount });
+  if (order.status === "expired" || order.status === "cancelled") return t("group.notCharged");
+  return t("group.refunding", { amount });
 }
 
 function orderDetail(sale, group, order) {
-  return `Group of ${group.size} · ${money(order.unit_price ?? sale.price, order.currency)}`;
+  return t("group.detail", { size: group.size, price: money(order.unit_price ?? sale.price, order.currency) });
 }
 
 /** True when `group` is an older form of `known`. */

@@ -2,6 +2,7 @@
 // moment of their kind unless the viewer put it away, the card hidden when there is none, its countdowns and Close.
 
 import { newestCard } from "./room-state.js";
+import { t } from "./strings/room.js";
 import { $, $$, h, text } from "./ui.js";
 
 /**
@@ -65,6 +66,6 @@ export class MomentCard {
       this.render();
       this.onDismiss();
     };
-    return h("button.moment-dismiss", { type: "button", "aria-label": "Close", on: { click } }, "×");
+    return h("button.moment-dismiss", { type: "button", "aria-label": t("common.close"), on: { click } }, "×");
   }
 }

@@ -1,13 +1,17 @@
-// The viewer room: video, the "now presenting" card with its flash sale, checkout, the bag, chat and hearts;
-// sharing and earning through share.js, group buys through group-buy.js, "Ask the seller" through ask-seller.js,
-// giveaways through giveaway.js and auctions through auction.js.
+// The viewer room: video, the "now presenting" card with its flash sale, checkout, chat and hearts; the bag through
+// bag.js, regular-price buying and "Notify me" through shelf.js, the buyer's own orders through my-orders.js, the
+// shipping address through checkout-address.js; sharing and earning through share.js, group buys through
+// group-buy.js, "Ask the seller" through ask-seller.js, giveaways through giveaway.js and auctions through auction.js.
 
 import { ApiError, Session, api, randomKey, retrying, storage } from "./api.js";
 import { AskSeller } from "./ask-seller.js";
 import { Auctions } from "./auction.js";
+import { Bag } from "./bag.js";
 import { appendLine, chatLine, removeLine, scrollToEnd } from "./chat-view.js";
+import { CheckoutAddress } from "./checkout-address.js";
 import { Giveaways } from "./giveaway.js";
 import { GROUP_REFUSAL_TITLES, GroupBuys, isGroupOrder } from "./group-buy.js";
+import { MyOrders } from "./my-orders.js";
 import {
   CloseCode,
   Command,
@@ -22,8 +26,10 @@ import { RoomSocket, SocketState } from "./room-socket.js";
 import { sendCode, submitting } from "./sign-in.js";
 import { RoomState, saleStatus } from "./room-state.js";
 import { Sharing } from "./share.js";
+import { Shelves, regularPriceLabel, shelfUnits } from "./shelf.js";
 import { $, clock, compact, h, money, orderNumber, safeImage, sentence, text, toast } from "./ui.js";
 import { watch } from "./webrtc.js";
+import { fitFor, orientation } from "./video-fit.js";
 
 const roomId = new URLSearchParams(location.search).get("room") || "demo";
 const stage = $("#stage");
@@ -81,6 +87,45 @@ const moments = {
 const giveaways = new Giveaways(moments);
 const auctions = new Auctions({ ...moments, payHeld: (sale, order, detail) => payHeld(sale, order, detail) });
 
+// The buyer's own orders with this shop: the card's "Purchased ✓" and "Limit reached", no toast of their own purchase.
+const mine = new MyOrders({
+  session,
+  room,
+  now: () => (socket ? socket.serverNow() : Date.now()),
+  changed: () => ownOrdersChanged(),
+  retoast: (event) => saleToast(event),
+});
+
+// Regular-price buying: each product's shelf, "Notify me when it's back", the `product.back` toast.
+const shelves = new Shelves({
+  room,
+  session,
+  roomId,
+  toasts,
+  buy: (sale, quantity) => buy(sale, quantity),
+  signIn: openSignIn,
+  changed: () => ownOrdersChanged(),
+});
+
+// The bag ("Products in this show"): every product with Buy (a live deal's, or its shelf's) or "Notify me".
+const bag = new Bag({
+  room,
+  shelves,
+  mine,
+  now: () => (socket ? socket.serverNow() : Date.now()),
+  buy: (sale, quantity) => buy(sale, quantity),
+  openSheet: (selector) => openSheet(selector),
+});
+
+// The checkout's shipping address: asked once, then a summary with Change.
+const address = new CheckoutAddress({ session });
+
+function ownOrdersChanged() {
+  if (!room.id) return;
+  renderCard();
+  bag.render();
+}
+
 // --- start -----------------------------------------------------------------------------------
 
 /** A fresh access token of the shopper's session; a new guest session when there is none (or it ended). */
@@ -104,6 +149,7 @@ async function start() {
   sharing.ready();
   groups.ready();
   window.livecart = { get socket() { return socket; }, room, session, sharing, groups, asking, giveaways, auctions };
+  Object.assign(window.livecart, { mine, shelves, bag, address });
   setInterval(tick, 250);
 }
 
@@ -195,7 +241,9 @@ function render(snapshot) {
   renderSlowMode();
   text($("#viewers"), compact(room.viewers));
   renderLikes();
-  renderBag();
+  bag.render();
+  mine.load(); // what the buyer bought (or holds) in this shop's sales
+  if (room.pinned) shelves.want(room.pinned.id, { soon: true });
   groups.snapshot();
   giveaways.snapshot();
   auctions.snapshot();
@@ -230,18 +278,19 @@ function apply(event) {
       break;
     case Event.PRODUCT_PINNED:
       state.quantity = 1;
+      shelves.pinned(event.product.id);
       groups.salesChanged();
       renderCard();
-      renderBag();
+      bag.render();
       break;
     case Event.PRODUCT_UNPINNED:
     case Event.STOCK:
       groups.salesChanged();
       renderCard();
-      renderBag();
+      bag.render();
       break;
     case Event.BAG_CHANGED:
-      renderBag();
+      bag.bagChanged();
       break;
     case Event.CHAT_MESSAGE:
       addChat(event.message);
@@ -283,13 +332,17 @@ function apply(event) {
       renderCard();
       break;
     default:
-      if (SALE_EVENTS.includes(event.type)) {
+      if (SALE_EVENTS.includes(event.type) || event.type === Event.SALE_UPDATED) {
         const sale = event.sale;
         const deal = sale.group ? "Group buy" : "Flash deal";
-        if (event.type === Event.SALE_STARTED) toast(toasts, `${deal} live: ${sale.product.title}`, { kind: "buy" });
+        if (event.type === Event.SALE_STARTED && !sale.shelf) {
+          toast(toasts, `${deal} live: ${sale.product.title}`, { kind: "buy" });
+        }
+        const over = event.type === Event.SALE_SOLD_OUT || event.type === Event.SALE_ENDED;
+        if (over && !sale.shelf && sale.product.id === room.pinned?.id) shelves.dealOver(sale.product.id);
         groups.salesChanged();
         renderCard();
-        renderBag();
+        bag.render();
       }
   }
 }
@@ -304,6 +357,9 @@ function personal(event) {
       break;
     case Event.AUCTION_WON:
       auctions.wonArrived(event);
+      break;
+    case Event.PRODUCT_BACK:
+      shelves.backArrived(event);
       break;
     default:
       asking.eventArrived(event);
@@ -391,7 +447,8 @@ function stopWatching() {
   stage.dataset.playing = "false";
   $("#unmute").hidden = true;
   if (viewing.session) {
-    viewing.session.stop();
+    // offline: the server ended every viewer's session with the host's, so there is nothing to DELETE
+    viewing.session.stop({ ended: room.stream !== "online" });
     viewing.session = null;
   }
   video.srcObject = null;
@@ -409,6 +466,21 @@ video.addEventListener("playing", () => {
   stage.dataset.playing = "true";
 });
 
+/** Fit the picture by its shape (video-fit.js): a portrait stream fills the phone, a landscape one is letterboxed. */
+function fitVideo() {
+  const { videoWidth: width, videoHeight: height } = video;
+  if (!width || !height) {
+    delete stage.dataset.orientation;
+    delete stage.dataset.fit;
+    return;
+  }
+  stage.dataset.orientation = orientation(width, height);
+  stage.dataset.fit = fitFor(width, height, stage.clientWidth, stage.clientHeight);
+}
+
+for (const name of ["loadedmetadata", "resize", "emptied"]) video.addEventListener(name, fitVideo);
+addEventListener("resize", fitVideo);
+
 $("#unmute").addEventListener("click", () => {
   video.muted = false;
   video.play().catch(() => {});
@@ -421,12 +493,14 @@ addEventListener("pagehide", () => viewing.session?.stop({ keepalive: true }));
 
 const STATUS_ORDER = { live: 0, scheduled: 1, sold_out: 2, ended: 3 };
 
-/** The sale the card shows: of the pinned product (live first), or any sale on now when nothing is pinned. */
+/** The sale the card shows: of the pinned product (live first), or any sale on now when nothing is pinned. A shelf
+ * (the regular price) is never a deal: the card offers it beside one (renderShelf). */
 function cardSale() {
   const now = socket.serverNow();
   const pinnedId = room.pinned?.id;
   const sales = [...room.sales.values()].filter(
-    (sale) => !sale.group && (pinnedId ? sale.product.id === pinnedId : saleStatus(sale, now) === "live"),
+    (sale) =>
+      !sale.group && !sale.shelf && (pinnedId ? sale.product.id === pinnedId : saleStatus(sale, now) === "live"),
   );
   sales.sort(
     (a, b) => STATUS_ORDER[saleStatus(a, now)] - STATUS_ORDER[saleStatus(b, now)] || b.starts_at - a.starts_at,
@@ -434,15 +508,8 @@ function cardSale() {
   return sales[0] || null;
 }
 
-function liveSaleOf(productId) {
-  const now = socket.serverNow();
-  return (
-    [...room.sales.values()].find(
-      (sale) => !sale.group && sale.product.id === productId && saleStatus(sale, now) === "live",
-    ) ||
-    null
-  );
-}
+// The shelf the card's Buy buys from (the product at its regular price, no deal on), or null: a deal's Buy.
+let cardShelf = null;
 
 function renderCard() {
   const card = $("#card");
@@ -451,16 +518,21 @@ function renderCard() {
   const elsewhere = (id) => groups.showsProduct(id) || giveaways.showsProduct(id) || auctions.showsProduct(id);
   if (!product || (!sale && elsewhere(product.id))) {
     card.hidden = true; // nothing presented, or the group-buy, giveaway or auction card shows it
+    renderDealChip(null, null, 0);
     return;
   }
   card.hidden = false;
+  const title = $("#card-title");
+  if (card.dataset.productId !== product.id) title.setAttribute("aria-expanded", "false");
   card.dataset.productId = product.id;
   const image = $("#card-image");
   const src = safeImage(product.image_url);
   if (image.getAttribute("src") !== src) image.src = src;
-  text($("#card-title"), product.title);
+  text(title, product.title);
   const now = socket.serverNow();
   const status = sale ? saleStatus(sale, now) : null;
+  renderDealChip(sale, status, now);
+  cardShelf = null;
   if (!sale || status === "ended") {
     delete card.dataset.sale;
     card.dataset.saleId = "";
@@ -473,6 +545,7 @@ function renderCard() {
     text($("#card-timer"), sale ? "Deal ended" : "");
     $("#card-quantity").hidden = true;
     renderBuyButton(null, null);
+    renderShelf(product, sale ? "ended" : null);
     return;
   }
   card.dataset.sale = status;
@@ -485,17 +558,25 @@ function renderCard() {
   $("#card-off").hidden = !discounted;
   text($("#card-off"), discounted ? `−${Math.round((1 - sale.price / regular) * 100)}%` : "");
   $("#card-deal").hidden = false;
-  $("#card-stock").hidden = false;
-  const fill = sale.quantity ? Math.max(0, sale.available) / sale.quantity : 0;
-  $("#card-stock-fill").style.width = `${Math.round(fill * 100)}%`;
-  text($("#card-stock-text"), stockText(sale, status));
-  $("#card-stock").dataset.available = String(sale.available);
+  renderStock(sale.available, sale.quantity, stockText(sale, status));
   renderTimer(sale, status, now);
-  const limit = Math.min(sale.per_user_limit, Math.max(1, sale.available));
-  state.quantity = Math.min(state.quantity, limit);
-  $("#card-quantity").hidden = !(status === "live" && sale.per_user_limit > 1 && sale.available > 1);
+  // one buyer's units: the sale's limit less what they hold or bought already
+  const limit = Math.min(Math.max(0, sale.per_user_limit - mine.units(sale.id)), Math.max(1, sale.available));
+  state.quantity = Math.max(1, Math.min(state.quantity, limit));
+  const own = mine.state(sale.id, sale.per_user_limit);
+  $("#card-quantity").hidden = !(status === "live" && limit > 1 && sale.available > 1 && own !== "limit");
   text($("#quantity-value"), state.quantity);
   renderBuyButton(sale, status);
+  // a sold-out deal offers the regular-price item, or "Notify me" (not to whoever got it)
+  renderShelf(product, status === "sold_out" && !mine.paid(sale.id) ? "sold_out" : "deal");
+}
+
+function renderStock(available, quantity, words) {
+  $("#card-stock").hidden = false;
+  const fill = quantity ? Math.max(0, available) / quantity : 0;
+  $("#card-stock-fill").style.width = `${Math.round(fill * 100)}%`;
+  text($("#card-stock-text"), words);
+  $("#card-stock").dataset.available = String(available);
 }
 
 function stockText(sale, status) {
@@ -503,6 +584,80 @@ function stockText(sale, status) {
   if (status === "scheduled") return `${sale.quantity} available`;
   if (sale.available <= 0) return "All claimed";
   return `${sale.available} left`;
+}
+
+/**
+ * The product's shelf on the card. `deal`: "deal" while a deal is on (the shelf waits), "sold_out" or "ended" for a
+ * deal that is over (the regular-price item, or "Notify me when it's back"), null with no deal (the shelf's Buy, or
+ * "Notify me" once it sold out).
+ */
+function renderShelf(product, deal) {
+  const fallback = $("#card-fallback");
+  const known = deal === "deal" ? undefined : shelves.of(product.id);
+  if (deal !== "deal" && known === undefined) shelves.want(product.id, { soon: true });
+  const shelf = known?.shelf ?? null;
+  const units = shelfUnits(shelf);
+  $("#card").dataset.offer = "";
+  fallback.hidden = true;
+  if (!known || (deal === null && !shelf)) return; // a deal on, not read yet, or no shelf and no deal: nothing to add
+  if (deal === null && units > 0) {
+    // no deal: the product at its regular price, bought from its shelf with the card's Buy
+    cardShelf = shelf;
+    $("#card").dataset.offer = "shelf";
+    $("#card").dataset.saleId = shelf.sale_id;
+    text($("#card-price"), money(shelf.price, shelf.currency));
+    renderStock(units, units + (shelf.held || 0) + (shelf.sold || 0), `${units} left`);
+    renderBuyButton(shelfSale(product, shelf), "live");
+    return;
+  }
+  if (deal === null) renderStock(0, 1, "Sold out");
+  $("#buy").hidden = true;
+  fallback.hidden = false;
+  $("#card").dataset.offer = units > 0 ? "regular" : "notify";
+  if (units > 0) {
+    const own = mine.state(shelf.sale_id, shelf.per_user_limit);
+    const label = own === "limit" ? "Limit reached" : regularPriceLabel(shelf);
+    renderFallback(
+      h(
+        "button.button-primary.regular-buy",
+        {
+          type: "button",
+          disabled: own === "limit",
+          dataset: { testid: "regular-buy" },
+          on: { click: () => shelves.buyShelf(shelf) },
+        },
+        label,
+      ),
+    );
+  } else {
+    renderFallback(shelves.notifyButton(product));
+  }
+}
+
+/** Put this button in the card's fallback place, unless the same one is there (a tap is not lost to a redraw). */
+function renderFallback(button) {
+  const fallback = $("#card-fallback");
+  const shown = fallback.firstElementChild;
+  const same =
+    shown &&
+    shown.className === button.className &&
+    shown.textContent === button.textContent &&
+    shown.disabled === button.disabled;
+  if (same && shown.dataset.productId === button.dataset.productId) return;
+  fallback.replaceChildren(button);
+}
+
+/** A shelf as a sale the checkout buys from: the product at its regular price. */
+function shelfSale(product, shelf) {
+  return {
+    id: shelf.sale_id,
+    product,
+    price: shelf.price,
+    currency: shelf.currency,
+    per_user_limit: shelf.per_user_limit,
+    available: shelfUnits(shelf),
+    shelf: true,
+  };
 }
 
 function renderTimer(sale, status, now) {
@@ -513,28 +668,51 @@ function renderTimer(sale, status, now) {
   else text(timer, "");
 }
 
+/** A live deal's countdown on the video. */
+function renderDealChip(sale, status, now) {
+  const chip = $("#deal-chip");
+  chip.hidden = status !== "live";
+  if (chip.hidden) return;
+  text($(".deal-chip-label", chip), sale.price < sale.product.price ? "Flash deal" : "Deal");
+  text($("#deal-chip-clock"), clock(sale.ends_at - now));
+}
+
 function renderBuyButton(sale, status) {
   const button = $("#buy");
   button.hidden = !sale || status === "ended";
   if (!sale) return;
+  button.dataset.own = "";
+  button.removeAttribute("aria-label");
   if (checkout.order && checkout.sale.id === sale.id && checkout.step === "hold") {
     button.disabled = false;
     text(button, `Pay · ${clock(checkout.deadline - Date.now())}`);
     return;
   }
-  const labels = { scheduled: "Soon", sold_out: "Sold out" };
+  const held = mine.held(sale.id); // a hold from before a reload, or closed without paying
+  if (held) {
+    button.disabled = false;
+    button.dataset.own = "held";
+    text(button, `Pay · ${clock(held.hold_expires_at - socket.serverNow())}`);
+    return;
+  }
+  const own = mine.state(sale.id, sale.per_user_limit);
+  const labels = { scheduled: "Soon", sold_out: own === "purchased" ? "Purchased ✓" : "Sold out" };
   if (status === "live" && sale.available <= 0) labels.live = "Claimed";
-  const label = labels[status] || "Buy";
-  const needs = label === "Buy" ? buyerNeeds(sale) : null;
-  button.disabled = label !== "Buy";
+  else if (own === "purchased") labels.live = "Purchased ✓"; // a tap buys one more, up to the limit
+  const label = own === "limit" ? "Limit reached" : labels[status] || "Buy";
+  const open = status === "live" && sale.available > 0 && own !== "limit";
+  const needs = open && !own ? buyerNeeds(sale) : null;
+  button.disabled = !open;
+  button.dataset.own = own || "";
   button.dataset.needs = needs || "";
+  if (own === "purchased" && open) button.setAttribute("aria-label", "Purchased: buy one more");
   text(button, needs ? NEEDS[needs].button : label);
 }
 
 /** What the shopper must do before buying in this sale: "sign_in", "phone", or null (they may buy). */
 function buyerNeeds(sale) {
   const user = session.user;
-  if (sale.buyers === "anyone") return null;
+  if (sale.buyers === "anyone" || (sale.shelf && sale.buyers === undefined)) return null; // a shelf: the server says
   if (!user || user.guest) return "sign_in";
   if (sale.buyers === "verified_phone" && !user.phone_verified) return "phone";
   return null;
@@ -555,7 +733,7 @@ const REFUSED_NEEDS = { sign_in_required: "sign_in", phone_required: "phone" };
 function tick() {
   if (!socket || !room.id) return;
   const sale = cardSale();
-  if (sale) renderCard();
+  if (sale || cardShelf) renderCard();
   groups.tick();
   giveaways.tick();
   auctions.tick();
@@ -563,10 +741,19 @@ function tick() {
 }
 
 $("#buy").addEventListener("click", () => {
-  const sale = room.sales.get($("#card").dataset.saleId);
+  const card = $("#card");
+  const sale = cardShelf ? shelfSale(room.pinned, cardShelf) : room.sales.get(card.dataset.saleId);
   if (!sale) return;
+  const held = mine.held(sale.id);
   if (checkout.order && checkout.sale.id === sale.id && checkout.step === "hold") openSheet("#checkout");
+  else if (held) payHeld(sale, held, orderDetail(sale, held.quantity));
+  else if (cardShelf) shelves.buyShelf(cardShelf);
   else buy(sale, state.quantity);
+});
+
+$("#card-title").addEventListener("click", (click) => {
+  const title = click.currentTarget;
+  title.setAttribute("aria-expanded", String(title.getAttribute("aria-expanded") !== "true"));
 });
 
 $("#quantity-less").addEventListener("click", () => {
@@ -577,7 +764,8 @@ $("#quantity-less").addEventListener("click", () => {
 $("#quantity-more").addEventListener("click", () => {
   const sale = room.sales.get($("#card").dataset.saleId);
   if (!sale) return;
-  state.quantity = Math.min(state.quantity + 1, sale.per_user_limit, Math.max(1, sale.available));
+  const left = Math.max(1, sale.per_user_limit - mine.units(sale.id));
+  state.quantity = Math.min(state.quantity + 1, left, Math.max(1, sale.available));
   renderCard();
 });
 
@@ -608,7 +796,7 @@ async function buy(sale, quantity, offer = null) {
   }
   Object.assign(checkout, { sale, order: null, key: randomKey("buy_"), quantity, offer });
   setStep("reserving");
-  const detail = offer ? offer.detail : `${quantity} × ${money(sale.price, sale.currency)} · flash deal`;
+  const detail = offer ? offer.detail : orderDetail(sale, quantity);
   orderLine(sale, detail, offer ? offer.price : sale.price * quantity);
   $("#pay-error").hidden = true;
   openSheet("#checkout");
@@ -623,6 +811,7 @@ async function buy(sale, quantity, offer = null) {
     );
     const placed = orderOf(order);
     if (isGroupOrder(placed)) groups.orderPlaced(placed);
+    mine.placed(placed);
     holdStarted(placed);
   } catch (error) {
     if (REFUSED_NEEDS[error.code]) {
@@ -633,6 +822,11 @@ async function buy(sale, quantity, offer = null) {
       failed(error);
     }
   }
+}
+
+/** "2 × $39.00 · flash deal", "1 × $59.00 · regular price". */
+function orderDetail(sale, quantity) {
+  return `${quantity} × ${money(sale.price, sale.currency)} · ${sale.shelf ? "regular price" : "flash deal"}`;
 }
 
 function orderLine(sale, detail, amount) {
@@ -676,6 +870,7 @@ function holdStarted(order) {
   text($("#order-amount"), money(order.amount, order.currency));
   text($("#pay"), `Pay ${money(order.amount, order.currency)}`);
   setStep("hold");
+  address.prepare();
   renderHold();
   renderCard();
 }
@@ -704,16 +899,23 @@ $("#pay-form").addEventListener("submit", async (submit) => {
   // card is charged once. Another card after a decline is a new attempt, with a new key.
   const key = randomKey("pay_");
   const card = $("#card-number").value;
+  const shipping = address.shipping(); // none: the account's saved address
+  const body = shipping ? { card_number: card, shipping } : { card_number: card };
+  const saleId = checkout.sale.id;
+  let paid = false;
+  mine.paying(saleId); // a toast that comes meanwhile waits: this payment may be in it
   try {
-    const paid = await retrying(() =>
+    const answer = await retrying(() =>
       api(`/api/orders/${encodeURIComponent(checkout.order.order_id)}/payment`, {
         method: "POST",
         session,
-        body: { card_number: card },
+        body,
         headers: { "Idempotency-Key": key },
       }),
     );
-    done(orderOf(paid));
+    paid = true;
+    address.paid(shipping);
+    done(orderOf(answer));
   } catch (error) {
     if (error.code === "payment_declined" || error.code === "bad_request") {
       setStep("hold");
@@ -721,10 +923,12 @@ $("#pay-form").addEventListener("submit", async (submit) => {
       text($("#pay-error"), error.message);
       $("#pay-error").hidden = false;
     } else if (error.code === "already_paid") {
-      done(checkout.order);
+      done({ ...checkout.order, status: "paid" });
     } else {
       failed(error);
     }
+  } finally {
+    mine.settled(saleId, paid);
   }
 });
 
@@ -737,6 +941,7 @@ $("#cancel-order").addEventListener("click", async () => {
     const path = `/api/orders/${encodeURIComponent(order.order_id)}/cancel`;
     const cancelled = orderOf(await api(path, { method: "POST", session }));
     if (isGroupOrder(cancelled)) groups.orderChanged(cancelled);
+    mine.moved(cancelled);
     toast(toasts, "Reservation cancelled: you were not charged.");
   } catch {
     // it expires by itself
@@ -751,6 +956,8 @@ function done(order) {
   };
   note(isGroupOrder(order) ? groups.paidNote(order) : { title: "You got it!", text: paid });
   sheet.dataset.orderId = order.order_id;
+  mine.moved(order);
+  if (checkout.sale?.shelf) shelves.bought(checkout.sale.product.id);
   if (isGroupOrder(order)) {
     // the group may fill a moment later (or the answer carry only its id): the note follows while it is shown
     const renote = (later) => checkout.step === "done" && sheet.dataset.orderId === order.order_id && note(later);
@@ -765,7 +972,9 @@ function failed(error) {
   const code = error.code || "error";
   text($("#error-title"), REFUSAL_TITLES[code] || "That didn't work");
   text($("#error-text"), error.message || "Something went wrong. Please try again.");
-  const sale = checkout.sale && room.sales.get(checkout.sale.id);
+  if (code === "hold_expired" && checkout.order) mine.moved({ ...checkout.order, status: "expired" });
+  if (checkout.sale?.shelf) shelves.bought(checkout.sale.product.id); // sold out, or units back: read it again
+  const sale = checkout.sale && (room.sales.get(checkout.sale.id) || (checkout.sale.shelf ? checkout.sale : null));
   const retry = $("#error-retry");
   const again = checkout.offer ? checkout.offer.retry(code) : sale?.available > 0 && code !== "limit_reached";
   retry.hidden = !(sale && saleStatus(sale, socket.serverNow()) === "live" && again);
@@ -776,7 +985,7 @@ function failed(error) {
 }
 
 $("#error-retry").addEventListener("click", () => {
-  const sale = room.sales.get(checkout.sale.id);
+  const sale = room.sales.get(checkout.sale.id) || (checkout.sale.shelf ? checkout.sale : null);
   if (sale) buy(sale, checkout.quantity, checkout.offer);
 });
 
@@ -814,52 +1023,10 @@ addEventListener("keydown", (key) => {
   if (key.key === "Escape") closeSheets();
 });
 
-// --- the bag ---------------------------------------------------------------------------------------
+// --- the bag (bag.js) --------------------------------------------------------------------------------
 
-function renderBag() {
-  text($("#bag-count"), room.bag.length);
-  const list = $("#bag-list");
-  list.replaceChildren(
-    ...room.bag.map((product) => {
-      const sale = liveSaleOf(product.id);
-      const pinned = room.pinned?.id === product.id;
-      const price = sale
-        ? [
-            h("strong.deal", {}, money(sale.price, sale.currency)),
-            h("s", {}, money(product.price, product.currency)),
-            h("span", {}, sale.available > 0 ? `${sale.available} left` : "All claimed"),
-          ]
-        : [h("strong", {}, money(product.price, product.currency))];
-      const action = sale
-        ? h(
-            "button.button-primary",
-            {
-              type: "button",
-              disabled: sale.available <= 0,
-              on: { click: () => buy(sale, 1) },
-            },
-            "Buy",
-          )
-        : null;
-      return h(
-        pinned ? "li.bag-item.pinned" : "li.bag-item",
-        { dataset: { productId: product.id } },
-        h("img", { src: safeImage(product.image_url), alt: "", loading: "lazy" }),
-        h(
-          "div",
-          {},
-          pinned ? h("span.live-now", {}, "Presenting now") : null,
-          h("span.title", {}, product.title),
-          h("span.meta", {}, ...price),
-        ),
-        action,
-      );
-    }),
-  );
-}
-
-$("#bag-button").addEventListener("click", () => openSheet("#bag-sheet"));
-$("#ended-bag").addEventListener("click", () => openSheet("#bag-sheet"));
+$("#bag-button").addEventListener("click", () => bag.open());
+$("#ended-bag").addEventListener("click", () => bag.open());
 
 // --- chat ------------------------------------------------------------------------------------------
 
@@ -956,11 +1123,16 @@ function likesArrived() {
 
 // --- toasts ---------------------------------------------------------------------------------------------
 
+/** "Someone just bought …", never for the buyer's own order: "N others also bought …" when others bought with them. */
 function saleToast(event) {
   const sale = room.sales.get(event.sale_id);
+  if (sale?.shelf) return;
+  const share = mine.ownShare(event); // null: one of their payments is on its way; told again once answered
+  if (!share || share.others <= 0) return;
   const title = sale ? sale.product.title : "this deal";
-  const who = event.orders > 1 ? `${event.orders} people` : "Someone";
-  toast(toasts, `${who} just bought ${title}`, { kind: "buy" });
+  const { mine: own, others } = share;
+  const who = own ? `${others} other${others === 1 ? "" : "s"} also` : others > 1 ? `${others} people just` : "Someone just";
+  toast(toasts, `${who} bought ${title}`, { kind: "buy" });
 }
 
 
@@ -985,6 +1157,8 @@ let account = session.user;
 session.onChange((user) => {
   const wasMember = Boolean(account && !account.guest);
   account = user;
+  mine.load(); // another person's orders
+  shelves.personChanged(); // and their waitlist
   renderAccount();
   if (wasMember && !user && !state.switching) toast(toasts, "You were signed out.", { kind: "error" });
 });

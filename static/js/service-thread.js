@@ -5,6 +5,7 @@
 
 import { api, randomKey, retrying } from "./api.js";
 import { scrollToEnd } from "./chat-view.js";
+import { t } from "./strings/room.js";
 import { h, orderNumber, sentence, text } from "./ui.js";
 
 const PAGE = 30; // messages per request
@@ -18,7 +19,8 @@ function aboutText(about, describe) {
   if (!about || (!about.product_id && !about.order_id)) return null;
   const described = describe ? describe(about) : null;
   if (described) return described;
-  return about.order_id ? `Order ${orderNumber(about.order_id)}` : `Product ${about.product_id}`;
+  if (about.order_id) return t("thread.order", { number: orderNumber(about.order_id) });
+  return t("thread.product", { id: about.product_id });
 }
 
 /** "14:05" today, "12 Mar, 14:05" another day. */
@@ -35,8 +37,7 @@ export function lastLine(thread) {
   const last = thread?.last_message;
   if (!last) return "";
   if (typeof last === "string") return last;
-  const who = last.side === "buyer" ? "You: " : "";
-  return `${who}${last.text || ""}`;
+  return last.side === "buyer" ? t("thread.you", { text: last.text || "" }) : last.text || "";
 }
 
 /**
@@ -78,7 +79,7 @@ export class ServiceThread {
     this.typingTimer = null;
     this.typingSent = 0;
     this.deciding = new Set(); // staff messages whose public answer the buyer is deciding
-    this._build(root, placeholder || "Write a message…");
+    this._build(root, placeholder || t("thread.placeholder"));
   }
 
   get base() {
@@ -135,7 +136,7 @@ export class ServiceThread {
   /** Someone is typing (service.typing); only the staff's is shown. */
   typingArrived(event) {
     if (event.side !== "staff") return;
-    text(this.typing, event.name ? `${event.name} is typing…` : "typing…");
+    text(this.typing, event.name ? t("thread.typingName", { name: event.name }) : t("thread.typing"));
     this.typing.hidden = false;
     clearTimeout(this.typingTimer);
     this.typingTimer = setTimeout(() => this._hideTyping(), TYPING_SHOWN_MS);
@@ -190,25 +191,25 @@ export class ServiceThread {
     this.earlier = h(
       "button.button-link.thread-earlier",
       { type: "button", hidden: true, on: { click: () => this._loadEarlier() } },
-      "Load earlier messages",
+      t("thread.earlier"),
     );
-    this.list = h("ol.thread-messages", { "aria-label": "Messages", "aria-live": "polite" });
-    this.empty = h("p.thread-empty", { hidden: true }, "No messages yet. Ask anything: sizes, delivery, your order.");
-    this.loading = h("p.thread-loading", {}, h("span.spinner.dark", { "aria-hidden": "true" }), " Loading messages…");
+    this.list = h("ol.thread-messages", { "aria-label": t("thread.messages"), "aria-live": "polite" });
+    this.empty = h("p.thread-empty", { hidden: true }, t("thread.empty"));
+    this.loading = h("p.thread-loading", {}, h("span.spinner.dark", { "aria-hidden": "true" }), t("thread.loading"));
     this.scroller = h("div.thread-scroll", {}, this.earlier, this.loading, this.empty, this.list);
     this.typing = h("p.thread-typing", { hidden: true, role: "status", dataset: { testid: "thread-typing" } });
     this.errorText = h("span");
-    this.retry = h("button.thread-retry", { type: "button", hidden: true }, "Try again");
+    this.retry = h("button.thread-retry", { type: "button", hidden: true }, t("thread.retry"));
     this.error = h("div.form-error.thread-error", { role: "alert", hidden: true }, this.errorText, this.retry);
     this.unblock = h(
       "button.button-secondary.thread-unblock",
       { type: "button", on: { click: () => this.setBlocked(false) } },
-      "Unblock",
+      t("thread.unblock"),
     );
     this.blockedNote = h(
       "div.thread-blocked",
       { hidden: true, dataset: { testid: "thread-blocked" } },
-      h("span", {}, "You blocked this shop: it can't write to you, and you can't write to it."),
+      h("span", {}, t("thread.blocked")),
       this.unblock,
     );
     this.aboutText = h("span.thread-about-text");
@@ -218,7 +219,7 @@ export class ServiceThread {
       this.aboutText,
       h(
         "button.thread-about-remove",
-        { type: "button", "aria-label": "Don't attach it", on: { click: () => this.about(null) } },
+        { type: "button", "aria-label": t("thread.detach"), on: { click: () => this.about(null) } },
         "×",
       ),
     );
@@ -227,11 +228,11 @@ export class ServiceThread {
       rows: 1,
       maxLength: MAX_MESSAGE_LENGTH,
       placeholder,
-      "aria-label": "Message to the shop",
+      "aria-label": t("thread.input"),
       enterkeyhint: "send",
       dataset: { testid: "thread-input" },
     });
-    this.sendButton = h("button.thread-send", { type: "submit", dataset: { testid: "thread-send" } }, "Send");
+    this.sendButton = h("button.thread-send", { type: "submit", dataset: { testid: "thread-send" } }, t("thread.send"));
     this.form = h("form.thread-form", { autocomplete: "off" }, this.input, this.sendButton);
     this.form.addEventListener("submit", (submit) => {
       submit.preventDefault();
@@ -292,14 +293,14 @@ export class ServiceThread {
     const item = h(
       "li.thread-message",
       { dataset: { id: String(message.id), side: message.side, testid: "thread-message" } },
-      mine ? null : h("span.thread-author", {}, message.author_name || "The shop"),
-      about ? h("span.thread-about-line", {}, `About: ${about}`) : null,
+      mine ? null : h("span.thread-author", {}, message.author_name || t("thread.theShop")),
+      about ? h("span.thread-about-line", {}, t("thread.about", { about })) : null,
       h("p.thread-text", {}, message.text),
     );
     const asked = message.public;
     if (asked && asked.state) {
       item.dataset.public = asked.state;
-      const quote = asked.question ? h("blockquote.thread-question", {}, `Q: ${asked.question}`) : null;
+      const quote = asked.question ? h("blockquote.thread-question", {}, t("thread.question", { question: asked.question })) : null;
       if (quote) item.insertBefore(quote, item.lastChild); // above the answer's text
       item.append(this._publicPart(message));
     }
@@ -308,7 +309,7 @@ export class ServiceThread {
         "span.thread-meta",
         {},
         h("time", { dateTime: new Date(Number(message.at) || 0).toISOString() }, when(message.at)),
-        seen ? h("span.thread-seen", { dataset: { testid: "thread-seen" } }, "Seen") : null,
+        seen ? h("span.thread-seen", { dataset: { testid: "thread-seen" } }, t("thread.seen")) : null,
       ),
     );
     return item;
@@ -317,8 +318,8 @@ export class ServiceThread {
   /** The consent a public answer needs ("Allow" / "Keep private"), or what was decided. */
   _publicPart(message) {
     const state = message.public.state;
-    if (state === "posted") return h("p.thread-public-note", {}, "Answered in the live chat, without your name.");
-    if (state === "declined") return h("p.thread-public-note", {}, "Kept private: only you see this answer.");
+    if (state === "posted") return h("p.thread-public-note", {}, t("thread.posted"));
+    if (state === "declined") return h("p.thread-public-note", {}, t("thread.declined"));
     const busy = this.deciding.has(String(message.id));
     const button = (allow, label, kind) =>
       h(
@@ -334,12 +335,12 @@ export class ServiceThread {
     return h(
       "div.thread-consent",
       { dataset: { testid: "thread-consent" } },
-      h("p", {}, "The shop would like to answer your question in the live chat, for everyone. Your name isn't shown."),
+      h("p", {}, t("thread.consent")),
       h(
         "div.thread-consent-actions",
         {},
-        button(true, "Allow", "button.button-primary"),
-        button(false, "Keep private", "button.button-secondary"),
+        button(true, t("thread.allow"), "button.button-primary"),
+        button(false, t("thread.private"), "button.button-secondary"),
       ),
     );
   }
@@ -358,7 +359,7 @@ export class ServiceThread {
       this.blocked = true;
       this._render({});
     }
-    text(this.errorText, sentence(error.message || "That didn't work"));
+    text(this.errorText, sentence(error.message || t("thread.failed")));
     this.error.dataset.code = error.code || "";
     this.error.hidden = false;
     const again = retry && (error.status === 0 || error.status >= 500 || error.code === "rate_limited");
@@ -462,7 +463,7 @@ export class ServiceThread {
     this.sending = true;
     this.sendButton.disabled = true;
     this.form.dataset.sending = "true";
-    text(this.sendButton, "Sending…");
+    text(this.sendButton, t("thread.sending"));
     this._clearError();
     try {
       const answer = await retrying(() =>
@@ -487,7 +488,7 @@ export class ServiceThread {
       this.sending = false;
       this.sendButton.disabled = false;
       delete this.form.dataset.sending;
-      text(this.sendButton, "Send");
+      text(this.sendButton, t("thread.send"));
     }
   }
 

@@ -2,7 +2,8 @@
 // visit of a shared link (?ref=), the sharer's live "My earnings" panel and the room's "Top sharers" board.
 
 import { api, storage } from "./api.js";
-import { $, copyText, h, money, plural, sentence, text, toast } from "./ui.js";
+import { t } from "./strings/room.js";
+import { $, copyText, h, money, sentence, text, toast } from "./ui.js";
 
 const TOP_SHOWN = 5;
 const visits = storage("session"); // one visit per link, kept for this tab (a reload doesn't repeat it)
@@ -51,14 +52,14 @@ export class Sharing {
     board.hidden = top.length === 0;
     if (!top.length) return;
     const lead = top[0];
-    text($("#sharers-lead"), `${lead.name} · ${plural(lead.buyers, "buyer")}`);
+    text($("#sharers-lead"), t("share.leader", { name: lead.name, buyers: t("share.buyers", { count: lead.buyers }) }));
     $("#sharers-list").replaceChildren(
       ...top.map((sharer) =>
         h(
           "li",
           {},
           h("span.sharer-name", {}, sharer.name),
-          h("span.sharer-numbers", {}, `${plural(sharer.buyers, "buyer")} · ${plural(sharer.orders, "order")}`),
+          h("span.sharer-numbers", {}, numbers(sharer)),
         ),
       ),
     );
@@ -100,7 +101,7 @@ export class Sharing {
       const copied = await copyText(this._plainLink());
       toast(
         this.toasts,
-        copied ? "Link copied: share it with a friend. Sign in to earn when friends buy." : this._plainLink(),
+        copied ? t("share.guestCopied") : this._plainLink(),
         { kind: copied ? "ok" : "info", ms: 5000 },
       );
       return;
@@ -132,7 +133,7 @@ export class Sharing {
     const dialog = $("#share-dialog");
     dialog.dataset.state = "making";
     $("#share-error").hidden = true;
-    text($("#share-status"), "Making your link…");
+    text($("#share-status"), t("share.making"));
     let link = this.links.get(key);
     if (!link) {
       $("#share-url").value = ""; // never the other choice's link while this one is made
@@ -159,7 +160,7 @@ export class Sharing {
         return;
       }
       dialog.dataset.state = "error";
-      text($("#share-error"), sentence(error.message || "We couldn't make your link"));
+      text($("#share-error"), sentence(error.message || t("share.makeFailed")));
       $("#share-error").hidden = false;
       text($("#share-status"), "");
       return;
@@ -171,7 +172,7 @@ export class Sharing {
     qr.hidden = false;
     dialog.dataset.state = "ready";
     dialog.dataset.code = link.code;
-    text($("#share-status"), "Friends who buy through your link earn you a commission.");
+    text($("#share-status"), t("share.ready"));
     if (!this.earnings.shown) this._loadEarnings({ reveal: true });
   }
 
@@ -180,19 +181,19 @@ export class Sharing {
     $("#share-url").value = this._plainLink();
     $("#share-qr").hidden = true;
     $("#share-dialog").dataset.state = "plain";
-    text($("#share-status"), "This shop doesn't pay for shares right now: here is the show's link to share.");
+    text($("#share-status"), t("share.plain"));
   }
 
   async _copy() {
     const input = $("#share-url");
     if (!input.value) return;
     if (await copyText(input.value)) {
-      text($("#share-status"), "Link copied: paste it anywhere.");
+      text($("#share-status"), t("share.copied"));
       $("#share-dialog").dataset.copied = "true";
     } else {
       input.focus();
       input.select(); // copy it by hand
-      text($("#share-status"), "Copy the selected link (press and hold, or Ctrl+C).");
+      text($("#share-status"), t("share.copyByHand"));
     }
   }
 
@@ -236,7 +237,7 @@ export class Sharing {
     }
     const line = $("#shared-by");
     line.hidden = !(visit && visit.bound && visit.name);
-    text(line, visit?.name ? `Shared by ${visit.name}` : "");
+    text(line, visit?.name ? t("share.sharedBy", { name: visit.name }) : "");
   }
 
   // --- the sharer's numbers -------------------------------------------------------------------------------
@@ -295,6 +296,12 @@ export class Sharing {
     const user = this.session.user;
     return Boolean(user && !user.guest);
   }
+}
+
+/** "3 buyers · 4 orders": a sharer's line on the board. */
+function numbers(sharer) {
+  const buyers = t("share.buyers", { count: sharer.buyers });
+  return t("share.numbers", { buyers, orders: t("share.orders", { count: sharer.orders }) });
 }
 
 /** True when the numbers show someone who shares: a visit, a buyer or money. */

@@ -1,6 +1,7 @@
 // The sign-in card's shared parts, on both pages (the same element ids): its forms' submitting, a code sent.
 
 import { destinationOf } from "./api.js";
+import { t } from "./strings/room.js";
 import { $, sentence, text } from "./ui.js";
 
 /** Run a sign-in form's action with its submit button disabled; an error is shown on the card (#signin-error). */
@@ -11,7 +12,7 @@ export async function submitting(form, action) {
   try {
     await action();
   } catch (error) {
-    text($("#signin-error"), sentence(error.message || "That didn't work"));
+    text($("#signin-error"), sentence(error.message || t("signin.failed")));
     $("#signin-error").hidden = false;
   } finally {
     button.disabled = false;
@@ -24,7 +25,7 @@ export async function sendCode(session) {
   const destination = destinationOf($("#signin-destination").value);
   const sent = await session.sendCode(destination);
   const minutes = Math.max(1, Math.round(sent.expires_in / 60));
-  text($("#signin-sent"), `We sent a 6-digit code to ${sent.sent_to}. It works for ${minutes} minutes.`);
+  text($("#signin-sent"), t("signin.sent", { to: sent.sent_to, count: minutes }));
   $("#inbox-link").href = `/inbox.html?${new URLSearchParams(destination)}`;
   $("#signin-code").value = "";
   return destination;

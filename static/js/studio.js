@@ -1,7 +1,10 @@
 // The host studio: sign in (a single-use login link, or a code), camera preview, go live (WHIP), the product bag,
 // flash sales with live stock, chat moderation, the show's live numbers and past shows; share and earn through
 // studio-referrals.js, group buys through studio-groups.js, the buyers' messages through studio-inbox.js, giveaways
-// through studio-giveaways.js and auctions through studio-auctions.js.
+// through studio-giveaways.js and auctions through studio-auctions.js; the live orders feed through studio-orders.js,
+// a running sale's start now, restock and extend through studio-sale-controls.js, and the phone's one-screen console
+// (tabs, swipe, the pinned product and current sale cards) through studio-console.js.
+// The camera itself (its shape and resolution, the phone guide, what is published and why): studio-camera.js.
 
 import { ApiError, Session, api, storage } from "./api.js";
 import { appendLine, chatLine, removeLine, roleBadge, scrollToEnd } from "./chat-view.js";
@@ -10,10 +13,15 @@ import { RoomSocket, SocketState } from "./room-socket.js";
 import { sendCode, submitting } from "./sign-in.js";
 import { RoomState, saleStatus } from "./room-state.js";
 import { startAuctions } from "./studio-auctions.js";
+import { Camera } from "./studio-camera.js";
+import { moderatable, moderateByTap } from "./studio-chat-moderation.js";
+import { startConsole } from "./studio-console.js";
 import { startGiveaways } from "./studio-giveaways.js";
 import { startGroups } from "./studio-groups.js";
 import { startInbox } from "./studio-inbox.js";
+import { startOrders } from "./studio-orders.js";
 import { startReferrals } from "./studio-referrals.js";
+import { startSaleControls } from "./studio-sale-controls.js";
 import { $, clock, compact, h, minorPerUnit, money, safeImage, sentence, text, toast } from "./ui.js";
 import { publish } from "./webrtc.js";
 
@@ -35,7 +43,7 @@ const state = {
   destination: null, // where the sign-in code went
   products: [],
   showId: null, // the room's open show (GET …/stats), null while not live
-  peak: 0, // the open show's peak: the server's, raised by the viewer counts this socket sees
+  showStartedAt: null, // when it went live (ms): sales that ended before it belong to an earlier show
   blocklist: [],
   restricted: new Map(), // user id -> {name, kind: "muted" | "banned", until}
 };
@@ -45,6 +53,9 @@ let groups = null; // the group buys' panel and form terms (studio-groups.js)
 let inbox = null; // the Messages panel (studio-inbox.js)
 let giveaways = null; // the Giveaway panel (studio-giveaways.js)
 let auctions = null; // the Auction panel (studio-auctions.js)
+let orders = null; // the live orders feed (studio-orders.js)
+let saleControls = null; // a running sale's start now, restock, extend (studio-sale-controls.js)
+let consoleView = null; // the phone's console: tabs, the pinned product and current sale (studio-console.js)
 
 // --- signing in ----------------------------------------------------------------------------------
 
@@ -148,8 +159,10 @@ async function start() {
   }
   $("#signin").hidden = true;
   $("#studio").hidden = false;
+  const meta = `${state.me.name} (${state.role}) · @${room.merchantId} · room ${roomId}`;
   text($("#room-title"), room.title);
-  text($("#room-meta"), `${state.me.name} (${state.role}) · @${room.merchantId} · room ${roomId}`);
+  text($("#room-meta"), meta);
+  $("#room-title").parentElement.title = `${room.title}: ${meta}`; // whole, when a wide header cuts them
   $("#open-room").href = `/room.html?room=${encodeURIComponent(roomId)}`;
   document.title = `${room.title} · Studio · livecart`;
 
@@ -191,6 +204,30 @@ async function start() {
   };
   giveaways = startGiveaways(moments);
   auctions = startAuctions(moments);
+  saleControls = startSaleControls({
+    session,
+    merchantId: room.merchantId,
+    room,
+    toasts,
+    now: moments.now,
+    changed: () => {
+      renderSales();
+      consoleView.render();
+    },
+  });
+  consoleView = startConsole({
+    room,
+    now: moments.now,
+    saleControls,
+    unpin: () => socket.request(Command.PRODUCT_UNPIN).catch(() => {}),
+    endSale,
+  });
+  orders = startOrders({
+    session,
+    merchantId: room.merchantId,
+    roomId,
+    changed: (summary) => consoleView.ordersChanged(summary),
+  });
 
   socket = new RoomSocket({
     roomId,
@@ -202,7 +239,7 @@ async function start() {
   });
   window.livecart = { socket, room, state, session };
   socket.open();
-  startCamera();
+  camera.start();
   refreshStats();
   setInterval(refreshStats, STATS_INTERVAL_MS);
   setInterval(tick, 500);
@@ -232,8 +269,7 @@ function connectionChanged(status, detail) {
 
 function render(snapshot) {
   room.load(snapshot);
-  $("#chat").replaceChildren();
-  for (const message of room.chat) addChat(message);
+  renderChat();
   viewersChanged();
   $("#slow-mode").value = String(room.slowMode);
   renderProducts();
@@ -242,8 +278,8 @@ function render(snapshot) {
   groups.salesChanged();
   giveaways.render();
   auctions.render();
+  consoleView.render();
   renderLive();
-  scrollToEnd($("#chat"), true);
 }
 
 function apply(event) {
@@ -254,6 +290,7 @@ function apply(event) {
   if (!room.apply(event)) return;
   switch (event.type) {
     case Event.ROOM_STATUS:
+      renderChat(); // a new show starts with an empty chat (room-state.js)
       renderLive();
       statsSoon(); // going live opens a show, ending closes it
       break;
@@ -263,10 +300,12 @@ function apply(event) {
     case Event.PRODUCT_PINNED:
       renderProducts();
       renderSaleForm();
+      consoleView.render();
       break;
     case Event.PRODUCT_UNPINNED:
     case Event.BAG_CHANGED:
       renderProducts();
+      consoleView.render();
       break;
     case Event.CHAT_MESSAGE:
       addChat(event.message);
@@ -282,10 +321,15 @@ function apply(event) {
     case Event.VIEWERS:
       viewersChanged();
       break;
+    case Event.LIKES:
+      statsSoon(); // the show's likes are the stats' (the room's total runs over every show)
+      break;
     case Event.STOCK:
       renderSales();
+      consoleView.render();
       groups.saleChanged(event.sale_id);
       statsSoon();
+      orders.soon();
       break;
     case Event.GROUPS:
       groups.boardChanged(event.sale_id);
@@ -302,11 +346,13 @@ function apply(event) {
       const who = event.orders > 1 ? `${event.orders} orders` : "New order";
       toast(toasts, `${who}: ${event.quantity} × ${sale ? sale.product.title : "flash deal"}`, { kind: "buy" });
       statsSoon();
+      orders.soon();
       break;
     }
     default:
-      if (SALE_EVENTS.includes(event.type)) {
+      if (SALE_EVENTS.includes(event.type) || event.type === Event.SALE_UPDATED) {
         renderSales();
+        consoleView.render();
         groups.salesChanged();
         groups.saleChanged(event.sale.id);
         statsSoon();
@@ -317,6 +363,7 @@ function apply(event) {
 function tick() {
   if (!room.id) return;
   renderSales();
+  consoleView.tick();
   groups.tick();
   giveaways.tick();
   auctions.tick();
@@ -329,57 +376,13 @@ function tick() {
 
 const live = { stream: null, session: null, intent: false, starting: false, since: 0, confirmEnd: 0 };
 
-async function startCamera() {
-  const box = $("#preview-box");
-  box.dataset.camera = "waiting";
-  $("#camera-retry").hidden = true;
-  text($("#preview-title"), "Starting your camera…");
-  text($("#preview-note"), "Allow camera and microphone access when your browser asks.");
-  try {
-    live.stream = await navigator.mediaDevices.getUserMedia({
-      // the camera's own format near 720p (no cropping to an aspect ratio: phones film in portrait)
-      video: { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 }, resizeMode: { ideal: "none" } },
-      audio: { echoCancellation: true, noiseSuppression: true },
-    });
-  } catch (error) {
-    box.dataset.camera = "error";
-    const denied = error.name === "NotAllowedError" || error.name === "SecurityError";
-    text($("#preview-title"), denied ? "Camera access is blocked" : "No camera found");
-    text(
-      $("#preview-note"),
-      denied
-        ? "Allow the camera and microphone for this site in your browser's settings, then try again."
-        : "Connect a camera and microphone, then try again.",
-    );
-    $("#camera-retry").hidden = false;
+// The camera (studio-camera.js): its shape and resolution, the phone guide, and what is really published.
+const camera = new Camera({
+  changed: () => {
+    live.stream = camera.stream;
     renderLive();
-    return;
-  }
-  for (const video of [$("#preview"), $("#preview-backdrop")]) {
-    video.srcObject = live.stream;
-    video.play().catch(() => {});
-  }
-  box.dataset.camera = "on";
-  renderLive();
-}
-
-$("#camera-retry").addEventListener("click", startCamera);
-
-function toggleTrack(kind, button) {
-  if (!live.stream) return;
-  const tracks = kind === "video" ? live.stream.getVideoTracks() : live.stream.getAudioTracks();
-  const enabled = !tracks.every((track) => track.enabled);
-  for (const track of tracks) track.enabled = enabled;
-  button.setAttribute("aria-pressed", String(enabled));
-  if (kind === "video") $("#preview-box").dataset.camera = enabled ? "on" : "off";
-  if (kind === "video" && !enabled) {
-    text($("#preview-title"), "Camera off");
-    text($("#preview-note"), "Viewers see a black picture until you turn it back on.");
-  }
-}
-
-$("#toggle-camera").addEventListener("click", (click) => toggleTrack("video", click.currentTarget));
-$("#toggle-mic").addEventListener("click", (click) => toggleTrack("audio", click.currentTarget));
+  },
+});
 
 $("#go-live").addEventListener("click", goLive);
 
@@ -491,6 +494,7 @@ function renderLive() {
   text($("#preview-badge"), current === "live" ? "Live" : "Preview");
   const goLiveButton = $("#go-live");
   const onAir = Boolean(live.session || live.starting);
+  camera.onAir(live.session, onAir);
   goLiveButton.hidden = onAir;
   goLiveButton.disabled = !live.stream || !socket?.connected;
   $("#end-show").hidden = !onAir;
@@ -661,6 +665,8 @@ $("#sale-form").addEventListener("submit", async (submit) => {
     if (group) groups.salesChanged();
     if (room.pinned?.id !== product.id) present(product);
     $("#sale-price").dataset.touched = "false";
+    consoleView.render();
+    consoleView.saleCreated();
   } catch (problem) {
     text(error, problem.message);
     error.hidden = false;
@@ -685,13 +691,20 @@ async function endSale(sale) {
 
 const saleNodes = new Map(); // sale id -> the parts of its list item that change
 
+/** A flash sale of this show: group-buy offers have their own panel (studio-groups.js), a product's regular-price
+ *  shelf and an auction's win are not flash sales, and a sale that ended before this show went live was an earlier
+ *  show's. */
+function listedSale(sale) {
+  if (!sale || sale.group || sale.shelf || sale.auction_id) return false;
+  return !(state.showStartedAt && sale.ends_at < state.showStartedAt);
+}
+
 function renderSales() {
   const now = socket ? socket.serverNow() : Date.now();
-  // group-buy offers have their own panel (studio-groups.js)
-  const sales = [...room.sales.values()].filter((sale) => !sale.group).sort((a, b) => b.starts_at - a.starts_at);
+  const sales = [...room.sales.values()].filter(listedSale).sort((a, b) => b.starts_at - a.starts_at);
   const list = $("#sales");
   for (const [saleId, parts] of saleNodes) {
-    if (!room.sales.get(saleId) || room.sales.get(saleId).group) {
+    if (!listedSale(room.sales.get(saleId))) {
       parts.item.remove();
       saleNodes.delete(saleId);
     }
@@ -708,6 +721,7 @@ function renderSales() {
 }
 
 function saleItem(sale) {
+  const end = h("button.button-link", { type: "button", on: { click: () => endSale(sale) } }, "End now");
   const parts = {
     sold: h("span.sold"),
     held: h("span.held"),
@@ -716,8 +730,10 @@ function saleItem(sale) {
     availableCount: h("b", { dataset: { testid: "sale-available" } }),
     heldCount: h("b"),
     soldCount: h("b", { dataset: { testid: "sale-sold" } }),
-    timer: h("span.timer"),
-    end: h("button.button-link", { type: "button", on: { click: () => endSale(sale) } }, "End now"),
+    quantity: h("span", { dataset: { testid: "sale-quantity" } }),
+    timer: h("span.timer", { dataset: { testid: "sale-timer" } }),
+    end,
+    controls: saleControls.controls(sale.id, { extra: [end] }),
   };
   parts.item = h(
     "li.sale-item",
@@ -746,10 +762,10 @@ function saleItem(sale) {
       {},
       h("span", {}, h("span.key.key-available"), parts.availableCount, " left"),
       h("span", {}, h("span.key.key-held"), parts.heldCount, " held"),
-      h("span", {}, h("span.key.key-sold"), parts.soldCount, ` sold of ${sale.quantity}`),
+      h("span", {}, h("span.key.key-sold"), parts.soldCount, " sold of ", parts.quantity),
       parts.timer,
-      parts.end,
     ),
+    parts.controls.node,
   );
   return parts;
 }
@@ -764,28 +780,39 @@ function updateSaleItem(parts, sale, status, now) {
   text(parts.availableCount, sale.available);
   text(parts.heldCount, sale.held);
   text(parts.soldCount, sale.sold);
+  text(parts.quantity, sale.quantity);
   const timer =
     status === "scheduled"
       ? `Starts in ${clock(sale.starts_at - now)}`
-      : status === "live"
+      : status === "live" || status === "sold_out"
         ? `Ends in ${clock(sale.ends_at - now)}`
         : "";
   text(parts.timer, timer);
   parts.timer.hidden = !timer;
   parts.end.hidden = !(status === "live" || status === "scheduled");
+  parts.controls.update(status);
 }
 
 // --- numbers -----------------------------------------------------------------------------------------
 
 let statsTimer = null;
+let statsReading = false;
+let statsAgain = false;
 
+/** Read the numbers again shortly (once for a burst of events: viewers, likes, orders). */
 function statsSoon() {
-  clearTimeout(statsTimer);
-  statsTimer = setTimeout(refreshStats, 400);
+  if (!statsTimer) statsTimer = setTimeout(refreshStats, 400);
 }
 
 async function refreshStats() {
+  clearTimeout(statsTimer);
+  statsTimer = null;
   if (!room.id) return;
+  if (statsReading) {
+    statsAgain = true; // one read at a time: the next starts when this one ends
+    return;
+  }
+  statsReading = true;
   try {
     const merchant = encodeURIComponent(room.merchantId);
     const stats = await api(`/api/merchants/${merchant}/rooms/${encodeURIComponent(roomId)}/stats`, {
@@ -795,25 +822,46 @@ async function refreshStats() {
     renderPastShows(stats.shows);
   } catch {
     // the next poll tries again
+  } finally {
+    statsReading = false;
+    if (statsAgain) {
+      statsAgain = false;
+      statsSoon();
+    }
   }
 }
 
-/** The open show's numbers (zeros while the room is not live: each show counts from its go-live). */
+/** The open show's numbers, all the server's (viewers without the shop's staff; zeros while the room is not live:
+ *  each show counts from its go-live, likes too). */
 function renderShow(stats) {
   const showId = stats.show ? stats.show.show_id : null;
   if (showId !== state.showId) {
     state.showId = showId;
-    state.peak = 0;
+    state.showStartedAt = stats.show ? stats.show.started_at : null;
+    renderSales(); // an earlier show's sales leave the list
   }
-  if (showId) state.peak = Math.max(state.peak, stats.peak_viewers, room.viewers);
   const since = stats.show && new Date(stats.show.started_at).toLocaleTimeString([], { timeStyle: "short" });
-  text($("#show-note"), since ? `This show, on air since ${since}` : "Not live: this show's numbers start when you go live.");
-  setStat("#stat-peak", compact(state.peak));
+  text(
+    $("#show-note"),
+    since
+      ? `This show, on air since ${since} (your staff don't count as viewers)`
+      : "Not live: this show's numbers start when you go live.",
+  );
+  setStat("#stat-viewers", compact(stats.viewers));
+  setStat("#stat-peak", compact(stats.peak_viewers));
+  setStat("#stat-likes", compact(stats.likes ?? 0));
   setStat("#stat-orders", compact(stats.orders));
   setStat("#stat-units", compact(stats.units));
   setStat("#stat-gmv", gmvText(stats.gmv));
-  const conversion = state.peak ? Math.min(1, stats.buyers / state.peak) : null;
-  setStat("#stat-conversion", conversion === null ? "—" : percent(conversion));
+  setStat("#stat-conversion", stats.peak_viewers ? percent(stats.conversion) : "—");
+  // the header's line: what a seller watches, in view however far the page is scrolled
+  const count = (n, one) => `${compact(n)} ${one}${n === 1 ? "" : "s"}`;
+  text(
+    $("#top-numbers"),
+    stats.show
+      ? `${count(stats.viewers, "viewer")} · ${count(stats.likes ?? 0, "like")} · ${count(stats.orders, "order")}`
+      : "",
+  );
 }
 
 /** Ended shows, newest first: when, how long, peak, orders, GMV and conversion of each. */
@@ -828,6 +876,7 @@ function renderPastShows(shows) {
         h("td", {}, new Date(show.started_at).toLocaleString([], { dateStyle: "medium", timeStyle: "short" })),
         h("td", {}, clock(show.ended_at - show.started_at)),
         h("td.number", {}, compact(show.peak_viewers)),
+        h("td.number", {}, compact(show.likes ?? 0)),
         h("td.number", {}, compact(show.orders)),
         h("td.number", {}, gmvText(show.gmv)),
         h("td.number", {}, show.peak_viewers ? percent(show.conversion) : "—"),
@@ -855,10 +904,9 @@ function setStat(selector, value) {
   tile.classList.add("bump");
 }
 
+/** The room's count includes the staff: the number shown is the stats' (viewers only), read again now. */
 function viewersChanged() {
-  if (state.showId) state.peak = Math.max(state.peak, room.viewers);
-  setStat("#stat-viewers", compact(room.viewers));
-  setStat("#stat-peak", compact(state.peak));
+  statsSoon();
 }
 
 // --- chat and moderation --------------------------------------------------------------------------------
@@ -872,10 +920,27 @@ function addChat(message) {
     );
   }
   const item = chatLine(message);
-  item.append(actions);
+  moderatable(item, actions, message.name);
   appendLine($("#chat"), item, MAX_CHAT_NODES);
   countChat();
 }
+
+/** The chat as the room has it now (a snapshot; a new show's empty chat). */
+function renderChat() {
+  $("#chat").replaceChildren();
+  for (const message of room.chat) addChat(message);
+  countChat();
+  scrollToEnd($("#chat"), true);
+}
+
+moderateByTap($("#chat"));
+
+// On a phone the blocked words and bans open over the chat (studio.css), from the chat's header.
+$("#moderation-toggle").addEventListener("click", (click) => {
+  const open = click.currentTarget.getAttribute("aria-expanded") !== "true";
+  click.currentTarget.setAttribute("aria-expanded", String(open));
+  $(".chat-panel").dataset.moderation = open ? "open" : "closed";
+});
 
 function modButton(label, handler) {
   return h("button", { type: "button", on: { click: handler } }, label);
@@ -883,7 +948,7 @@ function modButton(label, handler) {
 
 function countChat() {
   const count = $("#chat").children.length;
-  text($("#chat-count"), count ? `${count} message${count === 1 ? "" : "s"} · hover one to moderate` : "No messages yet.");
+  text($("#chat-count"), count ? `${count} message${count === 1 ? "" : "s"} · tap one to moderate` : "No messages yet.");
 }
 
 async function moderate(command, fields) {

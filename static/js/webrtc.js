@@ -97,16 +97,31 @@ export class StreamSession {
     this.stopped = false;
   }
 
-  /** End the session: DELETE its URL and close the peer connection. Safe to call twice. */
-  async stop({ keepalive = false } = {}) {
+  /**
+   * End the session: DELETE its URL, then close the peer connection. Safe to call twice. `ended`: the server has
+   * ended it already (a viewer's, when the host's stream went offline), so only the peer is closed.
+   *
+   * The DELETE goes first because a closing peer sends RTCP BYE and the server ends a session on BYE: a DELETE sent
+   * after it finds nothing. A 404 (the session was gone already) is as good as a 200; the browser still logs any 4xx
+   * to the console whatever a script does with it, which is why a DELETE known to find nothing is not sent at all.
+   */
+  async stop({ keepalive = false, ended = false } = {}) {
     if (this.stopped) return;
     this.stopped = true;
-    this.pc.close();
     try {
-      const token = await this.auth();
-      await fetch(this.location, { method: "DELETE", headers: { Authorization: `Bearer ${token}` }, keepalive });
+      if (!ended) {
+        const token = await this.auth();
+        const deleted = fetch(this.location, {
+          method: "DELETE",
+          headers: { Authorization: `Bearer ${token}` },
+          keepalive,
+        }).catch(() => {}); // unreachable: the server ends sessions whose peer went away by itself
+        if (!keepalive) await deleted; // leaving the page: the request outlives it, the peer closes now
+      }
     } catch {
-      // the server ends sessions whose peer went away by itself
+      // no token (signed out): the server ends the session when its peer goes away
+    } finally {
+      this.pc.close();
     }
   }
 }

@@ -199,3 +199,30 @@ def sign_in(page: Page, base_url: str, email: str) -> None:
     expect(page.locator("#signin")).to_be_hidden()
     expect(page.locator("#account")).to_have_attribute("data-signed-in", "true")
     expect(page.locator("#stage")).to_have_attribute("data-connection", "open")
+
+
+SHIP_TO = {"name": "Ana Buyer", "address": "1 Market Street, Springfield"}
+
+
+def fill_shipping(page: Page, name: str = SHIP_TO["name"], address: str = SHIP_TO["address"]) -> None:
+    """At the room's payment step: the shipping name and address, when the page asks for them (once per account:
+    after that it shows the one saved, with Change)."""
+    expect(page.locator("#checkout")).to_have_attribute("data-step", "hold")
+    if page.locator("#ship").get_attribute("data-state") == "ask":
+        page.fill("#ship-name", name)
+        page.fill("#ship-address", address)
+
+
+def uncovered(page: Page, selector: str) -> bool:
+    """True when the element is on screen and a tap at its centre lands on it (nothing over it)."""
+    return bool(
+        page.evaluate(
+            """(selector) => {
+              const node = document.querySelector(selector);
+              const box = node.getBoundingClientRect();
+              const hit = document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2);
+              return box.width > 0 && box.top >= 0 && box.bottom <= innerHeight && (hit === node || node.contains(hit));
+            }""",
+            selector,
+        )
+    )

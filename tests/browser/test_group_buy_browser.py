@@ -25,6 +25,7 @@ from tests.browser.helpers import (
     api_member,
     demo_shop,
     enter_code,
+    fill_shipping,
     inbox_code,
     login_link,
     ms,
@@ -34,6 +35,7 @@ from tests.browser.helpers import (
     screenshot,
     send_code,
     sign_in,
+    uncovered,
 )
 from tests.conftest import Shop
 from tests.sale_helpers import auth, invariant
@@ -93,6 +95,7 @@ def viewer(pages: Pages, url: str) -> Page:
 def pay(page: Page, amount: str) -> None:
     """At the checkout's payment step: pay with the sandbox's good card, see it paid, back to the show."""
     expect(page.locator("#checkout")).to_have_attribute("data-step", "hold")
+    fill_shipping(page)
     page.fill("#card-number", GOOD_CARD)
     page.click("#pay")
     expect(page.locator("#checkout")).to_have_attribute("data-step", "done")
@@ -106,21 +109,6 @@ def back_to_show(page: Page) -> None:
 
 def my_group(page: Page) -> Any:
     return page.locator("[data-testid=my-group]")
-
-
-def uncovered(page: Page, selector: str) -> bool:
-    """True when the centre of the element is what a tap there would hit (nothing over it)."""
-    return bool(
-        page.evaluate(
-            """(selector) => {
-              const node = document.querySelector(selector);
-              const box = node.getBoundingClientRect();
-              const hit = document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2);
-              return box.width > 0 && box.top >= 0 && box.bottom <= innerHeight && (hit === node || node.contains(hit));
-            }""",
-            selector,
-        )
-    )
 
 
 # --- the tests ---------------------------------------------------------------------------------------------------

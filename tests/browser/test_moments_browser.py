@@ -15,6 +15,7 @@ from tests.browser.helpers import (
     PHONE,
     Pages,
     demo_shop,
+    fill_shipping,
     login_link,
     ms,
     new_email,
@@ -228,6 +229,7 @@ def test_a_giveaway_and_an_auction_from_the_studio_to_two_phones(
     expect(bo.locator("#checkout")).to_have_attribute("data-step", "hold")
     expect(bo.locator("#order-title")).to_have_text("Everyday hoodie")
     expect(bo.locator("#order-amount")).to_have_text("$23.00")
+    fill_shipping(bo)
     bo.fill("#card-number", GOOD_CARD)
     bo.click("#pay")
     expect(bo.locator("#checkout")).to_have_attribute("data-step", "done")

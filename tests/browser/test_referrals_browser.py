@@ -26,6 +26,7 @@ from tests.browser.helpers import (
     api_member,
     demo_shop,
     enter_code,
+    fill_shipping,
     inbox_code,
     login_link,
     ms,
@@ -242,6 +243,7 @@ def test_a_sharer_sees_a_friends_purchase_earn_live(pages: Pages, server_factory
     send_code(friend, friend_email)
     enter_code(friend, inbox_code(server.base_url, friend_email))
     expect(friend.locator("#checkout")).to_have_attribute("data-step", "hold")
+    fill_shipping(friend)
     friend.fill("#card-number", GOOD_CARD)
     friend.click("#pay")
     expect(friend.locator("#checkout")).to_have_attribute("data-step", "done")
