@@ -24,6 +24,7 @@ import {
 } from "./protocol.js";
 import { RoomSocket, SocketState } from "./room-socket.js";
 import { sendCode, submitting } from "./sign-in.js";
+import { t } from "./strings/room.js"; // room-language.js picked the language before this module runs
 import { RoomState, saleStatus } from "./room-state.js";
 import { Sharing } from "./share.js";
 import { Shelves, regularPriceLabel, shelfUnits } from "./shelf.js";
@@ -39,7 +40,7 @@ const toasts = $("#toasts");
 
 const MAX_CHAT_NODES = 120;
 const HEART_SHADES = 6; // --heart-1 … --heart-6 in base.css
-const STATUS_LABELS = { live: "Live", scheduled: "Soon", ended: "Ended" };
+const STATUS_LABELS = { live: t("status.live"), scheduled: t("status.soon"), ended: t("status.ended") };
 
 const room = new RoomState({ chatLimit: MAX_CHAT_NODES });
 // switching: the shopper signs in or out on purpose; the old session's end (socket 4503) is not news
@@ -55,7 +56,7 @@ const sharing = new Sharing({
   session,
   roomId,
   toasts,
-  signIn: () => openSignIn({ reason: "Sign in to share this show and earn when friends buy through your link." }),
+  signIn: () => openSignIn({ reason: t("share.signIn") }),
 });
 
 // Group buys: the offer's card, open groups, the viewer's own group; it pays through this page's checkout.
@@ -142,7 +143,7 @@ async function start() {
   try {
     token = await viewerToken();
   } catch (error) {
-    showPoster("We couldn't reach the shop", error.message);
+    showPoster(t("poster.unreachable"), error.message);
     return;
   }
   openSocket(token);
@@ -183,7 +184,7 @@ function connectionChanged(status, detail) {
   $("#connection-actions").hidden = true;
   if (status === SocketState.RECONNECTING) {
     const crowded = detail.code === CloseCode.TOO_MANY_CONNECTIONS;
-    text($("#connection-text"), crowded ? "This room is open in too many tabs: retrying…" : "Reconnecting…");
+    text($("#connection-text"), t(crowded ? "connection.crowded" : "connection.reconnecting"));
     banner.hidden = false;
   } else if (status === SocketState.OPEN) {
     banner.hidden = true;
@@ -192,10 +193,10 @@ function connectionChanged(status, detail) {
     signedOut();
   } else if (status === SocketState.CLOSED && detail.code !== CloseCode.NORMAL) {
     if (detail.code === CloseCode.UNKNOWN_ROOM) {
-      showPoster("This show doesn't exist", "Check the link you were given.");
+      showPoster(t("poster.unknown"), t("poster.unknownNote"));
       banner.hidden = true;
     } else {
-      text($("#connection-text"), `Disconnected: ${closeMeaning(detail.code)}. Reload to try again.`);
+      text($("#connection-text"), t("connection.lost", { reason: closeMeaning(detail.code) }));
       banner.hidden = false;
     }
   }
@@ -254,7 +255,7 @@ function render(snapshot) {
 }
 
 function renderRoom() {
-  const title = room.title || "Live show";
+  const title = room.title || t("room.untitled");
   text($("#room-title"), title);
   text($("#room-sub"), `@${room.merchantId}`);
   text($("#avatar"), title.trim().charAt(0).toUpperCase() || "L");
@@ -334,9 +335,9 @@ function apply(event) {
     default:
       if (SALE_EVENTS.includes(event.type) || event.type === Event.SALE_UPDATED) {
         const sale = event.sale;
-        const deal = sale.group ? "Group buy" : "Flash deal";
+        const deal = t(sale.group ? "group.tag" : "card.flashDeal");
         if (event.type === Event.SALE_STARTED && !sale.shelf) {
-          toast(toasts, `${deal} live: ${sale.product.title}`, { kind: "buy" });
+          toast(toasts, t("toast.dealLive", { deal, title: sale.product.title }), { kind: "buy" });
         }
         const over = event.type === Event.SALE_SOLD_OUT || event.type === Event.SALE_ENDED;
         if (over && !sale.shelf && sale.product.id === room.pinned?.id) shelves.dealOver(sale.product.id);
@@ -378,10 +379,10 @@ function renderStatus() {
 
 function posterText() {
   const { status, stream } = room;
-  if (status === "ended") showPoster("This show has ended", "Thanks for watching.");
-  else if (status === "live" && stream !== "online") showPoster("Back in a moment", "The host's video paused; it comes back by itself.");
-  else if (stream !== "online") showPoster("The show starts soon", "Stay here: the video starts by itself when the host goes live.");
-  else showPoster("Connecting to the video…", "");
+  if (status === "ended") showPoster(t("poster.ended"), t("poster.endedNote"));
+  else if (status === "live" && stream !== "online") showPoster(t("poster.paused"), t("poster.pausedNote"));
+  else if (stream !== "online") showPoster(t("poster.soon"), t("poster.soonNote"));
+  else showPoster(t("poster.connecting"), "");
 }
 
 // --- video (WHEP) ----------------------------------------------------------------------------------
@@ -580,10 +581,10 @@ function renderStock(available, quantity, words) {
 }
 
 function stockText(sale, status) {
-  if (status === "sold_out") return "Sold out";
-  if (status === "scheduled") return `${sale.quantity} available`;
-  if (sale.available <= 0) return "All claimed";
-  return `${sale.available} left`;
+  if (status === "sold_out") return t("card.soldOut");
+  if (status === "scheduled") return t("card.available", { count: sale.quantity });
+  if (sale.available <= 0) return t("card.allClaimed");
+  return t("buy.left", { count: sale.available });
 }
 
 /**
@@ -606,17 +607,17 @@ function renderShelf(product, deal) {
     $("#card").dataset.offer = "shelf";
     $("#card").dataset.saleId = shelf.sale_id;
     text($("#card-price"), money(shelf.price, shelf.currency));
-    renderStock(units, units + (shelf.held || 0) + (shelf.sold || 0), `${units} left`);
+    renderStock(units, units + (shelf.held || 0) + (shelf.sold || 0), t("buy.left", { count: units }));
     renderBuyButton(shelfSale(product, shelf), "live");
     return;
   }
-  if (deal === null) renderStock(0, 1, "Sold out");
+  if (deal === null) renderStock(0, 1, t("card.soldOut"));
   $("#buy").hidden = true;
   fallback.hidden = false;
   $("#card").dataset.offer = units > 0 ? "regular" : "notify";
   if (units > 0) {
     const own = mine.state(shelf.sale_id, shelf.per_user_limit);
-    const label = own === "limit" ? "Limit reached" : regularPriceLabel(shelf);
+    const label = own === "limit" ? t("buy.limit") : regularPriceLabel(shelf);
     renderFallback(
       h(
         "button.button-primary.regular-buy",
@@ -663,8 +664,8 @@ function shelfSale(product, shelf) {
 function renderTimer(sale, status, now) {
   const timer = $("#card-timer");
   timer.hidden = false;
-  if (status === "scheduled") text(timer, `Starts in ${clock(sale.starts_at - now)}`);
-  else if (status === "live") text(timer, `Ends in ${clock(sale.ends_at - now)}`);
+  if (status === "scheduled") text(timer, t("card.startsIn", { clock: clock(sale.starts_at - now) }));
+  else if (status === "live") text(timer, t("card.endsIn", { clock: clock(sale.ends_at - now) }));
   else text(timer, "");
 }
 
@@ -673,7 +674,7 @@ function renderDealChip(sale, status, now) {
   const chip = $("#deal-chip");
   chip.hidden = status !== "live";
   if (chip.hidden) return;
-  text($(".deal-chip-label", chip), sale.price < sale.product.price ? "Flash deal" : "Deal");
+  text($(".deal-chip-label", chip), t(sale.price < sale.product.price ? "card.flashDeal" : "card.deal"));
   text($("#deal-chip-clock"), clock(sale.ends_at - now));
 }
 
@@ -685,27 +686,27 @@ function renderBuyButton(sale, status) {
   button.removeAttribute("aria-label");
   if (checkout.order && checkout.sale.id === sale.id && checkout.step === "hold") {
     button.disabled = false;
-    text(button, `Pay · ${clock(checkout.deadline - Date.now())}`);
+    text(button, t("card.payIn", { clock: clock(checkout.deadline - Date.now()) }));
     return;
   }
   const held = mine.held(sale.id); // a hold from before a reload, or closed without paying
   if (held) {
     button.disabled = false;
     button.dataset.own = "held";
-    text(button, `Pay · ${clock(held.hold_expires_at - socket.serverNow())}`);
+    text(button, t("card.payIn", { clock: clock(held.hold_expires_at - socket.serverNow()) }));
     return;
   }
   const own = mine.state(sale.id, sale.per_user_limit);
-  const labels = { scheduled: "Soon", sold_out: own === "purchased" ? "Purchased ✓" : "Sold out" };
-  if (status === "live" && sale.available <= 0) labels.live = "Claimed";
-  else if (own === "purchased") labels.live = "Purchased ✓"; // a tap buys one more, up to the limit
-  const label = own === "limit" ? "Limit reached" : labels[status] || "Buy";
+  const labels = { scheduled: t("status.soon"), sold_out: t(own === "purchased" ? "buy.purchased" : "card.soldOut") };
+  if (status === "live" && sale.available <= 0) labels.live = t("card.claimed");
+  else if (own === "purchased") labels.live = t("buy.purchased"); // a tap buys one more, up to the limit
+  const label = own === "limit" ? t("buy.limit") : labels[status] || t("card.buy");
   const open = status === "live" && sale.available > 0 && own !== "limit";
   const needs = open && !own ? buyerNeeds(sale) : null;
   button.disabled = !open;
   button.dataset.own = own || "";
   button.dataset.needs = needs || "";
-  if (own === "purchased" && open) button.setAttribute("aria-label", "Purchased: buy one more");
+  if (own === "purchased" && open) button.setAttribute("aria-label", t("card.buyOneMore"));
   text(button, needs ? NEEDS[needs].button : label);
 }
 
@@ -720,12 +721,12 @@ function buyerNeeds(sale) {
 
 const NEEDS = {
   sign_in: {
-    button: "Sign in to buy",
-    reason: "This deal is for signed-in shoppers. Sign in with your email or phone number to buy: we send you a code.",
+    button: t("needs.signIn"),
+    reason: t("needs.signInReason"),
   },
   phone: {
-    button: "Verify phone to buy",
-    reason: "This deal is for verified phone numbers. Sign in with your phone number to buy: we text you a code.",
+    button: t("needs.phone"),
+    reason: t("needs.phoneReason"),
   },
 };
 const REFUSED_NEEDS = { sign_in_required: "sign_in", phone_required: "phone" };
@@ -776,13 +777,13 @@ const checkout = { step: null, sale: null, order: null, key: null, deadline: 0, 
 const sheet = $("#checkout");
 
 const REFUSAL_TITLES = {
-  sold_out: "Sold out",
-  limit_reached: "Limit reached",
-  hold_expired: "Your reservation expired",
-  not_started: "Not yet!",
-  ended: "This deal has ended",
-  payment_declined: "Payment declined",
-  network: "You're offline",
+  sold_out: t("refused.soldOut"),
+  limit_reached: t("refused.limit"),
+  hold_expired: t("refused.expired"),
+  not_started: t("refused.notStarted"),
+  ended: t("refused.ended"),
+  payment_declined: t("refused.declined"),
+  network: t("refused.offline"),
   ...GROUP_REFUSAL_TITLES,
 };
 
@@ -826,7 +827,8 @@ async function buy(sale, quantity, offer = null) {
 
 /** "2 × $39.00 · flash deal", "1 × $59.00 · regular price". */
 function orderDetail(sale, quantity) {
-  return `${quantity} × ${money(sale.price, sale.currency)} · ${sale.shelf ? "regular price" : "flash deal"}`;
+  const kind = t(sale.shelf ? "order.regular" : "order.flash");
+  return t("order.detail", { quantity, price: money(sale.price, sale.currency), kind });
 }
 
 function orderLine(sale, detail, amount) {
@@ -868,7 +870,7 @@ function holdStarted(order) {
   checkout.deadline = Date.now() + left;
   checkout.holdMs = Math.max(left, 1);
   text($("#order-amount"), money(order.amount, order.currency));
-  text($("#pay"), `Pay ${money(order.amount, order.currency)}`);
+  text($("#pay"), t("checkout.payAmount", { amount: money(order.amount, order.currency) }));
   setStep("hold");
   address.prepare();
   renderHold();
@@ -882,7 +884,7 @@ function renderHold() {
   ring.style.setProperty("--left", String(Math.max(0, Math.min(1, left / checkout.holdMs))));
   $(".hold-timer").classList.toggle("urgent", left < 30000);
   if (left <= 0) {
-    failed(new ApiError(409, "hold_expired", "It went back on sale because the timer ran out. You were not charged."));
+    failed(new ApiError(409, "hold_expired", t("checkout.timedOut")));
   }
   const sale = room.sales.get(checkout.sale.id);
   if (sale && $("#card").dataset.saleId === sale.id) renderBuyButton(sale, saleStatus(sale, socket.serverNow()));
@@ -892,7 +894,7 @@ $("#pay-form").addEventListener("submit", async (submit) => {
   submit.preventDefault();
   if (checkout.step !== "hold") return;
   setStep("paying");
-  text($("#pay"), "Paying…");
+  text($("#pay"), t("checkout.paying"));
   $("#pay-error").hidden = true;
   // One Idempotency-Key per payment attempt, kept for its retries after a network or server hiccup: if the
   // first try paid but its reply was lost, the retry gets the paid order back (not already_paid), and the
@@ -919,7 +921,7 @@ $("#pay-form").addEventListener("submit", async (submit) => {
   } catch (error) {
     if (error.code === "payment_declined" || error.code === "bad_request") {
       setStep("hold");
-      text($("#pay"), `Pay ${money(checkout.order.amount, checkout.order.currency)}`);
+      text($("#pay"), t("checkout.payAmount", { amount: money(checkout.order.amount, checkout.order.currency) }));
       text($("#pay-error"), error.message);
       $("#pay-error").hidden = false;
     } else if (error.code === "already_paid") {
@@ -942,19 +944,19 @@ $("#cancel-order").addEventListener("click", async () => {
     const cancelled = orderOf(await api(path, { method: "POST", session }));
     if (isGroupOrder(cancelled)) groups.orderChanged(cancelled);
     mine.moved(cancelled);
-    toast(toasts, "Reservation cancelled: you were not charged.");
+    toast(toasts, t("checkout.cancelled"));
   } catch {
     // it expires by itself
   }
 });
 
 function done(order) {
-  const paid = `Order ${orderNumber(order.order_id)} · ${money(order.amount, order.currency)} paid. Thanks for shopping the show!`;
+  const paid = t("checkout.paid", { number: orderNumber(order.order_id), amount: money(order.amount, order.currency) });
   const note = (shown) => {
     text($("#done-title"), shown.title);
     text($("#done-text"), shown.text);
   };
-  note(isGroupOrder(order) ? groups.paidNote(order) : { title: "You got it!", text: paid });
+  note(isGroupOrder(order) ? groups.paidNote(order) : { title: t("checkout.done"), text: paid });
   sheet.dataset.orderId = order.order_id;
   mine.moved(order);
   if (checkout.sale?.shelf) shelves.bought(checkout.sale.product.id);
@@ -970,8 +972,8 @@ function done(order) {
 
 function failed(error) {
   const code = error.code || "error";
-  text($("#error-title"), REFUSAL_TITLES[code] || "That didn't work");
-  text($("#error-text"), error.message || "Something went wrong. Please try again.");
+  text($("#error-title"), REFUSAL_TITLES[code] || t("checkout.failed"));
+  text($("#error-text"), error.message || t("checkout.wrong"));
   if (code === "hold_expired" && checkout.order) mine.moved({ ...checkout.order, status: "expired" });
   if (checkout.sale?.shelf) shelves.bought(checkout.sale.product.id); // sold out, or units back: read it again
   const sale = checkout.sale && (room.sales.get(checkout.sale.id) || (checkout.sale.shelf ? checkout.sale : null));
@@ -1043,20 +1045,20 @@ function chatNotice(message) {
 function renderSlowMode() {
   const note = $("#slow-note");
   note.hidden = !room.slowMode;
-  text(note, room.slowMode ? `Slow mode: one message every ${room.slowMode} s` : "");
+  text(note, room.slowMode ? t("chat.slow", { seconds: room.slowMode }) : "");
 }
 
 const CHAT_REFUSALS = {
-  rate_limited: "You're sending messages too fast. Wait a few seconds.",
-  banned: "You can't chat in this room.",
-  blocked_word: "Not sent: your message has a word this shop doesn't allow.",
-  too_long: "That message is too long (300 characters at most).",
-  disconnected: "Not sent: you're offline for a moment. Try again.",
-  unavailable: "Not sent: the chat is busy. Try again.",
+  rate_limited: t("chat.tooFast"),
+  banned: t("chat.banned"),
+  blocked_word: t("chat.blockedWord"),
+  too_long: t("chat.tooLong"),
+  disconnected: t("chat.offline"),
+  unavailable: t("chat.busy"),
 };
 
 function chatRefusal(error) {
-  return CHAT_REFUSALS[error.code] || sentence(error.message || "Not sent");
+  return CHAT_REFUSALS[error.code] || sentence(error.message || t("chat.notSent"));
 }
 
 $("#chat-form").addEventListener("submit", async (submit) => {
@@ -1129,10 +1131,10 @@ function saleToast(event) {
   if (sale?.shelf) return;
   const share = mine.ownShare(event); // null: one of their payments is on its way; told again once answered
   if (!share || share.others <= 0) return;
-  const title = sale ? sale.product.title : "this deal";
+  const title = sale ? sale.product.title : t("toast.thisDeal");
   const { mine: own, others } = share;
-  const who = own ? `${others} other${others === 1 ? "" : "s"} also` : others > 1 ? `${others} people just` : "Someone just";
-  toast(toasts, `${who} bought ${title}`, { kind: "buy" });
+  const said = own ? "toast.othersAlso" : others > 1 ? "toast.peopleJust" : "toast.someoneJust";
+  toast(toasts, t(said, { count: others, title }), { kind: "buy" });
 }
 
 
@@ -1140,16 +1142,16 @@ function saleToast(event) {
 
 const dialog = $("#signin");
 const signin = { destination: null, then: null }; // where the code went; what to do once signed in
-const SIGN_IN_REASON = "Sign in with your email or phone number: we send you a code, no password needed.";
+const SIGN_IN_REASON = t("signin.reason");
 
 function renderAccount() {
   const user = session.user;
   const member = Boolean(user && !user.guest);
   const button = $("#account");
   button.dataset.signedIn = String(member);
-  text($("#account-name"), member ? user.name : "Sign in");
+  text($("#account-name"), member ? user.name : t("account.signIn"));
   text($("#account-initial"), member ? user.name.trim().charAt(0).toUpperCase() : "");
-  button.setAttribute("aria-label", member ? `Signed in as ${user.name}: account` : "Sign in");
+  button.setAttribute("aria-label", member ? t("account.signedInAs", { name: user.name }) : t("account.signIn"));
   if (room.id) renderCard();
 }
 
@@ -1160,7 +1162,7 @@ session.onChange((user) => {
   mine.load(); // another person's orders
   shelves.personChanged(); // and their waitlist
   renderAccount();
-  if (wasMember && !user && !state.switching) toast(toasts, "You were signed out.", { kind: "error" });
+  if (wasMember && !user && !state.switching) toast(toasts, t("toast.signedOutBy"), { kind: "error" });
 });
 
 $("#account").addEventListener("click", () => {
@@ -1217,7 +1219,7 @@ $("#signin-verify").addEventListener("submit", async (submit) => {
       dialog.close();
     });
     if (!signedIn) return;
-    toast(toasts, `Signed in as ${signedIn.user.name}`, { kind: "ok" });
+    toast(toasts, t("toast.signedIn", { name: signedIn.user.name }), { kind: "ok" });
     await rejoin();
     then?.();
   } catch (error) {
@@ -1238,7 +1240,7 @@ $("#sign-out").addEventListener("click", async () => {
   try {
     await session.signOut();
     await rejoin(); // as a new guest
-    toast(toasts, "Signed out");
+    toast(toasts, t("toast.signedOut"));
   } catch (error) {
     toast(toasts, error.message, { kind: "error" });
   } finally {

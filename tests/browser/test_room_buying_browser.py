@@ -432,7 +432,8 @@ def test_nothing_on_the_card_covers_anything_else(
     pages: Pages, server: ServerProcess, redis_url: str, size: dict[str, Any]
 ) -> None:
     """A live deal of a product with a long name: on each screen no two of the card's parts overlap (the quantity
-    stepper and "Ends in", Buy and the old price and the stock among them), all inside the card; stock and countdown
+    stepper and "Ends in", Buy and the old price and the stock among them), all inside the card, nor the waiting
+    poster's words and the side rail; stock and countdown
     are at least 14 px; the name wraps to two lines and a tap shows it whole; a countdown chip on the video; Buy can
     be tapped."""
     shop = demo_shop(server.base_url, server.ws_url, redis_url, "Small screens")
@@ -480,6 +481,9 @@ def test_nothing_on_the_card_covers_anything_else(
         for second in names[index + 1 :]:
             assert apart(boxes[first], boxes[second]), f"{first} overlaps {second}: {boxes[first]} {boxes[second]}"
     assert uncovered(page, "#buy") and uncovered(page, "#quantity-more")
+    # The waiting poster's words (the show has not started) are clear of the side rail's buttons.
+    for words in ("#poster-title", "#poster-note"):
+        assert apart(box(page, words), box(page, ".rail")), words
 
     # Readable: stock and countdown at 14 px at least; the name on two lines, whole on a tap.
     for selector in ("#card-stock-text", "#card-timer", "#deal-chip-clock"):
