@@ -161,17 +161,22 @@ def room_url(shop: Shop) -> str:
     return f"{shop.base_url}/room.html?room={shop.room_id}"
 
 
-def pin(shop: Shop, product_id: str) -> None:
-    """The host presents a product (the room command, over a plain WebSocket) and waits for its ack."""
+def room_command(shop: Shop, token: str, kind: str, **fields: Any) -> None:
+    """One room command (pin, bag, chat...) as `token`'s holder, over a plain WebSocket; returns once acknowledged."""
     with connect(f"{shop.ws_url}/ws/rooms/{shop.room_id}") as socket:
-        socket.send(orjson.dumps({"type": "auth", "token": shop.host}).decode())
+        socket.send(orjson.dumps({"type": "auth", "token": token}).decode())
         socket.recv(timeout=seconds(5))  # the snapshot
-        socket.send(orjson.dumps({"type": "product.pin", "id": 1, "product_id": product_id}).decode())
+        socket.send(orjson.dumps({"type": kind, "id": 1, **fields}).decode())
         while True:
             reply = orjson.loads(socket.recv(timeout=seconds(5)))
             if reply.get("id") == 1:
                 assert reply["type"] == "ack", reply
                 return
+
+
+def pin(shop: Shop, product_id: str) -> None:
+    """The host presents a product."""
+    room_command(shop, shop.host, "product.pin", product_id=product_id)
 
 
 def api_member(base_url: str, email: str, device: str | None = None) -> str:

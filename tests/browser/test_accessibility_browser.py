@@ -15,10 +15,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 from playwright.sync_api import Page, expect
-from websockets.sync.client import connect
 
 from loadtests.support.server import ServerProcess
 from tests.browser import axe
@@ -30,13 +28,13 @@ from tests.browser.helpers import (
     login_link,
     new_email,
     pin,
+    room_command,
     room_url,
     screenshot,
     sign_in,
 )
 from tests.conftest import ROOT, Shop, host_starts, member, start_server
 from tests.sale_helpers import auth, wait_until
-from tests.timing import seconds
 
 pytestmark = pytest.mark.browser
 
@@ -71,19 +69,6 @@ def flash_sale(shop: Shop, product_id: str) -> dict[str, Any]:
     return dict(response.json())
 
 
-def command(shop: Shop, token: str, kind: str, **fields: Any) -> None:
-    """Send one room socket command as `token`'s holder (a chat message, the bag) and wait for its ack."""
-    with connect(f"{shop.ws_url}/ws/rooms/{shop.room_id}") as socket:
-        socket.send(orjson.dumps({"type": "auth", "token": token}).decode())
-        socket.recv(timeout=seconds(5))  # the snapshot
-        socket.send(orjson.dumps({"type": kind, "id": 1, **fields}).decode())
-        while True:
-            reply = orjson.loads(socket.recv(timeout=seconds(5)))
-            if reply.get("id") == 1:
-                assert reply["type"] == "ack", reply
-                return
-
-
 @pytest.fixture(scope="module")
 def live_shop(site: ServerProcess, redis_url: str) -> Shop:
     """The demo shop, running share and earn, its four products in the bag, presenting its sneakers with a live
@@ -96,9 +81,9 @@ def live_shop(site: ServerProcess, redis_url: str) -> Shop:
     assert shared.status_code == 200, shared.text
     pin(shop, "sneaker")
     flash_sale(shop, "sneaker")
-    command(shop, shop.host, "bag.set", product_ids=shop.products)
-    command(shop, member(name="Mia"), "chat.send", text="Do they run true to size?")
-    command(shop, shop.host, "chat.send", text="They do: take your usual size")
+    room_command(shop, shop.host, "bag.set", product_ids=shop.products)
+    room_command(shop, member(name="Mia"), "chat.send", text="Do they run true to size?")
+    room_command(shop, shop.host, "chat.send", text="They do: take your usual size")
     giveaway = host_starts(shop, "giveaways", {"product_id": "mug", "winners": 1, "duration_seconds": 600})
     assert giveaway.status_code == 201, giveaway.text
     return shop

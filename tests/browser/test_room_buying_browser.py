@@ -32,6 +32,7 @@ from tests.browser.helpers import (
     fill_shipping,
     ms,
     new_email,
+    room_command,
     room_url,
     sign_in,
     uncovered,
@@ -50,19 +51,6 @@ LONG_NAME = "Cloudrunner ultralight knit running sneakers, limited edition colou
 
 
 # --- the shop, through the REST API and the host's room socket ----------------------------------------------
-
-
-def host_command(shop: Shop, kind: str, **fields: object) -> None:
-    """A host's room command (over a plain WebSocket), once acknowledged."""
-    with connect(f"{shop.ws_url}/ws/rooms/{shop.room_id}") as socket:
-        socket.send(orjson.dumps({"type": "auth", "token": shop.host}).decode())
-        socket.recv(timeout=seconds(5))  # the snapshot
-        socket.send(orjson.dumps({"type": kind, "id": 1, **fields}).decode())
-        while True:
-            reply = orjson.loads(socket.recv(timeout=seconds(5)))
-            if reply.get("id") == 1:
-                assert reply["type"] == "ack", reply
-                return
 
 
 def stock_shelf(shop: Shop, product_id: str, units: int, per_user_limit: int | None = None) -> dict[str, Any]:
@@ -224,8 +212,8 @@ def test_a_bag_item_is_bought_at_its_regular_price_and_the_address_is_asked_once
     stock_shelf(shop, "sneaker", 10)
     stock_shelf(shop, "hoodie", 5, per_user_limit=2)
     stock_shelf(shop, "mug", 3)
-    host_command(shop, "bag.set", product_ids=["sneaker", "hoodie", "mug", "lipstick"])
-    host_command(shop, "product.pin", product_id="sneaker")
+    room_command(shop, shop.host, "bag.set", product_ids=["sneaker", "hoodie", "mug", "lipstick"])
+    room_command(shop, shop.host, "product.pin", product_id="sneaker")
 
     # The card presents the sneakers, no deal on: at the regular price, from the shelf.
     page = viewer(pages, shop, PHONE)
@@ -307,7 +295,7 @@ def test_the_buyers_card_says_purchased_then_limit_reached_and_no_toast_of_their
     every = round(ms(4))  # toasts of a sale at most this often: both last purchases land in one
     server: ServerProcess = server_factory(TOAST_INTERVAL_MS=str(every))  # type: ignore[operator]
     shop = demo_shop(server.base_url, server.ws_url, redis_url, "My own orders")
-    host_command(shop, "product.pin", product_id="sneaker")
+    room_command(shop, shop.host, "product.pin", product_id="sneaker")
     sale = start_deal(shop, "sneaker", price=3900, quantity=10, per_user_limit=2)
     with listening(shop) as listener:
         page = viewer(pages, shop, MEDIUM)
@@ -364,8 +352,8 @@ def test_a_sold_out_deal_offers_the_regular_price_or_notify_me_and_tells_when_it
     sold-out deal on the mug offers "Buy at regular price $12.00", bought; the host restocks the deal (it is live
     again with its new stock) and extends it (its countdown grows)."""
     shop = demo_shop(server.base_url, server.ws_url, redis_url, "Back in stock")
-    host_command(shop, "bag.set", product_ids=["sneaker", "hoodie", "mug", "lipstick"])
-    host_command(shop, "product.pin", product_id="lipstick")
+    room_command(shop, shop.host, "bag.set", product_ids=["sneaker", "hoodie", "mug", "lipstick"])
+    room_command(shop, shop.host, "product.pin", product_id="lipstick")
     lipstick = start_deal(shop, "lipstick", price=900, quantity=1, per_user_limit=1)
     bought_by_another(shop, lipstick["id"])
 
@@ -402,7 +390,7 @@ def test_a_sold_out_deal_offers_the_regular_price_or_notify_me_and_tells_when_it
 
     # The mug's deal sells out; its shelf has units: the card offers the regular price.
     stock_shelf(shop, "mug", 3)
-    host_command(shop, "product.pin", product_id="mug")
+    room_command(shop, shop.host, "product.pin", product_id="mug")
     mug = start_deal(shop, "mug", price=600, quantity=1, per_user_limit=1)
     bought_by_another(shop, mug["id"])
     expect(page.locator("#card")).to_have_attribute("data-sale", "sold_out")
@@ -442,7 +430,7 @@ def test_nothing_on_the_card_covers_anything_else(
         f"{shop.base_url}/api/merchants/{shop.merchant_id}/products", json=product, headers=auth(shop.admin)
     )
     assert created.status_code in (200, 201), created.text
-    host_command(shop, "product.pin", product_id="long")
+    room_command(shop, shop.host, "product.pin", product_id="long")
     start_deal(shop, "long", price=4900, quantity=20, per_user_limit=3, buyers="anyone")
 
     page = viewer(pages, shop, size)
