@@ -76,9 +76,10 @@ class Pages:
             context.close()
 
 
-def screenshot(page: Page, name: str) -> None:
+def screenshot(page: Page, name: str, **options: Any) -> None:
+    """The page as shown, in test-artifacts/ (docs/ takes the ones it shows from there, by hand, once looked at)."""
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name))
+    page.screenshot(path=str(ARTIFACTS / name), **options)
 
 
 def in_thread(coroutine: Coroutine[Any, Any, None]) -> None:

@@ -34,10 +34,11 @@ from tests.browser.helpers import (
     new_email,
     room_command,
     room_url,
+    screenshot,
     sign_in,
     uncovered,
 )
-from tests.conftest import ROOT, Shop, host_starts, member
+from tests.conftest import Shop, host_starts, member
 from tests.sale_helpers import GOOD_CARD, auth, buy, wait_recorded
 from tests.timing import seconds
 
@@ -45,7 +46,6 @@ pytestmark = pytest.mark.browser
 
 MEDIUM = {**PHONE, "viewport": {"width": 375, "height": 667}}
 SMALL = {**PHONE, "viewport": {"width": 320, "height": 568}}
-DOCS = ROOT / "docs"
 TIMES, MINUS = "\u00d7", "\u2212"  # the multiplication and minus signs the page writes
 LONG_NAME = "Cloudrunner ultralight knit running sneakers, limited edition colourway"
 
@@ -234,7 +234,7 @@ def test_a_bag_item_is_bought_at_its_regular_price_and_the_address_is_asked_once
     expect(lipstick.locator(".meta")).to_contain_text("Sold out")
     expect(lipstick.locator("[data-testid=notify]")).to_have_text("Notify me when it's back")
     expect(page.locator("[data-testid=bag-orders]")).to_have_attribute("href", re.compile(r"^/messages\.html"))
-    page.screenshot(path=str(DOCS / "viewer-bag.png"), animations="disabled")
+    screenshot(page, "viewer-bag.png", animations="disabled")
 
     # The hoodie at its regular price: the address asked (nothing saved yet), the order ships there.
     hoodie.locator("[data-testid=bag-buy]").click()
@@ -489,4 +489,4 @@ def test_nothing_on_the_card_covers_anything_else(
         title.click()
         expect(title).to_have_attribute("aria-expanded", "false")
     if size is SMALL:
-        page.screenshot(path=str(DOCS / "viewer-small-phone.png"), animations="disabled")
+        screenshot(page, "viewer-small-phone.png", animations="disabled")

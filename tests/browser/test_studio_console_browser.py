@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import shutil
 import time
 from typing import Any
 
@@ -18,7 +17,6 @@ from playwright.sync_api import Locator, Page, expect
 from loadtests.support.server import ServerProcess
 from tests.browser import axe
 from tests.browser.helpers import (
-    ARTIFACTS,
     PHONE,
     Pages,
     api_member,
@@ -30,7 +28,7 @@ from tests.browser.helpers import (
     screenshot,
 )
 from tests.browser.test_pages import browser, camera_scene  # noqa: F401 (the camera films a product scene)
-from tests.conftest import ROOT, Shop
+from tests.conftest import Shop
 from tests.sale_helpers import GOOD_CARD, auth, buy, create_sale
 from tests.timing import seconds
 
@@ -38,7 +36,6 @@ pytestmark = pytest.mark.browser
 
 LAPTOP = {"viewport": {"width": 1280, "height": 800}}
 SHIPPING = {"name": "Ana Lima", "address": "12 Harbour Lane, Portsmouth PO1 3AX"}
-DOCS = ROOT / "docs"
 
 
 # --- the steps -------------------------------------------------------------------------------------------
@@ -113,12 +110,11 @@ def swipe(page: Page, from_x: float, to_x: float, y: float) -> None:
 
 
 def keep(page: Page, name: str) -> None:
-    """A screenshot of the page at the top, once its toasts have gone, in test-artifacts/ and docs/; the page as
+    """A screenshot of the page at the top, once its toasts have gone, in test-artifacts/; the page as
     shown breaks no WCAG 2 A or AA rule (axe-core)."""
     page.evaluate("scrollTo(0, 0)")
     expect(page.locator("#toasts .toast")).to_have_count(0)
     screenshot(page, name)
-    shutil.copyfile(ARTIFACTS / name, DOCS / name)
     axe.check(page, name)
 
 

@@ -34,7 +34,6 @@ from tests.conftest import ROOT, Shop
 
 pytestmark = pytest.mark.browser
 
-DOCS = ROOT / "docs"
 STUDIO = {"viewport": {"width": 1280, "height": 800}}
 PHONES = {
     "390x844": PHONE,
@@ -236,8 +235,7 @@ def test_portrait_stream_fills_every_phone(pages: Pages, server: ServerProcess, 
         # the picture covers the whole screen, and the screen keeps most of the picture (no sliver)
         assert content["width"] >= stage["width"] - 1 and content["height"] >= stage["height"] - 1, shown
         assert stage["width"] / content["width"] >= 0.75 and stage["height"] / content["height"] >= 0.75, shown
-    DOCS.mkdir(exist_ok=True)
-    studio.screenshot(path=str(DOCS / "studio-camera.png"))
+    screenshot(studio, "studio-camera.png")
 
     end_show(studio, viewers)
     expect(studio.get_by_label("Landscape 16:9")).to_be_enabled()
@@ -295,7 +293,7 @@ def test_landscape_stream_is_letterboxed_on_every_phone(
         assert shown["background"] == "rgb(11, 11, 16)", shown  # --night
         if size == "390x844":
             expect(viewer.locator("#card-title")).to_be_visible()
-            viewer.screenshot(path=str(DOCS / "viewer-landscape.png"))
+            screenshot(viewer, "viewer-landscape.png")
 
     end_show(studio, viewers)
     assert console.errors == [], console.errors
