@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import Person, Shop
-from tests.sale_helpers import GOOD_CARD, assert_error, auth, buy, create_sale
+from tests.sale_helpers import GOOD_CARD, assert_error, auth, buy, create_sale, wait_recorded
 from tests.timing import seconds
 
 pytestmark = pytest.mark.anyio
@@ -31,7 +31,7 @@ def pay_to(shop: Shop, token: str, order_id: str, shipping: object = None) -> ht
     )
 
 
-async def test_the_address_is_given_once_and_remembered_for_the_next_order(shop: Shop) -> None:
+async def test_the_address_is_given_once_and_remembered_for_the_next_order(shop: Shop, database_url: str) -> None:
     """No address at first; one given with a payment ships that order and is saved to the account; the next order paid
     without one ships to it; a new one replaces it; the export carries each order's address; a bad address is refused
     with the order still held and nothing charged."""
@@ -60,6 +60,7 @@ async def test_the_address_is_given_once_and_remembered_for_the_next_order(shop:
     third = buy(shop.base_url, ada.token, sale["id"]).json()["order_id"]
     assert pay_to(shop, ada.token, third).json()["shipping"] == moved | {"phone": None}
 
+    wait_recorded(database_url, {first: "paid", second: "paid", third: "paid"})  # the export reads the ledger
     exported = httpx.get(f"{shop.base_url}/api/merchants/{shop.merchant_id}/orders.csv", headers=auth(shop.admin))
     rows = {row["order_id"]: row for row in csv.DictReader(io.StringIO(exported.text))}
     assert rows[first]["ship_address"] == HOME["address"]
