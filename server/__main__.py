@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     redis: EmbeddedRedis | None = None
     postgres: EmbeddedPostgres | None = None
     try:
-        if settings.redis_url is None:
+        if settings.redis_url is None and not settings.redis_sentinels:
             # With DURABLE_ACK every batch waits for a WAITAOF, answered on Redis's timer tick: tick 10x as often.
             hz = 100 if settings.durable_ack else 10
             redis = EmbeddedRedis(settings.redis_dir, fsync=settings.redis_fsync, binary=settings.redis_server, hz=hz)
@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
             log_config=webserver.log_config(),
             proxy_headers=True,
             http=webserver.PROTOCOL,
+            ws=webserver.WS_PROTOCOL,
             headers=webserver.EVERY_ANSWER,
         )
     finally:

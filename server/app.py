@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,6 +33,7 @@ from streaming import routes as streaming_routes
 from streaming.ice import IceServers
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+GC_YOUNG_OBJECTS = 10_000  # see create_app
 
 
 async def healthz(request: Request) -> Response:
@@ -100,7 +102,7 @@ class LiveCart:
 
 def create_app(settings: Settings | None = None) -> LiveCart:
     settings = settings or config.load()
-    if not settings.redis_url or not settings.database_url:
+    if not (settings.redis_url or settings.redis_sentinels) or not settings.database_url:
         raise SystemExit(
             "REDIS_URL or DATABASE_URL is not set: start the server with `python -m server`, which runs both for you"
         )
@@ -108,6 +110,11 @@ def create_app(settings: Settings | None = None) -> LiveCart:
         ice = IceServers(settings.ice_servers, settings.turn_secret)
     except ValueError as problem:  # e.g. a TURN URL without TURN_SECRET
         raise SystemExit(str(problem)) from None
+
+    # The cyclic garbage collector runs after every GC_YOUNG_OBJECTS container allocations (Python's default: 700). A
+    # reconnect storm allocates thousands a connection, and the collector took a fifth of the process's CPU; every
+    # room socket's objects live for hours, so fewer, larger young collections cost less (docs/benchmarks.md).
+    gc.set_threshold(GC_YOUNG_OBJECTS, 10, 100)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

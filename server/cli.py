@@ -41,10 +41,15 @@ from server.store import client
 from server.store.batcher import ScriptBatcher
 
 
+def _redis(settings: config.Settings) -> Redis:
+    """The configured Redis (server.store.client.open_store): a cluster, the Sentinels' primary, or REDIS_URL."""
+    return client.open_store(settings, pool_size=4)
+
+
 @asynccontextmanager
 async def access(settings: config.Settings) -> AsyncIterator[tuple[Catalog, Accounts, Sessions]]:
     """The catalog, accounts and sessions on the configured stores (the schema brought up to date first)."""
-    redis = Redis.from_url(settings.redis_url or "", decode_responses=True)
+    redis = _redis(settings)
     db = Database(settings.database_url or "", pool_size=2)
     try:
         try:
@@ -113,7 +118,7 @@ async def _stores(
     settings: config.Settings, *, migrated: bool = False
 ) -> AsyncIterator[tuple[Redis, asyncpg.Connection]]:
     """Redis and one PostgreSQL connection, each checked, or SystemExit saying which cannot be reached."""
-    redis = Redis.from_url(settings.redis_url or "", decode_responses=True)
+    redis = _redis(settings)
     try:
         try:
             await redis.ping()
@@ -174,7 +179,7 @@ async def _import(settings: config.Settings, source: str) -> None:
 
 
 async def _repair_sale(settings: config.Settings, sale_id: str) -> Audit:
-    redis = client.connect(settings.redis_url or "", pool_size=4, wait_seconds=10)
+    redis = _redis(settings)
     db = Database(settings.database_url or "", pool_size=2)
     try:
         await db.open()
@@ -233,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     repair.add_argument("sale_id")
     args = parser.parse_args(argv)
     settings = config.load()
-    if not settings.redis_url or not settings.database_url:
+    if not (settings.redis_url or settings.redis_sentinels) or not settings.database_url:
         parser.error(_stores_hint(settings))
     if args.command == "login-link" and not 1 <= args.minutes <= MAX_LINK_MINUTES:
         parser.error(f"--minutes must be 1 to {MAX_LINK_MINUTES}, got {args.minutes}")

@@ -67,13 +67,17 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     public_url: str = ""
     log_level: str = "info"
-    tick_ms: int = 100
+    tick_ms: int = 100  # a room's narrowest tick: at most one frame per tick ...
+    tick_max_ms: int = 1000  # ... widened up to this while its fan-out does not fit (server.live.hub)
+    chat_shown_per_second: int = 20  # chat messages a viewer is shown per second at most (0: all); staff see all
     history_size: int = 1000
     chat_recent: int = 50
     chat_max_length: int = 300
     chat_rate_count: int = 5
     chat_rate_seconds: int = 5
-    outbox_max_events: int = 500
+    outbox_max_bytes: int = 256 * 1024  # what may wait for a viewer (outbox and socket buffer) before 4000
+    ping_interval_ms: int = 10_000  # a room socket is pinged this often ...
+    slow_viewer_ms: int = 5000  # ... and closed with 4000 when a ping has no answer this long
     max_frame_bytes: int = 16 * 1024
     hold_seconds: int = 300
     ice_servers: tuple[str, ...] = field(default_factory=tuple)
@@ -82,6 +86,13 @@ class Settings:
     # Redis connections of a process, and how long a call may wait for one in a burst.
     redis_pool_size: int = 256
     redis_pool_wait_ms: int = 10_000
+    # Redis Cluster (REDIS_CLUSTER=1, or a REDIS_URL that names a cluster node), or a Sentinel-managed primary.
+    redis_cluster: bool = False
+    redis_sentinels: tuple[str, ...] = ()  # host:port of each Sentinel; REDIS_URL is then unused
+    redis_sentinel_master: str = "livecart"
+    # Replicated acknowledgement: a hold or payment is acknowledged only once this many replicas have it (WAIT).
+    redis_wait_replicas: int = 0
+    redis_wait_timeout_ms: int = 1000
     # Durable acknowledgement: a hold or payment is acknowledged only once Redis wrote it to its AOF (WAITAOF).
     durable_ack: bool = False
     durable_ack_timeout_ms: int = 1000
@@ -214,12 +225,16 @@ def load() -> Settings:
         public_url=os.environ.get("PUBLIC_URL", "").rstrip("/"),
         log_level=log_level,
         tick_ms=_int("TICK_MS", 100, 1),
+        tick_max_ms=_int("TICK_MAX_MS", 1000, 1),
+        chat_shown_per_second=_int("CHAT_SHOWN_PER_SECOND", 20, 0),
         history_size=_int("HISTORY_SIZE", 1000),
         chat_recent=_int("CHAT_RECENT", 50),
         chat_max_length=_int("CHAT_MAX_LENGTH", 300),
         chat_rate_count=_int("CHAT_RATE_COUNT", 5),
         chat_rate_seconds=_int("CHAT_RATE_SECONDS", 5),
-        outbox_max_events=_int("OUTBOX_MAX_EVENTS", 500),
+        outbox_max_bytes=_int("OUTBOX_MAX_BYTES", 256 * 1024, 1024),
+        ping_interval_ms=_int("PING_INTERVAL_MS", 10_000, 10),
+        slow_viewer_ms=_int("SLOW_VIEWER_MS", 5000, 10),
         max_frame_bytes=_int("MAX_FRAME_BYTES", 16 * 1024),
         hold_seconds=_int("HOLD_SECONDS", 300),
         ice_servers=_list("ICE_SERVERS", ""),
@@ -227,6 +242,11 @@ def load() -> Settings:
         seed_demo=_flag("SEED_DEMO", True),
         redis_pool_size=_int("REDIS_POOL_SIZE", 256, 2, 10_000),
         redis_pool_wait_ms=_int("REDIS_POOL_WAIT_MS", 10_000, 1),
+        redis_cluster=_flag("REDIS_CLUSTER", False),
+        redis_sentinels=_list("REDIS_SENTINELS", ""),
+        redis_sentinel_master=os.environ.get("REDIS_SENTINEL_MASTER", "livecart"),
+        redis_wait_replicas=_int("REDIS_WAIT_REPLICAS", 0, 0, 16),
+        redis_wait_timeout_ms=_int("REDIS_WAIT_TIMEOUT_MS", 1000, 1),
         durable_ack=_flag("DURABLE_ACK", False),
         durable_ack_timeout_ms=_int("DURABLE_ACK_TIMEOUT_MS", 1000, 1),
         ledger_consumer=_flag("LEDGER_CONSUMER", True),

@@ -59,11 +59,12 @@ def video_owner(room_id: str) -> str:
 
 def video_calls(process_id: str) -> str:
     """The pub/sub channel on which a server process takes video calls from the other processes."""
-    return f"video:{process_id}"
+    return f"video:{{{process_id}}}"
 
 
 def channel(room_id: str) -> str:
-    """The pub/sub channel that carries a room's events between server processes."""
+    """The pub/sub channel that carries a room's events between server processes. Every channel is a shard
+    channel (SPUBLISH / SSUBSCRIBE, server.live.broker): on a Redis Cluster only the shard owning its slot has it."""
     return f"room:{{{room_id}}}:events"
 
 
@@ -138,9 +139,14 @@ def sales_ledger() -> str:
 
 
 def revoked_sessions() -> str:
-    """Sessions signed out (sorted set session id, scored by when its last access token expires, ms); also the
-    pub/sub channel that tells every process at once (server.access.sessions)."""
+    """Sessions signed out (sorted set session id, scored by when its last access token expires, ms;
+    server.access.sessions)."""
     return "sessions:revoked"
+
+
+def revoked_channel() -> str:
+    """The pub/sub channel that tells every process at once of sessions signed out (server.access.sessions)."""
+    return "sessions:{revoked}"
 
 
 def login_link(ticket: str) -> str:
@@ -175,7 +181,7 @@ def referrals_changed() -> str:
 def personal_channel() -> str:
     """The pub/sub channel of personal events (server.live.personal): addressed to one person, or to one
     merchant's staff, wherever they are connected; every process's hub reads it."""
-    return "users:events"
+    return "users:{events}"
 
 
 def giveaway_watch(room_id: str, giveaway_id: str) -> str:

@@ -2,6 +2,11 @@
 
 GET /metrics serves them to a scraper that sends `Authorization: Bearer <METRICS_TOKEN>`; while
 METRICS_TOKEN is unset it answers 404 (the numbers tell outsiders how busy the shop is).
+
+The hub's pace (docs/protocol.md): `livecart_tick_lag_seconds`, how late each room flush ran, and
+`livecart_tick_widest_seconds`, the widest tick of the rooms here. They are not per room: in
+multiprocess mode prometheus_client cannot remove a label's series, so a per-room series would stay
+for every room a process ever had; a widened room is named in the log ("room <id>: tick <n> ms").
 """
 
 from __future__ import annotations
@@ -33,6 +38,16 @@ ROOMS = Gauge("livecart_rooms", "Rooms with viewers on this server", multiproces
 EVENTS_IN = Counter("livecart_events_in_total", "Messages received from clients", ["type"])
 EVENTS_PUBLISHED = Counter("livecart_events_published_total", "Room events received from the broker")
 FRAMES_OUT = Counter("livecart_frames_out_total", "Batches handed to viewers (one frame each, fewer when merged)")
+TICK_LAG = Histogram(
+    "livecart_tick_lag_seconds",
+    "How late each room flush ran after its tick was due (a busy process runs late; its rooms then widen their tick)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+TICK_WIDEST = Gauge(
+    "livecart_tick_widest_seconds",
+    "The widest tick of the rooms here (TICK_MS unless a room's fan-out did not fit; 0: no room)",
+    multiprocess_mode="livemax",
+)
 CLOSED_SLOW = Counter("livecart_viewers_closed_slow_total", "Viewers closed because they could not keep up")
 PROTOCOL_ERRORS = Counter("livecart_protocol_errors_total", "Client messages refused", ["code"])
 VIDEO_ROOMS = Gauge(

@@ -9,7 +9,6 @@ import os
 import secrets
 from collections.abc import Awaitable, Callable
 
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from server.access.accounts import Accounts
@@ -82,15 +81,11 @@ class Node:
     """
 
     def __init__(self, settings: Settings, ice: IceServers) -> None:
-        assert settings.redis_url and settings.database_url, "the launcher (python -m server) sets both URLs"
+        assert (settings.redis_url or settings.redis_sentinels) and settings.database_url, "the launcher sets both"
         self.id = f"{os.getpid()}-{secrets.token_hex(3)}"
         self.settings = settings
-        self.redis = client.connect(
-            settings.redis_url,
-            pool_size=settings.redis_pool_size,
-            wait_seconds=settings.redis_pool_wait_ms / 1000,
-        )
-        self.pubsub_redis = Redis.from_url(settings.redis_url, decode_responses=True, health_check_interval=15)
+        self.redis = client.open_store(settings, pool_size=settings.redis_pool_size)
+        self.pubsub_redis = client.open_store(settings, pool_size=2, health_check_seconds=15)
         self.broker = Broker(self.pubsub_redis)
         self.db = Database(settings.database_url, pool_size=settings.database_pool_size)
         self.audit = AuditLog(self.db)
@@ -112,7 +107,12 @@ class Node:
         self.chat = Chat(self.redis, self.catalog, self.records, self.accounts, settings)
 
         durable_ms = settings.durable_ack_timeout_ms if settings.durable_ack else None
-        batcher = ScriptBatcher(self.redis, durable_timeout_ms=durable_ms)
+        batcher = ScriptBatcher(
+            self.redis,
+            durable_ms,
+            replicas=settings.redis_wait_replicas,
+            replicas_timeout_ms=settings.redis_wait_timeout_ms,
+        )
         self.sales = Sales(self.redis, batcher, SaleChanges(), SalesLedger(self.db))
         self.payments = SandboxProvider(self.db, settings.sandbox_slow_card_ms)
         self.refunds = Refunds(self.db, self.sales, self.payments, self.audit)
@@ -156,8 +156,11 @@ class Node:
         options = RelayOptions(
             sessions_per_user=settings.video_sessions_per_user, sessions_per_address=settings.video_sessions_per_address
         )
-        self.relay = Relay(ice, on_stream=self.stage.set_stream, options=options)
-        self.owners = Owners(self.id, self.redis, self.broker, self.relay, settings)
+        # The relay tells the owners of each stream change (an offline room's lease is given up), they tell the stage.
+        self.relay = Relay(
+            ice, on_stream=lambda room_id, online: self.owners.stream_changed(room_id, online), options=options
+        )
+        self.owners = Owners(self.id, self.redis, self.broker, self.relay, settings, self.stage.set_stream)
         self.giveaways = GiveawayDesk(
             Giveaways(self.db),
             Watch(self.redis, settings.giveaway_watch_slot_ms),
@@ -199,6 +202,7 @@ class Node:
         self.revocations.on_revoked(self.relay.sign_out)
 
     async def start(self) -> None:
+        await client.initialize(self.redis)
         await self.db.open()
         if self.settings.durable_ack:
             await self._check_durable()

@@ -291,6 +291,13 @@ def with_offset(offset: int, encoded: str) -> str:
     return '{"offset":%d,%s' % (offset, encoded[1:])
 
 
+def with_after(after: int, event: str) -> str:
+    """A durable event (with its offset) in a sampled chat stream, where the event before it is not the offset
+    before: `after` is the offset of the one before it in that stream (docs/protocol.md, "Sampled chat")."""
+    offset, _, rest = event.partition(",")
+    return '%s,"after":%d,%s' % (offset, after, rest)
+
+
 # Between processes (Redis pub/sub) a room's message is "<offset> <event JSON>", offset 0 for a
 # latest-value event, or "@<user id> <event JSON>" for a private one (PRIVATE_EVENTS). Lua scripts only join
 # the offset they assign to the event Python encoded.
@@ -336,12 +343,13 @@ def snapshot(state: dict[str, Any]) -> str:
     return orjson.dumps({"type": "snapshot", "ts": now_ms(), "recovered": False, **state}).decode()
 
 
-def recovered(offset: int, epoch: str, viewers: int, likes: int, events: list[str]) -> str:
-    """The first frame of a viewer that came back: every durable event it missed (already with offsets)."""
+def recovered(offset: int, epoch: str, viewers: int, likes: int, events: str) -> str:
+    """The first frame of a viewer that came back: every durable event it missed, already encoded (with offsets)
+    and joined by commas (server.live.replay shares one such text among the viewers that missed the same)."""
     head = orjson.dumps(
         {"type": "recovered", "ts": now_ms(), "offset": offset, "epoch": epoch, "viewers": viewers, "likes": likes}
     )
-    return '%s,"events":[%s]}' % (head[:-1].decode(), ",".join(events))
+    return '%s,"events":[%s]}' % (head[:-1].decode(), events)
 
 
 def batch(events: list[str]) -> str:

@@ -9,6 +9,14 @@ headers (answering 408 first when the app has not answered). Between requests a 
 connection is uvicorn's (`timeout_keep_alive`). `python -m server` passes it to uvicorn.run as
 `http=PROTOCOL` (an import string, so each worker process imports it).
 
+**Room sockets.** `RoomSocket` is uvicorn's WebSocket protocol with two additions (`ws=WS_PROTOCOL`).
+The hub encodes a tick's frame once, as WebSocket frame bytes (`text_frame`), and each viewer
+writes those bytes straight to its socket (`socket_of(scope).write`) instead of through the ASGI
+send, which would build and serialize the same frame again per viewer. And its keepalive is ours:
+a ping every PING_INTERVAL_MS, and a socket whose ping has no answer within SLOW_VIEWER_MS is
+closed with 4000 (too slow), not uvicorn's 1011: the kernel's buffers hide a reader that stopped,
+its pings do not.
+
 **Security headers.** `EVERY_ANSWER` is the list `python -m server` gives uvicorn.run as `headers=`:
 uvicorn writes it on every answer it sends, pages, static files, the API and its errors, the
 purchase hot path and the room socket's handshake (both served ahead of Starlette), even its own
@@ -23,18 +31,26 @@ import asyncio
 import copy
 import functools
 import logging
-from typing import Any
+import socket
+import struct
+from collections.abc import Callable, MutableMapping
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
 
 from server import config
 from server.config import Settings
+from server.protocol import CloseCode
 
 log = logging.getLogger("livecart.http")
 
 PROTOCOL = "server.webserver:DeadlineProtocol"
+WS_PROTOCOL = "server.webserver:RoomSocket"
+SOCKET = "livecart.socket"  # the ASGI scope extension that carries a connection's RoomSocket
 
 
 # What every answer carries (uvicorn writes them, `python -m server` gives it this list as `headers=`): cheap, and
@@ -168,6 +184,177 @@ class DeadlineProtocol(HttpToolsProtocol):
             ]
         )
         self.transport.write(b"".join(content))
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A server's WebSocket text frame carrying `payload` (RFC 6455 5.2: FIN, opcode 1, unmasked, no extension)."""
+    length = len(payload)
+    if length < 126:
+        return bytes((0x81, length)) + payload
+    if length < 1 << 16:
+        return struct.pack("!BBH", 0x81, 126, length) + payload
+    return struct.pack("!BBQ", 0x81, 127, length) + payload
+
+
+@functools.cache
+def _keepalive() -> tuple[float, float]:
+    """PING_INTERVAL_MS and SLOW_VIEWER_MS in seconds, read once per process."""
+    settings = config.load()
+    return settings.ping_interval_ms / 1000, settings.slow_viewer_ms / 1000
+
+
+class Inbox:
+    """What the protocol hands the app to receive, in order: uvicorn's asyncio.Queue without its three deques
+    and its Event (3 KB a connection, docs/benchmarks.md); a future only while the app (its one reader) waits."""
+
+    __slots__ = ("messages", "waiter")
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+        self.waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, message: Any) -> None:
+        self.messages.append(message)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def empty(self) -> bool:
+        return not self.messages
+
+    async def get(self) -> Any:
+        while not self.messages:
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        return self.messages.pop(0)
+
+
+class Flag:
+    """asyncio.Event's set, clear, is_set and wait without its deque (0.8 KB a connection): futures only while
+    something waits."""
+
+    __slots__ = ("value", "waiters")
+
+    def __init__(self) -> None:
+        self.value = True
+        self.waiters: list[asyncio.Future[None]] = []
+
+    def is_set(self) -> bool:
+        return self.value
+
+    def set(self) -> None:
+        self.value = True
+        waiters, self.waiters = self.waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self.value = False
+
+    async def wait(self) -> None:
+        if self.value:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        await waiter
+
+
+class RoomSocket(WebSocketsSansIOProtocol):
+    """uvicorn's websockets sans-I/O protocol (what its `ws="auto"` picks) that takes frames already encoded and
+    closes a reader that stopped with 4000.
+
+    The app finds it as `socket_of(scope)`. `write` puts a frame on the transport as it is. The
+    ASGI send (the first frame, acks, closes) writes at once too when `writable` is set (its only
+    await is on it), so both land in call order, whole frames each; a writer of frames checks
+    `writable` first and, while it is clear (the transport's buffer over its high mark), keeps
+    them until `on_writable`, which runs before an ASGI send that waited is resumed. uvicorn's
+    keepalive runs on PING_INTERVAL_MS and SLOW_VIEWER_MS: a ping left unanswered calls
+    `on_stalled` and closes the socket with 4000 (`close_now`).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = Inbox()  # type: ignore[assignment]
+        self.writable = Flag()  # type: ignore[assignment]
+        self.ping_interval, self.ping_timeout = _keepalive()
+        self.on_writable: Callable[[], None] | None = None  # the transport's buffer drained below its low mark
+        self.on_stalled: Callable[[], None] | None = None  # a ping went unanswered: the socket is closing with 4000
+
+    async def run_asgi(self) -> None:
+        self.scope["extensions"][SOCKET] = {"socket": self}  # uvicorn builds the scope in handle_connect, then this
+        await super().run_asgi()
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        # The handshake's request is in the scope now. uvicorn keeps it (and websockets' parser, in its generator's
+        # frame) for as long as the connection lasts, unused: its headers go, the object with them.
+        event.headers.clear()
+        del self.request
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.accept":
+            del self.response  # written: uvicorn would keep it, unused, for as long as the connection lasts
+
+    def write(self, frame: bytes) -> None:
+        """Write an encoded frame as it is; nothing once a close frame went out or the connection is closing."""
+        if not (self.close_sent or self.transport.is_closing()):
+            self.transport.write(frame)
+
+    def buffered(self) -> int:
+        """Bytes written to the transport that the kernel has not taken yet."""
+        return self.transport.get_write_buffer_size()
+
+    def close_now(self, code: int, reason: str) -> None:
+        """Close without waiting for the socket: the close frame after what it holds; the connection ends when the
+        client answers it (uvicorn's closing handshake), else it is reset SLOW_VIEWER_MS later. The app's reads end
+        at once and its sends fail."""
+        if self.close_sent or self.transport.is_closing():
+            return
+        self.conn.send_close(code, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self.disconnected = True  # a send now raises ClientDisconnected, as after a lost connection
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.stop_keepalive()
+        if self.read_paused:  # to hear the client's answer
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(_keepalive()[1], self._reset)
+
+    def _reset(self) -> None:
+        """End the connection and what the kernel still holds for it: a plain close would leave the kernel sending it
+        to a reader that takes nothing, for minutes."""
+        self.close_timer = None
+        raw = self.transport.get_extra_info("socket")
+        if raw is not None:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.on_writable is not None:
+            self.on_writable()
+
+    def keepalive_timeout(self) -> None:
+        if self.read_paused:  # the app has not taken the client's last message yet: the answer may wait unread, on us
+            self.pong_timer = self.loop.call_later(_keepalive()[1], self.keepalive_timeout)
+            return
+        self.pong_timer = None
+        self.pending_ping_payload = None
+        if self.close_sent or self.transport.is_closing():
+            return
+        if self.on_stalled is not None:
+            self.on_stalled()
+        self.close_now(CloseCode.TOO_SLOW, CloseCode.TOO_SLOW.reason)
+
+
+def socket_of(scope: MutableMapping[str, Any]) -> RoomSocket:
+    """The RoomSocket of a WebSocket connection (uvicorn runs with `ws=WS_PROTOCOL`)."""
+    return cast(RoomSocket, scope["extensions"][SOCKET]["socket"])
 
 
 class HideQueryStrings(logging.Filter):

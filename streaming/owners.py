@@ -8,6 +8,12 @@ viewer and the owner directly. So any number of workers or machines can take the
 
 Contract: at most one process holds a room (SET NX); a lease not renewed for VIDEO_LEASE_MS lapses
 (a process that died frees its rooms); a call to a process that is gone fails as host_offline.
+When the host's stream ends here (the host left, its media stopped, or this process is shutting
+down: the relay ends every peer first), the lease is given up before the room hears `offline`, so
+the host's next WHIP offer can be taken at once by any process: the room's video moves there.
+A process that died says nothing: once its lease has lapsed, the next WHEP offer for the room,
+which the room still calls online, tells the room `offline` (viewers' players retry WHEP while
+it is online, so they find out within VIDEO_LEASE_MS and a retry or two).
 Calls and replies ride the process's one broker (server.live.broker).
 """
 
@@ -31,7 +37,7 @@ from server.store import scripts
 from server.tasks import Tasks
 from streaming.offers import parse_offer
 from streaming.peers import Side
-from streaming.relay import Relay
+from streaming.relay import Relay, StreamCallback
 
 log = logging.getLogger("livecart.streaming.owners")
 
@@ -39,12 +45,15 @@ log = logging.getLogger("livecart.streaming.owners")
 class Owners:
     """Claim rooms for this process's relay; forward video calls to the process that holds a room."""
 
-    def __init__(self, process_id: str, redis: Redis, broker: Broker, relay: Relay, settings: Settings) -> None:
+    def __init__(
+        self, process_id: str, redis: Redis, broker: Broker, relay: Relay, settings: Settings, on_stream: StreamCallback
+    ) -> None:
         self.id = process_id
         self.redis = redis
         self.broker = broker
         self.relay = relay
         self.settings = settings
+        self._on_stream = on_stream
         self._lease = scripts.register(redis, __file__, "video_lease")
         self._claimed: set[str] = set()
         self._calls: dict[str, asyncio.Future[dict[str, Any]]] = {}
@@ -58,7 +67,15 @@ class Owners:
         await self.tasks.stop(timeout / 2)
         with contextlib.suppress(RedisError, OSError):
             for room_id in list(self._claimed):
-                await self._lease(keys=[keys.video_owner(room_id)], args=[self.id, "release"])
+                await self._release(room_id)
+
+    async def stream_changed(self, room_id: str, online: bool) -> None:
+        """The relay's `on_stream`: a room gone offline here is released first (unless a new publisher already took
+        it here), then the room is told."""
+        if not online and room_id in self._claimed and not self.relay.holds(room_id):
+            with contextlib.suppress(RedisError, OSError):  # then the lease lapses by itself
+                await self._release(room_id)
+        await self._on_stream(room_id, online)
 
     async def claim(self, room_id: str) -> bool:
         """Hold the room's video in this process; False when another process holds it."""
@@ -68,6 +85,13 @@ class Owners:
             self._claimed.add(room_id)
             return True
         return False
+
+    async def orphaned(self, room_id: str) -> None:
+        """A WHEP offer found no stream for a room that says it is online: when no process holds the room's video
+        (its owner died and the lease lapsed), tell the room `offline`."""
+        if not self.relay.holds(room_id) and await self.redis.get(keys.video_owner(room_id)) is None:
+            log.warning("room %s: its video owner is gone without a word; telling the room 'offline'", room_id)
+            await self._on_stream(room_id, False)
 
     async def owner(self, room_id: str) -> str | None:
         """The process holding the room's video, when it is another one than this."""
@@ -81,7 +105,7 @@ class Owners:
         self._calls[call_id] = reply
         try:
             message = orjson.dumps({"call": call_id, "from": self.id, **request})
-            if not await self.redis.publish(keys.video_calls(owner), message):
+            if not await self.redis.spublish(keys.video_calls(owner), message):
                 raise Conflict("the host's stream is gone: wait for the room's next 'online' event", "host_offline")
             answer = await asyncio.wait_for(reply, self.settings.video_call_seconds)
         except TimeoutError:
@@ -123,7 +147,7 @@ class Owners:
             log.exception("video call %s failed", request.get("op"))
             reply = {"error": [500, "internal", "the video call failed on the server holding the room"]}
         with contextlib.suppress(RedisError, OSError):
-            await self.redis.publish(
+            await self.redis.spublish(
                 keys.video_calls(request["from"]), orjson.dumps({"reply": request["call"], **reply})
             )
 
@@ -136,6 +160,10 @@ class Owners:
                 waiting.set_result(body)
         else:
             self.tasks.spawn(self._answer(body), name="video-call")
+
+    async def _release(self, room_id: str) -> None:
+        self._claimed.discard(room_id)
+        await self._lease(keys=[keys.video_owner(room_id)], args=[self.id, "release"])
 
     async def _renew(self) -> None:
         """Renew the lease of every room the relay still holds; give up the others."""

@@ -85,7 +85,13 @@ async def watch(request: Request) -> Response:
         "address": client_address(request),
         "offer": offer.sdp,
     }
-    reply = await node_of(request).owners.run(room.id, call)
+    owners = node_of(request).owners
+    try:
+        reply = await owners.run(room.id, call)
+    except Conflict as problem:
+        if problem.code == "host_offline" and room.stream == "online":
+            await owners.orphaned(room.id)
+        raise
     return _created(request, Side.VIEWER, room.id, reply["session"], reply["answer"], identity)
 
 

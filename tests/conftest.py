@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
+import redis.asyncio
+import redis.cluster
 
 from loadtests.support import server as launcher
 from loadtests.support import tokens
@@ -18,11 +22,13 @@ from loadtests.support.server import ServerProcess
 from loadtests.support.server import free_port as free_port  # the tests import it from here
 from server.ledger.embedded import EmbeddedPostgres
 from server.protocol import Role
+from server.store.cluster_embedded import EmbeddedCluster
 from server.store.embedded import EmbeddedRedis
 from tests.timing import seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_KEY = "livecart-test-secret"  # fixed: this module may be imported twice (as conftest and tests.conftest)
+ON_CLUSTER = os.environ.get("LIVECART_TEST_REDIS") == "cluster"  # the suites on a Redis Cluster (.ci/run)
 
 
 @pytest.fixture
@@ -31,8 +37,29 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Redis-compatible server process for the whole test session (the same one the product embeds)."""
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedCluster]:
+    """A real Redis Cluster for the whole session: six Valkey nodes (three primaries, three replicas) from the embedded
+    binary. A test's `Redis.from_url(cluster.url)` (sync or asyncio) makes a cluster client."""
+    with EmbeddedCluster(tmp_path_factory.mktemp("cluster")) as cluster, pytest.MonkeyPatch.context() as patch:
+        for plain, clustered in (
+            (redis.Redis, redis.cluster.RedisCluster),
+            (redis.asyncio.Redis, redis.asyncio.RedisCluster),
+        ):
+
+            def from_url(url: str, _plain: Any = plain.from_url, _clustered: Any = clustered, **kwargs: Any) -> Any:
+                return _clustered.from_url(url, **kwargs) if url == cluster.url else _plain(url, **kwargs)
+
+            patch.setattr(plain, "from_url", from_url)
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A real Redis-compatible server process for the whole test session (the same one the product embeds); with
+    LIVECART_TEST_REDIS=cluster, the session's Redis Cluster."""
+    if ON_CLUSTER:
+        yield request.getfixturevalue("redis_cluster").url
+        return
     with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as embedded:
         yield embedded.url
 
@@ -47,13 +74,15 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def stores(redis_url: str, database_url: str) -> dict[str, str]:
     """The environment that points a server process at the session's Redis and PostgreSQL."""
-    return {"REDIS_URL": redis_url, "DATABASE_URL": database_url}
+    return {"REDIS_URL": redis_url, "DATABASE_URL": database_url, **({"REDIS_CLUSTER": "1"} if ON_CLUSTER else {})}
 
 
 def start_server(tmp: Path, env: dict[str, str], port: int | None = None, workers: int = 1) -> ServerProcess:
     """Start a server process on the tests' SECRET_KEY and wait until /readyz answers (see loadtests.support.server:
-    per-address limits are lifted unless `env` sets them)."""
-    return launcher.start_server(tmp, {"SECRET_KEY": SECRET_KEY, **env}, port, workers)
+    per-address limits are lifted unless `env` sets them). A socket's ping may wait 30 s (scaled) for its answer
+    unless `env` says otherwise (SLOW_VIEWER_MS): on a busy machine a test's own client can be starved that long."""
+    quiet = {"SLOW_VIEWER_MS": str(int(seconds(30) * 1000))}
+    return launcher.start_server(tmp, {"SECRET_KEY": SECRET_KEY, **quiet, **env}, port, workers)
 
 
 def two_servers(name: str, label: str, env: dict[str, str], doc: str) -> Any:

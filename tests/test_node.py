@@ -45,8 +45,13 @@ async def _never_reading_viewer(server: ServerProcess, shop: Shop) -> tuple[asyn
 async def test_viewer_that_cannot_keep_up_is_closed_and_nobody_waits_for_it(
     server_factory: Any, redis_url: str
 ) -> None:
-    """A viewer that stops reading is closed with 4000 once past its bound; a normal viewer gets every event on time."""
-    server: ServerProcess = server_factory(OUTBOX_MAX_EVENTS="50")
+    """A viewer that stops reading is closed with 4000 once what waits for it (its queued batches and its socket's
+    buffer) is past OUTBOX_MAX_BYTES, long before its ping goes unanswered; a normal viewer gets every event on time."""
+    server: ServerProcess = server_factory(
+        OUTBOX_MAX_BYTES=str(64 * 1024),
+        SLOW_VIEWER_MS="60000",
+        CHAT_SHOWN_PER_SECOND="0",  # every chat message shown
+    )
     shop = make_shop(server.base_url, server.ws_url, redis_url)
     reader, writer = await _never_reading_viewer(server, shop)
     async with await RoomClient.connect(shop.room_url(shop.guest())) as healthy:

@@ -353,10 +353,10 @@ def test_bus_messages_carry_the_offset_or_zero_for_latest_values() -> None:
 def test_recovered_and_snapshot_frames_are_json_with_their_fields() -> None:
     """The first frames a viewer gets parse as JSON and carry what docs/protocol.md says."""
     missed = [with_offset(5, encode(event("chat.deleted", message_id="a")))]
-    frame = orjson.loads(recovered(5, "ep", 3, 9, missed))
+    frame = orjson.loads(recovered(5, "ep", 3, 9, ",".join(missed)))
     assert frame["type"] == "recovered" and frame["offset"] == 5 and frame["epoch"] == "ep"
     assert frame["viewers"] == 3 and frame["likes"] == 9 and frame["events"][0]["offset"] == 5
-    assert orjson.loads(recovered(5, "ep", 0, 0, []))["events"] == []
+    assert orjson.loads(recovered(5, "ep", 0, 0, ""))["events"] == []
     first = orjson.loads(snapshot({"offset": 1, "epoch": "ep"}))
     assert first["type"] == "snapshot" and first["recovered"] is False and first["offset"] == 1
 

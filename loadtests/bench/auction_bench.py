@@ -340,10 +340,8 @@ class Chatters:
         """Read the socket's frames (unread, they would back up on the server) and answer its pings."""
         try:
             while True:
-                opcode, payload = await wsclient.read_frame(reader)
-                if opcode == 0x9:
-                    writer.write(wsclient.pong_frame(payload))
-                elif opcode == 0x8:
+                opcode, payload = await wsclient.next_frame(reader, writer)
+                if opcode == 0x8:
                     self.closed.append(f"{name}: {wsclient.close_code(payload)}")
                     return
         except (asyncio.IncompleteReadError, ConnectionError):

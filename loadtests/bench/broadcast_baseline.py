@@ -1,28 +1,37 @@
 """The yardstick for the hub: a bare `websockets` server that broadcast()s one frame to every client at a fixed rate.
 
-Run by hub_bench --baseline; it sends frames of the same shape and rate as the livecart hub would,
-and answers GET /readyz (200) for the launcher.
+Run by hub_bench --baseline; it sends frames of the same shape and rate as the livecart hub would: each tick a
+stock event and every chat message its clients sent since the last (`chat.send`, relayed as `chat.message` with
+consecutive offsets, nothing sampled), and answers GET /readyz (200) for the launcher.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import time
 from http import HTTPStatus
 
+import orjson
 from websockets.asyncio.server import ServerConnection, broadcast, serve
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 
-async def main(port: int, hz: float, chat_per_second: float) -> None:
+async def main(port: int, hz: float) -> None:
     clients: set[ServerConnection] = set()
+    chat: list[str] = []  # the texts sent since the last tick
 
     async def handler(connection: ServerConnection) -> None:
         clients.add(connection)
         try:
             await connection.send('{"type":"snapshot"}')
-            await connection.wait_closed()
+            with contextlib.suppress(ConnectionClosed):
+                async for message in connection:  # the viewers' auth frame, the chatters' chat.send
+                    command = orjson.loads(message)
+                    if command.get("type") == "chat.send":
+                        chat.append(command["text"])
         finally:
             clients.discard(connection)
 
@@ -30,18 +39,18 @@ async def main(port: int, hz: float, chat_per_second: float) -> None:
         return connection.respond(HTTPStatus.OK, "ok\n") if request.path == "/readyz" else None
 
     async with serve(handler, "127.0.0.1", port, compression=None, max_queue=16, process_request=ready):
-        interval = 1 / hz
-        per_tick = chat_per_second / hz
-        owed = 0.0
+        offset = 0
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(1 / hz)
             now = int(time.time() * 1000)
-            owed += per_tick
-            chats = int(owed)
-            owed -= chats
             events = [f'{{"type":"stock","ts":{now},"sale_id":"s1","available":{now % 1000}}}']
-            message = '{"id":"x","user_id":"u","name":"Guest","role":"viewer","text":"is this available in blue?"}'
-            events += [f'{{"offset":{now},"type":"chat.message","ts":{now},"message":{message}}}' for _ in range(chats)]
+            for text in chat:
+                offset += 1
+                message = (
+                    f'{{"id":"x","user_id":"u","name":"Guest","role":"viewer","text":{orjson.dumps(text).decode()}}}'
+                )
+                events.append(f'{{"offset":{offset},"type":"chat.message","ts":{now},"message":{message}}}')
+            chat.clear()
             broadcast(clients, '{"type":"batch","ts":%d,"events":[%s]}' % (now, ",".join(events)))
 
 
@@ -49,6 +58,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--hz", type=float, default=10)
-    parser.add_argument("--chat", type=float, default=50)
     args = parser.parse_args()
-    asyncio.run(main(args.port, args.hz, args.chat))
+    asyncio.run(main(args.port, args.hz))

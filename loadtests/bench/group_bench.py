@@ -235,7 +235,7 @@ async def stock_viewer(
     try:
         await wsclient.read_frame(reader)  # the snapshot
         while not stop.is_set():
-            _opcode, payload = await wsclient.read_frame(reader)
+            _opcode, payload = await wsclient.next_frame(reader, writer)
             if not measuring.is_set():
                 continue
             received = time.time() * 1000

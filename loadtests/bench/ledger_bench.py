@@ -46,6 +46,7 @@ from loadtests.bench import purchase_bench
 from loadtests.support import smoke, table
 from loadtests.support.server import ServerProcess, running
 from server import keys
+from server.store import client
 
 SMOKE = {**purchase_bench.SMOKE, "rounds": 1, "drain_timeout": 20}
 LAG = "livecart_ledger_lag_seconds"
@@ -121,12 +122,19 @@ def lag_histogram(before: dict[float, float], after: dict[float, float]) -> dict
     }
 
 
+def store(server: ServerProcess, config: Config) -> Redis:
+    """The server's Redis: the cluster its configuration names (purchase_bench --cluster), else its embedded one."""
+    if config.env.get("REDIS_CLUSTER") == "1":
+        return client.cluster(config.env["REDIS_URL"], pool_size=2)
+    return Redis.from_url(server.redis_url, decode_responses=True)
+
+
 async def drain(server: ServerProcess, watch: purchase_bench.Watch, config: Config, timeout: float) -> dict[str, Any]:
     """Once the buyers are gone: the sale's orders in Redis and in PostgreSQL, and (consumer on) the seconds from
     the buyers stopping until every change was copied (the sale's log in Redis empty) and until PostgreSQL had
     every order (projected; None: not within `timeout`)."""
     await watch.idle.wait()
-    redis = Redis.from_url(server.redis_url, decode_responses=True)
+    redis = store(server, config)
     database = await asyncpg.connect(server.database_url)
     copied = None
     try:

@@ -12,10 +12,14 @@ CPU the rest of the machine used meanwhile (others: on a shared box, the noise),
 `measure` (ledger_bench: the same storm with and without the ledger backup), following it with a Watch.
 With --pay each new hold is also paid at once, on the same connection (a sandbox test card, a key of
 its own): the payments' rate and latency are printed too (referral_bench: commissions need paid orders).
+With --cluster the same storm runs twice in one go, on a single embedded Redis (the baseline) and on a local
+Redis Cluster of six Valkey nodes (three primaries, three replicas; server.store.cluster_embedded), each with
+the ledger backup's lag (ledger_bench: the /metrics gauge, and how long until PostgreSQL has every order).
 
     python -m loadtests.bench.purchase_bench --seconds 10 --connections 128 --workers 2
     python -m loadtests.bench.purchase_bench --smoke       # seconds, tiny: proves it runs
     python -m loadtests.bench.purchase_bench --pay         # every hold paid on its connection
+    python -m loadtests.bench.purchase_bench --cluster     # single Redis, then the 3-primary cluster
 """
 
 from __future__ import annotations
@@ -26,8 +30,11 @@ import contextlib
 import os
 import platform
 import resource
+import sys
+import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -40,6 +47,7 @@ from loadtests.bench import wsclient
 from loadtests.support import smoke, table, tokens
 from loadtests.support.server import HOST, ServerProcess, running
 from server.protocol import Role
+from server.store.cluster_embedded import EmbeddedCluster
 
 TICKS = os.sysconf("SC_CLK_TCK")
 SMOKE = {"seconds": 1.5, "warmup": 0.5, "workers": 1, "connections": 8, "buyers": 20_000, "viewers": 2}
@@ -71,6 +79,40 @@ FIGURES = (
     "redis_cpu_percent",
     "postgres_cpu_percent",
     "client_cpu_percent",
+    "others_cpu_percent",
+)
+CLUSTER_COLUMNS = (
+    "Redis",
+    "attempts/s",
+    "p50 ms",
+    "p99 ms",
+    "holds granted",
+    "oversold",
+    "ledger lag p99 s (gauge, max)",
+    "copied s",
+    "in PostgreSQL s",
+    "orders",
+    "in PostgreSQL",
+    "server CPU %",
+    "Redis CPU %",
+    "PostgreSQL CPU %",
+    "others CPU %",
+)
+CLUSTER_FIGURES = (
+    "configuration",
+    "attempts_per_s",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "holds_granted",
+    "oversold",
+    "lag_gauge_max_s",
+    "copied_s",
+    "drained_s",
+    "orders",
+    "ledger_rows",
+    "server_cpu_percent",
+    "redis_cpu_percent",
+    "postgres_cpu_percent",
     "others_cpu_percent",
 )
 
@@ -232,7 +274,7 @@ async def stock_viewer(port: int, token: str, sale_id: str, seen: Staleness, num
     try:
         await wsclient.read_frame(reader)  # the snapshot
         while not stop.is_set():
-            _opcode, payload = await wsclient.read_frame(reader)
+            _opcode, payload = await wsclient.next_frame(reader, writer)
             received = time.time() * 1000
             frame = orjson.loads(payload)
             for item in frame.get("events", ()):
@@ -257,18 +299,58 @@ class Signer(Protocol):
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.cluster:
+        return await compare_cluster(args)
     with running(workers=args.workers) as server:
         return await measure(args, server)
 
 
+async def compare_cluster(args: argparse.Namespace) -> dict[str, Any]:
+    """The storm on a single embedded Redis, then on the 3-primary cluster: purchase figures and the ledger's lag."""
+    from loadtests.bench import ledger_bench  # imported here: ledger_bench imports this module
+
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="livecart-cluster-") as folder, EmbeddedCluster(Path(folder)) as cluster:
+        setups = [
+            ("single Redis", {}, []),
+            (
+                "3-primary cluster",
+                {"REDIS_URL": cluster.url, "REDIS_CLUSTER": "1"},
+                [node.process.pid for node in cluster.nodes if node.process is not None],
+            ),
+        ]
+        for name, env, redis_pids in setups:
+            config = ledger_bench.Config(name, env, consumer=True)
+            with running(workers=args.workers, env=env) as server:
+                watch = Watch()
+                follower = asyncio.create_task(ledger_bench.follow(server, watch, config, args.drain_timeout))
+                try:
+                    figures = await measure(args, server, watch, redis_pids=redis_pids)
+                    ledger = await follower
+                finally:
+                    follower.cancel()
+            runs.append({"configuration": name, **figures, **ledger})
+    return {
+        "command": "python -m loadtests.bench.purchase_bench " + " ".join(args.argv),
+        "machine": runs[0]["machine"],
+        "runs": runs,
+        "cluster_vs_single": round(runs[1]["attempts_per_s"] / max(runs[0]["attempts_per_s"], 1), 3),
+    }
+
+
 async def measure(
-    args: argparse.Namespace, server: ServerProcess, watch: Watch | None = None, sign: Signer = tokens
+    args: argparse.Namespace,
+    server: ServerProcess,
+    watch: Watch | None = None,
+    sign: Signer = tokens,
+    redis_pids: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Open a sale in the demo room, keep the connections buying, then audit the sale; the figures.
 
     CPU is read per program from the server's process tree at the start and at the end of the
-    measured seconds (a PostgreSQL backend forked meanwhile counts from its start). `sign` makes the
-    tokens (another server's code may want another kind: access_bench's baseline).
+    measured seconds (a PostgreSQL backend forked meanwhile counts from its start), and from
+    `redis_pids` (Redis processes outside the tree: a cluster's nodes). `sign` makes the tokens
+    (another server's code may want another kind: access_bench's baseline).
     """
     watch = watch or Watch()
     port = server.port
@@ -305,6 +387,7 @@ async def measure(
         ]
         await asyncio.sleep(args.warmup)
         tree = server.tree()
+        tree.redis.extend(redis_pids)
         cpu_before = cpu_seconds(tree.web + tree.redis + tree.postgres)
         client_before = resource.getrusage(resource.RUSAGE_SELF)
         machine_before = machine_busy_seconds()
@@ -317,6 +400,7 @@ async def measure(
         client_after = resource.getrusage(resource.RUSAGE_SELF)
         machine = machine_busy_seconds() - machine_before
         tree = server.tree()
+        tree.redis.extend(redis_pids)
         cpu_after = cpu_seconds(tree.web + tree.redis + tree.postgres)
         cpu = {pid: used - cpu_before.get(pid, 0.0) for pid, used in cpu_after.items()}
         stop.set()
@@ -397,6 +481,19 @@ def report(result: dict[str, Any]) -> str:
     )
 
 
+def cluster_report(result: dict[str, Any]) -> str:
+    """--cluster: one row per Redis, the ratio, the command."""
+    rows = [[run[figure] for figure in CLUSTER_FIGURES] for run in result["runs"]]
+    return "\n".join(
+        [
+            table.markdown(CLUSTER_COLUMNS, rows),
+            f"\nratio 3-primary cluster / single Redis (attempts/s): {result['cluster_vs_single']:.2f}x",
+            f"command: {result['command']}",
+            f"machine: {result['machine']}",
+        ]
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The storm's options (what `measure` reads), for this benchmark and those that reuse it."""
     parser.add_argument("--seconds", type=float, default=10, help="measured time (after the warm-up)")
@@ -413,9 +510,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
+    parser.add_argument("--cluster", action="store_true", help="single Redis, then a local 3-primary Redis Cluster")
+    parser.add_argument("--drain-timeout", type=float, default=60, help="--cluster: wait this long for the ledger")
     args = smoke.parse(parser, SMOKE, argv)
+    args.argv = sys.argv[1:] if argv is None else argv
     result = uvloop.run(run(args))  # uvloop: the client's own loop is part of its cost
-    smoke.emit(result, args.json, report)
+    smoke.emit(result, args.json, cluster_report if args.cluster else report)
 
 
 if __name__ == "__main__":

@@ -180,13 +180,10 @@ class Bench:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, name: str, buyer: int | None
     ) -> None:
         """Read a socket's frames; time the service.message events among them (only frames with one are decoded).
-        Answer the server's pings: past its ping timeout (uvicorn's, 20 s) it closes a silent socket with 1011."""
+        Answer the server's pings: one unanswered for SLOW_VIEWER_MS closes the socket with 4000."""
         try:
             while True:
-                opcode, payload = await wsclient.read_frame(reader)
-                if opcode == 0x9:
-                    writer.write(wsclient.pong_frame(payload))
-                    continue
+                opcode, payload = await wsclient.next_frame(reader, writer)
                 if opcode == 0x8:
                     self.closed.append(f"{name}: {wsclient.close_code(payload)}")
                     return

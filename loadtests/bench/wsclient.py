@@ -77,6 +77,16 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return opcode, await reader.readexactly(length)
 
 
+async def next_frame(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> tuple[int, bytes]:
+    """The next server frame that is not a ping, the pings before it answered (the server closes a socket that leaves
+    one unanswered for SLOW_VIEWER_MS with 4000)."""
+    while True:
+        opcode, payload = await read_frame(reader)
+        if opcode != 0x9:
+            return opcode, payload
+        writer.write(pong_frame(payload))
+
+
 def text_frame(payload: bytes) -> bytes:
     """A masked client text frame."""
     mask = os.urandom(4)

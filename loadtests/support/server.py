@@ -144,14 +144,16 @@ def start_server(
     command: list[str] | None = None,
     ready: str = "/readyz",
     cwd: Path = ROOT,
+    cpus: str | None = None,
 ) -> ServerProcess:
     """Start `python -m server` (or `command`, "{port}" filled in) and wait until `ready` answers 200.
 
     Its DATA_DIR is tmp/data and its output goes to tmp/server-<port>.log. `env` is added to this
     process's environment and wins over the defaults: a random SECRET_KEY and METRICS_TOKEN, PORT,
     WEB_CONCURRENCY, LOG_LEVEL info, HOLD_SECONDS 300, LOOPBACK_LIMITS. It runs in `cwd` (another checkout runs
-    other code: a benchmark's baseline). Raises RuntimeError, with the log, when it exits or is not ready within
-    READY_SECONDS.
+    other code: a benchmark's baseline). With `cpus` ("0", "0-1": taskset's list) it and every process it starts (its
+    embedded Redis and PostgreSQL) run on those cores only. Raises RuntimeError, with the log, when it exits or is not
+    ready within READY_SECONDS.
     """
     port = port or free_port()
     log_path = tmp / f"server-{port}.log"
@@ -168,6 +170,8 @@ def start_server(
         **env,
     }
     argv = [part.replace("{port}", str(port)) for part in command or [sys.executable, "-m", "server"]]
+    if cpus is not None:
+        argv = ["taskset", "-c", cpus, *argv]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(argv, cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT)
     server = ServerProcess(
@@ -197,17 +201,19 @@ def running(
     ready: str = "/readyz",
     log: Path | None = None,
     cwd: Path = ROOT,
+    cpus: str | None = None,
 ) -> Iterator[ServerProcess]:
     """A fresh server for a benchmark, stopped and its directory removed when the block ends.
 
     A temporary DATA_DIR, its own embedded Redis and PostgreSQL (never the caller's URLs), the demo shop,
-    LOG_LEVEL warning; `env` wins. Its log is copied to `log` afterwards, or else to stderr.
+    LOG_LEVEL warning; `env` wins; on the `cpus` cores only (start_server). Its log is copied to `log` afterwards,
+    or else to stderr.
     """
     tmp = Path(tempfile.mkdtemp(prefix="livecart-bench-"))
     try:
         defaults = {"REDIS_URL": "", "DATABASE_URL": "", "SEED_DEMO": "1", "LOG_LEVEL": "warning"}
         env = {**defaults, **(env or {})}
-        server = start_server(tmp, env, workers=workers, command=command, ready=ready, cwd=cwd)
+        server = start_server(tmp, env, workers=workers, command=command, ready=ready, cwd=cwd, cpus=cpus)
         try:
             yield server
         finally:

@@ -161,7 +161,7 @@ class Sessions:
         until = (int(time.time()) + self.settings.access_token_seconds + 60) * 1000
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zadd(keys.revoked_sessions(), dict.fromkeys(session_ids, until))
-            pipe.publish(keys.revoked_sessions(), " ".join(session_ids))
+            pipe.spublish(keys.revoked_channel(), " ".join(session_ids))
             await pipe.execute()
 
     async def of_users(self, user_ids: list[str]) -> list[dict[str, Any]]:
@@ -240,7 +240,7 @@ class Revocations:
         return identity
 
     async def start(self, broker: Broker) -> None:
-        await broker.subscribe(keys.revoked_sessions(), self._heard)
+        await broker.subscribe(keys.revoked_channel(), self._heard)
         await self.sync()
 
     async def _heard(self, message: str) -> None:

@@ -2,9 +2,16 @@
 
 Events reach the hub from the broker (every process gets every event of its rooms, and every personal event:
 those go to their person's or merchant staff's sockets here at once, whatever the room). A room
-flushes at most once per tick (TICK_MS): it applies what arrived to its state, builds one frame
-for all of it, encodes it once and offers it to every viewer (server.live.outbox), which sends it
-at once or, when its socket is full, keeps it in a bounded outbox. Nothing waits for a slow viewer.
+flushes at most once per tick: it applies what arrived to its state, builds one frame for all of
+it, encodes it once and offers it to every viewer (server.live.outbox), which sends it at once or,
+when its socket is full, keeps it in a bounded outbox. Nothing waits for a slow viewer. A big room's
+viewers are offered the frame FAN_OUT_SLICE at a time, the process's other work (commands, Redis
+replies) let in between, so a command never waits behind a whole fan-out.
+
+A room's tick starts at TICK_MS and widens (up to TICK_MAX_MS) while its flushes do not fit in it,
+fewer and larger frames, then narrows again (server.live.pacing.Tick). When viewers chat faster than
+CHAT_SHOWN_PER_SECOND, the room's non-staff viewers get a second frame with a sample of that chat
+(pacing.ChatSample); staff get everything, and a chatter left out of the sample gets their own message.
 """
 
 from __future__ import annotations
@@ -22,17 +29,21 @@ from redis.exceptions import RedisError
 
 from server import keys, metrics, protocol
 from server.config import Settings
-from server.errors import DomainError
+from server.errors import STORE_ERRORS, DomainError
 from server.live.broker import Broker
 from server.live.history import History
 from server.live.outbox import Batch, Viewer
-from server.protocol import CloseCode, coalesce_key, event
+from server.live.pacing import ChatSample, Tick
+from server.live.replay import Replay
+from server.protocol import STAFF, CloseCode, coalesce_key, event
 from server.rooms.presence import Presence
 from server.rooms.record import RoomRecords, UnknownRoom
 from server.rooms.state import RoomState
 from server.tasks import Tasks
 
 log = logging.getLogger("livecart.hub")
+
+FAN_OUT_SLICE = 1000  # viewers offered a frame in one go (a few ms): between slices the process reads its sockets
 
 Loader = Callable[[str], Awaitable[RoomState | None]]
 
@@ -44,8 +55,10 @@ class TooManyConnections(DomainError):
 class LocalRoom:
     """A room with viewers on this process: its state, viewers and the events waiting for the next tick."""
 
-    def __init__(self, room_id: str) -> None:
+    def __init__(self, room_id: str, tick: Tick, chat_sample: ChatSample) -> None:
         self.id = room_id
+        self.tick = tick
+        self.chat_sample = chat_sample
         self.state: RoomState | None = None
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.viewers: set[Viewer] = set()
@@ -55,8 +68,12 @@ class LocalRoom:
         self.likes_pending = 0
         self.last_flush = 0.0  # loop time of the last frame sent to the room's viewers
         self.flush_timer: asyncio.TimerHandle | None = None
+        self.fanning: asyncio.Handle | None = None  # the next slice of a fan-out under way (Hub._fan_out)
+        self.flush_due = 0.0  # loop time the flush timer is set for
+        self.shown_offset = 0  # the last durable event the room's viewers were shown (the sample may leave out chat)
         self.empty_since: float | None = None
         self.catch_up = asyncio.Lock()
+        self.replay: Replay | None = None  # what returning viewers missed, read once for all (server.live.replay)
         self._snapshot: str | None = None
 
     def audience(self) -> int:
@@ -64,6 +81,13 @@ class LocalRoom:
         assert self.state is not None
         merchant_id = self.state.merchant_id
         return sum(1 for sockets in self.users.values() if merchant_id not in next(iter(sockets)).identity.roles)
+
+    def reset(self, state: RoomState) -> None:
+        """The room's state read afresh (it started over): its replay and its cached snapshot no longer count."""
+        self.state = state
+        self.received_offset = self.shown_offset = state.offset
+        self.replay = None
+        self._snapshot = None
 
     def receive(self, message: dict[str, Any], raw: str, offset: int = 0) -> None:
         """Queue an event for the next frame (the hub schedules that frame)."""
@@ -77,21 +101,29 @@ class LocalRoom:
             self._snapshot = protocol.snapshot(self.state.snapshot())
         return self._snapshot
 
-    def flush(self) -> tuple[Batch, list[Viewer]] | None:
-        """Apply what arrived since the last tick; offer it to every viewer as one batch.
+    def flush(self, now: float) -> tuple[Batch, Batch, list[tuple[str, str]]] | None:
+        """Apply what arrived since the last tick; the batches for its viewers: all of it (for staff), and what the
+        others are shown, with the viewers' chat sampled when it runs faster than the room shows (`chat_sample`; the
+        same batch when nothing was left out). None when nothing arrived.
 
-        Returns the batch and the viewers that fell past their bound, or None when nothing arrived.
+        Also returns the chat messages left out of the sample, as (author's user id, the message without its
+        offset): the hub hands each to its author's sockets.
         """
         if not self.incoming or self.state is None:
             return None
         incoming, self.incoming = self.incoming, []
         durable: list[str] = []
+        offsets: list[int] = []
+        chat: list[tuple[int, dict[str, Any]]] = []  # viewers' chat messages (those a sample may leave out), by index
         latest: dict[str, tuple[int, str]] = {}  # key -> (version, event): the newest version wins
         for message, raw, offset in incoming:
             if offset:
                 if offset <= self.state.offset:
                     continue  # already in the state (loaded after it was published)
+                if message["type"] == "chat.message" and message["message"].get("role") not in STAFF:
+                    chat.append((len(durable), message))
                 durable.append(raw)
+                offsets.append(offset)
             else:
                 key = coalesce_key(message)
                 if key is None:
@@ -104,10 +136,21 @@ class LocalRoom:
         if not durable and not latest:
             return None
         self._snapshot = None
-        batch = Batch(durable, {key: raw for key, (_, raw) in latest.items()})
-        lagging = [viewer for viewer in self.viewers if not viewer.offer(batch)]
-        metrics.FRAMES_OUT.inc(len(self.viewers))
-        return batch, lagging
+        values = {key: raw for key, (_, raw) in latest.items()}
+        kept = {chat[index][0] for index in self.chat_sample.shown(len(chat), now)}
+        left_out = {index: message for index, message in chat if index not in kept}
+        sampled: list[str] = []  # what the viewers are shown: `after` where chat was left out before an event
+        for index, raw in enumerate(durable):
+            if index not in left_out:
+                after, self.shown_offset = self.shown_offset, offsets[index]
+                sampled.append(raw if self.shown_offset == after + 1 else protocol.with_after(after, raw))
+        everything = Batch(durable, values)
+        shown = everything if sampled == durable else Batch(sampled, values)  # nothing left out: one batch for all
+        return (
+            everything,
+            shown,
+            [(message["message"].get("user_id", ""), protocol.encode(message)) for message in left_out.values()],
+        )
 
 
 class Hub:
@@ -145,8 +188,9 @@ class Hub:
     async def stop(self, timeout: float) -> None:
         """Close every viewer (1012: come back soon), stop the loops, leave the presence counts."""
         for room in self.rooms.values():
-            if room.flush_timer is not None:
-                room.flush_timer.cancel()
+            for handle in (room.flush_timer, room.fanning):
+                if handle is not None:
+                    handle.cancel()
             for viewer in room.viewers:
                 viewer.stop(CloseCode.SERVER_RESTARTING)
         await self.tasks.stop(timeout)
@@ -161,7 +205,11 @@ class Hub:
         """This process's copy of the room, subscribing and loading it if it is new here."""
         room = self.rooms.get(room_id)
         if room is None:
-            room = self.rooms[room_id] = LocalRoom(room_id)
+            loop = asyncio.get_running_loop()
+            tick = Tick(self.settings.tick_ms / 1000, self.settings.tick_max_ms / 1000)
+            room = self.rooms[room_id] = LocalRoom(
+                room_id, tick, ChatSample(self.settings.chat_shown_per_second, loop.time())
+            )
             metrics.ROOMS.inc()
             try:
                 await self.broker.subscribe(keys.channel(room_id), partial(self.deliver, room_id))
@@ -170,6 +218,7 @@ class Hub:
                     raise UnknownRoom(room_id)
                 room.state = state
                 room.received_offset = max(room.received_offset, state.offset)
+                room.shown_offset = state.offset
                 room.ready.set_result(None)
             except BaseException as error:
                 del self.rooms[room_id]
@@ -250,13 +299,16 @@ class Hub:
         self._likes = {user: taken for user, taken in self._likes.items() if taken[0] == second}
 
     async def recover(self, room: LocalRoom, since: int, epoch: str, until: int) -> str | None:
-        """The frame with what a returning viewer missed, or None when only a fresh snapshot will do."""
+        """The frame with what a returning viewer missed, or None when only a fresh snapshot will do. The room's
+        returning viewers share its replay (server.live.replay): one history read and one encoding for all alike."""
         assert room.state is not None
         if epoch != room.state.epoch or since > until:
             return None
+        if room.replay is None or room.replay.epoch != epoch:
+            room.replay = Replay(self.history, room.id, epoch, self.settings.history_size)
         try:
-            missed = await self.history.between(room.id, since, until)
-        except RedisError:
+            missed = await room.replay.missed(since, until)
+        except STORE_ERRORS:
             return None
         if missed is None:
             return None
@@ -296,11 +348,12 @@ class Hub:
 
     def _send_private(self, room: LocalRoom, user_id: str, encoded: str) -> None:
         """A private event to the user's sockets in the room, at once (it is theirs alone: no state, no tick)."""
-        sockets = room.users.get(user_id)
-        if not sockets:
-            return
-        private = Batch([], {coalesce_key(orjson.loads(encoded)) or "private": encoded})
-        for viewer in [viewer for viewer in sockets if not viewer.offer(private)]:
+        if user_id in room.users:
+            self._offer_to_user(room, user_id, Batch([], {coalesce_key(orjson.loads(encoded)) or "private": encoded}))
+
+    def _offer_to_user(self, room: LocalRoom, user_id: str, batch: Batch) -> None:
+        """A batch of the user's own to their sockets in the room."""
+        for viewer in [viewer for viewer in room.users.get(user_id, ()) if not viewer.offer(batch)]:
             self._drop_lagging(viewer)
 
     async def _catch_up(self, room: LocalRoom, until: int) -> None:
@@ -311,17 +364,31 @@ class Hub:
             missed = await self.history.between(room.id, after, until)
             if missed is None:  # older than the history keeps: start the room over from Redis
                 log.warning("room %s missed events %d..%d beyond its history; reloading", room.id, after + 1, until)
-                state = await self.load(room.id)
-                if state is not None:
-                    room.state = state
-                    room.received_offset = state.offset
-                    for viewer in list(room.viewers):
-                        viewer.stop(CloseCode.TOO_SLOW)  # they reconnect and get a fresh snapshot
+                await self._reload(room, CloseCode.TOO_SLOW)
                 return
             log.info("room %s caught up on events %d..%d", room.id, after + 1, until)
             for raw in missed:
                 message = orjson.loads(raw)
                 self._enqueue(room, message, raw, message["offset"])
+
+    async def _start_over(self, room: LocalRoom) -> None:
+        """The room's record went back (Redis lost its newest writes: a failover to a replica that lacked them), so
+        its next offsets name other events than those its viewers have: a new epoch, the room reloaded, its viewers
+        told to come back (1012); returning with the old epoch, they get a fresh snapshot."""
+        assert room.state is not None
+        log.warning("room %s went back below offset %d (Redis lost writes); starting it over", room.id,
+                    room.received_offset)  # fmt: skip
+        await self.records.start_over(room.id, room.received_offset, room.state.epoch)
+        await self._reload(room, CloseCode.SERVER_RESTARTING)
+
+    async def _reload(self, room: LocalRoom, code: CloseCode) -> None:
+        """The room's state read afresh from Redis; its viewers closed with `code` (they come back for a snapshot)."""
+        state = await self.load(room.id)
+        if state is None:
+            return
+        room.reset(state)
+        for viewer in list(room.viewers):
+            viewer.stop(code)
 
     # --- the tick: at most one frame per room per TICK_MS ----------------------------------
 
@@ -335,29 +402,70 @@ class Hub:
 
     def _schedule(self, room: LocalRoom) -> None:
         """Flush the room now if its last frame is a tick old, else once it is: a quiet room's event
-        goes out at once, a busy room's events travel together, one frame per tick."""
-        if room.flush_timer is not None:
+        goes out at once, a busy room's events travel together, one frame per tick. Not while a fan-out is under
+        way: its end schedules the next."""
+        if room.flush_timer is not None or room.fanning is not None:
             return
         loop = asyncio.get_running_loop()
-        delay = room.last_flush + self.settings.tick_ms / 1000 - loop.time()
-        room.flush_timer = loop.call_later(max(delay, 0.0), self._flush, room)
+        delay = max(room.last_flush + room.tick.width - loop.time(), 0.0)
+        room.flush_due = loop.time() + delay
+        room.flush_timer = loop.call_later(delay, self._flush, room)
 
     def _flush(self, room: LocalRoom) -> None:
-        """Fan out the room's pending events as one frame; close viewers that fell behind; send likes on."""
+        """Build the room's frames from its pending events and start their fan-out; hand chatters their messages
+        left out of the sample; send likes on."""
+        started = time.perf_counter()
         room.flush_timer = None
-        room.last_flush = asyncio.get_running_loop().time()
+        room.last_flush = now = asyncio.get_running_loop().time()
+        lag = now - room.flush_due
         try:
-            flushed = room.flush()
+            flushed = room.flush(now)
         except Exception:
             log.exception("room %s: flush failed", room.id)
             return
-        if flushed is not None:
-            _batch, lagging = flushed
-            for viewer in lagging:
-                self._drop_lagging(viewer)
         if room.likes_pending:
             self.tasks.spawn(self._publish_likes(room.id, room.likes_pending))
             room.likes_pending = 0
+        if flushed is None:
+            return
+        everything, shown, left_out = flushed
+        for user_id, encoded in left_out:
+            self._offer_to_user(room, user_id, Batch([encoded], {}))
+        metrics.FRAMES_OUT.inc(len(room.viewers))
+        self._fan_out(room, list(room.viewers), everything, shown, 0, time.perf_counter() - started, lag)
+
+    def _fan_out(
+        self,
+        room: LocalRoom,
+        viewers: list[Viewer],
+        everything: Batch,
+        shown: Batch,
+        start: int,
+        busy: float,
+        lag: float,
+    ) -> None:
+        """Offer a flush's batches to its viewers FAN_OUT_SLICE at a time, the process's other work (commands,
+        Redis replies, other rooms) let in between; close viewers that fell behind. At the end, the time the
+        fan-out took (its slices' together) and the flush's lag set the room's next tick."""
+        started = time.perf_counter()
+        end = start + FAN_OUT_SLICE
+        for viewer in viewers[start:end]:
+            if not viewer.offer(everything if viewer.is_staff else shown):
+                self._drop_lagging(viewer)
+        busy += time.perf_counter() - started
+        if end < len(viewers):
+            room.fanning = asyncio.get_running_loop().call_soon(
+                self._fan_out, room, viewers, everything, shown, end, busy, lag
+            )
+            return
+        room.fanning = None
+        width = room.tick.width
+        room.tick.observe(busy, lag)
+        metrics.TICK_LAG.observe(lag)
+        if room.tick.width != width:
+            log.info("room %s: tick %.0f ms (was %.0f ms)", room.id, room.tick.width * 1000, width * 1000)
+        if room.incoming or room.likes_pending:
+            self._schedule(room)
 
     def _drop_lagging(self, viewer: Viewer) -> None:
         log.info("%s closed: could not keep up", viewer.log_prefix)
@@ -376,7 +484,7 @@ class Hub:
 
     async def refresh(self) -> None:
         """Close expired sockets, publish local viewer counts, read the totals, catch up rooms that missed events,
-        unload idle rooms."""
+        unload idle rooms, note the widest tick."""
         self._close_expired()
         now = time.monotonic()
         idle_after = self.settings.room_idle_seconds
@@ -390,10 +498,12 @@ class Hub:
                 await self.broker.subscribe(keys.channel(room.id), partial(self.deliver, room.id))
         if idle:
             await self.presence.clear(self.process_id, [room.id for room in idle])
+        metrics.TICK_WIDEST.set(max((room.tick.width for room in self.rooms.values()), default=0.0))
         loaded = [room for room in self.rooms.values() if room.state is not None]
         if not loaded:
             return
         counts = {room.id: room.audience() for room in loaded}
+        seen = {room.id: room.received_offset for room in loaded}  # before the read: events keep coming meanwhile
         totals = await self.presence.refresh(self.process_id, counts)
         offsets = await self.records.offsets(list(counts))
         for room in loaded:
@@ -401,7 +511,9 @@ class Hub:
             if totals[room.id] != room.state.viewers:
                 message = event("viewers", count=totals[room.id])
                 self._enqueue(room, message, protocol.encode(message))
-            if offsets[room.id] > room.received_offset:
+            if offsets[room.id] < seen[room.id]:
+                await self._start_over(room)
+            elif offsets[room.id] > room.received_offset:
                 await self._catch_up(room, offsets[room.id])
 
     async def _unsubscribe_quietly(self, room_id: str) -> None:

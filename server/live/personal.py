@@ -39,7 +39,7 @@ class Delivery:
                     message = (
                         protocol.bus_private(target, encoded) if kind == "user" else protocol.bus_staff(target, encoded)
                     )
-                    pipe.publish(keys.personal_channel(), message)
+                    pipe.spublish(keys.personal_channel(), message)
                 await pipe.execute()
         except STORE_ERRORS as error:
             log.warning("%d personal events not published: %r", len(events), error)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -20,6 +20,7 @@ from server.live.outbox import Viewer
 from server.node import Node
 from server.protocol import CloseCode, ErrorCode, ProtocolError, ack, error, parse_auth, parse_command
 from server.rooms.record import UnknownRoom
+from server.webserver import socket_of, text_frame
 
 log = logging.getLogger("livecart.transport")
 
@@ -37,9 +38,15 @@ def origin_allowed(websocket: WebSocket, allowed: tuple[str, ...]) -> bool:
     return urlsplit(origin).netloc == websocket.headers.get("host")
 
 
-def _int_param(websocket: WebSocket, name: str) -> int | None:
-    raw = websocket.query_params.get(name)
-    return int(raw) if raw is not None and raw.isascii() and raw.isdigit() else None
+def _resume(websocket: WebSocket) -> tuple[int | None, str]:
+    """The `since` (None when absent or not a whole number) and `epoch` a returning client sent in the URL's query,
+    read straight from it (a reconnect storm runs this thousands of times a second)."""
+    query = websocket.scope["query_string"]
+    if not query:
+        return None, ""
+    params = dict(parse_qsl(query.decode("latin-1")))
+    since = params.get("since", "")
+    return (int(since) if since.isascii() and since.isdigit() else None), params.get("epoch", "")
 
 
 async def _authenticate(node: Node, websocket: WebSocket) -> Identity:
@@ -59,59 +66,77 @@ async def _authenticate(node: Node, websocket: WebSocket) -> Identity:
 
 
 async def room_socket(scope: Scope, receive: Receive, send: Send) -> None:
-    """GET /ws/rooms/{room_id}[?since=<offset>&epoch=<epoch>], then the auth frame (an ASGI app: server.app.LiveCart)"""
-    websocket = WebSocket(scope, receive, send)
-    node = node_of(websocket)
-    room_id = websocket.path_params["room_id"]
-    await websocket.accept()
-    if not origin_allowed(websocket, node.settings.allowed_origins):
-        await websocket.close(CloseCode.FORBIDDEN_ORIGIN, CloseCode.FORBIDDEN_ORIGIN.reason)
-        return
+    """GET /ws/rooms/{room_id}[?since=<offset>&epoch=<epoch>], then the auth frame (an ASGI app: server.app.LiveCart)
+
+    A room socket stays open for hours, idle most of them, thousands to a process: what only its
+    start needs (Starlette's WebSocket and what it caches, the first frame, the request's headers)
+    is let go once the viewer is in (_join); what stays is the Viewer and this one frame reading
+    the raw ASGI receive (docs/benchmarks.md: memory per idle viewer)."""
     try:
-        identity = await _authenticate(node, websocket)
-    except InvalidToken as problem:
-        await websocket.close(CloseCode.INVALID_TOKEN, str(problem))
-        return
+        joined = await _join(WebSocket(scope, receive, send))
     except WebSocketDisconnect:
         return
-    try:
-        room = await node.hub.open_room(room_id)
-    except UnknownRoom:
-        await websocket.close(CloseCode.UNKNOWN_ROOM, CloseCode.UNKNOWN_ROOM.reason)
+    if joined is None:
         return
-    except STORE_ERRORS as problem:  # a TimeoutError too (an OSError)
-        log.warning("room %s could not open: %s", room_id, problem)
-        await websocket.close(CloseCode.TRY_AGAIN_LATER, CloseCode.TRY_AGAIN_LATER.reason)
-        return
-    assert room.state is not None
-    role = identity.role_in(room.state.merchant_id)
-    address = client_address(websocket)
-    viewer = Viewer(websocket, send, identity, role, room_id, node.settings.outbox_max_events, address)
+    node, room, viewer = joined
     try:
-        snapshot, offset = node.hub.add(room, viewer)
-    except TooManyConnections as problem:
-        await websocket.close(CloseCode.TOO_MANY_CONNECTIONS, problem.message)
-        return
-    try:
-        since = _int_param(websocket, "since")
-        first = None
-        if since is not None:
-            first = await node.hub.recover(room, since, websocket.query_params.get("epoch", ""), offset)
-        await websocket.send_text(first or snapshot)
-        viewer.release()
-        await _read(node, room, viewer)
-    except WebSocketDisconnect:
+        await _read(node, room, viewer, receive, send)
+    except OSError:  # uvicorn's ClientDisconnected: the client left while a reply was being sent
         pass
     finally:
         node.hub.remove(viewer)
         await viewer.detach()
 
 
-async def _read(node: Node, room: LocalRoom, viewer: Viewer) -> None:
-    websocket = viewer.websocket
+async def _join(websocket: WebSocket) -> tuple[Node, LocalRoom, Viewer] | None:
+    """Everything a room socket does once: accept, check, authenticate, join the hub, send the first frame.
+    The viewer, in and released; None when it was refused (and closed)."""
+    node = node_of(websocket)
+    room_id = websocket.path_params["room_id"]
+    await websocket.accept()
+    if not origin_allowed(websocket, node.settings.allowed_origins):
+        await websocket.close(CloseCode.FORBIDDEN_ORIGIN, CloseCode.FORBIDDEN_ORIGIN.reason)
+        return None
+    try:
+        identity = await _authenticate(node, websocket)
+    except InvalidToken as problem:
+        await websocket.close(CloseCode.INVALID_TOKEN, str(problem))
+        return None
+    try:
+        room = await node.hub.open_room(room_id)
+    except UnknownRoom:
+        await websocket.close(CloseCode.UNKNOWN_ROOM, CloseCode.UNKNOWN_ROOM.reason)
+        return None
+    except STORE_ERRORS as problem:  # a TimeoutError too (an OSError)
+        log.warning("room %s could not open: %s", room_id, problem)
+        await websocket.close(CloseCode.TRY_AGAIN_LATER, CloseCode.TRY_AGAIN_LATER.reason)
+        return None
+    assert room.state is not None
+    role = identity.role_in(room.state.merchant_id)
+    address = client_address(websocket)
+    websocket.scope["headers"] = []  # read (origin, host): the rest of the socket's life needs none of them
+    viewer = Viewer(socket_of(websocket.scope), identity, role, room_id, node.settings.outbox_max_bytes, address)
+    try:
+        snapshot, offset = node.hub.add(room, viewer)
+    except TooManyConnections as problem:
+        await websocket.close(CloseCode.TOO_MANY_CONNECTIONS, problem.message)
+        return None
+    try:
+        since, epoch = _resume(websocket)
+        first = None if since is None else await node.hub.recover(room, since, epoch, offset)
+        viewer.socket.write(text_frame((first or snapshot).encode()))  # as the hub's frames go: no ASGI send
+    except BaseException:
+        node.hub.remove(viewer)
+        await viewer.detach()
+        raise
+    viewer.release()
+    return node, room, viewer
+
+
+async def _read(node: Node, room: LocalRoom, viewer: Viewer, receive: Receive, send: Send) -> None:
     window_start, window_count = time.monotonic(), 0
     while True:
-        message = await websocket.receive()
+        message = await receive()
         if message["type"] == "websocket.disconnect":
             return
         now = time.monotonic()
@@ -130,7 +155,7 @@ async def _read(node: Node, room: LocalRoom, viewer: Viewer) -> None:
         if viewer.closing is not None:
             return  # the server closed it meanwhile (signed out, too slow): nothing more is sent
         if reply is not None:
-            await websocket.send_text(reply)
+            await send({"type": "websocket.send", "text": reply})
 
 
 async def handle(node: Node, room: LocalRoom, viewer: Viewer, raw: str | bytes) -> str | None:

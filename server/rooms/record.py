@@ -133,6 +133,7 @@ class RoomRecords:
         self._create = scripts.register(redis, __file__, "room_create")
         self._publish = scripts.register(redis, __file__, "room_publish")
         self._board = scripts.register(redis, __file__, "room_board")
+        self._start_over = scripts.register(redis, __file__, "room_start_over")
 
     async def create(self, merchant_id: str, room_id: str, title: str) -> Room | None:
         """A new room, scheduled and offline; None when the id is taken."""
@@ -150,10 +151,11 @@ class RoomRecords:
             "likes": 0,
         }
         pairs = [item for pair in fields.items() for item in pair]
-        created = await self._create(
-            keys=[keys.room(room_id), keys.merchant_rooms(merchant_id)], args=[room_id, *pairs]
-        )
-        return Room(room_id, merchant_id, title, "scheduled", "offline") if created else None
+        if not await self._create(keys=[keys.room(room_id)], args=pairs):
+            return None
+        # Then listed (another slot on a Redis Cluster: not in the same script); a crash between leaves it unlisted.
+        await self.redis.sadd(keys.merchant_rooms(merchant_id), room_id)
+        return Room(room_id, merchant_id, title, "scheduled", "offline")
 
     async def get(self, room_id: str) -> RoomRecord | None:
         fields = cast(dict[str, str], await self.redis.hgetall(keys.room(room_id)))
@@ -190,7 +192,7 @@ class RoomRecords:
 
     async def publish_latest(self, room_id: str, event: dict[str, Any]) -> None:
         """Publish a latest-value event (viewer count, likes, stock, toast) to every process."""
-        await self.redis.publish(keys.channel(room_id), protocol.bus_message(protocol.encode(event)))
+        await self.redis.spublish(keys.channel(room_id), protocol.bus_message(protocol.encode(event)))
 
     async def publish_privately(self, messages: list[tuple[str, list[str], dict[str, Any]]]) -> None:
         """Publish private events (protocol.PRIVATE_EVENTS), each (room id, its users, event) to those users' sockets
@@ -199,7 +201,7 @@ class RoomRecords:
             for room_id, user_ids, event in messages:
                 encoded = protocol.encode(event)
                 for user_id in user_ids:
-                    pipe.publish(keys.channel(room_id), protocol.bus_private(user_id, encoded))
+                    pipe.spublish(keys.channel(room_id), protocol.bus_private(user_id, encoded))
             await pipe.execute()
 
     async def publish_sharers(self, room_id: str, top: list[dict[str, Any]]) -> None:
@@ -249,6 +251,12 @@ class RoomRecords:
     async def add_likes(self, room_id: str, count: int) -> int:
         """Add likes to a room; return its new total."""
         return int(await self.redis.hincrby(keys.room(room_id), "likes", count))
+
+    async def start_over(self, room_id: str, seen: int, epoch: str) -> bool:
+        """A new epoch for a room whose offset went back below `seen` (Redis lost its newest writes), unless a
+        process gave it one first; True when this call did."""
+        new_epoch = secrets.token_hex(4)
+        return bool(await self._start_over(keys=[keys.room(room_id)], args=[seen, epoch, new_epoch]))
 
     async def offsets(self, room_ids: list[str]) -> dict[str, int]:
         """Each room's newest offset, in one round trip."""

@@ -5,8 +5,10 @@ Redis can lose acknowledged changes (the AOF `everysec` window, a failover to a 
 The record has every change the backup copied (all but the last moments); the gateway has every
 authorization. A held order the gateway holds an authorization or capture for was paid: it is
 rebuilt paid, and that change goes into the log for the record. What neither knows (a hold taken in
-the last moments before the loss) is gone: its buyer's retry makes a new one. A group is as its members' orders
-say (server.sales.groups.rebuilt): one whose window passed meanwhile fails at the clock's next visit.
+the last moments before the loss) is gone: its buyer's retry makes a new one. A retry can also make a second order
+with the key of one the record has (the first was lost after the backup copied it): one order per key is kept
+(`one_per_key`). A group is as its members' orders say (server.sales.groups.rebuilt): one whose window passed
+meanwhile fails at the clock's next visit.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ async def repair_sale(sales: Sales, provider: PaymentProvider, sale_id: str) -> 
                 )
                 changed.append(("paid", order))
         orders.append(order)
+    orders = one_per_key(orders, changed)
     if sale.group is None:
         return await sales.restore(sale, orders, changed)
     by_id = {order.id: order for order in orders}
@@ -48,3 +51,22 @@ async def repair_sale(sales: Sales, provider: PaymentProvider, sale_id: str) -> 
         groups.append(group)
     refunds = await sales.ledger.unrefunded(sale_id)
     return await sales.restore(sale, orders, changed, groups, refunds)
+
+
+def one_per_key(orders: list[Order], changed: list[tuple[str, Order | Group]]) -> list[Order]:
+    """One order per buyer's purchase key. Two share one when Redis lost the first (a failover to a replica that
+    lacked it) after the backup had copied it, and the buyer's retry made another: the paid one is kept, else the
+    newest (the retry's answer); another still held is cancelled, and that change goes to the record. The kept order
+    of each key comes last (the rebuilt key points at it)."""
+    kept: dict[tuple[str, str], Order] = {}
+    for order in sorted(orders, key=lambda order: (order.status == "paid", order.created_at)):
+        kept[(order.user_id, order.idempotency_key)] = order
+    others = []
+    for order in orders:
+        if kept[(order.user_id, order.idempotency_key)] is order:
+            continue
+        if order.status == "held":
+            order = replace(order, status="cancelled", closed_at=now_ms(), version=order.version + 1)
+            changed.append(("cancelled", order))
+        others.append(order)
+    return [*others, *kept.values()]

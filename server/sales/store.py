@@ -466,30 +466,21 @@ class Sales:
     async def _read(
         self, consumer: str, sale_ids: list[str], start: str, count: int
     ) -> dict[str, list[tuple[str, dict[str, str]]]]:
-        """XREADGROUP of these sales' logs from `start` ("0": ours not confirmed, ">": new), per sale."""
+        """XREADGROUP of these sales' logs from `start` ("0": ours not confirmed, ">": new), per sale: one command
+        per log (each log is in its sale's slot on a Redis Cluster), all in one round trip."""
         logs = {keys.sale_log(sale_id): sale_id for sale_id in sale_ids}
-        replies: LogReply
-        try:
-            replies = cast(
-                LogReply, await self.redis.xreadgroup(LOG_GROUP, consumer, dict.fromkeys(logs, start), count=count)
-            )
-        except ResponseError as error:
-            if "NOGROUP" not in str(error):
-                raise
-            # One log lost its group (or left Redis): read them one by one, and mend or drop that one.
-            replies = []
-            for log, sale_id in logs.items():
-                try:
-                    replies += (
-                        cast(LogReply, await self.redis.xreadgroup(LOG_GROUP, consumer, {log: start}, count=count))
-                        or []
-                    )
-                except ResponseError as lost:
-                    await self._lost_log(sale_id, lost)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for log in logs:
+                pipe.xreadgroup(LOG_GROUP, consumer, {log: start}, count=count)
+            answers = await pipe.execute(raise_on_error=False)
+        replies: list[tuple[str, list[tuple[str, dict[str, str] | None]]]] = []
+        for sale_id, answer in zip(logs.values(), answers, strict=True):
+            if isinstance(answer, Exception):  # the log lost its group (or left Redis): mend or drop it
+                await self._lost_log(sale_id, answer)
+            else:
+                replies += cast(LogReply, answer) or []
         # A deleted entry still given to us reads without fields: it is in the record (saved deletes).
-        return {
-            logs[log]: [(entry_id, fields) for entry_id, fields in entries if fields] for log, entries in replies or []
-        }
+        return {logs[log]: [(entry_id, fields) for entry_id, fields in entries if fields] for log, entries in replies}
 
     async def _lost_log(self, sale_id: str, error: Exception) -> None:
         """A log without its consumer group: made again when the sale is live; else the sale left Redis."""

@@ -260,7 +260,9 @@ export class RoomSocket {
     const offset = event.offset;
     if (typeof offset === "number") {
       if (this.offset !== null && offset <= this.offset) return; // already applied
-      if (this.offset !== null && offset > this.offset + 1) {
+      // In a sampled chat stream (docs/protocol.md) `after` is the offset before this one: chat left out between.
+      const previous = typeof event.after === "number" ? event.after : offset - 1;
+      if (this.offset !== null && previous > this.offset) {
         // A gap: something was missed. Come back with since= and get it, in order.
         if (this._ws) this._ws.close(CloseCode.NORMAL);
         return;

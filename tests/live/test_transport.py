@@ -1,4 +1,4 @@
-"""Bad input on the room socket: each gets a clear error or a documented close code, and nobody else notices."""
+"""The room socket: bad input gets an error or a documented close code, nobody else notices; the frames it writes."""
 
 from __future__ import annotations
 
@@ -8,13 +8,23 @@ import time
 import orjson
 import pytest
 import websockets
+from websockets.frames import Frame, Opcode
 
 from server.access.tokens import Identity, Tokens
+from server.webserver import text_frame
 from tests.client import RoomClient
 from tests.conftest import SECRET_KEY, Shop
 from tests.timing import seconds
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 70000])
+def test_batch_frames_are_encoded_as_websockets_encodes_a_server_text_frame(size: int) -> None:
+    """The frame the hub writes to every socket is byte for byte what websockets writes for a server's text frame,
+    in each of the three length forms (7 bits, 16 bits, 64 bits)."""
+    payload = bytes(range(32, 127)) * (size // 95) + b"x" * (size % 95)
+    assert text_frame(payload) == Frame(Opcode.TEXT, payload).serialize(mask=False)
 
 
 async def test_malformed_frames_get_error_messages_and_change_nothing(shop: Shop) -> None:

@@ -41,14 +41,39 @@ def number(cell: str) -> float:
 
 
 def test_hub_bench_smoke_measures_the_hub_and_its_baseline() -> None:
-    """hub_bench --smoke --baseline measures the hub and a bare broadcast() server and prints their CPU ratio."""
-    printed = smoke("hub_bench", "--baseline")
+    """hub_bench --smoke --baseline --stalled measures the hub (with a viewer that stops reading) and a bare broadcast()
+    server and prints their CPU ratio."""
+    printed = smoke("hub_bench", "--baseline", "--stalled")
     hub, bare = rows(printed)
     assert hub["server"] == "livecart hub, 1 worker(s)" and bare["server"] == "websockets.broadcast(), 1 process"
     for row in (hub, bare):
         assert row["viewers"] == "200" and row["closed by server"] == "0"
         assert number(row["delivered frames/s"]) > 0 and number(row["server µs per delivery"]) > 0
     assert re.search(r"^ratio hub / websockets\.broadcast\(\): \d+\.\d\dx ", printed, re.MULTILINE)
+    assert re.search(r"^a viewer that stopped reading: ", printed, re.MULTILINE)
+
+
+def test_idle_memory_bench_smoke_measures_the_server_beside_the_library_server() -> None:
+    """idle_memory_bench --smoke holds idle viewers on the server and on a bare websockets server, none closed, and
+    prints each one's memory per idle viewer and its ratio to the library server's."""
+    printed = smoke("idle_memory_bench")
+    ours, library = rows(printed)
+    assert ours["server"] == "livecart (python -m server)" and library["server"] == "websockets library server (bare)"
+    for row in (ours, library):
+        assert row["viewers"] == "200" and row["closed"] == "0" and number(row["KiB per idle viewer"]) > 0
+    assert library["/ library"] == "1.00x" and re.fullmatch(r"\d+\.\d\dx", ours["/ library"])
+
+
+def test_reconnect_bench_smoke_brings_every_dropped_viewer_back_missing_nothing() -> None:
+    """reconnect_bench --smoke drops 100 of 150 viewers while chat flows: every one comes back recovered, with no gap
+    and no duplicate, and the table has its rate and the stayers' chat p99 (during a storm this short, maybe none)."""
+    printed = smoke("reconnect_bench")
+    [row] = rows(printed)
+    assert row["code"] == "now" and row["viewers"] == "150" and row["dropped"] == "100"
+    assert row["recovered"] == "100" and row["snapshots"] == "0" and row["failed"] == "0"
+    assert row["gaps"] == "0" and row["duplicates"] == "0"
+    assert number(row["reconnects/s"]) > 0 and number(row["stayers' p99 ms before"]) > 0
+    assert re.search(r"^now: [\d,]+ reconnects/s \((meets|MISSES) the target of 2,000\)", printed, re.MULTILINE)
 
 
 def test_purchase_bench_smoke_buys_without_overselling() -> None:
@@ -242,3 +267,27 @@ def test_suite_smoke_runs_every_step(tmp_path: Path) -> None:
     assert kept["benchmark"] == "archive_bench, never archived (baseline) (Redis after 10 / 3 sales)"
     assert "FAILED" not in printed and "smoke run" in printed
     assert (tmp_path / "suite.md").read_text().startswith(printed.splitlines()[0])
+
+
+def test_failover_bench_smoke_counts_lost_holds_and_repairs_them() -> None:
+    """failover_bench --smoke: a Sentinel failover behind a partition with REDIS_WAIT_REPLICAS 0 and 1; WAIT 1 loses no
+    acknowledged hold, and the invariant holds after the repair in both."""
+    printed = smoke("failover_bench", timeout=180)
+    unreplicated, replicated = rows(printed)
+    assert (unreplicated["REDIS_WAIT_REPLICAS"], replicated["REDIS_WAIT_REPLICAS"]) == ("0", "1")
+    assert replicated["acked lost by the failover"] == "0"
+    assert int(unreplicated["acked lost by the failover"]) >= int(unreplicated["lost after repair"])
+    for row in (unreplicated, replicated):
+        assert (row["topology"], row["scenario"], row["invariant after repair"]) == ("sentinels", "partition", "ok")
+        assert number(row["holds/s before the kill"]) > 0 and number(row["acked holds"]) > 0
+
+
+def test_capacity_bench_smoke_checks_the_model_on_the_cluster() -> None:
+    """capacity_bench --smoke runs one server process and then two on a local Redis Cluster under the hub bench's load:
+    every viewer gets every durable event, and the scaled run's CPU is set beside the model's prediction."""
+    printed = smoke("capacity_bench", timeout=180)
+    calibration, scaled = rows(printed)
+    assert (calibration["processes"], scaled["processes"]) == ("1", "2")
+    assert number(scaled["viewers"]) == 2 * number(calibration["viewers"]) == 200
+    assert calibration["durable lost"] == scaled["durable lost"] == "0"
+    assert number(scaled["delivered frames/s"]) > 0 and number(scaled["measured / predicted"]) > 0

@@ -38,6 +38,7 @@ from server.app import create_app
 from server.config import Settings
 from server.protocol import Role
 from server.rooms.catalog import Catalog
+from server.webserver import WS_PROTOCOL
 from streaming import client, passthrough
 from streaming.client import PatternTrack, Session, WhipError
 from streaming.ice import TURN_TTL_SECONDS
@@ -113,7 +114,7 @@ async def _start(stores: dict[str, str], tmp_path: Path, **overrides: object) ->
     )
     entry = create_app(settings)
     app: Starlette = getattr(entry, "app", entry)  # the Starlette app inside the ASGI entry point
-    server = uvicorn.Server(uvicorn.Config(entry, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(entry, host="127.0.0.1", port=port, log_level="warning", ws=WS_PROTOCOL))
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

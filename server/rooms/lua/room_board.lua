@@ -1,7 +1,7 @@
 -- A board of the room (its top sharers, a group-buy offer's open groups, a giveaway's or an auction's card): kept in
 -- its record (for joining viewers' snapshots) and published, if the room exists.
 -- KEYS[1] - room hash (room:{id})
--- ARGV[1] - the room's channel
+-- ARGV[1] - the room's shard channel (SPUBLISH)
 -- ARGV[2] - the record field (sharers, groups:<sale id>, giveaway:<id>, auction:<id>)
 -- ARGV[3] - the board (JSON)
 -- ARGV[4] - the bus message of its event
@@ -19,5 +19,5 @@ if version > 0 then
   redis.call('HSET', KEYS[1], 'version:' .. ARGV[2], version)
 end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
-redis.call('PUBLISH', ARGV[1], ARGV[4])
+redis.call('SPUBLISH', ARGV[1], ARGV[4])
 return 1
