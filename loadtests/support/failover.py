@@ -147,6 +147,12 @@ def log_drained(server: ValkeyProcess, sale_id: str) -> bool:
         return int(client.xlen(keys.sale_log(sale_id))) == 0
 
 
+def orders_held(server: ValkeyProcess, sale_id: str) -> set[str]:
+    """The ids of every order of the sale this Redis server has."""
+    with server.client() as client:
+        return {str(order_id) for order_id in client.hkeys(keys.sale_orders(sale_id))}
+
+
 def cut_off(primary: ValkeyProcess, replicas: Sequence[ValkeyProcess]) -> None:
     """Cut the replicas' links to the primary and keep them cut (their reconnections refused), as in a network
     partition: what the primary acknowledges from now on reaches no replica."""

@@ -19,7 +19,7 @@ import redis
 
 from server.children import stop_with_parent
 from server.datadir import FOLDER_MODE, UMASK
-from server.store.embedded import find_binary
+from server.store.embedded import find_binary, valkey_args
 
 log = logging.getLogger("livecart.redis")
 
@@ -108,39 +108,9 @@ class ValkeyProcess:
 def cluster_node(binary: str, data_dir: Path, port: int, bus_port: int, node_timeout_ms: int, hz: int) -> ValkeyProcess:
     """One node of a cluster: its port, its cluster bus port, its folder (`hz`: its timer's rate; a WAITAOF is
     answered on a tick, DURABLE_ACK wants 100)."""
-    args = [
-        binary,
-        "--bind",
-        HOST,
-        "--port",
-        str(port),
-        "--cluster-enabled",
-        "yes",
-        "--cluster-port",
-        str(bus_port),
-        "--cluster-config-file",
-        "nodes.conf",
-        "--cluster-node-timeout",
-        str(node_timeout_ms),
-        "--dir",
-        str(data_dir),
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "everysec",
-        "--save",
-        "",
-        "--daemonize",
-        "no",
-        "--maxclients",
-        "10000",
-        "--hz",
-        str(hz),
-        "--loglevel",
-        "warning",
-        "--logfile",
-        str(data_dir / "valkey.log"),
-    ]
+    listen = ["--bind", HOST, "--port", str(port), "--cluster-enabled", "yes", "--cluster-port", str(bus_port)]
+    listen += ["--cluster-config-file", "nodes.conf", "--cluster-node-timeout", str(node_timeout_ms)]
+    args = valkey_args(binary, data_dir, listen, hz=hz)
     return ValkeyProcess(args, data_dir, port)
 
 

@@ -38,6 +38,41 @@ def find_binary(configured: str | None = None) -> str:
     )
 
 
+def valkey_args(
+    binary: str,
+    data_dir: Path,
+    listen: list[str],
+    *,
+    fsync: str = "everysec",
+    hz: int = 10,
+    log_name: str = "valkey.log",
+) -> list[str]:
+    """The command line of one Valkey server (embedded, a cluster node, a Sentinel set's server): AOF on, no RDB
+    snapshots, in the foreground, its log in its folder; `listen` says where it listens and any role options."""
+    return [
+        binary,
+        *listen,
+        "--dir",
+        str(data_dir),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        fsync,
+        "--save",
+        "",
+        "--daemonize",
+        "no",
+        "--maxclients",
+        "10000",
+        "--hz",
+        str(hz),
+        "--loglevel",
+        "warning",
+        "--logfile",
+        str(data_dir / log_name),
+    ]
+
+
 class EmbeddedRedis:
     """A real Redis-compatible server process owned by this process, on a unix socket."""
 
@@ -59,33 +94,8 @@ class EmbeddedRedis:
         if self.socket_path.exists():
             self._refuse_if_running()
             self.socket_path.unlink()
-        args = [
-            self.binary,
-            "--port",
-            "0",
-            "--unixsocket",
-            str(self.socket_path),
-            "--unixsocketperm",
-            "700",
-            "--dir",
-            str(self.data_dir),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            self.fsync,
-            "--save",
-            "",
-            "--daemonize",
-            "no",
-            "--maxclients",
-            "10000",
-            "--hz",
-            str(self.hz),
-            "--loglevel",
-            "warning",
-            "--logfile",
-            str(self.data_dir / "redis.log"),
-        ]
+        listen = ["--port", "0", "--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
+        args = valkey_args(self.binary, self.data_dir, listen, fsync=self.fsync, hz=self.hz, log_name="redis.log")
         self.process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=stop_with_parent, umask=UMASK
         )

@@ -15,7 +15,7 @@ import redis
 
 from server.datadir import FOLDER_MODE
 from server.store.cluster_embedded import HOST, ValkeyProcess, free_ports
-from server.store.embedded import find_binary
+from server.store.embedded import find_binary, valkey_args
 
 
 class EmbeddedSentinels:
@@ -54,33 +54,8 @@ class EmbeddedSentinels:
         ]
 
     def _server(self, data_dir: Path, port: int, primary_port: int) -> ValkeyProcess:
-        args = [
-            self.binary,
-            "--bind",
-            HOST,
-            "--port",
-            str(port),
-            "--dir",
-            str(data_dir),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-            "--save",
-            "",
-            "--daemonize",
-            "no",
-            "--maxclients",
-            "10000",
-            "--hz",
-            "100",
-            "--repl-diskless-sync-delay",
-            "0",
-            "--loglevel",
-            "warning",
-            "--logfile",
-            str(data_dir / "valkey.log"),
-        ]
+        listen = ["--bind", HOST, "--port", str(port), "--repl-diskless-sync-delay", "0"]
+        args = valkey_args(self.binary, data_dir, listen, hz=100)
         if port != primary_port:
             args += ["--replicaof", HOST, str(primary_port)]
         return ValkeyProcess(args, data_dir, port)

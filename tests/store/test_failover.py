@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -21,7 +22,7 @@ from loadtests.support.failover import (
     cut_off,
     heal,
     kept,
-    log_drained,
+    orders_held,
     repair,
 )
 from loadtests.support.server import ServerProcess
@@ -31,7 +32,7 @@ from server.store.sentinel_embedded import EmbeddedSentinels
 from tests.client import RoomClient
 from tests.conftest import SECRET_KEY, Shop, mint, start_server
 from tests.sale_helpers import auth, create_sale, invariant, viewer_token
-from tests.timing import until
+from tests.timing import seconds, until
 
 pytestmark = pytest.mark.anyio
 
@@ -68,9 +69,23 @@ class Sale:
         await until(lambda: len(self.purchases.acked) >= target, 20, what)
 
     async def drained(self) -> None:
-        """Wait until the backup has copied every change the sale's primary logged to the record."""
+        """Wait until the record (PostgreSQL's orders) has every order the sale's primary holds.
+
+        Not "until the sale's log is empty": with REDIS_WAIT_REPLICAS the backup's trim of copied entries waits for
+        replicas, so while they are cut off the log may keep entries that are already in the record."""
         primary = self.topology.primary(self.id)
-        await until(lambda: log_drained(primary, self.id), 20, "the backup to copy the sale's log")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds(20)
+        connection = await asyncpg.connect(self.database_url)
+        try:
+            while True:
+                rows = await connection.fetch("SELECT order_id FROM orders WHERE sale_id = $1", self.id)
+                if orders_held(primary, self.id) <= {row["order_id"] for row in rows}:
+                    return
+                assert loop.time() < deadline, "timed out waiting for the backup to copy the sale's orders"
+                await asyncio.sleep(0.05)
+        finally:
+            await connection.close()
 
     def cut_off(self) -> None:
         cut_off(self.topology.primary(self.id), self.topology.replicas(self.id))
