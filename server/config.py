@@ -123,6 +123,7 @@ class Settings:
     video_lease_ms: int = 10_000
     video_renew_ms: int = 1000
     video_call_seconds: int = 20
+    video_pipe_linger_ms: int = 10_000  # a cascade pipe stays this long after its process's last viewer of the room
     # The HTTP edge: how long a request's headers and its body may take to arrive; the token that may read /metrics.
     header_timeout_ms: int = 10_000
     body_timeout_ms: int = 10_000
@@ -148,6 +149,9 @@ class Settings:
     room_sockets_per_address: int = 200
     video_sessions_per_user: int = 2
     video_sessions_per_address: int = 100
+    webrtc_viewers_per_room: int = 300  # past this many WebRTC viewers a room's viewers get LL-HLS (docs/video.md)
+    hls_part_ms: int = 250  # an LL-HLS part's length (a fragment is cut past it); 0: plain HLS, no parts
+    hls_segment_ms: int = 1000  # an HLS segment's length: a keyframe is asked for past it
     likes_per_second: int = 10  # per user
 
     # Share and earn (docs/referrals.md).
@@ -273,6 +277,7 @@ def load() -> Settings:
         video_lease_ms=_int("VIDEO_LEASE_MS", 10_000, 100),
         video_renew_ms=_int("VIDEO_RENEW_MS", 1000, 10),
         video_call_seconds=_int("VIDEO_CALL_SECONDS", 20, 1),
+        video_pipe_linger_ms=_int("VIDEO_PIPE_LINGER_MS", 10_000, 0),
         access_token_seconds=_int("ACCESS_TOKEN_SECONDS", 900, 2, 86_400),
         session_days=_int("SESSION_DAYS", 30, 1, 365),
         staff_session_days=_int("STAFF_SESSION_DAYS", 7, 1, 90),
@@ -292,6 +297,9 @@ def load() -> Settings:
         room_sockets_per_address=_int("ROOM_SOCKETS_PER_ADDRESS", 200, 1),
         video_sessions_per_user=_int("VIDEO_SESSIONS_PER_USER", 2, 1),
         video_sessions_per_address=_int("VIDEO_SESSIONS_PER_ADDRESS", 100, 1),
+        webrtc_viewers_per_room=_int("WEBRTC_VIEWERS_PER_ROOM", 300, 0),
+        hls_part_ms=_int("HLS_PART_MS", 250, 0, 2000),
+        hls_segment_ms=_int("HLS_SEGMENT_MS", 1000, 200, 10_000),
         likes_per_second=_int("LIKES_PER_SECOND", 10, 1),
         group_window_min_seconds=_int("GROUP_WINDOW_MIN_SECONDS", 900, 1, 86_400),
         group_refund_lease_ms=_int("GROUP_REFUND_LEASE_MS", 30_000, 10),

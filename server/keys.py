@@ -62,6 +62,26 @@ def video_calls(process_id: str) -> str:
     return f"video:{{{process_id}}}"
 
 
+def hls_playlist(room_id: str) -> str:
+    """The room's LL-HLS playlist record, and the channel its notices go on."""
+    return f"room:{{{room_id}}}:hls"
+
+
+def hls_media(room_id: str, stream: str, name: str) -> str:
+    """One init section, part or segment of the room's LL-HLS stream `stream`."""
+    return f"room:{{{room_id}}}:hls:{stream}:{name}"
+
+
+def hls_wanted(room_id: str) -> str:
+    """Someone asked for the room's HLS lately: the process holding its stream packages it."""
+    return f"room:{{{room_id}}}:hls:wanted"
+
+
+def webrtc_viewers(room_id: str) -> str:
+    """The room's WebRTC viewers on every process (sorted set: session id -> expiry), for the cap."""
+    return f"room:{{{room_id}}}:webrtc"
+
+
 def channel(room_id: str) -> str:
     """The pub/sub channel that carries a room's events between server processes. Every channel is a shard
     channel (SPUBLISH / SSUBSCRIBE, server.live.broker): on a Redis Cluster only the shard owning its slot has it."""

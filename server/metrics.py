@@ -56,6 +56,11 @@ VIDEO_ROOMS = Gauge(
 VIDEO_VIEWERS = Gauge(
     "livecart_video_viewers", "Video viewers (WHEP peers) on this server", multiprocess_mode="livesum"
 )
+VIDEO_PIPES = Gauge(
+    "livecart_video_pipes",
+    "Rooms piped to this server from the server holding their host (streaming.cascade)",
+    multiprocess_mode="livesum",
+)
 REDIS_SECONDS = Histogram(
     "livecart_redis_seconds",
     "Redis call latency",

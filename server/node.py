@@ -65,6 +65,8 @@ from server.service.threads import Threads
 from server.store import client
 from server.store.batcher import ScriptBatcher
 from server.tasks import Tasks
+from streaming.hls import Hls, HlsOptions
+from streaming.hls_store import HlsStore
 from streaming.ice import IceServers
 from streaming.owners import Owners
 from streaming.relay import Relay, RelayOptions
@@ -154,11 +156,24 @@ class Node:
         loader = RoomLoader(self.records, self.history, self.sales, settings.history_size, settings.chat_recent)
         self.hub = Hub(settings, self.id, self.broker, loader, self.history, self.records, self.presence)
         options = RelayOptions(
-            sessions_per_user=settings.video_sessions_per_user, sessions_per_address=settings.video_sessions_per_address
+            sessions_per_user=settings.video_sessions_per_user,
+            sessions_per_address=settings.video_sessions_per_address,
+            pipe_linger=settings.video_pipe_linger_ms / 1000,
         )
-        # The relay tells the owners of each stream change (an offline room's lease is given up), they tell the stage.
+        # The relay tells the owners of each stream change (an offline room's lease is given up), they tell the stage;
+        # it pipes a room whose host is in another process through them (streaming.cascade).
+        # The HLS packager taps every host stream held here (docs/video.md "HLS for the crowd").
+        hls_options = HlsOptions(
+            settings.hls_part_ms / 1000, settings.hls_segment_ms / 1000, settings.webrtc_viewers_per_room
+        )
+        self.hls = Hls(HlsStore(self.redis, self.broker), hls_options, lambda: self.relay.viewer_sessions())
         self.relay = Relay(
-            ice, on_stream=lambda room_id, online: self.owners.stream_changed(room_id, online), options=options
+            ice,
+            on_stream=lambda room_id, online: self.owners.stream_changed(room_id, online),
+            options=options,
+            taps=[self.hls],
+            upstream=lambda room_id, offer: self.owners.upstream(room_id, offer),
+            process_id=self.id,
         )
         self.owners = Owners(self.id, self.redis, self.broker, self.relay, settings, self.stage.set_stream)
         self.giveaways = GiveawayDesk(
@@ -219,6 +234,7 @@ class Node:
         self.auction_clock.start()
         self.retention.start()
         await self.owners.start()
+        self.hls.start()
         # What start-up made (modules, the app, pools, scripts) lives as long as the process: moved out of the
         # collector's reach, the collections a storm's allocations trigger walk only what the storm made
         # (docs/benchmarks.md: the purchase storm's p99).
@@ -240,6 +256,7 @@ class Node:
         steps: list[tuple[str, Callable[[float], Awaitable[None]]]] = [
             ("video", self.relay.close),
             ("video owners", self.owners.stop),
+            ("hls", self.hls.stop),
             ("sales feed", self.sales_feed.stop),
             ("ledger backup", self.backup.stop),
             ("reconciler", self.reconciler.stop),

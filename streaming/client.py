@@ -27,7 +27,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack, VideoStreamTrack
 
-from streaming import passthrough
+from streaming import ice_restart, passthrough
 
 log = logging.getLogger("livecart.streaming.client")
 
@@ -100,6 +100,7 @@ class Session:
     links: list[str]
     counters: dict[str, Counter] = field(default_factory=dict)
     readers: list[asyncio.Task[None]] = field(default_factory=list)
+    restarts: list[ice_restart.IceRestart] = field(default_factory=list)  # ICE restarts, latest last
 
     async def wait_connected(self, timeout: float = 10) -> None:
         deadline = time.monotonic() + timeout
@@ -108,12 +109,30 @@ class Session:
                 raise RuntimeError(f"connection {self.pc.connectionState}")
             await asyncio.sleep(0.02)
 
+    async def restart_ice(self) -> None:
+        """Restart ICE over PATCH (RFC 9725 4.3.2): a new ICE session (new credentials, candidates gathered now, so
+        from the addresses this machine has now) under the same DTLS session. Returns once the server answered;
+        media moves to the new path once its checks succeed (`ice_restart.IceRestart.connected`)."""
+        restart, fragment = await ice_restart.restart_locally(self.pc)
+        headers = {"Content-Type": ice_restart.MEDIA_TYPE, "If-Match": "*", "Authorization": f"Bearer {self.token}"}
+        async with httpx.AsyncClient(timeout=30) as http:
+            response = await http.patch(self.location, content=fragment, headers=headers)
+        if response.status_code != 200:
+            await restart.close()
+            raise WhipError(response.status_code, response.text)
+        answer = ice_restart.parse_fragment(response.text)
+        assert answer.ufrag is not None and answer.pwd is not None
+        await restart.start(answer.ufrag, answer.pwd, answer.candidates, answer.end)
+        self.restarts.append(restart)
+
     async def stop(self, delete: bool = True) -> None:
         """DELETE the session (unless told not to), then close the peer connection."""
         if delete:
             async with httpx.AsyncClient() as http:
                 await http.delete(self.location, headers={"Authorization": f"Bearer {self.token}"})
         await self.pc.close()
+        for restart in self.restarts:
+            await restart.close()
         for reader in self.readers:
             reader.cancel()
         await asyncio.gather(*self.readers, return_exceptions=True)

@@ -1,20 +1,27 @@
-"""Which server process holds each room's video, and calls to that process from the others, over Redis.
+"""Which server process holds each room's host stream, and calls between processes over Redis.
 
-A room's publisher and its viewers' peers live in one process, the room's owner: the process whose
-WHIP POST succeeded. It claims the room in Redis (a lease it renews while its relay holds the
-room). A process that gets a WHEP POST or a DELETE for a room it does not hold forwards the call
-to the owner on the owner's channel and returns the owner's answer; media then flows between the
-viewer and the owner directly. So any number of workers or machines can take the HTTP requests.
+A room's publisher lives in one process, the room's owner: the process whose WHIP POST succeeded.
+It claims the room in Redis (a lease it renews while its relay holds the room). Viewers are served
+by whichever process their WHEP POST reaches: a process without the host pipes the room's media
+from the owner once (streaming.cascade; the pipe's offer rides a "pipe" call to the owner) and
+serves all its viewers of the room from that copy. A session lives where it was created, and its id
+names that process (`<process id>.<token>`): a DELETE (or PATCH) reaching another process is run
+there by a call (`run_session`). So any number of workers or machines can take the HTTP requests,
+and a room's viewers spread over all of them.
 
 Contract: at most one process holds a room (SET NX); a lease not renewed for VIDEO_LEASE_MS lapses
-(a process that died frees its rooms); a call to a process that is gone fails as host_offline.
+(a process that died frees its rooms); a call to a process that is gone fails as host_offline
+(a pipe) or not_found (a session).
 When the host's stream ends here (the host left, its media stopped, or this process is shutting
-down: the relay ends every peer first), the lease is given up before the room hears `offline`, so
-the host's next WHIP offer can be taken at once by any process: the room's video moves there.
+down: the relay ends every peer first, pipes to other processes included, which end their
+viewers), the lease is given up before the room hears `offline`, so the host's next WHIP offer can
+be taken at once by any process: the room's video moves there.
 A process that died says nothing: once its lease has lapsed, the next WHEP offer for the room,
 which the room still calls online, tells the room `offline` (viewers' players retry WHEP while
 it is online, so they find out within VIDEO_LEASE_MS and a retry or two).
-Calls and replies ride the process's one broker (server.live.broker).
+Calls and replies ride the process's one broker (server.live.broker). `serve` runs a call by its
+"op" from `ops`: "pipe", "end", "patch" (trickle ICE, ICE restart: streaming.ice_restart), and whatever another
+module adds with `handle`.
 """
 
 from __future__ import annotations
@@ -22,7 +29,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -31,19 +40,23 @@ from redis.exceptions import RedisError
 
 from server import keys
 from server.config import Settings
-from server.errors import Conflict, DomainError, Forbidden, NotFound, Unavailable
+from server.errors import BadRequest, Conflict, DomainError, Forbidden, NotFound, Unavailable
 from server.live.broker import Broker
 from server.store import scripts
 from server.tasks import Tasks
+from streaming import ice_restart
 from streaming.offers import parse_offer
-from streaming.peers import Side
+from streaming.peers import Peer, Side
 from streaming.relay import Relay, StreamCallback
 
 log = logging.getLogger("livecart.streaming.owners")
 
+Op = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+_PROCESS_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
 
 class Owners:
-    """Claim rooms for this process's relay; forward video calls to the process that holds a room."""
+    """Claim rooms for this process's relay; run video calls on the process that holds a room or a session."""
 
     def __init__(
         self, process_id: str, redis: Redis, broker: Broker, relay: Relay, settings: Settings, on_stream: StreamCallback
@@ -58,6 +71,12 @@ class Owners:
         self._claimed: set[str] = set()
         self._calls: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.tasks = Tasks("video-owners")
+        self.ops: dict[str, Op] = {"pipe": self._pipe, "end": self._end, "patch": self._patch}
+
+    def handle(self, op: str, run: Op) -> None:
+        """Run calls of this op with `run(request) -> reply` (raising DomainErrors), on the process holding the
+        session (`run_session`) or the room."""
+        self.ops[op] = run
 
     async def start(self) -> None:
         await self.broker.subscribe(keys.video_calls(self.id), self._receive)
@@ -98,15 +117,18 @@ class Owners:
         holder = await self.redis.get(keys.video_owner(room_id))
         return None if holder in (None, self.id) else str(holder)
 
-    async def call(self, owner: str, request: dict[str, Any]) -> dict[str, Any]:
-        """Run a video call on the owner; its reply, or its error raised here as the same DomainError."""
+    async def call(self, owner: str, request: dict[str, Any], gone: DomainError | None = None) -> dict[str, Any]:
+        """Run a video call on another process; its reply, or its error raised here as the same DomainError.
+        `gone`: the error when that process is not there (default: the host's stream is gone)."""
         call_id = secrets.token_hex(8)
         reply: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._calls[call_id] = reply
         try:
             message = orjson.dumps({"call": call_id, "from": self.id, **request})
             if not await self.redis.spublish(keys.video_calls(owner), message):
-                raise Conflict("the host's stream is gone: wait for the room's next 'online' event", "host_offline")
+                raise gone or Conflict(
+                    "the host's stream is gone: wait for the room's next 'online' event", "host_offline"
+                )
             answer = await asyncio.wait_for(reply, self.settings.video_call_seconds)
         except TimeoutError:
             raise Unavailable("the server holding this room's video did not answer; try again") from None
@@ -117,26 +139,57 @@ class Owners:
             raise DomainError(text, code, status)
         return answer
 
-    async def run(self, room_id: str, request: dict[str, Any]) -> dict[str, Any]:
-        """Run a video call ("watch" or "end") on the process that holds the room: this one, or by a call."""
+    async def upstream(self, room_id: str, offer: str) -> str:
+        """The relay's `upstream` (streaming.cascade): a pipe's offer for a room, answered by the process holding
+        its host; Conflict (host_offline) when none does."""
         owner = await self.owner(room_id)
-        return await self.serve(request) if owner is None else await self.call(owner, request)
+        if owner is None:  # nobody, or this process (whose relay would have the host's broadcast if it were live)
+            raise Conflict("the host is not streaming: wait for the room's stream.state 'online' event", "host_offline")
+        reply = await self.call(owner, {"op": "pipe", "room": room_id, "offer": offer})
+        return str(reply["answer"])
+
+    async def run_session(self, session_id: str, request: dict[str, Any]) -> dict[str, Any]:
+        """Run a call about one session (its id in `request["session"]`: "end", "patch") on the process holding it,
+        which the id names: this one, or by a call; NotFound when that process is not there."""
+        process, dot, _ = session_id.rpartition(".")
+        if not dot or process == self.id:
+            return await self.serve(request)
+        if not _PROCESS_ID.fullmatch(process):
+            raise NotFound("no such session (it may have ended already)")
+        return await self.call(process, request, NotFound("no such session (its server is gone)"))
 
     async def serve(self, request: dict[str, Any]) -> dict[str, Any]:
-        """A video call, run on this process's relay."""
-        if request["op"] == "watch":
-            offer = parse_offer(request["offer"], sending=False)
-            peer, answer = await self.relay.watch(
-                request["room"], request["user"], offer, request.get("sid", ""), request.get("address", "")
-            )
-            return {"session": peer.id, "answer": answer}
+        """A video call, run on this process's relay (by its op: see `ops`)."""
+        op = self.ops.get(str(request.get("op")))
+        if op is None:
+            raise BadRequest(f"no video call {request.get('op')!r}")
+        return await op(request)
+
+    def session(self, request: dict[str, Any]) -> Peer:
+        """The session a call names ("side", "room", "session"), if the caller ("user", "staff") may act on it:
+        its owner or the merchant's staff. NotFound, Forbidden."""
         found = self.relay.find(Side(request["side"]), request["room"], request["session"])
         if found is None:
             raise NotFound("no such session (it may have ended already)")
         if request["user"] != found.user_id and not request["staff"]:
-            raise Forbidden("only the session's owner or the merchant's staff may end it")
-        await self.relay.end(found, "ended by DELETE")
+            raise Forbidden("only the session's owner or the merchant's staff may end or change it")
+        return found
+
+    async def _pipe(self, request: dict[str, Any]) -> dict[str, Any]:
+        offer = parse_offer(request["offer"], sending=False)
+        peer, answer = await self.relay.feed(request["room"], offer)
+        return {"session": peer.id, "answer": answer}
+
+    async def _end(self, request: dict[str, Any]) -> dict[str, Any]:
+        await self.relay.end(self.session(request), "ended by DELETE")
         return {}
+
+    async def _patch(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Trickle ICE or an ICE restart for a session (streaming.ice_restart): its ETag, and the server's fragment
+        after a restart."""
+        fragment = ice_restart.parse_fragment(request["fragment"])
+        patched = await ice_restart.patch(self.session(request).pc, fragment, request.get("if_match"))
+        return {"etag": patched.etag, "fragment": patched.fragment}
 
     async def _answer(self, request: dict[str, Any]) -> None:
         try:

@@ -21,14 +21,9 @@ from __future__ import annotations
 
 import argparse
 import secrets
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +32,7 @@ from itsdangerous import URLSafeSerializer
 
 from loadtests.bench import purchase_bench
 from loadtests.support import smoke, table, tokens
+from loadtests.support.baseline import checkout
 from loadtests.support.server import ROOT, running
 from server.protocol import Role
 
@@ -62,19 +58,6 @@ class Before:
 
     def guest(self, secret: str) -> str:
         return self.buyer(secret)
-
-
-@contextmanager
-def checkout(ref: str) -> Iterator[Path]:
-    """The code at `ref` in a temporary git worktree of this repository, removed afterwards."""
-    folder = Path(tempfile.mkdtemp(prefix="livecart-before-")) / "code"
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(folder), ref], check=True,
-                   capture_output=True)  # fmt: skip
-    try:
-        yield folder
-    finally:
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(folder)], capture_output=True)
-        shutil.rmtree(folder.parent, ignore_errors=True)
 
 
 async def run_once(args: argparse.Namespace, code: str, folder: Path, number: int) -> dict[str, Any]:

@@ -40,8 +40,8 @@ from typing import Any
 import uvloop
 
 from loadtests.bench import chat, cpu, figures, wsclient
-from loadtests.bench.access_bench import checkout
 from loadtests.support import smoke, table
+from loadtests.support.baseline import checkout
 from loadtests.support.server import HOST, ROOT, ServerProcess, running
 from loadtests.support.viewers import Viewers, raise_open_files
 

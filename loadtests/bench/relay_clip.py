@@ -10,6 +10,7 @@ import asyncio
 import fractions
 import random
 import time
+from typing import Any
 
 import av
 from aiortc.mediastreams import MediaStreamTrack
@@ -17,7 +18,7 @@ from aiortc.mediastreams import MediaStreamTrack
 WIDTH, HEIGHT, FPS = 640, 360, 30
 
 
-def encode_clip(seconds: int = 4, bitrate: int = 1_000_000) -> tuple[list[av.Packet], list[av.Packet]]:
+def encode_clip(seconds: int = 4, bitrate: int = 1_000_000) -> tuple[list[av.Packet[Any]], list[av.Packet[Any]]]:
     """VP8 640x360 30 fps (a keyframe every 2 s, as OBS sends) of a panning smooth texture, and Opus 20 ms."""
     video = av.CodecContext.create("libvpx", "w")
     video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
@@ -29,7 +30,7 @@ def encode_clip(seconds: int = 4, bitrate: int = 1_000_000) -> tuple[list[av.Pac
     noise.planes[0].update(rng.randbytes(noise.planes[0].buffer_size))
     smooth = noise.reformat(width=WIDTH * 2, height=HEIGHT, format="gray", interpolation="BICUBIC").planes[0]
     texture, stride = bytes(smooth), smooth.line_size
-    video_packets: list[av.Packet] = []
+    video_packets: list[av.Packet[Any]] = []
     for index in range(seconds * FPS):
         frame = av.VideoFrame(WIDTH, HEIGHT, "yuv420p")
         pan = index * 4 % WIDTH
@@ -43,12 +44,12 @@ def encode_clip(seconds: int = 4, bitrate: int = 1_000_000) -> tuple[list[av.Pac
     audio = av.CodecContext.create("libopus", "w")
     audio.sample_rate, audio.layout, audio.format = 48000, "stereo", "s16"
     audio.bit_rate = 64000
-    audio_packets: list[av.Packet] = []
+    audio_packets: list[av.Packet[Any]] = []
     for index in range(seconds * 50):
-        frame = av.AudioFrame(format="s16", layout="stereo", samples=960)
-        frame.planes[0].update(rng.randbytes(frame.planes[0].buffer_size))
-        frame.sample_rate, frame.pts = 48000, index * 960
-        audio_packets += audio.encode(frame)
+        sound = av.AudioFrame(format="s16", layout="stereo", samples=960)
+        sound.planes[0].update(rng.randbytes(sound.planes[0].buffer_size))
+        sound.sample_rate, sound.pts = 48000, index * 960
+        audio_packets += audio.encode(sound)
     return video_packets, audio_packets
 
 
@@ -56,7 +57,7 @@ def _pad(rows: bytes, line_size: int) -> bytes:
     return b"".join(rows[i : i + WIDTH] + bytes(line_size - WIDTH) for i in range(0, len(rows), WIDTH))
 
 
-def kbit_per_second(video: list[av.Packet]) -> float:
+def kbit_per_second(video: list[av.Packet[Any]]) -> float:
     """The clip's video bitrate."""
     return sum(packet.size for packet in video) * 8 / (len(video) / FPS) / 1000
 
@@ -64,7 +65,7 @@ def kbit_per_second(video: list[av.Packet]) -> float:
 class ReplayTrack(MediaStreamTrack):
     """Yields a clip's encoded packets in a loop, paced in real time (the sender only packetizes them)."""
 
-    def __init__(self, kind: str, packets: list[av.Packet], rate: int, step: int) -> None:
+    def __init__(self, kind: str, packets: list[av.Packet[Any]], rate: int, step: int) -> None:
         super().__init__()
         self.kind = kind
         self._payloads = [bytes(packet) for packet in packets]
@@ -74,7 +75,7 @@ class ReplayTrack(MediaStreamTrack):
         self._index = 0
         self._start: float | None = None
 
-    async def recv(self) -> av.Packet:
+    async def recv(self) -> av.Packet[Any]:
         if self._start is None:
             self._start = time.monotonic()
         due = self._start + self._index * self._step / self._rate
@@ -87,7 +88,7 @@ class ReplayTrack(MediaStreamTrack):
         return packet
 
 
-def tracks(clip: tuple[list[av.Packet], list[av.Packet]]) -> tuple[ReplayTrack, ReplayTrack]:
+def tracks(clip: tuple[list[av.Packet[Any]], list[av.Packet[Any]]]) -> tuple[ReplayTrack, ReplayTrack]:
     """A fresh (video, audio) pair replaying the clip: 90 kHz video at 30 fps, 48 kHz Opus in 20 ms packets."""
     video, audio = clip
     return ReplayTrack("video", video, 90000, 90000 // FPS), ReplayTrack("audio", audio, 48000, 960)

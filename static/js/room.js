@@ -30,6 +30,7 @@ import { Sharing } from "./share.js";
 import { Shelves, regularPriceLabel, shelfUnits } from "./shelf.js";
 import { $, clock, compact, h, money, orderNumber, safeImage, sentence, text, toast } from "./ui.js";
 import { watch } from "./webrtc.js";
+import { HlsPlayer, hlsUrl } from "./hls-player.js";
 import { fitFor, orientation } from "./video-fit.js";
 
 const roomId = new URLSearchParams(location.search).get("room") || "demo";
@@ -150,7 +151,7 @@ async function start() {
   sharing.ready();
   groups.ready();
   window.livecart = { get socket() { return socket; }, room, session, sharing, groups, asking, giveaways, auctions };
-  Object.assign(window.livecart, { mine, shelves, bag, address });
+  Object.assign(window.livecart, { mine, shelves, bag, address, viewing, held });
   setInterval(tick, 250);
 }
 
@@ -233,6 +234,7 @@ function showPoster(title, note) {
 
 function render(snapshot) {
   room.load(snapshot);
+  held.events.length = 0; // a snapshot is newer than anything held for the HLS picture
   likes.seen = room.likes;
   chatList.replaceChildren();
   for (const message of room.chat) addChat(message);
@@ -269,6 +271,7 @@ function apply(event) {
     personal(event); // addressed to this person: not the room's
     return;
   }
+  if (hold(event)) return; // an HLS viewer sees the product and the sale when the picture shows them
   if (!room.apply(event)) return;
   switch (event.type) {
     case Event.ROOM_STATUS:
@@ -385,9 +388,12 @@ function posterText() {
   else showPoster(t("poster.connecting"), "");
 }
 
-// --- video (WHEP) ----------------------------------------------------------------------------------
+// --- video (WHEP, or LL-HLS for the crowd) ------------------------------------------------------------
 
-const viewing = { session: null, starting: false, retry: null, attempt: 0 };
+// WebRTC first; HLS when the server says WebRTC is full (409 webrtc_full) or a peer has not connected in
+// WEBRTC_CONNECT_MS. The page stays on HLS until the stream goes offline (the next show tries WebRTC again).
+const WEBRTC_CONNECT_MS = 5000;
+const viewing = { session: null, starting: false, retry: null, attempt: 0, mode: "webrtc", hls: null };
 
 function renderStream() {
   const stream = room.stream;
@@ -398,7 +404,11 @@ function renderStream() {
 }
 
 async function startWatching() {
-  if (viewing.session || viewing.starting) return;
+  if (viewing.session || viewing.starting || viewing.hls) return;
+  if (viewing.mode === "hls") {
+    startHls();
+    return;
+  }
   viewing.starting = true;
   clearTimeout(viewing.retry);
   try {
@@ -407,12 +417,15 @@ async function startWatching() {
       play();
     });
     viewing.session = watching;
+    stage.dataset.transport = "webrtc";
     let lost = null;
+    const connecting = setTimeout(() => switchToHls(watching), WEBRTC_CONNECT_MS);
     watching.pc.addEventListener("connectionstatechange", () => {
       const pcState = watching.pc.connectionState;
       if (pcState === "connected") {
         viewing.attempt = 0;
         clearTimeout(lost);
+        clearTimeout(connecting);
       } else if (pcState === "failed") {
         restartWatching(watching);
       } else if (pcState === "disconnected") {
@@ -421,11 +434,44 @@ async function startWatching() {
       }
     });
   } catch (error) {
+    viewing.starting = false;
+    if (error.code === "webrtc_full") {
+      viewing.mode = "hls"; // the room has all the WebRTC viewers it takes: the crowd watches over HLS
+      startHls();
+      return;
+    }
     // 409: the host's video isn't up yet; anything else: try again with backoff
     retryWatching();
   } finally {
     viewing.starting = false;
   }
+}
+
+/** WebRTC did not connect in time (a network that blocks UDP, no TURN): watch over HLS instead. */
+function switchToHls(session) {
+  if (viewing.session !== session || session.pc.connectionState === "connected") return;
+  viewing.session = null;
+  session.stop();
+  viewing.mode = "hls";
+  startHls();
+}
+
+function startHls() {
+  if (viewing.hls || room.stream !== "online" || room.status === "ended") return;
+  clearTimeout(viewing.retry);
+  video.srcObject = null;
+  stage.dataset.transport = "hls";
+  const player = new HlsPlayer(video, hlsUrl(roomId), {
+    onFatal: () => {
+      if (viewing.hls !== player) return;
+      player.stop();
+      viewing.hls = null;
+      releaseHeld();
+      retryWatching(); // still online: the playlist comes back (a new stream), or the room goes offline
+    },
+  });
+  viewing.hls = player;
+  player.start().then(play, () => player.onFatal("hls.js did not load"));
 }
 
 function restartWatching(session) {
@@ -452,7 +498,57 @@ function stopWatching() {
     viewing.session.stop({ ended: room.stream !== "online" });
     viewing.session = null;
   }
+  if (viewing.hls) {
+    viewing.hls.stop();
+    viewing.hls = null;
+  }
+  viewing.mode = "webrtc";
+  delete stage.dataset.transport;
+  releaseHeld();
   video.srcObject = null;
+}
+
+// --- events in step with the HLS picture ------------------------------------------------------------
+// An HLS viewer sees the picture 1-3 s after WebRTC viewers do. The product the host pins and the deal they start
+// are held until the picture on screen (hls.js playingDate: EXT-X-PROGRAM-DATE-TIME, the server's clock when it
+// received that picture) has passed the event's `ts` (the server's clock when it happened): card and picture agree.
+// Stock changes queue behind a held sale so they apply after it. At most HOLD_MAX_MS, whatever the player does.
+
+const HELD = new Set([Event.PRODUCT_PINNED, Event.PRODUCT_UNPINNED, Event.SALE_UPDATED, ...SALE_EVENTS]);
+const HOLD_MAX_MS = 10_000;
+const held = { events: [], timer: null, released: [] };
+
+function hold(event) {
+  if (event.held || !viewing.hls || typeof event.ts !== "number") return false;
+  if (!HELD.has(event.type) && !(event.type === Event.STOCK && held.events.length)) return false;
+  held.events.push({ event, since: Date.now() });
+  held.timer ||= setInterval(releaseDue, 50);
+  return true;
+}
+
+function releaseDue() {
+  const shown = viewing.hls?.programTime() ?? null;
+  while (held.events.length) {
+    const { event, since } = held.events[0];
+    const due = shown !== null && shown >= event.ts;
+    if (!due && Date.now() - since < HOLD_MAX_MS) break;
+    held.events.shift();
+    held.released.push({ type: event.type, ts: event.ts, shown, waited: Date.now() - since });
+    if (held.released.length > 20) held.released.shift();
+    apply({ ...event, held: true });
+  }
+  if (!held.events.length) {
+    clearInterval(held.timer);
+    held.timer = null;
+  }
+}
+
+/** Apply everything held at once (the page left HLS). */
+function releaseHeld() {
+  const events = held.events.splice(0);
+  clearInterval(held.timer);
+  held.timer = null;
+  for (const { event } of events) apply({ ...event, held: true });
 }
 
 function play() {

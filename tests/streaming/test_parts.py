@@ -1,22 +1,28 @@
-"""The streaming package's parts on their own: TURN credentials, offers, keyframes, viewer queues, PLI pacing."""
+"""The streaming package's parts on their own: TURN credentials, offers, keyframes, PLI pacing, and the fan-out's send
+path (shared packets, sender reports, NACK/RTX, PLI) between real aiortc peers."""
 
 from __future__ import annotations
 
 import asyncio
 import fractions
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, cast
 
+import aioice.ice
 import av
 import pytest
-from aiortc import RTCPeerConnection
-from aiortc.mediastreams import MediaStreamError
+from aiortc import RTCPeerConnection, RTCRtpReceiver, clock
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtp import RtpPacket
 
 from server.errors import DomainError
-from streaming import passthrough
-from streaming.fanout import KeyframeRequests
+from streaming import client, passthrough
+from streaming.fanout import Fanout, KeyframeRequests
 from streaming.ice import IceServers, turn_credentials
-from streaming.offers import parse_offer
+from streaming.offers import negotiated_codecs, parse_offer, publisher_codecs, viewer_codecs
 from streaming.tracks import ForwardTrack
-from tests.timing import until
+from tests.timing import seconds, until
 
 # --- ICE servers ------------------------------------------------------------------------
 
@@ -91,7 +97,7 @@ async def test_offers_are_checked_before_any_peer_is_made() -> None:
 
 def _encode(codec: str, count: int, forced: int) -> list[bytes]:
     """`count` encoded 64x64 frames; frame 0 and frame `forced` are keyframes."""
-    context = av.CodecContext.create(codec, "w")
+    context = cast(av.VideoCodecContext, av.CodecContext.create(codec, "w"))
     context.width, context.height, context.pix_fmt = 64, 64, "yuv420p"
     context.time_base = fractions.Fraction(1, 30)
     context.gop_size = 1000
@@ -136,63 +142,6 @@ def test_pass_through_is_installed_on_one_receiver_only() -> None:
     asyncio.run(check())
 
 
-# --- a viewer's queue -------------------------------------------------------------------
-
-
-def _packet(number: int, keyframe: bool) -> av.Packet:
-    packet = av.Packet(bytes([number]))
-    packet.pts = number
-    packet.is_keyframe = keyframe
-    return packet
-
-
-@pytest.mark.anyio
-async def test_viewer_track_starts_at_a_keyframe_and_asks_for_one() -> None:
-    """Nothing is kept before the sender reads; then delta frames wait for the first keyframe."""
-    asked = []
-    track = ForwardTrack("video", capacity=4, want_keyframe=lambda: asked.append(1))
-    track.push(_packet(0, keyframe=True))  # before the sender's first read: not kept
-    reader = asyncio.ensure_future(track.recv())
-    await asyncio.sleep(0)
-    assert asked == [1]
-    track.push(_packet(1, keyframe=False))
-    track.push(_packet(2, keyframe=True))
-    track.push(_packet(3, keyframe=False))
-    assert (await reader).pts == 2
-    assert (await track.recv()).pts == 3
-    assert track.dropped == 1
-
-
-@pytest.mark.anyio
-async def test_slow_viewer_skips_to_the_next_keyframe_instead_of_queueing() -> None:
-    """A viewer `capacity` frames behind loses its queue, asks for a keyframe, and resumes from one."""
-    asked = []
-    track = ForwardTrack("video", capacity=3, want_keyframe=lambda: asked.append(1))
-    reader = asyncio.ensure_future(track.recv())
-    await asyncio.sleep(0)
-    track.push(_packet(0, keyframe=True))
-    assert (await reader).pts == 0
-    for number in range(1, 10):  # the viewer stops reading
-        track.push(_packet(number, keyframe=False))
-        assert len(track._queue) <= 3
-    assert len(asked) == 2  # the first read, then the overflow
-    track.push(_packet(10, keyframe=True))
-    track.push(_packet(11, keyframe=False))
-    assert [(await track.recv()).pts, (await track.recv()).pts] == [10, 11]
-    assert track.delivered == 3 and track.dropped == 9
-
-
-@pytest.mark.anyio
-async def test_stopped_viewer_track_ends_its_reader() -> None:
-    """Stopping the track wakes a waiting sender with the end of the stream."""
-    track = ForwardTrack("audio", capacity=3, want_keyframe=lambda: None)
-    reader = asyncio.ensure_future(track.recv())
-    await asyncio.sleep(0)
-    track.stop()
-    with pytest.raises(MediaStreamError):
-        await reader
-
-
 # --- keyframe requests ------------------------------------------------------------------
 
 
@@ -222,3 +171,163 @@ async def test_keyframe_requests_reach_the_host_at_most_once_per_interval() -> N
     await asyncio.sleep(0)  # a PLI sent then would have reached send() by now
     assert requests.sent == 2 and len(sent) == 2
     requests.close()
+
+
+# --- the fan-out's send path, between real aiortc peers ----------------------------------
+
+
+@pytest.fixture
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep every ICE candidate on 127.0.0.1."""
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+
+
+async def _negotiate(offerer: RTCPeerConnection, answerer: RTCPeerConnection) -> str:
+    """Offer, answer, apply both; the answer's SDP."""
+    await offerer.setLocalDescription(await offerer.createOffer())
+    await answerer.setRemoteDescription(offerer.localDescription)
+    await answerer.setLocalDescription(await answerer.createAnswer())
+    await offerer.setRemoteDescription(answerer.localDescription)
+    return str(answerer.localDescription.sdp)
+
+
+RECEIVER_STATS = "_RTCRtpReceiver__stats"  # aiortc's receiver keeps the last sender report's figures there
+
+
+@dataclass
+class Viewer:
+    pc: RTCPeerConnection  # the viewer's own peer
+    server: RTCPeerConnection  # the relay's peer for it
+    track: ForwardTrack
+    output: passthrough.RtpOutput
+    counter: client.Counter
+    receiver: RTCRtpReceiver
+
+
+@dataclass
+class Chain:
+    """An aiortc host sending VP8 to a relay peer with a pass-through receiver, its fan-out, and viewers."""
+
+    host: RTCPeerConnection
+    relay: RTCPeerConnection
+    fanout: Fanout
+    viewers: list[Viewer] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def watch(self) -> Viewer:
+        """A viewer peer (receiving packets, undecoded) served by the fan-out."""
+        server, pc = RTCPeerConnection(), RTCPeerConnection()
+        track = self.fanout.subscribe()
+        transceiver = server.addTransceiver(track, direction="sendonly")
+        transceiver.setCodecPreferences(viewer_codecs(self.fanout.codec))
+        self.fanout.bind(track, transceiver.sender)
+        receiver = pc.addTransceiver("video", direction="recvonly").receiver
+        passthrough.install(receiver)
+        counter = client.Counter("video")
+
+        @pc.on("track")
+        def on_track(incoming: MediaStreamTrack) -> None:
+            self.tasks.append(asyncio.ensure_future(counter.read(incoming)))
+
+        await _negotiate(pc, server)
+        output = next(output for output in self.fanout.viewers if output.sender is transceiver.sender)
+        viewer = Viewer(pc, server, track, output, counter, receiver)
+        self.viewers.append(viewer)
+        return viewer
+
+    async def close(self) -> None:
+        self.fanout.close()
+        peers = [self.host, self.relay, *(v.pc for v in self.viewers), *(v.server for v in self.viewers)]
+        await asyncio.gather(*(pc.close() for pc in peers))
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def _chain() -> Chain:
+    host, relay = RTCPeerConnection(), RTCPeerConnection()
+    host.addTransceiver(client.PatternTrack(160, 120), direction="sendonly")
+    incoming = relay.addTransceiver("video", direction="recvonly")
+    incoming.setCodecPreferences(publisher_codecs("video"))
+    passthrough.install(incoming.receiver)
+    answer = await _negotiate(host, relay)
+    keyframes = KeyframeRequests(partial(passthrough.request_keyframe, incoming.receiver), interval=0.5)
+    fanout = Fanout(incoming.receiver.track, negotiated_codecs(answer)["video"], keyframes, lambda: None)
+    chain = Chain(host, relay, fanout)
+    chain.tasks.append(asyncio.create_task(fanout.run()))
+    return chain
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("loopback_only")
+async def test_viewers_alike_share_each_frames_packets_and_get_sender_reports() -> None:
+    """Two viewers negotiated alike share one header group; each gets every frame from a keyframe on, with its own
+    continuous sequence numbers and SSRC, and RTCP sender reports that count what it was sent."""
+    chain = await _chain()
+    try:
+        first, second = await chain.watch(), await chain.watch()
+        await until(lambda: min(first.counter.frames, second.counter.frames) >= 30, what="30 frames each")
+        assert len(chain.fanout._groups) == 1
+        for viewer in (first, second):
+            assert viewer.track.ready and viewer.counter.keyframes >= 1  # it started at a keyframe
+            assert viewer.output.unsent == 0 and viewer.output.sent > viewer.counter.frames
+        assert first.output.sender._ssrc != second.output.sender._ssrc
+
+        def reported(viewer: Viewer) -> Any:
+            stats = getattr(viewer.pc.getReceivers()[0], RECEIVER_STATS)  # what the last sender report said
+            return next((s for s in stats.values() if s.type == "remote-outbound-rtp"), None)
+
+        await until(lambda: reported(first) is not None and reported(second) is not None, what="sender reports")
+        for viewer in (first, second):
+            report = reported(viewer)
+            assert 0 < report.packetsSent <= viewer.output.sent and report.bytesSent > 0
+            assert abs((report.remoteTimestamp - clock.current_datetime()).total_seconds()) < seconds(3)
+    finally:
+        await chain.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("loopback_only")
+async def test_a_viewers_nack_is_answered_from_the_shared_history_as_rtx() -> None:
+    """A video packet lost on the way to a viewer is asked for by its NACK and comes back as RTX (its original
+    sequence number and payload), from the fan-out's shared history."""
+    chain = await _chain()
+    try:
+        viewer = await chain.watch()
+        await until(lambda: viewer.counter.frames >= 10, what="the picture")
+        handle = viewer.receiver._handle_rtp_packet
+        lost: list[tuple[int, bytes]] = []
+        repaired: list[tuple[int, bytes]] = []
+        media = chain.fanout.codec.payloadType
+
+        async def lossy(packet: RtpPacket, arrival_time_ms: int) -> None:
+            if packet.payload_type == media and not lost:
+                lost.append((packet.sequence_number, packet.payload))  # dropped, as on the network
+                return
+            if packet.payload_type != media:
+                repaired.append((int.from_bytes(packet.payload[:2], "big"), packet.payload[2:]))
+            await handle(packet, arrival_time_ms)
+
+        viewer.receiver._handle_rtp_packet = lossy  # type: ignore[method-assign]
+        await until(lambda: repaired, what="a retransmission")
+        assert repaired[0] == lost[0]
+        assert viewer.output.retransmitted >= 1
+        frames = viewer.counter.frames
+        await until(lambda: viewer.counter.frames > frames + 10, what="the picture to carry on")
+    finally:
+        await chain.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("loopback_only")
+async def test_a_viewers_picture_loss_report_brings_a_keyframe_within_a_second() -> None:
+    """A viewer's RTCP PLI reaches the host (through KeyframeRequests) and the viewer has a keyframe within 1 s."""
+    chain = await _chain()
+    try:
+        viewer = await chain.watch()
+        await until(lambda: viewer.counter.frames >= 30, what="the picture")  # the join's request is 0.5 s old
+        keyframes = viewer.counter.keyframes
+        await passthrough.request_keyframe(viewer.receiver)
+        await until(lambda: viewer.counter.keyframes > keyframes, timeout=1.0, what="a keyframe within 1 s")
+    finally:
+        await chain.close()
