@@ -82,7 +82,8 @@ def start_server(tmp: Path, env: dict[str, str], port: int | None = None, worker
     per-address limits are lifted unless `env` sets them). A socket's ping may wait 30 s (scaled) for its answer
     unless `env` says otherwise (SLOW_VIEWER_MS): on a busy machine a test's own client can be starved that long."""
     quiet = {"SLOW_VIEWER_MS": str(int(seconds(30) * 1000))}
-    return launcher.start_server(tmp, {"SECRET_KEY": SECRET_KEY, **quiet, **env}, port, workers)
+    ready = seconds(launcher.READY_SECONDS)
+    return launcher.start_server(tmp, {"SECRET_KEY": SECRET_KEY, **quiet, **env}, port, workers, ready_seconds=ready)
 
 
 def two_servers(name: str, label: str, env: dict[str, str], doc: str) -> Any:

@@ -302,7 +302,8 @@ class Cluster:
         self.started += 1
         folder = self.tmp / f"node{index + 1}-{self.started}"
         folder.mkdir()
-        process = launcher.start_server(folder, self.env, self.ports[index], command=NODE_COMMAND)
+        ready = seconds(launcher.READY_SECONDS)
+        process = launcher.start_server(folder, self.env, self.ports[index], command=NODE_COMMAND, ready_seconds=ready)
         if index < len(self.processes):
             self.processes[index] = process
         else:

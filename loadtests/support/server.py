@@ -146,6 +146,7 @@ def start_server(
     ready: str = "/readyz",
     cwd: Path = ROOT,
     cpus: str | None = None,
+    ready_seconds: float = READY_SECONDS,
 ) -> ServerProcess:
     """Start `python -m server` (or `command`, "{port}" filled in) and wait until `ready` answers 200.
 
@@ -154,7 +155,7 @@ def start_server(
     WEB_CONCURRENCY, LOG_LEVEL info, HOLD_SECONDS 300, LOOPBACK_LIMITS. It runs in `cwd` (another checkout runs
     other code: a benchmark's baseline). With `cpus` ("0", "0-1": taskset's list) it and every process it starts (its
     embedded Redis and PostgreSQL) run on those cores only. Raises RuntimeError, with the log, when it exits or is not
-    ready within READY_SECONDS.
+    ready within `ready_seconds` (tests scale it by their timeout factor).
     """
     port = port or free_port()
     log_path = tmp / f"server-{port}.log"
@@ -178,7 +179,7 @@ def start_server(
     server = ServerProcess(
         port, process, log_path, Path(full_env["DATA_DIR"]), full_env["SECRET_KEY"], full_env["METRICS_TOKEN"]
     )
-    deadline = time.monotonic() + READY_SECONDS
+    deadline = time.monotonic() + ready_seconds
     while True:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")

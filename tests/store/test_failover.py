@@ -22,6 +22,7 @@ from loadtests.support.failover import (
     cut_off,
     heal,
     kept,
+    log_drained,
     orders_held,
     repair,
 )
@@ -69,10 +70,14 @@ class Sale:
         await until(lambda: len(self.purchases.acked) >= target, 20, what)
 
     async def drained(self) -> None:
-        """Wait until the record (PostgreSQL's orders) has every order the sale's primary holds.
+        """Wait until the backup has copied every change the sale's primary logged to the record."""
+        primary = self.topology.primary(self.id)
+        await until(lambda: log_drained(primary, self.id), 20, "the backup to copy the sale's log")
 
-        Not "until the sale's log is empty": with REDIS_WAIT_REPLICAS the backup's trim of copied entries waits for
-        replicas, so while they are cut off the log may keep entries that are already in the record."""
+    async def recorded(self) -> None:
+        """Wait until the record (PostgreSQL's orders) has every order the sale's primary holds. For when the replicas
+        are cut off: with REDIS_WAIT_REPLICAS the backup's trim of the entries it copied waits for a replica, so the
+        log may keep entries that are already in the record."""
         primary = self.topology.primary(self.id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds(20)
@@ -222,7 +227,7 @@ async def test_with_wait_1_a_failover_loses_no_acknowledged_hold(sale: Sale) -> 
     sale.cut_off()
     await until(lambda: sale.purchases.answers["503 unavailable"] >= CONNECTIONS, 10, "purchases refused")
     acked_before = set(sale.purchases.acked)
-    await sale.drained()  # the unacknowledged first tries are in the record
+    await sale.recorded()  # the unacknowledged first tries are in the record
     await sale.fail_over()
     await sale.acked_more(100, "holds on the promoted primary")
     await sale.stop_buying()

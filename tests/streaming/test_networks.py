@@ -581,8 +581,9 @@ async def test_a_packet_lost_for_good_costs_a_viewer_under_a_second_not_a_freeze
 async def test_keyframe_reaches_a_viewer_within_a_second_of_its_request(
     network: Network, live: Live, tmp_path: Path
 ) -> None:
-    """Over the lossy link, a joining viewer's first keyframe and each keyframe it asks for (RTCP PLI, asked
-    again every 300 ms until one comes, as browsers do) arrive within 1 s of the request."""
+    """Over the lossy link, each keyframe a viewer asks for (RTCP PLI, asked again every 300 ms until one comes, as
+    browsers do) arrives within 1 s of the request; a joining viewer's first one within 3 s of its answer (ICE and
+    DTLS over the lossy link come first: a lost handshake packet is sent again after a second)."""
     host = await publish(live)
     _lossy(network)
     async with peer(network, "keys", live.whep, await live.guest(), tmp_path) as viewer:
@@ -595,7 +596,7 @@ async def test_keyframe_reaches_a_viewer_within_a_second_of_its_request(
             # then past the relay's 500 ms between keyframe requests to the host:
             await until(partial(_older_than, viewer.frames.keys[-1], 0.6), what="the relay's keyframe request window")
         print("keyframe delays (s):", ", ".join(f"{delay:.3f}" for delay in delays))
-        assert max(delays) < 1.0, delays
+        assert delays[0] < seconds(3.0) and max(delays[1:]) < seconds(1.0), delays
         await viewer.stop()
     await host.stop()
 
